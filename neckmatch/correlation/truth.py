@@ -1,0 +1,452 @@
+"""Truth tables: the MR reading against histopathology per node, level, side and patient.
+
+The node table follows the match decisions (``matches.csv``); the level, side and patient tables need no
+node-to-node matching at all (level-to-level correlation), so count-only pathology reports give them too.
+Columns are documented in ``docs/outputs.md``.
+
+Conventions
+-----------
+- MR call of a node: the readers' consensus, ``True`` if at least half of the readers that gave a
+  ``malignant`` verdict call it malignant (ties count malignant); missing without reads.
+- Node reference: the status of the matched pathology node (positive if any fragment is positive).
+  ``level-only`` nodes (no node-to-node partner, but their imaging level lies in a dissected container) have no
+  node-level reference: ``path_status`` and ``outcome`` stay empty and ``container_status`` holds the
+  container's status.
+- Level units are the pathology containers per side (merged containers stay merged, e.g. ``III+IV``), plus
+  dissected surgical levels without any container (no nodes found, reference negative), plus imaged levels
+  that were not dissected (``dissected=False``, no reference).
+- Side and patient MR calls cover the dissected levels only where anything was dissected (the territory the
+  reference verified); an undissected side's call covers all its levels and has no reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from neckmatch.model import Case, ContainerLevel, Level, MatchKind, Outcome, Side, Status, SurgicalLevel
+
+__all__ = [
+    "mr_calls",
+    "outcome",
+    "truth_tables",
+    "truth_nodes",
+    "truth_reads",
+    "truth_levels",
+    "truth_sides",
+    "truth_patient",
+    "NODE_COLUMNS",
+    "READ_COLUMNS",
+    "LEVEL_COLUMNS",
+    "SIDE_COLUMNS",
+    "PATIENT_COLUMNS",
+]
+
+NODE_COLUMNS = [
+    "case_id", "mr_node", "path_node", "side", "level", "container", "container_status",
+    "short_axis_mm", "long_axis_mm", "path_size_mm", "mr_call", "mr_score", "path_status", "outcome",
+    "match_kind", "confidence", "decision",
+]  # fmt: skip
+READ_COLUMNS = [
+    "case_id", "mr_node", "reader", "score", "malignant", "path_status", "match_kind", "decision", "level",
+    "side", "short_axis_mm",
+]  # fmt: skip
+LEVEL_COLUMNS = [
+    "case_id", "side", "level", "container", "dissected", "mr_nodes", "mr_positive_nodes", "mr_call",
+    "path_nodes", "path_positive_nodes", "path_status", "outcome",
+]  # fmt: skip
+SIDE_COLUMNS = ["case_id", "side", "mr_call", "path_status", "outcome", "dissected"]
+PATIENT_COLUMNS = ["case_id", "mr_call", "path_status", "outcome"]
+
+
+def outcome(call: object, status: object) -> str | None:
+    """The 2x2 cell of one unit: ``TP`` / ``FP`` / ``FN`` / ``TN``, or None where either side is missing.
+
+    Parameters
+    ----------
+    call : bool or None
+        MR call (True = malignant).
+    status : str or None
+        Reference status, ``positive`` / ``negative``.
+
+    Examples
+    --------
+    >>> outcome(True, "positive"), outcome(True, "negative"), outcome(False, "positive"), outcome(False, "negative")
+    ('TP', 'FP', 'FN', 'TN')
+    >>> outcome(None, "positive") is None, outcome(True, None) is None
+    (True, True)
+    """
+    if _missing(call) or _missing(status):
+        return None
+    pos = Status(status) is Status.POSITIVE
+    if bool(call):
+        return (Outcome.TP if pos else Outcome.FP).value
+    return (Outcome.FN if pos else Outcome.TN).value
+
+
+def mr_calls(case: Case) -> pd.DataFrame:
+    """Consensus MR call and median score per MR node that has reads.
+
+    Returns
+    -------
+    DataFrame indexed by ``node`` (int) with ``mr_call`` (nullable boolean; True where >= half of the readers
+    with a verdict say malignant) and ``mr_score`` (float, median reader score; NaN without scores).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neckmatch.model import Case, LabelMap, Read
+    >>> lm = LabelMap(np.zeros((2, 2, 2), dtype=np.int16), np.eye(4))
+    >>> reads = (Read(1, "A", 4, True), Read(1, "B", 2, False), Read(2, "A", 1, False))
+    >>> c = Case("P1", "R", {}, lm, None, (), (), reads)
+    >>> mr_calls(c)["mr_call"].tolist()
+    [True, False]
+    """
+    rows = [(r.node, r.score, r.malignant) for r in case.reads]
+    frame = pd.DataFrame(rows, columns=["node", "score", "malignant"])
+    if frame.empty:
+        return pd.DataFrame({"mr_call": pd.Series([], dtype="boolean"), "mr_score": pd.Series([], dtype=float)})
+    frame["node"] = frame["node"].astype(np.int64)
+    frame["score"] = pd.to_numeric(frame["score"], errors="coerce")
+    verdict = frame["malignant"].astype("boolean").astype("Float64")
+    grouped = verdict.groupby(frame["node"])
+    frac = grouped.mean()
+    call = (frac >= 0.5).astype("boolean")
+    call[frac.isna()] = pd.NA
+    score = frame.groupby("node")["score"].median()
+    return pd.DataFrame({"mr_call": call, "mr_score": score.astype(float)}).rename_axis("node")
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One row of the level table: a side and a container level (or an undissected imaging level)."""
+
+    side: str
+    level: str
+    imaging: frozenset[Level]
+    containers: tuple[str, ...]
+    dissected: bool
+    path_nodes: int | None
+    path_positive: int | None
+
+
+def _dissected_units(case: Case) -> list[_Unit]:
+    """Units of the dissected territory: containers grouped by side and level, then empty dissected levels."""
+    groups: dict[tuple[str, str], list] = {}
+    for c in case.containers:
+        groups.setdefault((c.side.value, str(c.level)), []).append(c)
+    units = [
+        _Unit(side, level, ContainerLevel.parse(level).imaging_levels(), tuple(c.container for c in cs), True,
+              sum(c.nodes_examined for c in cs), sum(c.nodes_positive for c in cs))
+        for (side, level), cs in groups.items()
+    ]  # fmt: skip
+    for side, surgical in case.dissected.items():
+        covered = frozenset().union(*[u.imaging for u in units if u.side == side.value])
+        for s in sorted(surgical, key=lambda s: list(SurgicalLevel).index(s)):
+            imaging = ContainerLevel((s,)).imaging_levels()
+            if not imaging & covered:
+                units.append(_Unit(side.value, s.value, imaging, (), True, 0, 0))
+                covered = covered | imaging
+    return units
+
+
+def _unit_of(units: list[_Unit], side: str, level: str, runner_up: str = "") -> int | None:
+    """Index of the unit holding imaging ``level`` on ``side``; a runner-up inside a candidate breaks ties."""
+    if not level:
+        return None
+    cands = [i for i, u in enumerate(units) if u.side == side and Level(level) in u.imaging]
+    if len(cands) > 1 and runner_up:
+        preferred = [i for i in cands if runner_up in {lv.value for lv in units[i].imaging}]
+        cands = preferred or cands
+    return cands[0] if cands else None
+
+
+def _level_units(case: Case, levels: pd.DataFrame) -> tuple[list[_Unit], list[int | None]]:
+    """All level units and, per row of ``levels``, the index of the unit that holds that MR node (or None)."""
+    units = _dissected_units(case)
+    side, level, runner = _col(levels, "side"), _col(levels, "level"), _col(levels, "runner_up")
+    owner: list[int | None] = []
+    for sd, lv, ru in zip(side, level, runner, strict=True):
+        idx = _unit_of(units, sd, lv, ru)
+        if idx is None and lv and lv in Level.__members__:
+            units.append(_Unit(sd, lv, frozenset({Level(lv)}), (), False, None, None))
+            idx = len(units) - 1
+        owner.append(idx)
+    return units, owner
+
+
+def _col(frame: pd.DataFrame, name: str) -> list[str]:
+    """A string column with missing values as ``""`` (levels.csv read back has NaN for empty levels)."""
+    if name not in frame:
+        return [""] * len(frame)
+    return ["" if pd.isna(v) else str(v) for v in frame[name]]
+
+
+def _container_status(case: Case) -> dict[str, str]:
+    return {c.container: (Status.POSITIVE if c.positive else Status.NEGATIVE).value for c in case.containers}
+
+
+def _normalise_matches(case: Case, levels: pd.DataFrame, matches: pd.DataFrame) -> pd.DataFrame:
+    """``mr_node`` as nullable int and ``path_node`` as str/None; unknown ids raise ValueError."""
+    m = matches.copy()
+    m["mr_node"] = pd.to_numeric(m["mr_node"].replace("", np.nan), errors="coerce").astype("Int64")
+    m["path_node"] = [None if pd.isna(v) or str(v) == "" else str(v) for v in m["path_node"]]
+    known_path = {p.node for p in case.path_nodes}
+    unknown = sorted({p for p in m["path_node"] if not pd.isna(p)} - known_path)
+    if unknown:
+        raise ValueError(f"matches name pathology node '{unknown[0]}', which the case does not have")
+    known_mr = set(levels["node"].astype(np.int64))
+    unknown_mr = sorted({int(v) for v in m["mr_node"].dropna()} - known_mr)
+    if unknown_mr:
+        raise ValueError(f"matches name MR node {unknown_mr[0]}, which the levels table does not have")
+    return m
+
+
+def truth_nodes(case: Case, levels: pd.DataFrame, matches: pd.DataFrame) -> pd.DataFrame:
+    """Node-to-node truth table: one row per MR node (``levels`` order), then per unmatched pathology node.
+
+    Parameters
+    ----------
+    case : Case
+    levels : DataFrame
+        ``levels.csv`` columns (``node, side, level, runner_up, short_axis_mm, long_axis_mm`` are used).
+    matches : DataFrame
+        ``matches.csv`` columns (``mr_node, path_node, confidence, decision, kind``).
+
+    Returns
+    -------
+    DataFrame with :data:`NODE_COLUMNS`; ``match_kind`` is ``matched`` / ``level-only`` / ``unmatched``.
+    """
+    m = _normalise_matches(case, levels, matches)
+    calls = mr_calls(case)
+    paths = {p.node: p for p in case.path_nodes}
+    cstatus = _container_status(case)
+    units, owner = _level_units(case, levels)
+    pairs = m[m["mr_node"].notna() & m["path_node"].notna()]
+    mr_only = m[m["mr_node"].notna() & m["path_node"].isna()]
+    rows = []
+    for i, node in enumerate(levels["node"].astype(np.int64)):
+        r = levels.iloc[i]
+        row = _mr_row(case.case_id, int(node), r, calls)
+        partners = pairs[pairs["mr_node"] == node]
+        if len(partners):
+            pn = [paths[p] for p in partners["path_node"]]
+            cont = sorted({p.container for p in pn})
+            row |= {
+                "path_node": ";".join(p.node for p in pn),
+                "container": ";".join(cont),
+                "container_status": _any_positive(cstatus[c] for c in cont if c in cstatus),
+                "path_size_mm": max((p.size_mm for p in pn if p.size_mm is not None), default=np.nan),
+                "path_status": _any_positive(p.status.value for p in pn),
+                "match_kind": MatchKind.MATCHED.value,
+            }
+            row |= _decision_of(partners)
+        else:
+            unit = units[owner[i]] if owner[i] is not None else None
+            if unit is not None and unit.dissected and unit.containers:
+                row |= {
+                    "container": ";".join(unit.containers),
+                    "container_status": _any_positive(cstatus[c] for c in unit.containers),
+                    "match_kind": MatchKind.LEVEL_ONLY.value,
+                }
+            row |= _decision_of(mr_only[mr_only["mr_node"] == node])
+        row["outcome"] = outcome(row["mr_call"], row["path_status"])
+        rows.append(row)
+    matched_paths = {p for p in pairs["path_node"]}
+    for p in case.path_nodes:
+        if p.node not in matched_paths:
+            rows.append(_path_row(case.case_id, p, cstatus, m[m["path_node"] == p.node]))
+    return _nodes_frame(rows)
+
+
+def _mr_row(case_id: str, node: int, r: pd.Series, calls: pd.DataFrame) -> dict:
+    call = calls["mr_call"].get(node, pd.NA) if len(calls) else pd.NA
+    score = calls["mr_score"].get(node, np.nan) if len(calls) else np.nan
+    return {
+        "case_id": case_id, "mr_node": node, "path_node": None, "side": _str(r.get("side")),
+        "level": _str(r.get("level")), "container": None, "container_status": None,
+        "short_axis_mm": r.get("short_axis_mm", np.nan), "long_axis_mm": r.get("long_axis_mm", np.nan),
+        "path_size_mm": np.nan, "mr_call": None if pd.isna(call) else bool(call), "mr_score": score,
+        "path_status": None, "match_kind": MatchKind.UNMATCHED.value, "confidence": np.nan, "decision": None,
+    }  # fmt: skip
+
+
+def _path_row(case_id: str, p, cstatus: dict[str, str], decision: pd.DataFrame) -> dict:
+    row = {
+        "case_id": case_id, "mr_node": pd.NA, "path_node": p.node, "side": p.side.value, "level": str(p.level),
+        "container": p.container, "container_status": cstatus.get(p.container), "short_axis_mm": np.nan,
+        "long_axis_mm": np.nan, "path_size_mm": np.nan if p.size_mm is None else p.size_mm, "mr_call": None,
+        "mr_score": np.nan, "path_status": p.status.value, "outcome": None,
+        "match_kind": MatchKind.UNMATCHED.value,
+    }  # fmt: skip
+    return row | _decision_of(decision)
+
+
+def _decision_of(rows: pd.DataFrame) -> dict:
+    """Confidence (lowest) and decision (``review`` if any) of one or more match rows; empty without rows."""
+    if rows.empty:
+        return {"confidence": np.nan, "decision": None}
+    conf = pd.to_numeric(rows["confidence"], errors="coerce") if "confidence" in rows else pd.Series([np.nan])
+    dec = [str(d) for d in rows["decision"] if not pd.isna(d)] if "decision" in rows else []
+    decision = "review" if "review" in dec else (dec[0] if dec else None)
+    return {"confidence": float(conf.min()) if conf.notna().any() else np.nan, "decision": decision}
+
+
+def _any_positive(statuses: Iterable[str]) -> str | None:
+    vals = [s for s in statuses if not _missing(s)]
+    if not vals:
+        return None
+    return Status.POSITIVE.value if Status.POSITIVE.value in vals else Status.NEGATIVE.value
+
+
+def _missing(v: object) -> bool:
+    """True for None, NaN and pd.NA (pandas turns None into NaN in object columns)."""
+    return v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
+
+
+def _str(v: object) -> str:
+    return "" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
+
+
+def _nodes_frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=NODE_COLUMNS)
+    frame["mr_node"] = frame["mr_node"].astype("Int64")
+    frame["mr_call"] = frame["mr_call"].astype("boolean")
+    for col in ("short_axis_mm", "long_axis_mm", "path_size_mm", "mr_score", "confidence"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+    return frame
+
+
+def truth_reads(case: Case, nodes: pd.DataFrame) -> pd.DataFrame:
+    """One row per MR node and reader, with the node's reference and match (for per-reader ROC and agreement).
+
+    Parameters
+    ----------
+    case : Case
+    nodes : DataFrame
+        The node truth table from :func:`truth_nodes`.
+
+    Returns
+    -------
+    DataFrame with :data:`READ_COLUMNS`, sorted by node then reader.
+    """
+    rows = [(r.node, r.reader, r.score, r.malignant) for r in case.reads]
+    reads = pd.DataFrame(rows, columns=["mr_node", "reader", "score", "malignant"])
+    reads["mr_node"] = reads["mr_node"].astype("Int64")
+    reads["score"] = pd.to_numeric(reads["score"], errors="coerce").astype(float)
+    reads["malignant"] = reads["malignant"].astype("boolean")
+    info = nodes.loc[nodes["mr_node"].notna(), ["mr_node", "path_status", "match_kind", "decision", "level", "side",
+                                                "short_axis_mm"]]  # fmt: skip
+    out = reads.merge(info, on="mr_node", how="left")
+    out.insert(0, "case_id", case.case_id)
+    return out[READ_COLUMNS].sort_values(["mr_node", "reader"], kind="stable").reset_index(drop=True)
+
+
+def _any_call(calls: Iterable[object], has_reads: bool) -> bool | None:
+    """True if any call is True; None where the case has no reads at all (nodes without reads count False)."""
+    if not has_reads:
+        return None
+    return any(not _missing(c) and bool(c) for c in calls)
+
+
+def truth_levels(case: Case, levels: pd.DataFrame) -> pd.DataFrame:
+    """Level-to-level truth table: one row per side and container level, then imaged-but-undissected levels.
+
+    Returns
+    -------
+    DataFrame with :data:`LEVEL_COLUMNS`. ``mr_call`` is True if any MR node in the unit is called malignant
+    (empty without reads); ``path_status`` is positive if the unit holds >= 1 positive node (empty where not
+    dissected).
+    """
+    units, owner = _level_units(case, levels)
+    calls = mr_calls(case)
+    has_reads = len(calls) > 0
+    node_call = [calls["mr_call"].get(int(n), pd.NA) if has_reads else pd.NA for n in levels["node"]]
+    rows = []
+    for k, u in enumerate(units):
+        inside = [c for c, o in zip(node_call, owner, strict=True) if o == k]
+        call = _any_call(inside, has_reads)
+        status = None
+        if u.dissected:
+            status = (Status.POSITIVE if (u.path_positive or 0) > 0 else Status.NEGATIVE).value
+        rows.append({
+            "case_id": case.case_id, "side": u.side, "level": u.level, "container": ";".join(u.containers) or None,
+            "dissected": u.dissected, "mr_nodes": len(inside),
+            "mr_positive_nodes": sum(bool(c) for c in inside if c is not pd.NA) if has_reads else pd.NA,
+            "mr_call": call, "path_nodes": pd.NA if u.path_nodes is None else u.path_nodes,
+            "path_positive_nodes": pd.NA if u.path_positive is None else u.path_positive,
+            "path_status": status, "outcome": outcome(call, status),
+        })  # fmt: skip
+    frame = pd.DataFrame(rows, columns=LEVEL_COLUMNS)
+    for col in ("mr_positive_nodes", "path_nodes", "path_positive_nodes", "mr_nodes"):
+        frame[col] = frame[col].astype("Int64")
+    frame["mr_call"] = frame["mr_call"].astype("boolean")
+    frame["dissected"] = frame["dissected"].astype(bool)
+    return frame
+
+
+def _roll_up(case_id: str, units: pd.DataFrame, has_reads: bool) -> dict:
+    """MR call and reference of a group of level rows: over the dissected rows where there are any."""
+    dissected = units[units["dissected"]]
+    scope = dissected if len(dissected) else units
+    call = _any_call(scope["mr_call"].tolist(), has_reads)
+    status = _any_positive(dissected["path_status"].tolist()) if len(dissected) else None
+    return {"case_id": case_id, "mr_call": call, "path_status": status, "outcome": outcome(call, status),
+            "dissected": bool(len(dissected))}  # fmt: skip
+
+
+def truth_sides(case: Case, level_table: pd.DataFrame) -> pd.DataFrame:
+    """Per-side truth table (rows ``R``, ``L``) rolled up from the level table.
+
+    A side is dissected if the case says so or it has containers; its MR call covers the dissected levels only.
+    """
+    has_reads = len(case.reads) > 0
+    rows = []
+    for side in (Side.R, Side.L):
+        units = level_table[level_table["side"] == side.value]
+        row = _roll_up(case.case_id, units, has_reads)
+        row["dissected"] = row["dissected"] or side in case.dissected
+        if row["dissected"] and row["path_status"] is None:  # dissected but nothing recorded: no node found
+            row["path_status"] = Status.NEGATIVE.value
+            row["outcome"] = outcome(row["mr_call"], row["path_status"])
+        rows.append({"side": side.value} | row)
+    frame = pd.DataFrame(rows)[SIDE_COLUMNS]
+    frame["mr_call"] = frame["mr_call"].astype("boolean")
+    return frame
+
+
+def truth_patient(case: Case, level_table: pd.DataFrame) -> pd.DataFrame:
+    """One-row patient truth table: positive if any (dissected) level is positive."""
+    row = _roll_up(case.case_id, level_table, len(case.reads) > 0)
+    frame = pd.DataFrame([row])[PATIENT_COLUMNS]
+    frame["mr_call"] = frame["mr_call"].astype("boolean")
+    return frame
+
+
+def truth_tables(case: Case, levels: pd.DataFrame, matches: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """All truth tables of one case.
+
+    Parameters
+    ----------
+    case : Case
+    levels : DataFrame
+        One row per MR node, ``levels.csv`` columns.
+    matches : DataFrame
+        One row per match decision, ``matches.csv`` columns.
+
+    Returns
+    -------
+    dict with keys ``nodes``, ``reads``, ``levels``, ``sides``, ``patient`` (columns in ``docs/outputs.md``).
+    """
+    nodes = truth_nodes(case, levels, matches)
+    lv = truth_levels(case, levels)
+    return {
+        "nodes": nodes,
+        "reads": truth_reads(case, nodes),
+        "levels": lv,
+        "sides": truth_sides(case, lv),
+        "patient": truth_patient(case, lv),
+    }
