@@ -1,0 +1,211 @@
+"""Node measurements from an MR label map, in one vectorised pass over the map.
+
+:func:`measure_nodes` returns one row per label: voxel count, volume, centroid, the 3-D long axis, the
+radiologist's axial short and long axes, and the principal-axis extents. :func:`label_voxels` gives every
+label's voxel centres.
+
+One pass: the map is scanned once (``np.flatnonzero`` over its memory order); only the node voxels are then
+sorted by label, so the cost is one read of the volume plus work proportional to the node voxels.
+
+Estimators (all distances in RAS mm; voxel centres from the label map's affine, so any orientation, spacing
+or oblique grid is honoured):
+
+``long_axis_mm``
+    The maximum Feret diameter of the voxel centres (largest distance between two centres, found among the
+    vertices of their convex hull) plus the length of the chord through one voxel along that direction
+    (one voxel for an axis direction; this restores the half voxel lost at each end on average). Measured on
+    rasterised ellipsoids of diameter >= 5 mm at 0.5-1 mm voxels it lies within 5 % of the analytic diameter
+    (``tests/geometry/test_measure.py``).
+``short_axis_mm`` and ``axial_long_mm``
+    On the patient-axial slab (constant RAS z, slab thickness = the grid's largest z step, so exactly the
+    acquired slices for an axial grid) holding the most voxels of the node: ``axial_long_mm`` is the 2-D Feret
+    diameter of the slab's centres (x, y) plus one in-plane voxel chord; ``short_axis_mm`` is the largest
+    extent perpendicular to that long axis, taken over strips one voxel wide along the long axis (the largest
+    perpendicular diameter), plus one voxel chord. For an oblique grid the slab is a slice of the node of one
+    voxel's thickness in z, projected onto the axial plane.
+``pa1_mm``, ``pa2_mm``, ``pa3_mm``
+    Full principal-axis extents ``2 * sqrt(5 * eigval)`` of the covariance of the node as a solid (centres'
+    covariance plus one voxel's own ``A A^T / 12``): exact for a solid ellipsoid; largest first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial.distance import pdist, squareform
+
+from neckmatch.errors import InputError
+from neckmatch.model import LabelMap
+
+__all__ = ["measure_nodes", "label_voxels", "node_voxel_centres"]
+
+COLUMNS = ["node", "n_voxels", "volume_mm3", "x", "y", "z", "long_axis_mm", "short_axis_mm", "axial_long_mm",
+           "pa1_mm", "pa2_mm", "pa3_mm"]
+
+
+def node_voxel_centres(label_map: LabelMap) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """All node voxel centres, grouped by label, from one scan of the map.
+
+    Returns
+    -------
+    labels : ndarray of shape (L,), int64
+        Label values present (> 0), ascending.
+    starts : ndarray of shape (L,), int64
+        Row in ``ras`` where each label's voxels start (they run to the next start).
+    ras : ndarray of shape (M, 3), float64, mm, RAS
+        Voxel centres of every node voxel, sorted by label.
+
+    Raises
+    ------
+    InputError
+        The map holds negative labels.
+    """
+    data = label_map.data
+    order = "F" if data.flags.f_contiguous and not data.flags.c_contiguous else "C"
+    flat = data.ravel(order=order)
+    idx = np.flatnonzero(flat)
+    lab = flat[idx]
+    if lab.size and lab.min() < 0:
+        raise InputError("label map", "labels", f"must be >= 0 (0 = background), got {int(lab.min())}")
+    srt = np.argsort(lab, kind="stable")
+    idx, lab = idx[srt], lab[srt]
+    labels, starts = np.unique(lab, return_index=True)
+    ijk = np.stack(np.unravel_index(idx, data.shape, order=order), axis=1)
+    return labels.astype(np.int64), starts.astype(np.int64), label_map.to_ras(ijk)
+
+
+def label_voxels(label_map: LabelMap) -> dict[int, NDArray[np.float64]]:
+    """Voxel centres per label: ``{label: ndarray of shape (n, 3), float, mm, RAS}``, labels > 0 ascending.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neckmatch.model import LabelMap
+    >>> data = np.zeros((3, 3, 3), dtype=np.int16); data[0, 0, 0] = 2; data[2, 1, 0] = 2
+    >>> label_voxels(LabelMap(data, np.diag([2.0, 1.0, 1.0, 1.0])))[2].tolist()
+    [[0.0, 0.0, 0.0], [4.0, 1.0, 0.0]]
+    """
+    labels, starts, ras = node_voxel_centres(label_map)
+    return {int(k): part for k, part in zip(labels, np.split(ras, starts[1:]), strict=True)}
+
+
+def _voxel_size(axes: NDArray[np.float64], u: NDArray[np.float64]) -> float:
+    """Voxel size (mm) along unit direction ``u``: ``|A^T u|`` (the spacing s for any ``u`` on an isotropic grid).
+
+    ``axes`` holds the voxel's edge vectors as columns (the affine's 3x3 part, or its in-plane 2x2 part).
+    """
+    return float(np.linalg.norm(axes.T @ u))
+
+
+def _feret(points: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+    """Largest distance between two of ``points`` (n, d) and the unit direction joining them."""
+    dim = points.shape[1]
+    cand = points
+    if len(points) > 4 * dim:
+        try:
+            cand = points[ConvexHull(points).vertices]
+        except QhullError:  # flat or collinear: joggle (vertices stay a subset of the input points)
+            cand = points[ConvexHull(points, qhull_options="QJ").vertices]
+    if len(cand) < 2:
+        unit = np.zeros(dim)
+        unit[0] = 1.0
+        return 0.0, unit
+    dist = squareform(pdist(cand))
+    i, j = np.unravel_index(np.argmax(dist), dist.shape)
+    length = float(dist[i, j])
+    return length, (cand[j] - cand[i]) / length
+
+
+def _principal_extents(ras: NDArray, starts: NDArray, counts: NDArray, centroid: NDArray,
+                       affine: NDArray) -> NDArray[np.float64]:
+    """Full principal-axis extents (L, 3), mm, largest first: 2 * sqrt(5 * eigenvalues) of the solid's covariance."""
+    node_index = np.repeat(np.arange(len(starts)), counts)
+    d = ras - centroid[node_index]
+    outer = np.add.reduceat(d[:, :, None] * d[:, None, :], starts, axis=0) / counts[:, None, None]
+    a = affine[:3, :3]
+    cov = outer + (a @ a.T) / 12.0
+    eig = np.clip(np.linalg.eigvalsh(cov), 0.0, None)[:, ::-1]
+    return 2.0 * np.sqrt(5.0 * eig)
+
+
+def _axial_slab_index(ras: NDArray[np.float64], affine: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Patient-axial slab of each voxel centre: slabs of constant RAS z, as thick as the grid's largest z step."""
+    step = float(np.abs(affine[2, :3]).max())
+    return np.floor((ras[:, 2] - affine[2, 3]) / step + 0.5).astype(np.int64)
+
+
+def _axial_axes(points: NDArray[np.float64], inplane: NDArray[np.float64]) -> tuple[float, float]:
+    """(axial long, short) diameters, mm, of one slab's centres (n, 2) (x, y); ``inplane`` = 2x2 voxel axes."""
+    long_c, u = _feret(points)
+    v = np.array([-u[1], u[0]])
+    along, across = points @ u, points @ v
+    step_u = _voxel_size(inplane, u)
+    strip = np.floor((along - along.min()) / step_u + 0.5).astype(np.int64)
+    lo = np.full(strip.max() + 1, np.inf)
+    hi = np.full(strip.max() + 1, -np.inf)
+    np.minimum.at(lo, strip, across)
+    np.maximum.at(hi, strip, across)
+    ok = np.isfinite(lo)
+    short_c = float((hi[ok] - lo[ok]).max())
+    return long_c + 0.5 * step_u, short_c + _voxel_size(inplane, v)
+
+
+def _inplane_axes(affine: NDArray[np.float64]) -> NDArray[np.float64]:
+    """2x2 (x, y) edge vectors of a voxel's axial footprint: the two grid axes least aligned with z."""
+    a = affine[:3, :3]
+    keep = np.argsort(np.abs(a[2]) / np.linalg.norm(a, axis=0), kind="stable")[:2]
+    return a[:2, keep]
+
+
+def measure_nodes(label_map: LabelMap) -> pd.DataFrame:
+    """Measure every labelled node: counts, volume, centroid, long / short / axial / principal axes.
+
+    Parameters
+    ----------
+    label_map : LabelMap
+        Integer label map (0 = background, k > 0 = node k) with its voxel -> RAS mm affine.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per label, sorted by ``node``, columns ``node, n_voxels, volume_mm3, x, y, z, long_axis_mm,
+        short_axis_mm, axial_long_mm, pa1_mm, pa2_mm, pa3_mm`` (mm, mm3; x, y, z = centroid, RAS). The
+        estimators are described in this module's docstring.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from neckmatch.model import LabelMap
+    >>> data = np.zeros((8, 8, 8), dtype=np.uint8); data[1:6, 3, 3] = 1; data[3, 2:5, 3] = 1
+    >>> row = measure_nodes(LabelMap(data, np.diag([1.0, 1.0, 2.0, 1.0]))).iloc[0]
+    >>> int(row.n_voxels), float(row.volume_mm3), float(row.x), float(row.y), float(row.z)
+    (7, 14.0, 3.0, 3.0, 6.0)
+    >>> float(row.long_axis_mm), float(row.axial_long_mm), float(row.short_axis_mm)
+    (4.5, 4.5, 3.0)
+    """
+    labels, starts, ras = node_voxel_centres(label_map)
+    if len(labels) == 0:
+        return pd.DataFrame({c: pd.Series(dtype=np.int64 if c in ("node", "n_voxels") else float) for c in COLUMNS})
+    counts = np.diff(np.append(starts, len(ras)))
+    centroid = np.add.reduceat(ras, starts, axis=0) / counts[:, None]
+    pa = _principal_extents(ras, starts, counts, centroid, label_map.affine)
+    axes3 = label_map.affine[:3, :3]
+    inplane = _inplane_axes(label_map.affine)
+    slab = _axial_slab_index(ras, label_map.affine)
+    long_3d = np.empty(len(labels))
+    axial = np.empty((len(labels), 2))
+    for i, part in enumerate(np.split(np.arange(len(ras)), starts[1:])):
+        pts = ras[part]
+        length, u = _feret(pts)
+        long_3d[i] = length + 0.5 * _voxel_size(axes3, u)
+        sl, n_sl = np.unique(slab[part], return_counts=True)
+        best = slab[part] == sl[np.argmax(n_sl)]
+        axial[i] = _axial_axes(pts[best, :2], inplane)
+    return pd.DataFrame({
+        "node": labels, "n_voxels": counts, "volume_mm3": counts * label_map.voxel_volume,
+        "x": centroid[:, 0], "y": centroid[:, 1], "z": centroid[:, 2],
+        "long_axis_mm": long_3d, "short_axis_mm": axial[:, 1], "axial_long_mm": axial[:, 0],
+        "pa1_mm": pa[:, 0], "pa2_mm": pa[:, 1], "pa3_mm": pa[:, 2],
+    })
