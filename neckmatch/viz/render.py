@@ -1,0 +1,303 @@
+"""Off-screen pictures of a case's scene: anterior and lateral views side by side, with legends and labels.
+
+VTK renders each view off-screen (EGL or OSMesa where there is no display); matplotlib lays the views out with
+the title, level labels, orientation letters and legends, so colours in the legend are exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import vtk
+from matplotlib import patheffects
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from numpy.typing import NDArray
+from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+
+from neckmatch.errors import RenderError
+from neckmatch.io.atomic import atomic_path
+from neckmatch.viz.scene import OUTCOME_LABELS, Scene, SceneMesh
+
+__all__ = ["View", "VIEWS", "render_views", "render_scene"]
+
+
+@dataclass(frozen=True)
+class View:
+    """A camera looking at the patient: where it sits (unit vector from the focus, RAS) and which way is up.
+
+    ``sides`` lists the patient sides shown (a lateral view shows only its own side, so the two necks do not
+    overlap). ``edges`` are the orientation letters at the image's left, right, top and bottom.
+    """
+
+    name: str
+    position: tuple[float, float, float]
+    up: tuple[float, float, float]
+    sides: tuple[str, ...]
+    edges: tuple[str, str, str, str]
+
+
+# Anterior: camera in front (+A), so the patient's right is on the image left, as when facing the patient.
+VIEWS: tuple[View, ...] = (
+    View("Anterior view (facing the patient)", (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), ("R", "L", ""), ("R", "L", "S", "I")),
+    View("Right lateral view (right neck)", (1.0, 0.0, 0.0), (0.0, 0.0, 1.0), ("R", ""), ("P", "A", "S", "I")),
+    View("Left lateral view (left neck)", (-1.0, 0.0, 0.0), (0.0, 0.0, 1.0), ("L", ""), ("A", "P", "S", "I")),
+)
+
+
+def _polydata(mesh: SceneMesh) -> vtk.vtkPolyData:
+    poly = vtk.vtkPolyData()
+    pts = vtk.vtkPoints()
+    pts.SetData(numpy_to_vtk(np.ascontiguousarray(mesh.vertices, dtype=np.float64), deep=True))
+    poly.SetPoints(pts)
+    cells = mesh.faces if len(mesh.faces) else mesh.lines
+    arr = vtk.vtkCellArray()
+    n = cells.shape[1]
+    offsets = np.arange(0, (len(cells) + 1) * n, n, dtype=np.int64)
+    arr.SetData(numpy_to_vtk(offsets, deep=True, array_type=vtk.VTK_ID_TYPE),
+                numpy_to_vtk(cells.ravel().astype(np.int64), deep=True, array_type=vtk.VTK_ID_TYPE))
+    if len(mesh.faces):
+        poly.SetPolys(arr)
+    else:
+        poly.SetLines(arr)
+    return poly
+
+
+def _actor(mesh: SceneMesh) -> vtk.vtkActor:
+    mapper = vtk.vtkPolyDataMapper()
+    if len(mesh.faces):
+        normals = vtk.vtkPolyDataNormals()
+        normals.SetInputData(_polydata(mesh))
+        normals.SplittingOff()
+        mapper.SetInputConnection(normals.GetOutputPort())
+    else:
+        mapper.SetInputData(_polydata(mesh))
+    actor = vtk.vtkActor()
+    actor.SetMapper(mapper)
+    prop = actor.GetProperty()
+    prop.SetColor(*mesh.color[:3])
+    prop.SetOpacity(mesh.color[3])
+    if mesh.kind == "container":
+        prop.SetLineWidth(2.0)
+        prop.LightingOff()
+    elif mesh.kind == "level":
+        prop.SetAmbient(0.35)
+        prop.SetDiffuse(0.65)
+        prop.BackfaceCullingOn()
+    else:
+        prop.SetSpecular(0.25)
+    return actor
+
+
+def _window(width: int, height: int) -> vtk.vtkRenderWindow:
+    logger = vtk.vtkLogger
+    old = logger.GetCurrentVerbosityCutoff()
+    logger.SetStderrVerbosity(logger.VERBOSITY_OFF)  # silences "bad X server connection" before EGL fallback
+    try:
+        win = vtk.vtkRenderWindow()
+        win.SetOffScreenRendering(1)
+        win.SetSize(width, height)
+        win.SetMultiSamples(0)
+        win.SetAlphaBitPlanes(1)
+        ren = vtk.vtkRenderer()
+        ren.SetBackground(1.0, 1.0, 1.0)
+        ren.SetUseDepthPeeling(1)
+        ren.SetMaximumNumberOfPeels(8)
+        win.AddRenderer(ren)
+        win.Render()
+    except Exception as exc:  # VTK raises plain errors when no context can be made
+        raise RenderError(f"cannot open an off-screen OpenGL context ({exc})") from exc
+    finally:
+        logger.SetStderrVerbosity(old if old >= logger.VERBOSITY_OFF else logger.VERBOSITY_WARNING)
+    if not win.IsCurrent() and not win.SupportsOpenGL():
+        raise RenderError("no usable OpenGL context for off-screen rendering (need EGL, OSMesa or a display)")
+    return win
+
+
+def _grab(win: vtk.vtkRenderWindow) -> NDArray[np.uint8]:
+    grab = vtk.vtkWindowToImageFilter()
+    grab.SetInput(win)
+    grab.SetInputBufferTypeToRGB()
+    grab.ReadFrontBufferOff()
+    grab.Update()
+    img = grab.GetOutput()
+    w, h, _ = img.GetDimensions()
+    rgb = vtk_to_numpy(img.GetPointData().GetScalars()).reshape(h, w, 3)
+    return np.ascontiguousarray(rgb[::-1])
+
+
+def _view_axes(view: View) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Unit vectors (RAS) pointing to the image's right and top in ``view``."""
+    dop, up = -np.asarray(view.position, float), np.asarray(view.up, float)
+    return np.cross(dop, up), up
+
+
+def _projected_extent(scene: Scene, view: View) -> tuple[float, float]:
+    """Width and height (mm) of the scene's bounding box seen in ``view``."""
+    lo, hi = scene.bounds()
+    corners = np.array([[(lo, hi)[i >> k & 1][k] for k in range(3)] for i in range(8)])
+    right, top = _view_axes(view)
+    return float(np.ptp(corners @ right)), float(np.ptp(corners @ top))
+
+
+def render_views(
+    scene: Scene, views: tuple[View, ...], sizes: list[tuple[int, int]], px_per_mm: float
+) -> list[tuple[NDArray[np.uint8], dict[str, tuple[float, float]]]]:
+    """Render each view off-screen in parallel projection at one common scale.
+
+    Parameters
+    ----------
+    scene : Scene
+    views : tuple of View
+    sizes : list of (int, int)
+        Width and height in pixels of each view's image.
+    px_per_mm : float
+        Image pixels per patient millimetre, the same in every view.
+
+    Returns
+    -------
+    list of (image, anchors)
+        image : ndarray of shape (H, W, 3), uint8, row 0 at the top; anchors : level-region name -> (col, row)
+        pixel position of its label anchor, for the level regions visible in that view.
+    """
+    win = _window(*sizes[0])
+    ren = win.GetRenderers().GetFirstRenderer()
+    actors = [(m, _actor(m)) for m in scene.meshes]
+    for _, a in actors:
+        ren.AddActor(a)
+    lo, hi = scene.bounds()
+    centre = (lo + hi) / 2.0
+    out = []
+    for view, (w, h) in zip(views, sizes, strict=True):
+        win.SetSize(w, h)
+        for m, a in actors:
+            a.SetVisibility(m.side in view.sides)
+        cam = ren.GetActiveCamera()
+        cam.ParallelProjectionOn()
+        cam.SetFocalPoint(*centre)
+        cam.SetPosition(*(centre + 1000.0 * np.asarray(view.position)))
+        cam.SetViewUp(*view.up)
+        cam.SetParallelScale(h / 2.0 / px_per_mm)
+        ren.ResetCameraClippingRange()
+        win.Render()
+        anchors = {}
+        for m, _ in actors:
+            if m.kind == "level" and m.side in view.sides:
+                ren.SetWorldPoint(*m.anchor(), 1.0)
+                ren.WorldToDisplay()
+                x, y, _ = ren.GetDisplayPoint()
+                anchors[m.name] = (x, h - y)
+        out.append((_grab(win), anchors))
+    win.Finalize()
+    return out
+
+
+def _spread(
+    anchors: dict[str, tuple[float, float]], dx: float = 30.0, dy: float = 15.0
+) -> dict[str, tuple[float, float]]:
+    """Move label positions (pixels) down in steps until no two labels overlap (greedy, top to bottom)."""
+    placed: dict[str, tuple[float, float]] = {}
+    for name, (x, y) in sorted(anchors.items(), key=lambda kv: (kv[1][1], kv[1][0])):
+        for _ in range(12):
+            if all(abs(x - px) >= dx or abs(y - py) >= dy for px, py in placed.values()):
+                break
+            y += dy
+        placed[name] = (x, y)
+    return placed
+
+
+def _label_levels(ax, scene: Scene, anchors: dict[str, tuple[float, float]]) -> None:
+    by_name = {m.name: m for m in scene.of_kind("level")}
+    outline = [patheffects.withStroke(linewidth=2.5, foreground="white")]
+    for name, (x, y) in _spread(anchors).items():
+        m = by_name[name]
+        ax.text(x, y, m.attrs["level"], ha="center", va="center", fontsize=9, weight="bold", color="#222222",
+                path_effects=outline, clip_on=True)
+
+
+def _scale_bar(ax, shape: tuple[int, ...], px_per_mm: float, mm: float = 50.0) -> None:
+    h, w = shape[:2]
+    x0, y0 = w - 30 - mm * px_per_mm, h - 40
+    ax.plot([x0, x0 + mm * px_per_mm], [y0, y0], color="#222222", linewidth=3, solid_capstyle="butt")
+    ax.text(x0 + mm * px_per_mm / 2, y0 - 8, f"{mm:g} mm", ha="center", va="bottom", fontsize=9)
+
+
+def _orientation(ax, view: View, shape: tuple[int, ...]) -> None:
+    h, w = shape[:2]
+    style = dict(fontsize=15, weight="bold", color="#1a3d7a", ha="center", va="center")
+    left, right, top, bottom = view.edges
+    ax.text(18, h / 2, left, **style)
+    ax.text(w - 18, h / 2, right, **style)
+    ax.text(w / 2, 18, top, **style)
+    ax.text(w / 2, h - 18, bottom, **style)
+
+
+def _legends(fig: Figure, scene: Scene, x: float) -> None:
+    lv = [Patch(facecolor=c, edgecolor=c, label=f"level {k}") for k, c in scene.level_legend.items()]
+    fig.legend(handles=lv, loc="upper left", bbox_to_anchor=(x, 0.90), title="Level regions",
+               fontsize=10, title_fontsize=11, frameon=False, handlelength=2.2, handleheight=1.4)
+    if scene.node_coloring == "outcome":
+        nodes = [Patch(facecolor=c, edgecolor=c, label=OUTCOME_LABELS[k]) for k, c in scene.node_legend.items()]
+        title = "MR nodes by outcome"
+    else:
+        nodes = [Patch(facecolor=c, edgecolor=c, label=k) for k, c in scene.node_legend.items()]
+        title = "MR nodes (by level)"
+    if scene.of_kind("container"):
+        nodes.append(Patch(facecolor="white", edgecolor="#262626", linewidth=1.5, label="pathology container"))
+    fig.legend(handles=nodes, loc="upper left", bbox_to_anchor=(x, 0.40), title=title, fontsize=9,
+               title_fontsize=11, frameon=False, handlelength=2.2, handleheight=1.4)
+
+
+def _layout(scene: Scene, width: int, height: int) -> tuple[list[tuple[int, int]], float]:
+    """Panel sizes (pixels) for the views, proportional to what each shows, and the common pixels per mm."""
+    ext = [_projected_extent(scene, v) for v in VIEWS]
+    margin = 1.12
+    avail_w, avail_h = 0.80 * width - 10 * len(VIEWS), 0.84 * height
+    px_per_mm = min(avail_w / sum(e[0] * margin for e in ext), avail_h / max(e[1] * margin for e in ext))
+    panel_h = int(avail_h)
+    return [(max(int(e[0] * margin * px_per_mm), 200), panel_h) for e in ext], px_per_mm
+
+
+def render_scene(scene: Scene, path: str | Path, size: tuple[int, int] = (2000, 1100)) -> Path:
+    """Write the PNG of ``scene``: the views side by side, title, level labels, orientation letters, legends.
+
+    Parameters
+    ----------
+    scene : Scene
+    path : str or Path
+        Output ``.png`` (written atomically).
+    size : (int, int)
+        Image width and height in pixels (at least 1600 x 1000 for reading).
+
+    Raises
+    ------
+    RenderError
+        When no off-screen OpenGL context can be made.
+    """
+    width, height = size
+    sizes, px_per_mm = _layout(scene, width, height)
+    views = render_views(scene, VIEWS, sizes, px_per_mm)
+    fig = Figure(figsize=(width / 100, height / 100), dpi=100, facecolor="white")
+    FigureCanvasAgg(fig)
+    fig.suptitle(scene.title, fontsize=17, weight="bold", y=0.975)
+    left = 8
+    for view, (img, anchors) in zip(VIEWS, views, strict=True):
+        h, w = img.shape[:2]
+        ax = fig.add_axes((left / width, 0.02, w / width, h / height))
+        left += w + 10
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(view.name, fontsize=13)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for s in ax.spines.values():
+            s.set_color("#bbbbbb")
+        _label_levels(ax, scene, anchors)
+        _orientation(ax, view, img.shape)
+        _scale_bar(ax, img.shape, px_per_mm)
+    _legends(fig, scene, (left + 10) / width)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return Path(path)

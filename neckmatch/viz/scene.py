@@ -1,0 +1,328 @@
+"""The 3-D scene of one case: level regions, MR node surfaces and pathology containers, with colours.
+
+One :class:`Scene` feeds every view of a case (the PNG, the GLB, the ``.vtm`` multiblock), so colours, names and
+attributes agree across them. Every vertex is patient RAS millimetres.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import trimesh
+import vtk
+from numpy.typing import NDArray
+from scipy import ndimage
+from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+
+from neckmatch.model import LabelMap, Level
+
+__all__ = [
+    "LEVEL_COLORS",
+    "OUTCOME_COLORS",
+    "OUTCOME_LABELS",
+    "CONTAINER_COLOR",
+    "SceneMesh",
+    "Scene",
+    "label_surfaces",
+    "parse_level_name",
+    "node_category",
+    "build_scene",
+]
+
+RGB = tuple[float, float, float]
+
+
+def _hex(code: str) -> RGB:
+    return tuple(int(code[i : i + 2], 16) / 255.0 for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+# One colour per imaging level (ColorBrewer Set3: 12 pastel colours, readable when translucent).
+LEVEL_COLORS: dict[str, RGB] = {
+    lv.value: _hex(c)
+    for lv, c in zip(
+        Level,
+        ("#8dd3c7", "#ffffb3", "#bebada", "#fb8072", "#80b1d3", "#fdb462",
+         "#b3de69", "#fccde5", "#d9d9d9", "#bc80bd", "#ccebc5", "#ffed6f"),
+        strict=True,
+    )
+}
+# Saturated colours for nodes by outcome; they stay distinct from the pastel level colours.
+OUTCOME_COLORS: dict[str, RGB] = {
+    "TP": _hex("#c8102e"),  # metastasis called malignant
+    "FN": _hex("#d400d4"),  # missed metastasis
+    "FP": _hex("#1f4fd6"),  # benign node called malignant
+    "TN": _hex("#1b9e3a"),  # benign node called benign
+    "unmatched": _hex("#5a5a5a"),  # no pathology reference (or no reading)
+}
+OUTCOME_LABELS: dict[str, str] = {
+    "TP": "TP: metastasis, called malignant",
+    "FN": "FN: metastasis, called benign",
+    "FP": "FP: benign, called malignant",
+    "TN": "TN: benign, called benign",
+    "unmatched": "no reference (unmatched / not read)",
+}
+CONTAINER_COLOR: RGB = (0.15, 0.15, 0.15)
+
+_LEVEL_NAME = re.compile(r"^(?:LN_Neck_)?(?P<level>[A-Z]+)_(?P<side>[RL])$", re.IGNORECASE)
+
+
+@dataclass
+class SceneMesh:
+    """One named surface of the scene.
+
+    vertices : ndarray of shape (V, 3), float, mm, RAS. faces : ndarray of shape (F, 3), int, outward winding.
+    color : RGBA floats in [0, 1]. kind : ``"level"``, ``"node"`` or ``"container"`` (containers are outlines:
+    ``faces`` is empty and ``lines`` holds vertex index pairs). attrs : JSON-able attributes (level, outcome ...).
+    """
+
+    name: str
+    kind: str
+    vertices: NDArray[np.float64]
+    faces: NDArray[np.int64]
+    color: tuple[float, float, float, float]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    lines: NDArray[np.int64] = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+
+    @property
+    def side(self) -> str:
+        """Patient side ``R`` / ``L`` of this object, ``""`` where unknown."""
+        return str(self.attrs.get("side", "") or "")
+
+    def anchor(self) -> NDArray[np.float64]:
+        """Label anchor: the mean vertex, ndarray of shape (3,), float, mm, RAS."""
+        return self.vertices.mean(axis=0)
+
+
+@dataclass
+class Scene:
+    """Everything drawn for one case, plus the title and the legends."""
+
+    case_id: str
+    meshes: list[SceneMesh]
+    title: str
+    level_legend: dict[str, RGB]
+    node_legend: dict[str, RGB]
+    node_coloring: str  # "outcome" or "level"
+
+    def of_kind(self, kind: str) -> list[SceneMesh]:
+        """The meshes of one kind, in scene order."""
+        return [m for m in self.meshes if m.kind == kind]
+
+    def bounds(self) -> NDArray[np.float64]:
+        """Axis-aligned bounds of all vertices, ndarray of shape (2, 3): min and max, float, mm, RAS."""
+        allv = np.concatenate([m.vertices for m in self.meshes]) if self.meshes else np.zeros((1, 3))
+        return np.stack([allv.min(axis=0), allv.max(axis=0)])
+
+
+def parse_level_name(name: str) -> tuple[str, str]:
+    """Level and side of a region name such as ``LN_Neck_IIA_R``.
+
+    Examples
+    --------
+    >>> parse_level_name("LN_Neck_IIA_R"), parse_level_name("VI_L")
+    (('IIA', 'R'), ('VI', 'L'))
+    """
+    m = _LEVEL_NAME.match(name.strip())
+    if not m or m["level"].upper() not in LEVEL_COLORS:
+        raise ValueError(f"'{name}' is not a level region name like 'LN_Neck_IIA_R'")
+    return m["level"].upper(), m["side"].upper()
+
+
+def _surface_of_mask(mask: NDArray[np.bool_], smooth_iterations: int) -> tuple[NDArray, NDArray]:
+    """Surface of a binary mask in (padded) voxel index space: vertices (V, 3) float, faces (F, 3) int."""
+    padded = np.pad(mask.astype(np.uint8), 1)
+    img = vtk.vtkImageData()
+    img.SetDimensions(*padded.shape)
+    img.GetPointData().SetScalars(numpy_to_vtk(padded.ravel(order="F"), deep=True))
+    fe = vtk.vtkDiscreteFlyingEdges3D()
+    fe.SetInputData(img)
+    fe.SetValue(0, 1)
+    fe.ComputeNormalsOff()
+    fe.ComputeGradientsOff()
+    fe.ComputeScalarsOff()
+    out = fe.GetOutputPort()
+    if smooth_iterations > 0:
+        sm = vtk.vtkWindowedSincPolyDataFilter()
+        sm.SetInputConnection(out)
+        sm.SetNumberOfIterations(smooth_iterations)
+        sm.SetPassBand(0.1)
+        sm.NormalizeCoordinatesOn()
+        sm.BoundarySmoothingOff()
+        sm.NonManifoldSmoothingOn()
+        out = sm.GetOutputPort()
+    tri = vtk.vtkTriangleFilter()
+    tri.SetInputConnection(out)
+    tri.Update()
+    poly = tri.GetOutput()
+    verts = vtk_to_numpy(poly.GetPoints().GetData()).astype(np.float64) - 1.0
+    faces = vtk_to_numpy(poly.GetPolys().GetConnectivityArray()).reshape(-1, 3).astype(np.int64)
+    return verts, faces
+
+
+def label_surfaces(
+    label_map: LabelMap, labels: Any = None, smooth_iterations: int = 10
+) -> dict[int, trimesh.Trimesh]:
+    """Closed surface of each label (VTK discrete flying edges, windowed-sinc smoothing), in RAS mm.
+
+    Parameters
+    ----------
+    label_map : LabelMap
+        Integer labels and their voxel -> RAS affine (any orientation; a mirroring affine is handled).
+    labels : iterable of int, optional
+        Labels to extract; default every label present.
+    smooth_iterations : int
+        Windowed-sinc iterations (0 = the raw voxel-faithful surface).
+
+    Returns
+    -------
+    dict of int to trimesh.Trimesh
+        Vertices ndarray of shape (V, 3), float, mm, RAS; faces wound outward. Absent labels are left out.
+    """
+    data = np.asarray(label_map.data)
+    wanted = label_map.labels() if labels is None else np.asarray(sorted({int(x) for x in labels}), dtype=np.int64)
+    if wanted.size == 0:
+        return {}
+    slices = ndimage.find_objects(np.where(np.isin(data, wanted), data, 0).astype(np.int64))
+    flip = np.linalg.det(label_map.affine[:3, :3]) < 0
+    out: dict[int, trimesh.Trimesh] = {}
+    for lab in wanted:
+        sl = slices[lab - 1] if lab - 1 < len(slices) else None
+        if sl is None:
+            continue
+        verts, faces = _surface_of_mask(data[sl] == lab, smooth_iterations)
+        if len(faces) == 0:
+            continue
+        ijk = verts + np.array([s.start for s in sl], dtype=np.float64)
+        if flip:
+            faces = faces[:, ::-1]
+        out[int(lab)] = trimesh.Trimesh(label_map.to_ras(ijk), faces, process=False)
+    return out
+
+
+def node_category(outcome: Any, match_kind: Any = None) -> str:
+    """Colour category of an MR node: its outcome ``TP/FP/FN/TN``, else ``unmatched``.
+
+    Examples
+    --------
+    >>> node_category("TP"), node_category(float("nan")), node_category("", "matched")
+    ('TP', 'unmatched', 'unmatched')
+    """
+    text = "" if outcome is None or (isinstance(outcome, float) and np.isnan(outcome)) else str(outcome).strip()
+    return text if text in OUTCOME_COLORS and text != "unmatched" else "unmatched"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return None if np.isnan(value) else round(float(value), 4)
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if value is None or (isinstance(value, str) and value == ""):
+        return None
+    return str(value) if not isinstance(value, (int, str)) else value
+
+
+def _level_meshes(level_meshes: Mapping[str, trimesh.Trimesh], alpha: float) -> list[SceneMesh]:
+    order = list(LEVEL_COLORS)
+
+    def key(name: str) -> tuple[str, int]:
+        level, side = parse_level_name(name)
+        return side, order.index(level)
+
+    out = []
+    for name in sorted(level_meshes, key=key):
+        level, side = parse_level_name(name)
+        m = level_meshes[name]
+        attrs = {"kind": "level", "level": level, "side": side, "volume_ml": round(float(abs(m.volume)) / 1000.0, 2)}
+        out.append(SceneMesh(name, "level", np.asarray(m.vertices, float), np.asarray(m.faces, np.int64),
+                             (*LEVEL_COLORS[level], alpha), attrs))
+    return out
+
+
+def _node_meshes(surfaces: Mapping[int, trimesh.Trimesh], nodes: pd.DataFrame, coloring: str) -> list[SceneMesh]:
+    table = nodes.set_index("node") if "node" in nodes.columns else nodes
+    out = []
+    for lab, m in sorted(surfaces.items()):
+        row = table.loc[lab] if lab in table.index else pd.Series(dtype=object)
+        attrs = {"kind": "node", "node": int(lab)}
+        attrs.update({str(k): _jsonable(v) for k, v in row.items() if k != "case_id"})
+        if coloring == "outcome":
+            cat = node_category(row.get("outcome"), row.get("match_kind"))
+            attrs["category"] = cat
+            rgb = OUTCOME_COLORS[cat]
+        else:
+            lv = str(row.get("level", "") or "")
+            rgb = _hex("#3a3a3a") if lv not in LEVEL_COLORS else tuple(0.75 * np.array(LEVEL_COLORS[lv]))
+        out.append(SceneMesh(f"node_{lab}", "node", np.asarray(m.vertices, float), np.asarray(m.faces, np.int64),
+                             (*rgb, 1.0), attrs))
+    return out
+
+
+_BOX_EDGES = np.array([[0, 1], [1, 3], [3, 2], [2, 0], [4, 5], [5, 7], [7, 6], [6, 4],
+                       [0, 4], [1, 5], [2, 6], [3, 7]], dtype=np.int64)
+
+
+def _container_meshes(containers: list[Mapping[str, Any]]) -> list[SceneMesh]:
+    out = []
+    for c in containers:
+        lo, hi = np.asarray(c["min"], float), np.asarray(c["max"], float)
+        corners = np.array([[lo[0] if i & 4 == 0 else hi[0], lo[1] if i & 2 == 0 else hi[1],
+                             lo[2] if i & 1 == 0 else hi[2]] for i in range(8)])
+        attrs = {"kind": "container", **{k: _jsonable(v) for k, v in c.items() if k not in ("min", "max")}}
+        out.append(SceneMesh(f"container_{c['container']}", "container", corners, np.zeros((0, 3), np.int64),
+                             (*CONTAINER_COLOR, 1.0), attrs, _BOX_EDGES.copy()))
+    return out
+
+
+def _title(case_id: str, nodes: pd.DataFrame, coloring: str, n_levels: int) -> str:
+    n = len(nodes)
+    if coloring != "outcome" or "outcome" not in nodes.columns:
+        return f"Case {case_id}: {n} MR nodes in {n_levels} level regions (no match results: nodes coloured by level)"
+    cats = pd.Series([node_category(o) for o in nodes["outcome"]]).value_counts()
+    parts = ", ".join(f"{k} {int(cats.get(k, 0))}" for k in ("TP", "FN", "FP", "TN", "unmatched"))
+    return f"Case {case_id}: {n} MR nodes - {parts}"
+
+
+def build_scene(
+    case_id: str,
+    node_surfaces: Mapping[int, trimesh.Trimesh],
+    nodes: pd.DataFrame,
+    level_meshes: Mapping[str, trimesh.Trimesh] | None = None,
+    containers: list[Mapping[str, Any]] | None = None,
+    level_alpha: float = 0.3,
+) -> Scene:
+    """Assemble the scene of one case.
+
+    Parameters
+    ----------
+    case_id : str
+    node_surfaces : dict of int to trimesh.Trimesh
+        MR node surfaces (RAS mm), keyed by label (see :func:`label_surfaces`).
+    nodes : pandas.DataFrame
+        One row per MR node with ``node`` and at least ``side``, ``level``; with ``outcome`` (and
+        ``match_kind`` ...) nodes are coloured by outcome, else by level. Every column goes into the attributes.
+    level_meshes : dict of str to trimesh.Trimesh, optional
+        Level regions named ``LN_Neck_<level>_<side>`` (RAS mm).
+    containers : list of dict, optional
+        Pathology container boxes: ``container``, ``min`` and ``max`` (each 3 floats, mm, RAS) and attributes.
+    level_alpha : float
+        Opacity of the level regions.
+    """
+    coloring = "outcome" if "outcome" in nodes.columns else "level"
+    levels = _level_meshes(level_meshes or {}, level_alpha)
+    node_meshes = _node_meshes(node_surfaces, nodes, coloring)
+    boxes = _container_meshes(containers or [])
+    present = {m.attrs["level"] for m in levels}
+    level_legend = {lv: rgb for lv, rgb in LEVEL_COLORS.items() if lv in present}
+    if coloring == "outcome":
+        node_legend = dict(OUTCOME_COLORS)
+    else:
+        node_legend = {f"node in {lv}": tuple(0.75 * np.array(rgb)) for lv, rgb in level_legend.items()}
+    title = _title(case_id, nodes, coloring, len(levels))
+    return Scene(case_id, levels + node_meshes + boxes, title, level_legend, node_legend, coloring)
