@@ -1,0 +1,142 @@
+"""Read one case folder (format ``neckmatch-case/1``, shared/spec/case-format.md) into a :class:`~neckmatch.model.Case`.
+
+``case.json`` is validated field by field; every file it names is read with the reader of its kind. Any bad
+value raises :class:`neckmatch.errors.InputError` naming the file, the field and the value.
+
+Examples
+--------
+>>> from pathlib import Path
+>>> case = read_case(Path(__file__).resolve().parents[2] / "examples" / "minimal_case")
+>>> case.case_id, len(case.label_map.labels()), len(case.path_nodes) > 0
+('MIN01', 4, True)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from neckmatch.errors import InputError
+from neckmatch.io.labelmap import read_label_map
+from neckmatch.io.markups import read_markups
+from neckmatch.io.pathology import derive_containers, read_containers, read_path_nodes
+from neckmatch.io.reads import read_reads
+from neckmatch.model import REQUIRED_LANDMARKS, Case, Side, SurgicalLevel
+
+__all__ = ["read_case", "read_manifest", "CASE_FORMAT"]
+
+CASE_FORMAT = "neckmatch-case/1"
+_KNOWN_KEYS = {"format", "case_id", "primary_side", "dissected", "mri", "pathology"}
+
+
+def read_manifest(case_dir: str | Path) -> dict[str, Any]:
+    """Read and validate ``case_dir/case.json``; return it as a dict with absolute paths under ``"files"``.
+
+    ``files`` maps ``mri.nodes``, ``mri.landmarks``, ``mri.reads``, ``pathology.nodes`` and
+    ``pathology.containers`` (those given) to existing files.
+    """
+    case_dir = Path(case_dir)
+    if not case_dir.is_dir():
+        raise InputError(case_dir, "", f"case folder does not exist: '{case_dir}'")
+    path = case_dir / "case.json"
+    if not path.is_file():
+        raise InputError(path, "", "missing: a case folder needs a case.json manifest")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(path, "", f"not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InputError(path, "", f"must be a JSON object, got {type(doc).__name__}")
+    if doc.get("format") != CASE_FORMAT:
+        raise InputError(path, "format", f"must be '{CASE_FORMAT}', got {doc.get('format')!r}")
+    for key in ("case_id", "primary_side"):
+        if not isinstance(doc.get(key), str) or not doc[key].strip():
+            raise InputError(path, key, f"must be a non-empty string, got {doc.get(key)!r}")
+    if doc["primary_side"] not in ("R", "L", "midline"):
+        raise InputError(path, "primary_side", f"must be R, L or midline, got {doc['primary_side']!r}")
+    doc["dissected_levels"] = _dissected(path, doc.get("dissected"))
+    doc["files"] = _files(path, case_dir, doc)
+    return doc
+
+
+def _dissected(path: Path, value: Any) -> dict[Side, frozenset[SurgicalLevel]]:
+    if not isinstance(value, dict):
+        raise InputError(path, "dissected", f"must be an object {{side: [levels]}}, got {value!r}")
+    out: dict[Side, frozenset[SurgicalLevel]] = {}
+    for side, levels in value.items():
+        try:
+            s = Side(side)
+        except ValueError:
+            raise InputError(path, "dissected", f"side must be R or L, got {side!r}") from None
+        if not isinstance(levels, list):
+            raise InputError(path, f"dissected.{side}", f"must be a list of surgical levels, got {levels!r}")
+        try:
+            out[s] = frozenset(SurgicalLevel(str(v).strip().upper()) for v in levels)
+        except ValueError:
+            bad = next(v for v in levels if str(v).strip().upper() not in SurgicalLevel._value2member_map_)
+            names = ", ".join(x.value for x in SurgicalLevel)
+            raise InputError(path, f"dissected.{side}", f"{bad!r} is not a surgical level ({names})") from None
+    return out
+
+
+def _files(path: Path, case_dir: Path, doc: dict[str, Any]) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for section, keys, required in (("mri", ("nodes", "landmarks", "reads"), ("nodes",)),
+                                    ("pathology", ("nodes", "containers"), ())):
+        block = doc.get(section)
+        if not isinstance(block, dict):
+            raise InputError(path, section, f"must be an object naming its files, got {block!r}")
+        for key in keys:
+            field = f"{section}.{key}"
+            value = block.get(key)
+            if value is None and key not in required:
+                continue
+            if not isinstance(value, str) or not value.strip():
+                raise InputError(path, field, f"must be a file path relative to the case folder, got {value!r}")
+            target = case_dir / value
+            if not target.is_file():
+                raise InputError(path, field, f"names '{value}', which does not exist in {case_dir}")
+            files[field] = target
+    if "pathology.nodes" not in files and "pathology.containers" not in files:
+        raise InputError(path, "pathology", "must name 'nodes' and/or 'containers', got neither")
+    return files
+
+
+def read_case(case_dir: str | Path, required_landmarks: Iterable[str] | None = REQUIRED_LANDMARKS) -> Case:
+    """Read a whole case folder.
+
+    Parameters
+    ----------
+    case_dir : str or Path
+        The folder holding ``case.json``.
+    required_landmarks : iterable of str or None
+        Landmark names the markups must hold (default all of ``model.REQUIRED_LANDMARKS``); ``()`` for none.
+
+    Returns
+    -------
+    Case
+        With ``containers`` from ``pathology.containers`` (checked against the node rows when both exist) or
+        derived from the node rows; ``landmarks`` None where ``case.json`` names none.
+    """
+    doc = read_manifest(case_dir)
+    files = doc["files"]
+    manifest = Path(case_dir) / "case.json"
+    label_map = read_label_map(files["mri.nodes"])
+    landmarks = read_markups(files["mri.landmarks"], required_landmarks) if "mri.landmarks" in files else None
+    reads = read_reads(files["mri.reads"], label_map.labels()) if "mri.reads" in files else []
+    nodes = read_path_nodes(files["pathology.nodes"]) if "pathology.nodes" in files else []
+    if "pathology.containers" in files:
+        containers = read_containers(files["pathology.containers"], nodes if "pathology.nodes" in files else None)
+    else:
+        containers = derive_containers(nodes)
+    try:
+        return Case(
+            case_id=doc["case_id"].strip(), primary_side=doc["primary_side"], dissected=doc["dissected_levels"],
+            label_map=label_map, landmarks=landmarks, path_nodes=tuple(nodes), containers=tuple(containers),
+            reads=tuple(reads), root=Path(case_dir),
+            extra={k: v for k, v in doc.items() if k not in _KNOWN_KEYS | {"files", "dissected_levels"}},
+        )
+    except (ValueError, TypeError) as exc:
+        raise InputError(manifest, "", str(exc)) from None

@@ -1,0 +1,127 @@
+"""What was read from a case, as a JSON-able dict (``neckmatch inspect --json``) and as text (``inspect``).
+
+Examples
+--------
+>>> from pathlib import Path
+>>> from neckmatch.io.case import read_case
+>>> s = case_summary(read_case(Path(__file__).resolve().parents[2] / "examples" / "minimal_case"))
+>>> s["nodes"]["count"], s["nodes"]["orientation"], s["landmarks"]["missing"]
+(4, 'RAS', [])
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import nibabel as nib
+from rich.markup import escape
+
+from neckmatch.model import REQUIRED_LANDMARKS, Case
+
+__all__ = ["case_summary", "format_case_summary"]
+
+
+def _nodes(case: Case) -> dict[str, Any]:
+    lm = case.label_map
+    labels = lm.labels()
+    return {
+        "count": int(labels.size),
+        "labels": [int(v) for v in labels],
+        "names": {str(k): v for k, v in sorted(lm.names.items())},
+        "shape": [int(v) for v in lm.data.shape],
+        "voxel_size_mm": [round(float(v), 6) for v in lm.spacing],
+        "orientation": "".join(nib.aff2axcodes(lm.affine)),
+        "origin_mm": [round(float(v), 3) for v in lm.affine[:3, 3]],
+    }
+
+
+def _landmarks(case: Case) -> dict[str, Any]:
+    lm = case.landmarks
+    if lm is None:
+        return {"given": False, "points": [], "curves": {}, "missing": list(REQUIRED_LANDMARKS)}
+    return {
+        "given": True,
+        "points": sorted(lm.points),
+        "curves": {k: int(len(c.points)) for k, c in sorted(lm.curves.items())},
+        "missing": lm.missing(REQUIRED_LANDMARKS),
+    }
+
+
+def _containers(case: Case) -> list[dict[str, Any]]:
+    rows = Counter(n.container for n in case.path_nodes)
+    return [
+        {
+            "container": c.container, "side": c.side.value, "level": str(c.level),
+            "nodes_examined": c.nodes_examined, "nodes_positive": c.nodes_positive,
+            "node_rows": rows.get(c.container, 0),
+        }
+        for c in case.containers
+    ]
+
+
+def _reads(case: Case) -> dict[str, Any]:
+    per_reader = Counter(r.reader for r in case.reads)
+    return {
+        "count": len(case.reads),
+        "readers": dict(sorted(per_reader.items())),
+        "nodes_read": len({r.node for r in case.reads}),
+        "called_malignant": sum(bool(r.malignant) for r in case.reads),
+    }
+
+
+def case_summary(case: Case) -> dict[str, Any]:
+    """A JSON-able summary of ``case``: ids, MR nodes and grid, landmarks, pathology, reads.
+
+    Keys: ``case_id, primary_side, dissected, nodes, landmarks, pathology, containers, reads``.
+    """
+    pn = case.path_nodes
+    return {
+        "case_id": case.case_id,
+        "primary_side": case.primary_side,
+        "dissected": {s.value: sorted(v.value for v in lv) for s, lv in sorted(case.dissected.items())},
+        "nodes": _nodes(case),
+        "landmarks": _landmarks(case),
+        "pathology": {
+            "node_rows": len(pn),
+            "positive": sum(n.positive for n in pn),
+            "with_size": sum(n.size_mm is not None for n in pn),
+            "with_position": sum(n.cc is not None or n.ap is not None for n in pn),
+            "fragments": sum(n.fragment_of is not None for n in pn),
+            "nodes_examined": sum(c.nodes_examined for c in case.containers),
+            "nodes_positive": sum(c.nodes_positive for c in case.containers),
+        },
+        "containers": _containers(case),
+        "reads": _reads(case),
+    }
+
+
+def _fmt(values: Any) -> str:
+    return " x ".join(f"{v:g}" for v in values)
+
+
+def format_case_summary(summary: dict[str, Any]) -> str:
+    """Human-readable text of :func:`case_summary` (rich markup escaped, safe for ``Console.print``)."""
+    n, lm, p, r = summary["nodes"], summary["landmarks"], summary["pathology"], summary["reads"]
+    dissected = "; ".join(f"{s}: {', '.join(v)}" for s, v in summary["dissected"].items()) or "none"
+    labels = ", ".join(str(v) for v in n["labels"][:30]) + (" ..." if n["count"] > 30 else "")
+    lines = [
+        f"case {summary['case_id']}  primary side {summary['primary_side']}  dissected {dissected}",
+        f"MR nodes: {n['count']} (labels {labels or 'none'})",
+        f"  grid {_fmt(n['shape'])} voxels of {_fmt(n['voxel_size_mm'])} mm, orientation {n['orientation']}, "
+        f"origin ({', '.join(f'{v:g}' for v in n['origin_mm'])}) mm RAS",
+    ]
+    if lm["given"]:
+        lines.append(f"landmarks: {len(lm['points'])} points, {len(lm['curves'])} curves; "
+                     f"missing {', '.join(lm['missing']) if lm['missing'] else 'none'}")
+    else:
+        lines.append("landmarks: none given")
+    lines.append(f"pathology: {p['node_rows']} node rows ({p['positive']} positive, {p['with_size']} with size, "
+                 f"{p['with_position']} with position); {p['nodes_examined']} examined, {p['nodes_positive']} positive")
+    for c in summary["containers"]:
+        lines.append(f"  {c['container']:<12} {c['side']} {c['level']:<8} {c['nodes_examined']:>3} nodes, "
+                     f"{c['nodes_positive']:>2} positive")
+    readers = ", ".join(f"{k} ({v})" for k, v in r["readers"].items()) or "none"
+    lines.append(f"reads: {r['count']} on {r['nodes_read']} nodes; readers {readers}; "
+                 f"{r['called_malignant']} malignant calls")
+    return escape("\n".join(lines))
