@@ -43,12 +43,11 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-import nibabel as nib
-import nrrd
 import numpy as np
 from numpy.typing import NDArray
 
 from neckmatch.errors import InputError
+from neckmatch.io.labelmap import read_label_map
 from neckmatch.model import REQUIRED_LANDMARKS, Curve, Landmarks
 
 __all__ = ["STRUCTURE_SYNONYMS", "LANDMARK_SOURCES", "find_masks", "read_mask", "landmarks_from_masks"]
@@ -172,41 +171,13 @@ def find_masks(masks_dir: str | Path) -> dict[str, Path]:
     return found
 
 
-def _nrrd_affine(header: dict, path: Path) -> FloatArray:
-    space = str(header.get("space", "right-anterior-superior")).lower()
-    flips = {
-        "left-posterior-superior": (-1.0, -1.0, 1.0),
-        "lps": (-1.0, -1.0, 1.0),
-        "right-anterior-superior": (1.0, 1.0, 1.0),
-        "ras": (1.0, 1.0, 1.0),
-    }
-    if space not in flips or "space directions" not in header:
-        raise InputError(path, "space", f"need a 3-D RAS or LPS space with space directions, got '{space}'")
-    aff = np.eye(4)
-    aff[:3, :3] = np.asarray(header["space directions"], dtype=np.float64).T
-    aff[:3, 3] = np.asarray(header.get("space origin", np.zeros(3)), dtype=np.float64)
-    return np.diag([*flips[space], 1.0]) @ aff
-
-
 def read_mask(path: str | Path) -> tuple[NDArray[np.bool_], FloatArray]:
     """Read one binary mask (NIfTI or NRRD): (mask of shape (I, J, K), bool; affine (4, 4) voxel -> RAS mm).
 
-    Any non-zero voxel is part of the structure. NRRD files in LPS are converted to RAS.
+    Any non-zero voxel is part of the structure; NRRD in LPS is converted to RAS (:func:`read_label_map`).
     """
-    path = Path(path)
-    try:
-        if path.name.lower().endswith(".nrrd"):
-            data, header = nrrd.read(str(path))
-            affine = _nrrd_affine(header, path)
-        else:
-            img = nib.load(str(path))
-            data, affine = np.asanyarray(img.dataobj), np.asarray(img.affine, dtype=np.float64)
-    except (OSError, ValueError, nib.filebasedimages.ImageFileError, nrrd.NRRDError) as exc:
-        raise InputError(path, "", f"cannot read mask: {exc}") from exc
-    data = np.squeeze(np.asarray(data))
-    if data.ndim != 3:
-        raise InputError(path, "shape", f"a mask must be 3-D, got shape {data.shape}")
-    return data != 0, affine
+    lm = read_label_map(path)
+    return lm.data != 0, lm.affine
 
 
 def _voxels(mask: NDArray[np.bool_], affine: FloatArray) -> tuple[FloatArray, float]:
