@@ -1,0 +1,158 @@
+"""ROC analysis of reader scores against pathology: empirical curve, AUC (Mann-Whitney), cluster-bootstrap CI,
+Youden's best threshold; per reader.
+
+The AUC is the Mann-Whitney probability that a random positive unit scores higher than a random negative one,
+ties counting one half: ``AUC = (R_pos - n_pos (n_pos + 1) / 2) / (n_pos n_neg)`` with ``R_pos`` the sum of the
+positives' mid-ranks (``scipy.stats.rankdata``). It equals the trapezoidal area under the empirical ROC curve.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+from scipy.stats import rankdata
+
+from neckmatch.correlation.accuracy import _as_bool_array
+
+__all__ = ["auc_mann_whitney", "roc_curve", "youden_threshold", "auc_bootstrap", "roc_by_reader"]
+
+
+def _clean(scores: ArrayLike, labels: ArrayLike) -> tuple[Any, Any]:
+    s = pd.to_numeric(pd.Series(np.asarray(scores, dtype=object)), errors="coerce").to_numpy(dtype=float)
+    y = _as_bool_array(np.asarray(labels, dtype=object))
+    ok = ~(np.isnan(s) | np.isnan(y))
+    return s[ok], y[ok] == 1
+
+
+def auc_mann_whitney(scores: ArrayLike, labels: ArrayLike) -> float:
+    """AUC of ``scores`` for ``labels`` (True = positive) from the Mann-Whitney U statistic; NaN without
+    both classes.
+
+    Examples
+    --------
+    >>> auc_mann_whitney([1, 2, 3, 3], [False, False, True, False])  # 3 beats 1 and 2, ties with 3
+    0.8333333333333334
+    """
+    s, y = _clean(scores, labels)
+    n1, n0 = int(y.sum()), int((~y).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    ranks = rankdata(s)
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def roc_curve(scores: ArrayLike, labels: ArrayLike) -> pd.DataFrame:
+    """Empirical ROC curve: a unit is called positive when its score is >= ``threshold``.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``threshold, tpr, fpr, sensitivity, specificity``; the first row is ``threshold=inf``
+        (nothing positive, (0, 0)), then each distinct score, highest first, ending at (1, 1).
+    """
+    s, y = _clean(scores, labels)
+    n1, n0 = max(int(y.sum()), 1), max(int((~y).sum()), 1)
+    thr = np.unique(s)[::-1]
+    called = s[None, :] >= thr[:, None]  # (T, N)
+    tpr = np.concatenate([[0.0], (called & y).sum(axis=1) / n1])
+    fpr = np.concatenate([[0.0], (called & ~y).sum(axis=1) / n0])
+    return pd.DataFrame({"threshold": np.concatenate([[np.inf], thr]), "tpr": tpr, "fpr": fpr,
+                         "sensitivity": tpr, "specificity": 1 - fpr})
+
+
+def youden_threshold(scores: ArrayLike, labels: ArrayLike) -> dict[str, float]:
+    """The threshold (call positive at score >= threshold) maximising Youden's J = sens + spec - 1.
+
+    Ties are broken towards the higher threshold (fewer positive calls).
+
+    Examples
+    --------
+    >>> youden_threshold([1, 2, 3, 4], [False, False, True, True])["threshold"]
+    3.0
+    """
+    curve = roc_curve(scores, labels).iloc[1:]
+    if curve.empty:
+        return {"threshold": float("nan"), "sensitivity": float("nan"), "specificity": float("nan"),
+                "youden_j": float("nan")}
+    j = (curve["tpr"] - curve["fpr"]).to_numpy()
+    best = curve.iloc[int(np.argmax(j))]
+    return {"threshold": float(best["threshold"]), "sensitivity": float(best["sensitivity"]),
+            "specificity": float(best["specificity"]), "youden_j": float(j.max())}
+
+
+def auc_bootstrap(
+    scores: ArrayLike, labels: ArrayLike, clusters: ArrayLike, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float]:
+    """Patient-level cluster bootstrap percentile interval of the AUC (``numpy.random.default_rng(seed)``).
+
+    Resamples lacking either class are skipped. Returns ``(low, high)``; NaN if no resample has both classes.
+    """
+    s = pd.to_numeric(pd.Series(np.asarray(scores, dtype=object)), errors="coerce").to_numpy(dtype=float)
+    y = _as_bool_array(np.asarray(labels, dtype=object))
+    ok = ~(np.isnan(s) | np.isnan(y))
+    s, y = s[ok], y[ok] == 1
+    codes, uniq = pd.factorize(pd.Series(np.asarray(clusters, dtype=object)[ok]), sort=True)
+    if len(uniq) == 0:
+        return float("nan"), float("nan")
+    members = [np.flatnonzero(codes == c) for c in range(len(uniq))]
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(uniq), size=(n_boot, len(uniq)))
+    aucs = np.empty(n_boot)
+    for b in range(n_boot):
+        sel = np.concatenate([members[c] for c in draws[b]])
+        yb = y[sel]
+        n1, n0 = int(yb.sum()), int(len(yb) - yb.sum())
+        aucs[b] = np.nan if n1 == 0 or n0 == 0 else (rankdata(s[sel])[yb].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
+    aucs = aucs[~np.isnan(aucs)]
+    if aucs.size == 0:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(aucs, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return float(lo), float(hi)
+
+
+def roc_by_reader(
+    reads: pd.DataFrame,
+    *,
+    score: str = "score",
+    reference: str = "path_status",
+    reader: str = "reader",
+    cluster: str = "case_id",
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-reader AUC with cluster-bootstrap interval and Youden threshold, and the ROC curve points.
+
+    Parameters
+    ----------
+    reads : DataFrame
+        One row per unit and reader (truth_reads.csv schema): ``reader``, ``score``, ``path_status``, ``case_id``.
+
+    Returns
+    -------
+    summary : DataFrame
+        ``reader, n, n_positive, n_negative, n_patients, auc, auc_low_boot, auc_high_boot, youden_threshold,
+        youden_sensitivity, youden_specificity, youden_j``.
+    curves : DataFrame
+        ``reader`` plus :func:`roc_curve` columns.
+    """
+    rows, curves = [], []
+    for name, grp in reads.groupby(reader, sort=True):
+        s, y = _clean(grp[score], grp[reference])
+        lo, hi = auc_bootstrap(grp[score], grp[reference], grp[cluster], n_boot=n_boot, seed=seed)
+        you = youden_threshold(grp[score], grp[reference])
+        rows.append({"reader": name, "n": len(s), "n_positive": int(y.sum()), "n_negative": int((~y).sum()),
+                     "n_patients": int(grp[cluster].nunique()), "auc": auc_mann_whitney(grp[score], grp[reference]),
+                     "auc_low_boot": lo, "auc_high_boot": hi, "youden_threshold": you["threshold"],
+                     "youden_sensitivity": you["sensitivity"], "youden_specificity": you["specificity"],
+                     "youden_j": you["youden_j"]})
+        curve = roc_curve(grp[score], grp[reference])
+        curve.insert(0, "reader", name)
+        curves.append(curve)
+    summary = pd.DataFrame(rows, columns=["reader", "n", "n_positive", "n_negative", "n_patients", "auc",
+                                          "auc_low_boot", "auc_high_boot", "youden_threshold",
+                                          "youden_sensitivity", "youden_specificity", "youden_j"])
+    curve_cols = ["reader", "threshold", "tpr", "fpr", "sensitivity", "specificity"]
+    return summary, (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=curve_cols))
