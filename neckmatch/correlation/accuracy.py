@@ -340,11 +340,11 @@ def accuracy_table(
         for key, grp in frame.groupby(keys, sort=True, dropna=True):
             key = key if isinstance(key, tuple) else (key,)
             row = accuracy_row(grp[index], grp[reference], grp[cluster], n_boot=n_boot, seed=seed)
-            rows.append({**dict(zip(keys, key)), **row})
+            rows.append({**dict(zip(keys, key, strict=True)), **row})
     fill = list(pooled) if pooled is not None else ["all" if k == "level" else "both" if k == "side" else "all"
                                                      for k in keys]
     row = accuracy_row(frame[index], frame[reference], frame[cluster], n_boot=n_boot, seed=seed)
-    rows.append({**dict(zip(keys, fill)), **row})
+    rows.append({**dict(zip(keys, fill, strict=True)), **row})
     out = pd.DataFrame(rows)
     out["analysis"], out["unit"] = analysis, unit
     for col in ("level", "side"):

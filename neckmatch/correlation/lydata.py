@@ -167,7 +167,7 @@ def _level_values(levels: str, value: float) -> dict[str, float]:
 def _side_row(rows: pd.DataFrame, column: str) -> dict[str, float]:
     """lyDATA level values of one side from its truth_levels rows (positive wins over negative)."""
     out: dict[str, float] = {}
-    for level, value in zip(rows["level"].astype(str), rows[column]):
+    for level, value in zip(rows["level"].astype(str), rows[column], strict=True):
         for lv, v in _level_values(level, value).items():
             out[lv] = max(out.get(lv, v), v)
     for sup, subs in SUPERLEVELS.items():
