@@ -60,6 +60,27 @@ def inspect(
         console.print(format_case_summary(summary))
 
 
+@app.command()
+def match(
+    case_dir: Path = typer.Argument(..., help="A case folder (with case.json)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (created or replaced whole; never left half-written)."),
+    constraints: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--constraints", help="People's decisions: CSV mr_node,path_node,action."
+    ),
+    tolerance: float = typer.Option(3.0, "--tolerance", help="Borderline tolerance of the level assignment, mm."),
+    auto_threshold: Optional[float] = typer.Option(  # noqa: UP045
+        None, "--auto-threshold", help="Confidence from which a decision is 'auto' (default: the matcher's)."
+    ),
+) -> None:
+    """Match MR nodes to pathology nodes; write levels, matches, truth tables and the specimen."""
+    from neckmatch.pipeline import Settings, format_summary, process_case
+
+    settings = Settings(tolerance_mm=tolerance, auto_threshold=auto_threshold,
+                        constraints=None if constraints is None else str(constraints))  # fmt: skip
+    summary = process_case(case_dir, out, settings)
+    console.print(format_summary(summary, out), markup=False)
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning neckmatch errors into one line and exit code 2."""
     try:

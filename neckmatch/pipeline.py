@@ -21,7 +21,17 @@ from neckmatch import __version__
 from neckmatch.errors import InputError
 from neckmatch.io.atomic import atomic_dir
 
-__all__ = ["Settings", "CaseOutputs", "OUTPUT_FILES", "compute_case", "process_case", "write_outputs"]
+__all__ = [
+    "Settings",
+    "CaseOutputs",
+    "OUTPUT_FILES",
+    "apply_auto_threshold",
+    "compute_case",
+    "format_summary",
+    "process_case",
+    "summarise",
+    "write_outputs",
+]
 
 OUTPUT_FILES = (
     "levels.csv",
@@ -231,3 +241,35 @@ def process_case(case_dir: str | Path, out_dir: str | Path, settings: Settings |
     with atomic_dir(out_dir) as tmp:
         write_outputs(outputs, tmp)
     return outputs.summary
+
+
+def _fmt_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in counts.items()) or "none"
+
+
+def format_summary(summary: dict[str, Any], out_dir: str | Path | None = None) -> str:
+    """A few human-readable lines from a case summary (plain text).
+
+    Examples
+    --------
+    >>> s = {"case_id": "P1", "mr_nodes": 3, "path_nodes": 2, "pairs": 2, "mr_unmatched": 1, "path_unmatched": 0,
+    ...      "decisions": {"auto": 2, "review": 1}, "match_kinds": {"matched": 2, "unmatched": 1},
+    ...      "node_outcomes": {"TP": 1, "TN": 1}, "level_outcomes": {"TP": 1}, "patient_outcome": "TP"}
+    >>> print(format_summary(s))
+    P1: 3 MR nodes, 2 pathology nodes -> 2 pairs, 1 MR unmatched, 0 pathology unmatched
+    decisions: 2 auto, 1 review
+    MR nodes: 2 matched, 1 unmatched
+    outcomes: nodes 1 TP, 1 TN | levels 1 TP | patient TP
+    """
+    lines = [
+        f"{summary['case_id']}: {summary['mr_nodes']} MR nodes, {summary.get('path_nodes', 0)} pathology nodes -> "
+        f"{summary['pairs']} pairs, {summary['mr_unmatched']} MR unmatched, {summary['path_unmatched']} pathology "
+        "unmatched",
+        f"decisions: {_fmt_counts(summary['decisions'])}",
+        f"MR nodes: {_fmt_counts(summary['match_kinds'])}",
+        f"outcomes: nodes {_fmt_counts(summary['node_outcomes'])} | levels {_fmt_counts(summary['level_outcomes'])}"
+        f" | patient {summary['patient_outcome'] or 'n/a'}",
+    ]
+    if out_dir is not None:
+        lines.append(f"written to {out_dir}")
+    return "\n".join(lines)
