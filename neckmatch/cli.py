@@ -81,6 +81,58 @@ def match(
     console.print(format_summary(summary, out), markup=False)
 
 
+class _StatsGroup(typer.core.TyperGroup):
+    """``stats TRUTH_DIR`` runs the group itself; ``stats lydata FILE`` a subcommand. A subcommand name in the
+    TRUTH_DIR position gets an empty placeholder argument first, so click does not read it as TRUTH_DIR."""
+
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        if args and args[0] in self.commands:
+            args = ["", *args]
+        return super().parse_args(ctx, args)
+
+
+stats_app = typer.Typer(cls=_StatsGroup, add_completion=False, pretty_exceptions_enable=False,
+                        help="Diagnostic-accuracy statistics: from truth tables (stats TRUTH_DIR) or lyDATA.")
+app.add_typer(stats_app, name="stats")
+
+
+@stats_app.callback(invoke_without_command=True)
+def stats(
+    ctx: typer.Context,
+    truth_dir: Optional[Path] = typer.Argument(None, help="Truth tables of one case or a cohort run."),  # noqa: UP045
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder for the statistics tables."),  # noqa: UP045
+    seed: int = typer.Option(0, "--seed", help="Seed of the cluster bootstrap."),
+    n_boot: int = typer.Option(2000, "--n-boot", help="Cluster-bootstrap resamples."),
+) -> None:
+    """Accuracy (Wilson, bootstrap, GEE), ROC, agreement and STARD counts from truth_*.csv tables."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if truth_dir is None or out is None:
+        import click
+
+        raise click.UsageError("usage: neckmatch stats TRUTH_DIR --out DIR  (or: neckmatch stats lydata FILE ...)")
+    from neckmatch.correlation.stats_report import run_stats
+
+    result = run_stats(truth_dir, out, n_boot=n_boot, seed=seed)
+    console.print("\n".join(f"wrote {f}" for f in result["files"]), markup=False)
+
+
+@stats_app.command("lydata")
+def stats_lydata(
+    file: Path = typer.Argument(..., help="A lyDATA CSV (three header rows)."),
+    index: str = typer.Option("MRI", "--index", help="Modality under test (top header, e.g. MRI)."),
+    reference: str = typer.Option("pathology", "--reference", help="Reference modality."),
+    out: Path = typer.Option(..., "--out", help="Output folder for accuracy.csv."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the cluster bootstrap."),
+    n_boot: int = typer.Option(2000, "--n-boot", help="Cluster-bootstrap resamples."),
+) -> None:
+    """Level-wise accuracy of one lyDATA modality against another (per level and side, pooled, patient)."""
+    from neckmatch.correlation.lydata import run_lydata_stats
+
+    path = run_lydata_stats(file, out, index=index, reference=reference, n_boot=n_boot, seed=seed)
+    console.print(f"wrote {path}", markup=False)
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning neckmatch errors into one line and exit code 2."""
     try:

@@ -24,7 +24,9 @@ from neckmatch.errors import InputError
 from neckmatch.io.atomic import atomic_path
 from neckmatch.model import ContainerLevel
 
-__all__ = ["LYDATA_LEVELS", "SUPERLEVELS", "read_lydata", "involvement", "lydata_accuracy", "write_lydata"]
+__all__ = [
+    "LYDATA_LEVELS", "SUPERLEVELS", "read_lydata", "involvement", "lydata_accuracy", "write_lydata", "run_lydata_stats",
+]
 
 LYDATA_LEVELS: tuple[str, ...] = ("I", "Ia", "Ib", "II", "IIa", "IIb", "III", "IV", "V", "Va", "Vb")
 SUPERLEVELS: dict[str, tuple[str, ...]] = {"I": ("Ia", "Ib"), "II": ("IIa", "IIb"), "V": ("Va", "Vb")}
@@ -246,3 +248,13 @@ def write_lydata(levels: pd.DataFrame, patients: pd.DataFrame, path: str | Path)
     with atomic_path(path) as tmp:
         out.to_csv(tmp, index=False)
     return Path(path)
+
+
+def run_lydata_stats(path: str | Path, out_dir: str | Path, index: str = "MRI", reference: str = "pathology",
+                     n_boot: int = 2000, seed: int = 0) -> Path:
+    """Read a lyDATA CSV, compute :func:`lydata_accuracy` and write ``out_dir/accuracy.csv``; returns its path."""
+    from neckmatch.io.atomic import write_csv
+
+    frame = read_lydata(path)
+    table = lydata_accuracy(frame, index, reference, n_boot=n_boot, seed=seed, source=path)
+    return write_csv(table, Path(out_dir) / "accuracy.csv")
