@@ -147,7 +147,7 @@ def _dissected_units(case: Case) -> list[_Unit]:
         covered = frozenset().union(*[u.imaging for u in units if u.side == side.value])
         for s in sorted(surgical, key=lambda s: list(SurgicalLevel).index(s)):
             imaging = ContainerLevel((s,)).imaging_levels()
-            if not imaging & covered:
+            if not (imaging - {Level.SC}) & covered:  # SC is shared by IV and V: it does not make V covered
                 units.append(_Unit(side.value, s.value, imaging, (), True, 0, 0))
                 covered = covered | imaging
     return units
@@ -381,6 +381,8 @@ def truth_levels(case: Case, levels: pd.DataFrame) -> pd.DataFrame:
             "path_status": status, "outcome": outcome(call, status),
         })  # fmt: skip
     frame = pd.DataFrame(rows, columns=LEVEL_COLUMNS)
+    order = [(u.side != "R", not u.dissected, min(list(Level).index(lv) for lv in u.imaging)) for u in units]
+    frame = frame.iloc[sorted(range(len(units)), key=order.__getitem__)].reset_index(drop=True)
     for col in ("mr_positive_nodes", "path_nodes", "path_positive_nodes", "mr_nodes"):
         frame[col] = frame[col].astype("Int64")
     frame["mr_call"] = frame["mr_call"].astype("boolean")

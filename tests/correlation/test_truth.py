@@ -221,3 +221,14 @@ def test_mr_calls_ignore_missing_verdicts():
     assert calls["mr_call"].tolist()[0] is True
     assert calls["mr_call"].isna().tolist() == [False, True]
     assert calls["mr_score"].tolist() == [4.0, 2.0]
+
+
+def test_level_v_is_not_covered_by_a_level_iv_container():
+    # IV and V share the supraclavicular imaging level; a IV container must not hide an empty dissected V.
+    cont = [Container("R-IV", "R", "IV", 3, 0)]
+    dissected = {Side.R: frozenset({SurgicalLevel.IV, SurgicalLevel.V})}
+    lv = _levels([(1, "R", "IV", "", 8.0)])
+    m = _matches([(1, None, "mr-unmatched", 1.0, "auto")])
+    t = truth_tables(_case([], cont, (), dissected), lv, m)
+    assert t["levels"]["level"].tolist() == ["IV", "V"]
+    assert t["levels"]["path_nodes"].tolist() == [3, 0]
