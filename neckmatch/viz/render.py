@@ -6,23 +6,28 @@ the title, level labels, orientation letters and legends, so colours in the lege
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import vtk
 from matplotlib import patheffects
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from numpy.typing import NDArray
-from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+from vtk.util.numpy_support import vtk_to_numpy
 
-from neckmatch.errors import RenderError
+from neckmatch.errors import InputError, RenderError
 from neckmatch.io.atomic import atomic_path
-from neckmatch.viz.scene import OUTCOME_LABELS, Scene, SceneMesh
+from neckmatch.model import Case, LabelMap
+from neckmatch.viz.export import write_glb, write_level_segmentation, write_node_markups, write_vtm
+from neckmatch.viz.scene import OUTCOME_LABELS, Scene, SceneMesh, build_scene, label_surfaces, mesh_polydata
 
-__all__ = ["View", "VIEWS", "render_views", "render_scene"]
+__all__ = ["View", "VIEWS", "render_views", "render_scene", "case_node_table", "case_scene", "render_case"]
 
 
 @dataclass(frozen=True)
@@ -38,43 +43,27 @@ class View:
     up: tuple[float, float, float]
     sides: tuple[str, ...]
     edges: tuple[str, str, str, str]
+    containers: bool = True
 
 
 # Anterior: camera in front (+A), so the patient's right is on the image left, as when facing the patient.
 VIEWS: tuple[View, ...] = (
-    View("Anterior view (facing the patient)", (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), ("R", "L", ""), ("R", "L", "S", "I")),
+    View("Anterior view (facing the patient)", (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), ("R", "L", ""),
+         ("R", "L", "S", "I"), containers=False),
     View("Right lateral view (right neck)", (1.0, 0.0, 0.0), (0.0, 0.0, 1.0), ("R", ""), ("P", "A", "S", "I")),
     View("Left lateral view (left neck)", (-1.0, 0.0, 0.0), (0.0, 0.0, 1.0), ("L", ""), ("A", "P", "S", "I")),
 )
-
-
-def _polydata(mesh: SceneMesh) -> vtk.vtkPolyData:
-    poly = vtk.vtkPolyData()
-    pts = vtk.vtkPoints()
-    pts.SetData(numpy_to_vtk(np.ascontiguousarray(mesh.vertices, dtype=np.float64), deep=True))
-    poly.SetPoints(pts)
-    cells = mesh.faces if len(mesh.faces) else mesh.lines
-    arr = vtk.vtkCellArray()
-    n = cells.shape[1]
-    offsets = np.arange(0, (len(cells) + 1) * n, n, dtype=np.int64)
-    arr.SetData(numpy_to_vtk(offsets, deep=True, array_type=vtk.VTK_ID_TYPE),
-                numpy_to_vtk(cells.ravel().astype(np.int64), deep=True, array_type=vtk.VTK_ID_TYPE))
-    if len(mesh.faces):
-        poly.SetPolys(arr)
-    else:
-        poly.SetLines(arr)
-    return poly
 
 
 def _actor(mesh: SceneMesh) -> vtk.vtkActor:
     mapper = vtk.vtkPolyDataMapper()
     if len(mesh.faces):
         normals = vtk.vtkPolyDataNormals()
-        normals.SetInputData(_polydata(mesh))
+        normals.SetInputData(mesh_polydata(mesh))
         normals.SplittingOff()
         mapper.SetInputConnection(normals.GetOutputPort())
     else:
-        mapper.SetInputData(_polydata(mesh))
+        mapper.SetInputData(mesh_polydata(mesh))
     actor = vtk.vtkActor()
     actor.SetMapper(mapper)
     prop = actor.GetProperty()
@@ -174,7 +163,7 @@ def render_views(
     for view, (w, h) in zip(views, sizes, strict=True):
         win.SetSize(w, h)
         for m, a in actors:
-            a.SetVisibility(m.side in view.sides)
+            a.SetVisibility(m.side in view.sides and (view.containers or m.kind != "container"))
         cam = ren.GetActiveCamera()
         cam.ParallelProjectionOn()
         cam.SetFocalPoint(*centre)
@@ -301,3 +290,110 @@ def render_scene(scene: Scene, path: str | Path, size: tuple[int, int] = (2000, 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     return Path(path)
+
+
+_LEVEL_COLUMNS = ["node", "side", "level", "x", "y", "z", "volume_mm3", "short_axis_mm", "long_axis_mm",
+                  "boundary_mm", "runner_up", "borderline"]
+_TRUTH_COLUMNS = ["path_node", "container", "path_size_mm", "mr_call", "mr_score", "path_status", "outcome",
+                  "match_kind", "confidence", "decision"]
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype={"case_id": str, "path_node": str, "runner_up": str, "level": str})
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(path, "", f"not a readable CSV ({exc})") from None
+
+
+def case_node_table(case: Case, results_dir: str | Path | None = None) -> pd.DataFrame:
+    """One row per MR node: levels (``levels.csv`` or computed) joined with ``truth_nodes.csv`` where present.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``node`` and the level columns (side, level, x, y, z in mm RAS, sizes ...); with a truth table also
+        ``outcome``, ``match_kind``, ``path_node`` ... (then nodes are coloured by outcome).
+    """
+    res = Path(results_dir) if results_dir is not None else None
+    if res is not None and (res / "levels.csv").is_file():
+        levels = _read_csv(res / "levels.csv")
+    else:
+        from neckmatch.geometry.levels import levels_table
+
+        levels = levels_table(case)
+    for col in ("node", "side", "level"):
+        if col not in levels.columns:
+            raise InputError(res / "levels.csv" if res else "levels", col, f"missing column (got {list(levels)})")
+    table = levels[[c for c in _LEVEL_COLUMNS if c in levels.columns]].copy()
+    table["node"] = table["node"].astype(np.int64)
+    if res is None or not (res / "truth_nodes.csv").is_file():
+        return table
+    truth = _read_csv(res / "truth_nodes.csv")
+    if "mr_node" not in truth.columns or "outcome" not in truth.columns:
+        raise InputError(res / "truth_nodes.csv", "header", f"needs mr_node and outcome columns (got {list(truth)})")
+    truth = truth[truth["mr_node"].notna()]
+    truth = truth.assign(node=truth["mr_node"].astype(float).astype(np.int64))
+    keep = ["node", *[c for c in _TRUTH_COLUMNS if c in truth.columns]]
+    return table.merge(truth[keep], on="node", how="left")
+
+
+def _containers(results_dir: str | Path | None) -> list[dict[str, Any]]:
+    """The ``containers`` of ``specimen.json`` in ``results_dir`` (none without it)."""
+    path = Path(results_dir) / "specimen.json" if results_dir is not None else None
+    if path is None or not path.is_file():
+        return []
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(path, "", f"not valid JSON ({exc})") from None
+    conts = doc.get("containers", []) if isinstance(doc, dict) else []
+    return [c for c in conts if isinstance(c, dict) and isinstance(c.get("profile"), dict) and "container" in c]
+
+
+def case_scene(case: Case, results_dir: str | Path | None = None) -> tuple[Scene, LabelMap | None, dict[int, str]]:
+    """The scene of ``case``: level regions from its landmarks, node surfaces, containers and match outcomes.
+
+    Returns
+    -------
+    scene : Scene
+    level_map : LabelMap or None
+        The level regions (None without landmarks).
+    names : dict of int to str
+        Region names ``LN_Neck_<level>_<side>`` by label value.
+    """
+    level_map, names = None, {}
+    if case.landmarks is not None:
+        from neckmatch.geometry.regions import level_label_map
+
+        level_map, names = level_label_map(case.landmarks, case.label_map)
+    meshes = {}
+    if level_map is not None:
+        meshes = {names[k]: m for k, m in label_surfaces(level_map, smooth_iterations=15).items() if k in names}
+    nodes = case_node_table(case, results_dir)
+    scene = build_scene(case.case_id, label_surfaces(case.label_map), nodes, meshes, _containers(results_dir))
+    return scene, level_map, names
+
+
+def render_case(case: Case, out_dir: str | Path, results_dir: str | Path | None = None) -> dict[str, Path]:
+    """Write the maps of one case into ``out_dir``: PNG, GLB, VTK multiblock, level seg.nrrd, node markups.
+
+    Nodes are coloured by outcome when ``results_dir`` holds ``truth_nodes.csv`` (from ``neckmatch match``),
+    else by level (levels are then computed from the case). Files are named ``<case_id>_map.png``,
+    ``<case_id>_scene.glb``, ``<case_id>_scene.vtm`` (+ folder), ``<case_id>_levels.seg.nrrd`` (with landmarks)
+    and ``<case_id>_nodes.mrk.json``.
+
+    Raises
+    ------
+    RenderError
+        Without a usable off-screen OpenGL context.
+    """
+    out = Path(out_dir)
+    scene, level_map, names = case_scene(case, results_dir)
+    stem = out / case.case_id
+    paths = {"png": render_scene(scene, f"{stem}_map.png")}
+    paths["glb"] = write_glb(scene, f"{stem}_scene.glb")
+    paths["vtm"] = write_vtm(scene, f"{stem}_scene.vtm")
+    if level_map is not None:
+        paths["segmentation"] = write_level_segmentation(level_map, names, f"{stem}_levels.seg.nrrd")
+    paths["markups"] = write_node_markups(scene, f"{stem}_nodes.mrk.json")
+    return paths

@@ -31,6 +31,8 @@ __all__ = [
     "label_surfaces",
     "parse_level_name",
     "node_category",
+    "container_outline",
+    "mesh_polydata",
     "build_scene",
 ]
 
@@ -117,6 +119,25 @@ class Scene:
         """Axis-aligned bounds of all vertices, ndarray of shape (2, 3): min and max, float, mm, RAS."""
         allv = np.concatenate([m.vertices for m in self.meshes]) if self.meshes else np.zeros((1, 3))
         return np.stack([allv.min(axis=0), allv.max(axis=0)])
+
+
+def mesh_polydata(mesh: SceneMesh) -> vtk.vtkPolyData:
+    """The mesh as vtkPolyData (triangles, or lines for outlines), points in RAS mm."""
+    poly = vtk.vtkPolyData()
+    pts = vtk.vtkPoints()
+    pts.SetData(numpy_to_vtk(np.ascontiguousarray(mesh.vertices, dtype=np.float64), deep=True))
+    poly.SetPoints(pts)
+    cells = mesh.faces if len(mesh.faces) else mesh.lines
+    arr = vtk.vtkCellArray()
+    n = cells.shape[1]
+    offsets = np.arange(0, (len(cells) + 1) * n, n, dtype=np.int64)
+    arr.SetData(numpy_to_vtk(offsets, deep=True, array_type=vtk.VTK_ID_TYPE),
+                numpy_to_vtk(cells.ravel().astype(np.int64), deep=True, array_type=vtk.VTK_ID_TYPE))
+    if len(mesh.faces):
+        poly.SetPolys(arr)
+    else:
+        poly.SetLines(arr)
+    return poly
 
 
 def parse_level_name(name: str) -> tuple[str, str]:
@@ -264,19 +285,32 @@ def _node_meshes(surfaces: Mapping[int, trimesh.Trimesh], nodes: pd.DataFrame, c
     return out
 
 
-_BOX_EDGES = np.array([[0, 1], [1, 3], [3, 2], [2, 0], [4, 5], [5, 7], [7, 6], [6, 4],
-                       [0, 4], [1, 5], [2, 6], [3, 7]], dtype=np.int64)
+def container_outline(container: Mapping[str, Any]) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Closed sagittal outline of a reconstructed container (one ``specimen.json`` entry).
+
+    The container's ``profile`` (``z``, ``y_ant``, ``y_post``, ``x``: lists of K floats, mm, RAS) is traced down
+    its anterior limit and back up its posterior limit at its lateral centre ``x(z)``.
+
+    Returns
+    -------
+    vertices : ndarray of shape (2K, 3), float, mm, RAS
+    lines : ndarray of shape (2K, 2), int, vertex index pairs of the closed loop
+    """
+    prof = container["profile"]
+    z, ya, yp, x = (np.asarray(prof[k], dtype=np.float64) for k in ("z", "y_ant", "y_post", "x"))
+    verts = np.concatenate([np.column_stack([x, ya, z]), np.column_stack([x, yp, z])[::-1]])
+    idx = np.arange(len(verts))
+    return verts, np.column_stack([idx, np.roll(idx, -1)]).astype(np.int64)
 
 
 def _container_meshes(containers: list[Mapping[str, Any]]) -> list[SceneMesh]:
     out = []
     for c in containers:
-        lo, hi = np.asarray(c["min"], float), np.asarray(c["max"], float)
-        corners = np.array([[lo[0] if i & 4 == 0 else hi[0], lo[1] if i & 2 == 0 else hi[1],
-                             lo[2] if i & 1 == 0 else hi[2]] for i in range(8)])
-        attrs = {"kind": "container", **{k: _jsonable(v) for k, v in c.items() if k not in ("min", "max")}}
-        out.append(SceneMesh(f"container_{c['container']}", "container", corners, np.zeros((0, 3), np.int64),
-                             (*CONTAINER_COLOR, 1.0), attrs, _BOX_EDGES.copy()))
+        verts, lines = container_outline(c)
+        attrs = {"kind": "container", "container": str(c["container"]), "side": str(c.get("side", "")),
+                 "level": str(c.get("level", "")), "source": str(c.get("source", ""))}
+        out.append(SceneMesh(f"container_{c['container']}", "container", verts, np.zeros((0, 3), np.int64),
+                             (*CONTAINER_COLOR, 1.0), attrs, lines))
     return out
 
 
@@ -310,7 +344,8 @@ def build_scene(
     level_meshes : dict of str to trimesh.Trimesh, optional
         Level regions named ``LN_Neck_<level>_<side>`` (RAS mm).
     containers : list of dict, optional
-        Pathology container boxes: ``container``, ``min`` and ``max`` (each 3 floats, mm, RAS) and attributes.
+        Reconstructed pathology containers, the ``containers`` entries of ``specimen.json`` (``container``,
+        ``side``, ``level`` and ``profile``; see :func:`container_outline`).
     level_alpha : float
         Opacity of the level regions.
     """

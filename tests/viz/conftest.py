@@ -82,11 +82,17 @@ def node_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _profile(x: float, z: tuple[float, float], y_ant: float, y_post: float) -> dict:
+    zs = np.linspace(z[1], z[0], 5)
+    return {"z": zs.tolist(), "y_ant": [y_ant] * 5, "y_post": [y_post] * 5, "x": [x] * 5}
+
+
 @pytest.fixture(scope="session")
 def containers() -> list[dict]:
-    """Two pathology container boxes (RAS mm)."""
+    """Two reconstructed pathology containers as in specimen.json (RAS mm)."""
     return [
-        {"container": "R-II", "side": "R", "level": "II", "min": [20.0, -20.0, 10.0], "max": [50.0, 15.0, 40.0]},
-        {"container": "L-III+IV", "side": "L", "level": "III+IV", "min": [-45.0, -10.0, -50.0],
-         "max": [-20.0, 15.0, 10.0]},
+        {"container": "R-II", "side": "R", "level": "II", "source": "landmarks",
+         "profile": _profile(35.0, (10.0, 40.0), 15.0, -20.0)},
+        {"container": "L-III+IV", "side": "L", "level": "III+IV", "source": "landmarks",
+         "profile": _profile(-32.0, (-50.0, 10.0), 15.0, -10.0)},
     ]

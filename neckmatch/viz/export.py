@@ -1,0 +1,159 @@
+"""Files other programs open: GLB for a browser, ``.vtm`` for ParaView, ``.seg.nrrd`` and markups for 3D Slicer.
+
+Every writer takes the :class:`~neckmatch.viz.scene.Scene` (or the level map) of a case and writes atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import nrrd
+import numpy as np
+import trimesh
+import vtk
+from numpy.typing import NDArray
+from trimesh.visual.material import PBRMaterial
+
+from neckmatch.io.atomic import atomic_dir, atomic_path
+from neckmatch.io.labelmap import write_label_map
+from neckmatch.io.markups import write_point_list
+from neckmatch.model import LabelMap
+from neckmatch.viz.scene import LEVEL_COLORS, Scene, SceneMesh, mesh_polydata, parse_level_name
+
+__all__ = ["RAS_TO_GLTF", "write_glb", "write_vtm", "write_level_segmentation", "write_node_markups"]
+
+# glTF is Y-up, metres, viewer looking down -Z: a patient facing the viewer is 0.001 * (-x, z, y) of RAS mm.
+RAS_TO_GLTF: NDArray[np.float64] = 0.001 * np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+def _rgba8(color: tuple[float, ...]) -> list[int]:
+    return [int(round(255 * c)) for c in color]
+
+
+def _gltf_mesh(m: SceneMesh) -> trimesh.Trimesh | trimesh.path.Path3D:
+    verts = m.vertices @ RAS_TO_GLTF.T
+    meta = {"name": m.name, **m.attrs, "color_rgba": [round(c, 4) for c in m.color]}
+    if m.kind == "container":
+        path = trimesh.load_path(verts[m.lines])
+        path.metadata.update(meta)
+        path.colors = np.tile(_rgba8(m.color), (len(path.entities), 1))
+        return path
+    mesh = trimesh.Trimesh(verts, m.faces, process=False)
+    blend = m.color[3] < 1.0
+    mesh.visual = trimesh.visual.TextureVisuals(material=PBRMaterial(
+        name=m.name, baseColorFactor=_rgba8(m.color), alphaMode="BLEND" if blend else "OPAQUE",
+        doubleSided=blend, metallicFactor=0.0, roughnessFactor=0.8))
+    mesh.metadata.update(meta)
+    return mesh
+
+
+def write_glb(scene: Scene, path: str | Path) -> Path:
+    """Write ``scene`` as binary glTF: one named mesh per level region and MR node (containers as lines).
+
+    Vertices go to glTF axes (Y up, metres; see :data:`RAS_TO_GLTF`); colours are PBR base colours (levels
+    translucent with ``alphaMode=BLEND``); each mesh's attributes (level, side, outcome, match ...) are its
+    ``extras``; the scene ``extras`` hold the case id, title and legends.
+    """
+    out = trimesh.Scene()
+    for m in scene.meshes:
+        out.add_geometry(_gltf_mesh(m), node_name=m.name, geom_name=m.name)
+    out.metadata.update({
+        "case_id": scene.case_id, "title": scene.title, "node_coloring": scene.node_coloring,
+        "level_colors": {k: [round(c, 4) for c in v] for k, v in scene.level_legend.items()},
+        "node_colors": {k: [round(c, 4) for c in v] for k, v in scene.node_legend.items()},
+        "axes": "glTF: +X patient left, +Y superior, +Z anterior; metres",
+    })
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(out.export(file_type="glb"))
+    return Path(path)
+
+
+def _field_data(poly: vtk.vtkPolyData, m: SceneMesh) -> None:
+    fd = poly.GetFieldData()
+    color = vtk.vtkFloatArray()
+    color.SetName("color_rgba")
+    color.SetNumberOfComponents(4)
+    color.InsertNextTuple(m.color)
+    fd.AddArray(color)
+    for key, value in {"name": m.name, **m.attrs}.items():
+        if value is None:
+            continue
+        arr = vtk.vtkStringArray()
+        arr.SetName(str(key))
+        arr.InsertNextValue(str(value))
+        fd.AddArray(arr)
+
+
+def write_vtm(scene: Scene, path: str | Path) -> Path:
+    """Write ``scene`` as a VTK multiblock (``.vtm`` + a folder of ``.vtp``), RAS mm.
+
+    Top-level blocks ``levels``, ``nodes``, ``containers``; each child block is named after its mesh
+    (``LN_Neck_IIA_R``, ``node_7``, ``container_R-II``) and carries its colour and attributes as field data.
+    """
+    path = Path(path)
+    root = vtk.vtkMultiBlockDataSet()
+    for i, (group, kind) in enumerate((("levels", "level"), ("nodes", "node"), ("containers", "container"))):
+        block = vtk.vtkMultiBlockDataSet()
+        for j, m in enumerate(scene.of_kind(kind)):
+            poly = mesh_polydata(m)
+            _field_data(poly, m)
+            block.SetBlock(j, poly)
+            block.GetMetaData(j).Set(vtk.vtkCompositeDataSet.NAME(), m.name)
+        root.SetBlock(i, block)
+        root.GetMetaData(i).Set(vtk.vtkCompositeDataSet.NAME(), group)
+    with atomic_dir(path.with_name(f".{path.name}.parts")) as tmp:
+        writer = vtk.vtkXMLMultiBlockDataWriter()
+        writer.SetFileName(str(tmp / path.name))
+        writer.SetInputData(root)
+        if writer.Write() != 1:
+            raise OSError(f"{path}: VTK could not write the multiblock")
+        parts = path.with_suffix("")
+        if parts.exists():
+            shutil.rmtree(parts)
+        os.replace(tmp / parts.name, parts)
+        os.replace(tmp / path.name, path)  # the .vtm appears last, once its parts are in place
+    shutil.rmtree(path.with_name(f".{path.name}.parts"), ignore_errors=True)
+    return path
+
+
+def write_level_segmentation(level_map: LabelMap, names: Mapping[int, str], path: str | Path) -> Path:
+    """Write the level regions as a 3D Slicer ``.seg.nrrd``: one segment per region, named, coloured by level.
+
+    The label values and names come from :func:`neckmatch.io.labelmap.write_label_map`; this sets each
+    ``SegmentN_Color`` to the level's colour (as in the PNG and GLB) and marks it not auto-generated.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        write_label_map(tmp, level_map, names)
+        data, header = nrrd.read(str(tmp), index_order="F")
+        for key in [k for k in header if k.startswith("Segment") and k.endswith("_LabelValue")]:
+            n = key[len("Segment") : -len("_LabelValue")]
+            level, _side = parse_level_name(names[int(header[key])])
+            header[f"Segment{n}_Color"] = " ".join(f"{c:.4f}" for c in LEVEL_COLORS[level])
+            header[f"Segment{n}_ColorAutoGenerated"] = "0"
+        nrrd.write(str(tmp), data, header, index_order="F")
+    return path
+
+
+def _describe(attrs: Mapping[str, Any]) -> str:
+    keys = ("side", "level", "outcome", "match_kind", "path_node", "short_axis_mm")
+    return "; ".join(f"{k}={attrs[k]}" for k in keys if attrs.get(k) not in (None, ""))
+
+
+def write_node_markups(scene: Scene, path: str | Path) -> Path:
+    """Write the MR node centroids as a 3D Slicer markups point list (``.mrk.json``, LPS on disk).
+
+    Each control point is labelled ``node_<k>``; its description holds side, level, outcome and match.
+    Centroids come from the node table (``x, y, z``) where present, else the mean surface vertex.
+    """
+    nodes = scene.of_kind("node")
+    labels = [m.name for m in nodes]
+    pts = np.array([
+        [m.attrs[c] for c in ("x", "y", "z")] if all(m.attrs.get(c) is not None for c in ("x", "y", "z"))
+        else m.anchor() for m in nodes
+    ], dtype=np.float64).reshape(-1, 3)
+    return write_point_list(path, f"{scene.case_id} MR nodes", labels, pts, [_describe(m.attrs) for m in nodes])
