@@ -289,6 +289,10 @@ def accuracy_row(
     row["prevalence"] = float(ref.mean()) if len(ref) else float("nan")
     row["max_units_per_patient"] = int(per_patient.max()) if len(per_patient) else 0
     row.update(diagnostic_metrics(**cells, alpha=alpha))
+    for m in METRICS:
+        for suffix in ("low_boot", "high_boot", "gee", "low_gee", "high_gee", "deff"):
+            row[f"{m}_{suffix}"] = float("nan")
+    row["design_effect"] = float("nan")
     do_cluster = row["max_units_per_patient"] > 1 if clustered is None else clustered
     notes = []
     if do_cluster and len(idx):

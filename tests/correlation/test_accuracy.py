@@ -1,0 +1,157 @@
+"""Accuracy: known answers, Wilson against Newcombe (1998), bootstrap and GEE checks, zero cells."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from scipy.special import expit
+
+from neckmatch.correlation.accuracy import (
+    accuracy_columns,
+    accuracy_row,
+    accuracy_table,
+    cluster_bootstrap,
+    confusion_counts,
+    diagnostic_metrics,
+    gee_proportion,
+    metric_outcomes,
+    wilson_interval,
+)
+
+
+def test_confusion_counts_known_and_missing_skipped():
+    idx = [True, True, True, False, False, None, "false"]
+    ref = ["positive", "positive", "negative", "positive", "negative", "negative", "negative"]
+    assert confusion_counts(idx, ref) == {"tp": 2, "fp": 1, "fn": 1, "tn": 2}
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "low", "high"),
+    # Newcombe RG. Stat Med 1998;17:857-872, Table I, method 3 (Wilson score, no continuity correction)
+    [(81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718)],
+)
+def test_wilson_matches_newcombe_table(k, n, low, high):
+    lo, hi = wilson_interval(k, n)
+    assert (round(lo, 4), round(hi, 4)) == (low, high)
+
+
+def test_wilson_zero_denominator_is_nan():
+    lo, hi = wilson_interval(0, 0)
+    assert np.isnan(lo) and np.isnan(hi)
+
+
+def test_metrics_known_answer():
+    m = diagnostic_metrics(tp=30, fp=10, fn=5, tn=55)
+    assert m["sensitivity"] == pytest.approx(30 / 35)
+    assert m["specificity"] == pytest.approx(55 / 65)
+    assert m["ppv"] == pytest.approx(30 / 40)
+    assert m["npv"] == pytest.approx(55 / 60)
+    assert m["accuracy"] == pytest.approx(0.85)
+    assert m["sensitivity_low"] < m["sensitivity"] < m["sensitivity_high"]
+
+
+def test_zero_cells_do_not_crash_and_wilson_stays_defined():
+    m = diagnostic_metrics(tp=0, fp=0, fn=5, tn=7)
+    assert m["sensitivity"] == 0.0
+    assert m["sensitivity_low"] == 0.0
+    # Wilson upper bound for 0/n is z^2 / (n + z^2)
+    z2 = 1.959963984540054**2
+    assert m["sensitivity_high"] == pytest.approx(z2 / (5 + z2))
+    assert np.isnan(m["ppv"]) and np.isnan(m["ppv_low"])
+    assert m["specificity"] == 1.0
+
+
+def _clustered_data(n_patients=80, seed=3):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_patients):
+        m = rng.integers(1, 6)
+        frailty = rng.normal(0, 1.0)
+        ref = rng.random(m) < expit(-1 + frailty)
+        idx = np.where(ref, rng.random(m) < 0.8, rng.random(m) < expit(-2 + frailty))
+        rows += [{"case_id": f"P{p:03d}", "ref": r, "call": c} for r, c in zip(ref, idx, strict=True)]
+    return pd.DataFrame(rows)
+
+
+def test_bootstrap_reproducible_by_seed():
+    d = _clustered_data()
+    a = cluster_bootstrap(d["call"], d["ref"], d["case_id"], n_boot=300, seed=7)
+    b = cluster_bootstrap(d["call"], d["ref"], d["case_id"], n_boot=300, seed=7)
+    c = cluster_bootstrap(d["call"], d["ref"], d["case_id"], n_boot=300, seed=8)
+    assert a == b
+    assert a != c
+
+
+def test_bootstrap_close_to_wilson_for_independent_units():
+    rng = np.random.default_rng(11)
+    n = 600
+    ref = rng.random(n) < 0.5
+    idx = np.where(ref, rng.random(n) < 0.85, rng.random(n) < 0.1)
+    boot = cluster_bootstrap(idx, ref, np.arange(n), n_boot=1000, seed=1)
+    c = confusion_counts(idx, ref)
+    lo, hi = wilson_interval(c["tp"], c["tp"] + c["fn"])
+    assert boot["sensitivity"][0] == pytest.approx(lo, abs=0.015)
+    assert boot["sensitivity"][1] == pytest.approx(hi, abs=0.015)
+
+
+def test_gee_matches_direct_statsmodels_fit():
+    d = _clustered_data()
+    g = gee_proportion(d["call"].to_numpy(), d["case_id"].to_numpy())
+    codes = pd.factorize(d["case_id"], sort=True)[0]
+    res = sm.GEE(d["call"].astype(float).to_numpy(), np.ones((len(d), 1)), groups=codes,
+                 family=sm.families.Binomial(), cov_struct=sm.cov_struct.Exchangeable()).fit()
+    b, se = res.params[0], res.bse[0]
+    assert g.estimate == pytest.approx(expit(b))
+    assert g.low == pytest.approx(expit(b - 1.959963984540054 * se))
+    assert g.high == pytest.approx(expit(b + 1.959963984540054 * se))
+    assert g.design_effect == pytest.approx(se**2 * len(d) * expit(b) * (1 - expit(b)))
+    assert g.note == ""
+
+
+def test_gee_design_effect_one_for_singletons_two_for_duplicated_units():
+    rng = np.random.default_rng(5)
+    y = rng.random(200) < 0.3
+    assert gee_proportion(y, np.arange(200)).design_effect == pytest.approx(1.0, rel=1e-6)
+    dup = gee_proportion(np.repeat(y, 2), np.repeat(np.arange(200), 2))
+    assert dup.design_effect == pytest.approx(2.0, rel=1e-3)
+
+
+def test_gee_zero_cell_is_nan_with_note():
+    g = gee_proportion(np.ones(10, bool), np.repeat(np.arange(5), 2))
+    assert np.isnan(g.estimate) and np.isnan(g.low)
+    assert "separation" in g.note
+
+
+def test_metric_outcomes_rejects_unknown_metric():
+    with pytest.raises(ValueError, match="unknown metric 'auc'"):
+        metric_outcomes("auc", np.array([True]), np.array([True]))
+
+
+def test_accuracy_row_clusters_only_where_patients_repeat():
+    single = accuracy_row([True, False, True], [True, False, False], ["a", "b", "c"], n_boot=50)
+    assert np.isnan(single["sensitivity_low_boot"]) and single["max_units_per_patient"] == 1
+    d = _clustered_data(n_patients=40)
+    row = accuracy_row(d["call"], d["ref"], d["case_id"], n_boot=200, seed=0)
+    assert row["sensitivity_low_boot"] <= row["sensitivity"] <= row["sensitivity_high_boot"]
+    assert row["design_effect"] == row["accuracy_deff"] > 0
+    assert row["n_patients"] == 40 and row["n"] == len(d)
+
+
+def test_accuracy_table_groups_and_pooled_row():
+    d = pd.DataFrame({
+        "case_id": ["A", "A", "B", "B", "C", "C"],
+        "level": ["II", "III", "II", "III", "II", "III"],
+        "side": ["R"] * 6,
+        "call": [True, False, True, True, False, False],
+        "ref": [True, False, False, True, True, False],
+    })
+    out = accuracy_table(d, "call", "ref", n_boot=100)
+    assert list(out.columns) == accuracy_columns()
+    assert out[["level", "side"]].values.tolist() == [["II", "R"], ["III", "R"], ["all", "both"]]
+    ii = out.iloc[0]
+    assert (ii.tp, ii.fp, ii.fn, ii.tn) == (1, 1, 1, 0)
+    pooled = out.iloc[-1]
+    assert (pooled.tp, pooled.fp, pooled.fn, pooled.tn) == (2, 1, 1, 2)
+    assert pooled.max_units_per_patient == 2 and not np.isnan(pooled.accuracy_low_boot)
