@@ -61,6 +61,25 @@ def inspect(
 
 
 @app.command()
+def levels(
+    case_dir: Path = typer.Argument(..., help="A case folder (with case.json)."),
+    out: Path = typer.Option(..., "--out", help="Output folder; levels.csv is written there atomically."),
+    tolerance: float = typer.Option(3.0, "--tolerance", help="Borderline tolerance of the level assignment, mm."),
+) -> None:
+    """Assign every MR node its side and som1999 neck level; write OUT/levels.csv."""
+    from neckmatch.geometry.levels import levels_table
+    from neckmatch.io.atomic import write_csv
+    from neckmatch.io.case import read_case
+
+    table = levels_table(read_case(case_dir), tolerance_mm=tolerance)
+    path = write_csv(table, Path(out) / "levels.csv")
+    counts = table.groupby(["side", "level"]).size()
+    per_level = ", ".join(f"{s}-{lv or 'outside'}: {n}" for (s, lv), n in counts.items())
+    console.print(f"wrote {path}: {len(table)} nodes ({int(table['borderline'].sum())} borderline); {per_level}",
+                  markup=False, soft_wrap=True)
+
+
+@app.command()
 def match(
     case_dir: Path = typer.Argument(..., help="A case folder (with case.json)."),
     out: Path = typer.Option(..., "--out", help="Output folder (created or replaced whole; never left half-written)."),

@@ -9,6 +9,8 @@ i.e. y = x - 50, and sd = (y - x + 50) / sqrt(2) (the carotid at (10, 0) is on t
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -323,3 +325,39 @@ def test_levels_table_of_an_empty_map_has_the_columns():
     table = levels_table(case)
     assert len(table) == 0 and "level_fractions" in table.columns
     assert isinstance(table, pd.DataFrame)
+
+
+# ---------------------------------------------------------------- CLI
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "minimal_case"
+
+
+def _run_cli(monkeypatch, *args: str) -> int:
+    from neckmatch import cli
+
+    monkeypatch.setattr(sys, "argv", ["neckmatch", *args])
+    try:
+        cli.main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_cli_levels_writes_the_table(monkeypatch, tmp_path, capsys):
+    from neckmatch.io.case import read_case
+
+    assert _run_cli(monkeypatch, "levels", str(EXAMPLE), "--out", str(tmp_path / "out"), "--tolerance", "9") == 0
+    written = pd.read_csv(tmp_path / "out" / "levels.csv", keep_default_na=False, dtype={"borderline": str})
+    expected = levels_table(read_case(EXAMPLE), tolerance_mm=9.0)
+    assert written["level"].tolist() == expected["level"].tolist()
+    assert written["borderline"].tolist() == ["true" if b else "false" for b in expected["borderline"]]
+    np.testing.assert_allclose(written["boundary_mm"], expected["boundary_mm"], rtol=1e-5)
+    assert "levels.csv" in capsys.readouterr().out
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["levels.csv"]  # no temporary left behind
+
+
+def test_cli_levels_bad_case_is_one_line_exit_2(monkeypatch, tmp_path, capsys):
+    assert _run_cli(monkeypatch, "levels", str(tmp_path), "--out", str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert "case.json" in err and len(err.strip().splitlines()) == 1
