@@ -1,0 +1,139 @@
+"""The assignment solver: best partial matching of MR nodes to pathology units, and the min-marginal margins.
+
+Given pair weights ``w`` (ndarray (n, m), log-likelihood ratios, ``-inf`` = forbidden), the best joint
+assignment maximises the sum of the weights of the chosen pairs; every node not in a pair is unmatched. It is
+solved exactly with :func:`scipy.optimize.linear_sum_assignment` on the square cost matrix
+
+    [[ -w      , D_mr ],
+     [ D_path  , 0    ]]     (D = diagonal 0, off-diagonal +inf)
+
+one connected component of the candidate graph at a time. The *margin* of a decision is how much the best
+assignment's total weight drops when that decision is forbidden (pair forbidden, or the node forced into some
+pair); margins feed the confidence calibration (:mod:`neckmatch.correlation.calibration`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+__all__ = ["best_assignment", "assignment_margins", "components"]
+
+FloatArray = NDArray[np.float64]
+_PRUNE = -40.0  # pairs weaker than this are never chosen (leaving both unmatched scores 0)
+MARGIN_CAP = 50.0
+
+
+def _solve(w: FloatArray, force_row: int = -1, force_col: int = -1) -> tuple[NDArray[np.int64], float]:
+    """Best partial assignment of one block: partner index per row (-1 = unmatched) and its total weight.
+
+    ``force_row`` / ``force_col`` (>= 0) forbid leaving that row / column unmatched (the caller checks that it
+    has an allowed partner).
+    """
+    n, m = w.shape
+    if n == 0 or m == 0:
+        return np.full(n, -1, dtype=np.int64), 0.0
+    cost = np.full((n + m, m + n), np.inf)
+    cost[:n, :m] = np.where(np.isfinite(w) & (w > _PRUNE), -w, np.inf)
+    cost[np.arange(n), m + np.arange(n)] = 0.0
+    cost[n + np.arange(m), np.arange(m)] = 0.0
+    cost[n:, m:] = 0.0
+    if force_row >= 0:
+        cost[force_row, m + force_row] = np.inf
+    if force_col >= 0:
+        cost[n + force_col, force_col] = np.inf
+    rows, cols = linear_sum_assignment(cost)
+    partner = np.full(n, -1, dtype=np.int64)
+    real = (rows < n) & (cols < m)
+    partner[rows[real]] = cols[real]
+    return partner, float(np.sum(w[rows[real], cols[real]]))
+
+
+def components(w: FloatArray) -> list[tuple[NDArray[np.int64], NDArray[np.int64]]]:
+    """Connected components (row indices, column indices) of the graph of allowed pairs (w > prune level)."""
+    n, m = w.shape
+    r, c = np.nonzero(np.isfinite(w) & (w > _PRUNE))
+    g = coo_matrix((np.ones(len(r)), (r, n + c)), shape=(n + m, n + m))
+    k, lab = connected_components(g, directed=False)
+    out = []
+    for t in range(k):
+        idx = np.flatnonzero(lab == t)
+        out.append((idx[idx < n], idx[idx >= n] - n))
+    return out
+
+
+def best_assignment(w: FloatArray) -> NDArray[np.int64]:
+    """Best partial assignment: ndarray (n,), int, partner column per row, -1 for unmatched rows.
+
+    Examples
+    --------
+    >>> best_assignment(np.array([[2.0, 1.0], [1.5, -1.0]])).tolist()
+    [1, 0]
+    >>> best_assignment(np.array([[-0.5]])).tolist()
+    [-1]
+    """
+    partner = np.full(w.shape[0], -1, dtype=np.int64)
+    for rows, cols in components(w):
+        if len(rows) and len(cols):
+            p, _ = _solve(w[np.ix_(rows, cols)])
+            partner[rows[p >= 0]] = cols[p[p >= 0]]
+    return partner
+
+
+def _block_margins(w: FloatArray, partner: NDArray[np.int64], best: float) -> tuple[FloatArray, FloatArray]:
+    """Margins of one block's row decisions (n,) and of its unmatched columns (m,), nan for matched columns."""
+    n, m = w.shape
+    row_m = np.full(n, MARGIN_CAP)
+    col_m = np.full(m, np.nan)
+    allowed = np.isfinite(w) & (w > _PRUNE)
+    for i in range(n):
+        j = partner[i]
+        alt = w.copy()
+        if j >= 0:
+            alt[i, j] = -np.inf
+            _, val = _solve(alt)
+        elif allowed[i].any():  # force row i into a pair: the best over its allowed partners
+            _, val = _solve(w, force_row=i)
+        else:
+            continue
+        row_m[i] = best - val
+    matched_cols = set(partner[partner >= 0].tolist())
+    for j in range(m):
+        if j in matched_cols:
+            continue
+        if not allowed[:, j].any():
+            col_m[j] = MARGIN_CAP
+            continue
+        col_m[j] = best - _solve(w, force_col=j)[1]
+    return np.minimum(row_m, MARGIN_CAP), np.minimum(col_m, MARGIN_CAP)
+
+
+def assignment_margins(w: FloatArray) -> tuple[NDArray[np.int64], FloatArray, FloatArray]:
+    """Best assignment and the margin of every decision.
+
+    Returns
+    -------
+    partner : ndarray (n,), int
+        Partner column per row, -1 for unmatched rows.
+    row_margin : ndarray (n,), float
+        Margin (log-likelihood units, >= 0, capped at 50) of each row's decision (its pair or being unmatched).
+    col_margin : ndarray (m,), float
+        Margin of each unmatched column's decision; nan for matched columns (their pair's margin is the row's).
+    """
+    n, m = w.shape
+    partner = np.full(n, -1, dtype=np.int64)
+    row_m = np.full(n, MARGIN_CAP)
+    col_m = np.full(m, np.nan)
+    for rows, cols in components(w):
+        if len(rows) == 0 or len(cols) == 0:
+            col_m[cols] = MARGIN_CAP
+            continue
+        block = w[np.ix_(rows, cols)]
+        p, best = _solve(block)
+        rm, cm = _block_margins(block, p, best)
+        partner[rows[p >= 0]] = cols[p[p >= 0]]
+        row_m[rows], col_m[cols] = rm, cm
+    return partner, np.maximum(row_m, 0.0), np.maximum(col_m, 0.0)

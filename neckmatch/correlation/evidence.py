@@ -1,0 +1,319 @@
+"""Evidence for node-to-node matching: the log-likelihood-ratio of every candidate (MR node, pathology unit) pair.
+
+A pair's weight ``w[i, j]`` is ``log p(MR node i and pathology unit j are one node) - log p(i is an MR-only node)
+- log p(j is a pathology-only node)``; a pair beats leaving both unmatched iff ``w > 0``. It sums
+
+- **level**: the MR node's imaging level in the container's imaging levels (0), the runner-up level of a
+  borderline node in it (``log p_runner``; the assigned level then gets ``log(1 - p_runner)``), an adjacent
+  level (``level_adjacent``), otherwise impossible (``-inf``). Sides must agree except for the midline levels
+  IA, VI, VII (``midline_other_side``);
+- **harvest**: the log-odds that an MR node of that size was harvested (small nodes are often not found);
+- **size**: pathology size vs MR long axis: ``log P = log L + log k + N(0, size_sd)`` with the formalin
+  shrinkage ``k`` estimated per case, against the size density of pathology-only (MR-invisible, small) nodes;
+- **position** (where ``cc``/``ap`` exist and the container has a region): the MR node's relative position in
+  the container region, warped per container (:class:`neckmatch.geometry.specimen.Warp`), against the reported
+  position with noise ``pos_sd`` mixed with a uniform outlier term, against a uniform position.
+
+Never used: MR reads (scores, malignant calls) and pathology status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from neckmatch.geometry.specimen import Specimen, Warp
+from neckmatch.model import Case, ContainerLevel, Level, Side
+
+__all__ = ["MatchParams", "MRNodes", "PathUnits", "mr_nodes", "path_units", "level_weights", "size_weights",
+           "position_weights", "harvest_weights", "fit_shrinkage", "fit_warp", "adjacent_levels"]
+
+FloatArray = NDArray[np.float64]
+_MIDLINE = frozenset({"IA", "VI", "VII"})
+_LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
+
+# Spec adjacency (shared/spec/levels.md), used where geometry.levels.level_graph is not available.
+_ADJACENT = ("IA-IB IA-VI IB-IIA IB-III IIA-IIB IIA-III IIA-RP IIB-III IIB-VA III-IV III-VA III-VI IV-VB IV-VI "
+             "IV-SC VA-VB VB-SC VI-VII VII-SC").split()
+
+
+@dataclass(frozen=True)
+class MatchParams:
+    """Every parameter of the matching model (docs/matching.md explains each).
+
+    Sizes in mm; ``*_sd`` of logarithms are in natural-log units; relative positions are unitless (0-1).
+    """
+
+    shrinkage: float = 0.85  # prior median of pathology size / MR long axis
+    shrinkage_prior_sd: float = 0.10  # log units
+    estimate_shrinkage: bool = True
+    size_sd: float = 0.20  # log-normal measurement noise of the size ratio
+    path_only_median_mm: float = 3.0  # pathology-only (MR-invisible) node sizes: log-normal
+    path_only_sd: float = 0.45
+    harvest_max: float = 0.90  # probability that a large MR-visible node is found by pathology
+    harvest_mid_mm: float = 4.0  # MR long axis at which the harvest probability is half its maximum
+    harvest_scale_mm: float = 1.5
+    pair_log_odds: float = 0.0  # constant added to every pair weight
+    p_runner: float = 0.40  # borderline node: probability that its container holds the runner-up level
+    level_adjacent: float = -3.0  # log-probability weight of a container of an adjacent level
+    midline_other_side: float = -1.0  # IA / VI / VII node in the other side's container
+    pos_sd: float = 0.10  # relative-position noise per axis after the warp
+    pos_outlier: float = 0.05  # weight of the uniform outlier component of the position likelihood
+    stretch_prior_sd: float = 0.20
+    shift_prior_sd: float = 0.15
+    estimate_warp: bool = True
+    n_iter: int = 4  # EM rounds (assignment <-> shrinkage and warps)
+
+
+@dataclass(frozen=True)
+class MRNodes:
+    """MR nodes as arrays, shape (n,): label, side, level, runner_up, borderline, long axis (mm), matchable,
+    reason (``""``, ``undissected``, ``no-counterpart``) and centroids ``pos`` (n, 3) float mm RAS."""
+
+    node: NDArray[np.int64]
+    side: NDArray[np.str_]
+    level: NDArray[np.str_]
+    runner_up: NDArray[np.str_]
+    borderline: NDArray[np.bool_]
+    long_mm: FloatArray
+    pos: FloatArray
+    matchable: NDArray[np.bool_]
+    reason: NDArray[np.str_]
+
+
+@dataclass(frozen=True)
+class PathUnits:
+    """Pathology units (a node and its fragments), shape (m,): id of the unit, member node ids, container,
+    side, container level, size (mm, nan if unknown), cc and ap (nan if unknown)."""
+
+    unit: tuple[str, ...]
+    members: tuple[tuple[str, ...], ...]
+    container: tuple[str, ...]
+    side: NDArray[np.str_]
+    level: tuple[ContainerLevel, ...]
+    size_mm: FloatArray
+    cc: FloatArray
+    ap: FloatArray
+
+
+def _text(col: pd.Series) -> NDArray[np.str_]:
+    return col.fillna("").astype(str).replace({"nan": ""}).to_numpy(dtype=str)
+
+
+def mr_nodes(case: Case, levels: pd.DataFrame) -> MRNodes:
+    """MR node arrays from the levels.csv table; marks nodes outside the neck or in undissected levels."""
+    lv = levels.sort_values("node", kind="stable")
+    side, level = _text(lv["side"]), _text(lv["level"])
+    runner = _text(lv["runner_up"]) if "runner_up" in lv else np.full(len(lv), "")
+    border = lv["borderline"].fillna(False).astype(str).str.lower().isin(["true", "1"]).to_numpy() \
+        if "borderline" in lv else np.zeros(len(lv), bool)
+    reason = np.full(len(lv), "", dtype=object)
+    for k, (s, l) in enumerate(zip(side, level, strict=True)):
+        if l not in Level.__members__ or s not in ("R", "L"):
+            reason[k] = "no-counterpart"
+        elif not (case.is_dissected(s, l) or (l in _MIDLINE and case.is_dissected(Side(s).other, l))):
+            reason[k] = "undissected"
+    return MRNodes(
+        node=lv["node"].to_numpy(dtype=np.int64),
+        side=side,
+        level=level,
+        runner_up=runner,
+        borderline=border,
+        long_mm=pd.to_numeric(lv["long_axis_mm"], errors="coerce").to_numpy(dtype=np.float64),
+        pos=lv[["x", "y", "z"]].to_numpy(dtype=np.float64),
+        matchable=reason == "",
+        reason=reason.astype(str),
+    )
+
+
+def _unit_root(node_ids: set[str], node: str, parent: str | None) -> str:
+    return parent if parent is not None and parent in node_ids else node
+
+
+def path_units(case: Case) -> PathUnits:
+    """Group pathology nodes into units: a node plus every node whose ``fragment_of`` names it.
+
+    Fragments whose ``fragment_of`` names no node of the case are grouped by that value. The unit's size is the
+    largest member size, its cc/ap the mean of the members' (nan where none reports them).
+    """
+    ids = {p.node for p in case.path_nodes}
+    groups: dict[str, list] = {}
+    for p in case.path_nodes:
+        key = _unit_root(ids, p.node, p.fragment_of) if p.fragment_of is None or p.fragment_of in ids \
+            else f"fragments:{p.fragment_of}"
+        groups.setdefault(key, []).append(p)
+    units, members, cont, side, level, size, cc, ap = [], [], [], [], [], [], [], []
+    for key, ps in groups.items():
+        head = next((p for p in ps if p.node == key), ps[0])
+        units.append(head.node)
+        members.append(tuple(p.node for p in ps))
+        cont.append(head.container)
+        side.append(head.side.value)
+        level.append(head.level)
+        sizes = [p.size_mm for p in ps if p.size_mm is not None]
+        size.append(max(sizes) if sizes else np.nan)
+        ccs, aps = [p.cc for p in ps if p.cc is not None], [p.ap for p in ps if p.ap is not None]
+        cc.append(np.mean(ccs) if ccs else np.nan)
+        ap.append(np.mean(aps) if aps else np.nan)
+    return PathUnits(tuple(units), tuple(members), tuple(cont), np.array(side, dtype=str), tuple(level),
+                     np.array(size, dtype=np.float64), np.array(cc, dtype=np.float64), np.array(ap, dtype=np.float64))
+
+
+def _level_name(v: object) -> str:
+    v = v[1] if isinstance(v, tuple) else v
+    return str(getattr(v, "value", v))
+
+
+def _same_side(a: object, b: object) -> bool:
+    if not (isinstance(a, tuple) and isinstance(b, tuple)):
+        return True
+    return str(getattr(a[0], "value", a[0])) == str(getattr(b[0], "value", b[0]))
+
+
+@lru_cache(maxsize=1)
+def adjacent_levels() -> dict[str, frozenset[str]]:
+    """Same-side adjacency of imaging levels (spec list), as level -> neighbours."""
+    try:
+        from neckmatch.geometry.levels import level_graph
+
+        g = level_graph()
+        pairs = [(_level_name(a), _level_name(b)) for a, b in g.edges() if _same_side(a, b)]
+    except ImportError:
+        pairs = [tuple(e.split("-")) for e in _ADJACENT]
+    out: dict[str, set[str]] = {lv.value: set() for lv in Level}
+    for a, b in pairs:
+        if a in out and b in out and a != b:
+            out[a].add(b)
+            out[b].add(a)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+def level_weights(mr: MRNodes, units: PathUnits, params: MatchParams) -> FloatArray:
+    """Level/side log-weight of every pair: ndarray (n, m), float, ``-inf`` where impossible."""
+    n, m = len(mr.node), len(units.unit)
+    out = np.full((n, m), -np.inf)
+    if n == 0 or m == 0:
+        return out
+    adj = adjacent_levels()
+    keys = sorted({(units.side[j], str(units.level[j])) for j in range(m)})
+    kidx = {k: t for t, k in enumerate(keys)}
+    col_key = np.array([kidx[(units.side[j], str(units.level[j]))] for j in range(m)])
+    lp_same_b, lp_run = np.log1p(-params.p_runner), np.log(params.p_runner)
+    table = np.full((n, len(keys)), -np.inf)
+    for t, (cside, clevel) in enumerate(keys):
+        names = {lv.value for lv in ContainerLevel.parse(clevel).imaging_levels()}
+        for i in np.flatnonzero(mr.matchable):
+            l, s = mr.level[i], mr.side[i]
+            side_term = 0.0 if s == cside else (params.midline_other_side if l in _MIDLINE else -np.inf)
+            if l in names:
+                val = lp_same_b if mr.borderline[i] else 0.0
+            elif mr.borderline[i] and mr.runner_up[i] in names:
+                val = lp_run
+            elif adj.get(l, frozenset()) & names:
+                val = params.level_adjacent
+            else:
+                val = -np.inf
+            table[i, t] = val + side_term
+    out[:] = table[:, col_key]
+    return out
+
+
+def harvest_weights(mr: MRNodes, params: MatchParams) -> FloatArray:
+    """Log-odds that each MR node was harvested (found by pathology), shape (n,); 0 for unknown size."""
+    L = np.where(np.isfinite(mr.long_mm), mr.long_mm, params.harvest_mid_mm * 3)
+    h = params.harvest_max / (1.0 + np.exp(-(L - params.harvest_mid_mm) / params.harvest_scale_mm))
+    return np.log(h) - np.log1p(-h)
+
+
+def size_weights(mr: MRNodes, units: PathUnits, params: MatchParams, log_k: float) -> FloatArray:
+    """Size log-likelihood ratio, shape (n, m); 0 where either size is unknown."""
+    lL = np.log(mr.long_mm)[:, None]
+    lP = np.log(units.size_mm)[None, :]
+    z = (lP - lL - log_k) / params.size_sd
+    ll_pair = -0.5 * z**2 - np.log(params.size_sd) - _LOG_SQRT_2PI
+    zq = (lP - np.log(params.path_only_median_mm)) / params.path_only_sd
+    ll_only = -0.5 * zq**2 - np.log(params.path_only_sd) - _LOG_SQRT_2PI
+    out = ll_pair - ll_only
+    return np.where(np.isfinite(out), out, 0.0)
+
+
+def relative_positions(mr: MRNodes, units: PathUnits, specimen: Specimen | None) -> FloatArray:
+    """Each MR node's relative (cc, ap) in each unit's container region: ndarray (n, m, 2), nan without region."""
+    n, m = len(mr.node), len(units.unit)
+    out = np.full((n, m, 2), np.nan)
+    if specimen is None or n == 0:
+        return out
+    for c in set(units.container):
+        reg = specimen.regions.get(c)
+        if reg is None:
+            continue
+        cols = [j for j in range(m) if units.container[j] == c]
+        out[:, cols, :] = reg.relative(mr.pos)[:, None, :]
+    return out
+
+
+def position_weights(rel: FloatArray, units: PathUnits, warps: list[Warp], params: MatchParams,
+                     sd_scale: float = 1.0) -> FloatArray:
+    """Position log-likelihood ratio, shape (n, m), given per-unit warps; 0 where no position is known."""
+    sd = params.pos_sd * sd_scale
+    a_cc, b_cc = np.array([w.stretch_cc for w in warps]), np.array([w.shift_cc for w in warps])
+    a_ap, b_ap = np.array([w.stretch_ap for w in warps]), np.array([w.shift_ap for w in warps])
+    total = np.zeros(rel.shape[:2])
+    for obs, x, a, b in ((units.cc, rel[..., 0], a_cc, b_cc), (units.ap, rel[..., 1], a_ap, b_ap)):
+        z = (obs[None, :] - (a[None, :] * x + b[None, :])) / sd
+        dens = (1 - params.pos_outlier) * np.exp(-0.5 * z**2) / (sd * np.sqrt(2 * np.pi)) + params.pos_outlier
+        ll = np.log(dens)
+        total += np.where(np.isfinite(ll), ll, 0.0)
+    return total
+
+
+def fit_shrinkage(mr: MRNodes, units: PathUnits, pairs: NDArray[np.int64], params: MatchParams) -> float:
+    """Per-case log shrinkage: median log(P / L) over the given pairs (k, 2) shrunk towards the prior."""
+    mu0 = np.log(params.shrinkage)
+    if not params.estimate_shrinkage or len(pairs) == 0:
+        return float(mu0)
+    r = np.log(units.size_mm[pairs[:, 1]]) - np.log(mr.long_mm[pairs[:, 0]])
+    r = r[np.isfinite(r)]
+    if len(r) == 0:
+        return float(mu0)
+    # a median has variance ~ (pi/2) sd^2 / n
+    prec_data = len(r) / (np.pi / 2 * params.size_sd**2)
+    prec_prior = 1.0 / params.shrinkage_prior_sd**2
+    return float((prec_data * np.median(r) + prec_prior * mu0) / (prec_data + prec_prior))
+
+
+def _fit_axis(x: FloatArray, y: FloatArray, params: MatchParams) -> tuple[float, float]:
+    """Robust ridge fit y = a x + b with priors a ~ N(1, .), b ~ N(0, .) (2 Cauchy IRLS rounds)."""
+    w = np.ones_like(x)
+    a, b = 1.0, 0.0
+    for _ in range(3):
+        s2 = params.pos_sd**2
+        A = np.array([[np.sum(w * x * x) / s2 + 1 / params.stretch_prior_sd**2, np.sum(w * x) / s2],
+                      [np.sum(w * x) / s2, np.sum(w) / s2 + 1 / params.shift_prior_sd**2]])
+        rhs = np.array([np.sum(w * x * y) / s2 + 1 / params.stretch_prior_sd**2, np.sum(w * y) / s2])
+        a, b = np.linalg.solve(A, rhs)
+        r = (y - a * x - b) / (2 * params.pos_sd)
+        w = 1.0 / (1.0 + r**2)
+    return float(a), float(b)
+
+
+def fit_warp(rel: FloatArray, units: PathUnits, pairs: NDArray[np.int64], params: MatchParams) -> dict[str, Warp]:
+    """Per-container warps from the current pairs (k, 2) of (MR index, unit index)."""
+    out: dict[str, Warp] = {}
+    if not params.estimate_warp or len(pairs) == 0:
+        return out
+    cont = np.array(units.container, dtype=object)[pairs[:, 1]]
+    for c in set(cont):
+        sel = pairs[cont == c]
+        x = rel[sel[:, 0], sel[:, 1], :]
+        vals = []
+        for ax, obs in ((0, units.cc), (1, units.ap)):
+            y = obs[sel[:, 1]]
+            ok = np.isfinite(y) & np.isfinite(x[:, ax])
+            vals.append(_fit_axis(x[ok, ax], y[ok], params) if ok.any() else (1.0, 0.0))
+        out[c] = Warp(vals[0][0], vals[0][1], vals[1][0], vals[1][1])
+    return out

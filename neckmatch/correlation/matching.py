@@ -1,0 +1,274 @@
+"""Node-to-node matching of one case: which MR node is which pathology node, how sure, and what needs review.
+
+:func:`match_case` builds the pair evidence (:mod:`neckmatch.correlation.evidence`), alternates between the best
+joint assignment (:mod:`neckmatch.correlation.assign`) and re-estimating the per-case formalin shrinkage and
+the per-container specimen warps (a few EM-style rounds), then scores every decision by its min-marginal margin
+and calibrates it to a probability (:mod:`neckmatch.correlation.calibration`). The model is described with every
+parameter in docs/matching.md. Reads and pathology status are never looked at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from neckmatch.correlation.assign import MARGIN_CAP, assignment_margins, best_assignment
+from neckmatch.correlation.calibration import AUTO_THRESHOLD, calibrate
+from neckmatch.correlation.evidence import (
+    MatchParams,
+    MRNodes,
+    PathUnits,
+    fit_shrinkage,
+    fit_warp,
+    harvest_weights,
+    level_weights,
+    mr_nodes,
+    path_units,
+    position_weights,
+    relative_positions,
+    size_weights,
+)
+from neckmatch.errors import InputError
+from neckmatch.geometry.specimen import Specimen, Warp, reconstruct_specimen
+from neckmatch.model import Case, Decision
+
+__all__ = ["Constraints", "MatchResult", "MatchParams", "match_case", "MATCH_COLUMNS"]
+
+MATCH_COLUMNS = [
+    "case_id", "mr_node", "path_node", "confidence", "decision", "kind", "reason", "level_only", "constrained",
+    "mr_level", "mr_side", "container", "path_level", "mr_long_mm", "path_size_mm", "size_ratio", "position_mm",
+    "cost", "cost_level", "cost_size", "cost_position", "cost_harvest", "margin",
+]
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """People's decisions the solver must honour: plain sets.
+
+    ``must_link`` and ``cannot_link`` hold ``(mr_node, path_node)`` pairs (MR label, pathology node id);
+    ``forced_unmatched_mr`` MR labels and ``forced_unmatched_path`` pathology node ids that must stay unmatched.
+    A constraint on a fragment applies to its whole unit (the node and its fragments). ``source`` names the file
+    the constraints came from, for error messages.
+
+    Examples
+    --------
+    >>> c = Constraints(must_link={(3, "R-II-1")}, forced_unmatched_mr=[5])
+    >>> sorted(c.must_link), sorted(c.forced_unmatched_mr)
+    ([(3, 'R-II-1')], [5])
+    """
+
+    must_link: frozenset[tuple[int, str]] = frozenset()
+    cannot_link: frozenset[tuple[int, str]] = frozenset()
+    forced_unmatched_mr: frozenset[int] = frozenset()
+    forced_unmatched_path: frozenset[str] = frozenset()
+    source: str = "constraints"
+
+    def __post_init__(self) -> None:
+        for name in ("must_link", "cannot_link"):
+            pairs = frozenset((int(m), str(p)) for m, p in getattr(self, name))
+            object.__setattr__(self, name, pairs)
+        object.__setattr__(self, "forced_unmatched_mr", frozenset(int(m) for m in self.forced_unmatched_mr))
+        object.__setattr__(self, "forced_unmatched_path", frozenset(str(p) for p in self.forced_unmatched_path))
+
+
+@dataclass
+class MatchResult:
+    """The matching of one case.
+
+    ``matches``: DataFrame with :data:`MATCH_COLUMNS` (docs/outputs.md matches.csv): every MR node and every
+    pathology node once, except that fragments of one node (``fragment_of``) each get a row with the MR node
+    they share. ``specimen``: the reconstructed specimen with the estimated warps. ``shrinkage``: estimated
+    pathology/MR size ratio. ``weights``: the final pair log-likelihood ratios, DataFrame (MR labels x units).
+    """
+
+    matches: pd.DataFrame
+    specimen: Specimen
+    shrinkage: float
+    weights: pd.DataFrame = field(default_factory=pd.DataFrame)
+    params: MatchParams = field(default_factory=MatchParams)
+
+
+def _index_constraints(c: Constraints, mr: MRNodes, units: PathUnits) -> dict[str, Any]:
+    """Map constraint ids to (row, unit) indices; raise InputError for unknown ids or contradictions."""
+    row = {int(v): k for k, v in enumerate(mr.node)}
+    unit = {node: j for j, mem in enumerate(units.members) for node in mem}
+
+    def r(v: int, fld: str) -> int:
+        if v not in row:
+            raise InputError(c.source, fld, f"MR node {v} is not in the case (labels {sorted(row)[:12]})")
+        return row[v]
+
+    def u(v: str, fld: str) -> int:
+        if v not in unit:
+            raise InputError(c.source, fld, f"pathology node '{v}' is not in the case")
+        return unit[v]
+
+    must = {(r(m, "must_link"), u(p, "must_link")) for m, p in c.must_link}
+    seen: dict[int, int] = {}
+    for i, j in sorted(must):
+        if seen.setdefault(j, i) != i:  # several units may share one MR node (fragments), not the reverse
+            raise InputError(c.source, "must_link", f"pathology unit '{units.unit[j]}' is linked to two MR nodes")
+    cannot = {(r(m, "cannot_link"), u(p, "cannot_link")) for m, p in c.cannot_link}
+    if must & cannot:
+        raise InputError(c.source, "cannot_link", f"a pair is both must-link and cannot-link: {sorted(must & cannot)}")
+    un_r = {r(m, "forced_unmatched_mr") for m in c.forced_unmatched_mr}
+    un_u = {u(p, "forced_unmatched_path") for p in c.forced_unmatched_path}
+    clash = [p for p in must if p[0] in un_r or p[1] in un_u]
+    if clash:
+        raise InputError(c.source, "must_link", f"pair(s) {clash} also forced unmatched")
+    return {"must": must, "cannot": cannot, "unmatched_rows": un_r, "unmatched_units": un_u}
+
+
+@dataclass
+class _Fit:
+    w: NDArray[np.float64]
+    parts: dict[str, NDArray[np.float64]]
+    log_k: float
+    warps: dict[str, Warp]
+
+
+def _weights(base: NDArray[np.float64], harvest: NDArray[np.float64], mr: MRNodes, units: PathUnits,
+             rel: NDArray[np.float64], params: MatchParams, log_k: float, warps: dict[str, Warp],
+             sd_scale: float) -> _Fit:
+    size = size_weights(mr, units, params, log_k)
+    pos = position_weights(rel, units, [warps.get(c, Warp()) for c in units.container], params, sd_scale)
+    w = base + harvest[:, None] + params.pair_log_odds + size + pos
+    return _Fit(w, {"level": base, "size": size, "position": pos, "harvest": np.broadcast_to(harvest[:, None],
+                                                                                            base.shape)}, log_k, warps)
+
+
+def _estimate(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDArray[np.float64],
+              fixed: set[tuple[int, int]], params: MatchParams) -> _Fit:
+    """EM-style rounds: best assignment <-> shrinkage and warps (first round with a loose position model)."""
+    harvest = harvest_weights(mr, params)
+    log_k, warps = float(np.log(params.shrinkage)), {}
+    prev = None
+    for t in range(max(params.n_iter, 1)):
+        fit = _weights(base, harvest, mr, units, rel, params, log_k, warps, 2.5 if t == 0 else 1.0)
+        partner = best_assignment(fit.w)
+        pairs = np.array(sorted({(i, int(j)) for i, j in enumerate(partner) if j >= 0} | fixed),
+                         dtype=np.int64).reshape(-1, 2)
+        if prev is not None and np.array_equal(partner, prev):
+            break
+        prev = partner
+        log_k = fit_shrinkage(mr, units, pairs, params)
+        warps = fit_warp(rel, units, pairs, params)
+    return _weights(base, harvest, mr, units, rel, params, log_k, warps, 1.0)
+
+
+def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = None,
+               constraints: Constraints | None = None, params: MatchParams | None = None) -> MatchResult:
+    """Match the MR nodes of ``case`` to its pathology nodes.
+
+    Parameters
+    ----------
+    case : Case
+    levels : pandas.DataFrame
+        levels.csv table of the case (``node, side, level, runner_up, borderline, x, y, z, long_axis_mm``).
+    specimen : Specimen, optional
+        From :func:`neckmatch.geometry.specimen.reconstruct_specimen`; built here when omitted.
+    constraints : Constraints, optional
+        People's decisions; unknown node ids or contradictions raise :class:`~neckmatch.errors.InputError`.
+    params : MatchParams, optional
+        Model parameters (defaults documented in docs/matching.md).
+
+    Returns
+    -------
+    MatchResult
+    """
+    params = params or MatchParams()
+    specimen = specimen if specimen is not None else reconstruct_specimen(case, levels)
+    mr, units = mr_nodes(case, levels), path_units(case)
+    cons = _index_constraints(constraints or Constraints(), mr, units)
+    base = level_weights(mr, units, params)
+    for i, j in cons["cannot"]:
+        base[i, j] = -np.inf
+    base[list(cons["unmatched_rows"]), :] = -np.inf
+    base[:, list(cons["unmatched_units"])] = -np.inf
+    for i, j in cons["must"]:
+        base[i, :], base[:, j] = -np.inf, -np.inf
+    rel = relative_positions(mr, units, specimen)
+    fit = _estimate(mr, units, rel, base, cons["must"], params)
+    partner, row_m, col_m = assignment_margins(fit.w)
+    for i, j in sorted(cons["must"]):
+        partner[i] = j
+    specimen = specimen.with_warps(fit.warps, case.path_nodes, params.pos_sd)
+    table = _decision_table(case, mr, units, fit, partner, row_m, col_m, cons, specimen)
+    weights = pd.DataFrame(fit.w, index=pd.Index(mr.node, name="mr_node"), columns=list(units.unit))
+    return MatchResult(table, specimen, float(np.exp(fit.log_k)), weights, params)
+
+
+def _mr_container(case: Case, side: str, level: str) -> str:
+    for c in case.containers:
+        if c.side.value == side and level and c.level.contains(level):
+            return c.container
+    return ""
+
+
+def _decision_table(case: Case, mr: MRNodes, units: PathUnits, fit: _Fit, partner: NDArray[np.int64],
+                    row_m: NDArray[np.float64], col_m: NDArray[np.float64], cons: dict[str, Any],
+                    specimen: Specimen) -> pd.DataFrame:
+    """One row per decision (fragments expanded), with calibrated confidence and evidence columns."""
+    sizes = {p.node: p.size_mm for p in case.path_nodes}
+    placed = specimen.placed.set_index("node") if len(specimen.placed) else pd.DataFrame()
+    rows: list[dict[str, Any]] = []
+    linked: dict[int, list[int]] = {}
+    for i, j in sorted(cons["must"]):
+        linked.setdefault(i, []).append(j)
+    matched_units = set(partner[partner >= 0].tolist()) | {j for _, j in cons["must"]}
+    for i in range(len(mr.node)):
+        j = int(partner[i])
+        base = {"mr_node": int(mr.node[i]), "mr_level": mr.level[i], "mr_side": mr.side[i],
+                "mr_long_mm": mr.long_mm[i]}
+        if j < 0:
+            fixed = bool(mr.reason[i]) or i in cons["unmatched_rows"]
+            reason = mr.reason[i] or ("no-counterpart" if i in cons["unmatched_rows"] else "not-harvested")
+            rows.append({**base, "path_node": None, "kind": "mr-unmatched", "reason": reason,
+                         "container": _mr_container(case, mr.side[i], mr.level[i]), "margin": row_m[i],
+                         "constrained": i in cons["unmatched_rows"], "fixed": fixed, "cost": 0.0})
+            continue
+        constrained = i in linked
+        for ju, node in ((jj, nd) for jj in linked.get(i, [j]) for nd in units.members[jj]):
+            pos_mm = np.nan
+            if node in placed.index and bool(placed.loc[node, "positioned"]):
+                pos_mm = float(np.linalg.norm(placed.loc[node, ["x", "y", "z"]].to_numpy(float) - mr.pos[i]))
+            rows.append({**base, "path_node": node, "kind": "pair", "reason": None,
+                         "container": units.container[ju], "path_level": str(units.level[ju]),
+                         "path_size_mm": sizes.get(node), "position_mm": pos_mm,
+                         "margin": row_m[i], "constrained": constrained, "fixed": constrained,
+                         "cost": -fit.w[i, ju] if not constrained else np.nan,
+                         **({} if constrained else {f"cost_{k}": -v[i, ju] for k, v in fit.parts.items()})})
+    for j in range(len(units.unit)):
+        if j in matched_units:
+            continue
+        forced = j in cons["unmatched_units"]
+        for node in units.members[j]:
+            rows.append({"mr_node": None, "path_node": node, "kind": "path-unmatched",
+                         "reason": "no-counterpart" if forced else "not-visible", "container": units.container[j],
+                         "path_level": str(units.level[j]), "path_size_mm": sizes.get(node), "margin": col_m[j],
+                         "constrained": forced, "fixed": forced, "cost": 0.0})
+    return _finish(case, rows)
+
+
+def _finish(case: Case, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=[*MATCH_COLUMNS, "fixed"])
+    margin = df["margin"].fillna(MARGIN_CAP).to_numpy(dtype=np.float64)
+    conf = calibrate(margin, df["kind"].to_numpy(dtype=str))
+    fixed = df["fixed"].fillna(False).to_numpy(dtype=bool)
+    df["confidence"] = np.where(fixed, 1.0, conf)
+    auto = df["confidence"] >= AUTO_THRESHOLD
+    df["decision"] = np.where(auto, Decision.AUTO.value, Decision.REVIEW.value)
+    df["level_only"] = ~auto & (df["container"].fillna("") != "")
+    df["constrained"] = df["constrained"].fillna(False).astype(bool)
+    df["size_ratio"] = pd.to_numeric(df["path_size_mm"], errors="coerce") / pd.to_numeric(df["mr_long_mm"],
+                                                                                         errors="coerce")
+    df["case_id"] = case.case_id
+    df["mr_node"] = df["mr_node"].astype("Int64")
+    df = df.drop(columns="fixed")
+    order = df["kind"].map({"pair": 0, "mr-unmatched": 0, "path-unmatched": 1})
+    df = df.assign(_o=order).sort_values(["_o", "mr_node", "path_node"], kind="stable").drop(columns="_o")
+    return df.reset_index(drop=True)[MATCH_COLUMNS]

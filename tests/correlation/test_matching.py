@@ -1,0 +1,177 @@
+"""Node-to-node matching on hand-made cases: unique answers, ambiguity, unmatched reasons, constraints, fragments,
+the output contract and the absence of incorporation (reads and status never change a match)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neckmatch.correlation.matching import MATCH_COLUMNS, Constraints, match_case
+from neckmatch.errors import InputError
+from neckmatch.model import Case, LabelMap, PathNode, Read, Side, SurgicalLevel
+
+
+def mr_table(rows):
+    """levels.csv-like table from (node, side, level, long_mm, z, y) tuples (x = +-40 by side)."""
+    out = []
+    for node, side, level, long_mm, z, y in rows:
+        out.append({"node": node, "side": side, "level": level, "runner_up": "", "borderline": False,
+                    "x": 40.0 if side == "R" else -40.0, "y": y, "z": z, "long_axis_mm": long_mm,
+                    "short_axis_mm": 0.6 * long_mm})
+    return pd.DataFrame(out)
+
+
+def make_case(path_nodes, dissected=None, reads=()):
+    dissected = dissected or {Side.R: frozenset({SurgicalLevel.II, SurgicalLevel.III})}
+    lm = LabelMap(np.zeros((2, 2, 2), dtype=np.int16), np.eye(4))
+    return Case("T1", "R", dissected, lm, None, tuple(path_nodes), (), reads=tuple(reads))
+
+
+def pn(node, size, container="R-II", level="II", side="R", status="negative", **kw):
+    return PathNode(node, container, side, level, status, size_mm=size, **kw)
+
+
+@pytest.fixture
+def unique():
+    levels = mr_table([(1, "R", "IIA", 5.0, 20, 0), (2, "R", "IIA", 11.0, 10, 0), (3, "R", "IIA", 24.0, 5, 0),
+                       (4, "R", "III", 14.0, -15, 0)])
+    case = make_case([pn("a", 4.3), pn("b", 9.5), pn("c", 20.0), pn("d", 12.0, "R-III", "III")])
+    return case, levels
+
+
+def pairs(result):
+    m = result.matches
+    sel = m[m["kind"] == "pair"]
+    return {(int(a), b) for a, b in zip(sel["mr_node"], sel["path_node"], strict=True)}
+
+
+def test_unique_answer_is_found_and_auto(unique):
+    res = match_case(*unique)
+    assert pairs(res) == {(1, "a"), (2, "b"), (3, "c"), (4, "d")}
+    big = res.matches[res.matches["mr_node"].isin([2, 3, 4])]
+    assert (big["decision"] == "auto").all()
+    assert list(res.matches.columns) == MATCH_COLUMNS
+
+
+def test_shrinkage_estimated_from_pairs(unique):
+    res = match_case(*unique)
+    assert 0.80 < res.shrinkage < 0.90  # the pairs above have ratios 0.86-0.87
+
+
+def test_identical_nodes_are_ambiguous_and_flagged_review():
+    levels = mr_table([(1, "R", "IIA", 10.0, 20, 0), (2, "R", "IIA", 10.0, 10, 0)])
+    case = make_case([pn("a", 8.5), pn("b", 8.5)])
+    m = match_case(case, levels).matches
+    assert set(m["kind"]) == {"pair"}
+    assert (m["decision"] == "review").all()
+    assert (m["confidence"] < 0.6).all()
+    assert m["level_only"].all()
+
+
+def test_positions_break_the_tie():
+    levels = mr_table([(1, "R", "IIA", 10.0, 30, 0), (2, "R", "IIA", 10.0, 0, 0)])
+    case = make_case([pn("top", 8.5, cc=0.15, ap=0.5), pn("bottom", 8.5, cc=0.85, ap=0.5)])
+    res = match_case(case, levels)
+    assert pairs(res) == {(1, "top"), (2, "bottom")}
+    assert res.matches["position_mm"].notna().all()
+    assert res.matches["confidence"].min() > 0.8
+
+
+def test_undissected_level_is_unmatched_with_reason():
+    levels = mr_table([(1, "R", "IIA", 10.0, 20, 0), (2, "R", "IV", 15.0, -40, 0), (3, "L", "III", 9.0, -10, 0)])
+    case = make_case([pn("a", 8.5)])
+    m = match_case(case, levels).matches.set_index("mr_node")
+    assert m.loc[2, "reason"] == "undissected" and m.loc[3, "reason"] == "undissected"
+    assert m.loc[2, "kind"] == "mr-unmatched" and m.loc[2, "confidence"] == 1.0
+    assert m.loc[2, "decision"] == "auto"
+
+
+def test_small_mr_node_left_unharvested_and_small_path_node_not_visible():
+    levels = mr_table([(1, "R", "IIA", 12.0, 20, 0), (2, "R", "III", 3.0, -10, 0)])
+    case = make_case([pn("a", 10.0), pn("tiny", 1.5)])
+    m = match_case(case, levels).matches
+    assert pairs(type("R", (), {"matches": m})) == {(1, "a")}
+    assert m.loc[m["mr_node"] == 2, "reason"].item() == "not-harvested"
+    assert m.loc[m["path_node"] == "tiny", "reason"].item() == "not-visible"
+
+
+def test_wrong_side_never_matches():
+    levels = mr_table([(1, "L", "IIA", 12.0, 20, 0)])
+    case = make_case([pn("a", 10.0)], dissected={Side.R: frozenset({SurgicalLevel.II}),
+                                                  Side.L: frozenset({SurgicalLevel.II})})
+    m = match_case(case, levels).matches
+    assert set(m["kind"]) == {"mr-unmatched", "path-unmatched"}
+
+
+def test_every_node_exactly_once():
+    rng = np.random.default_rng(7)
+    rows = [(k + 1, "R", str(rng.choice(["IIA", "IIB", "III"])), float(rng.uniform(3, 20)),
+             float(rng.uniform(-20, 30)), 0.0) for k in range(12)]
+    levels = mr_table(rows)
+    nodes = [pn(f"II-{k}", float(rng.uniform(1, 18))) for k in range(9)]
+    nodes += [pn(f"III-{k}", float(rng.uniform(1, 18)), "R-III", "III") for k in range(6)]
+    m = match_case(make_case(nodes), levels).matches
+    assert sorted(m["mr_node"].dropna().astype(int)) == list(range(1, 13))
+    assert sorted(m["path_node"].dropna()) == sorted(p.node for p in nodes)
+    assert m["confidence"].between(0, 1).all()
+    assert set(m["decision"]) <= {"auto", "review"}
+
+
+def test_fragments_share_one_mr_node():
+    levels = mr_table([(1, "R", "IIA", 20.0, 20, 0), (2, "R", "IIA", 6.0, 10, 0)])
+    case = make_case([pn("big", 17.0), pn("big-f", 9.0, fragment_of="big"), pn("small", 5.0)])
+    res = match_case(case, levels)
+    assert pairs(res) == {(1, "big"), (1, "big-f"), (2, "small")}
+
+
+def test_reads_and_status_do_not_change_matches(unique):
+    case, levels = unique
+    flipped = make_case([PathNode(p.node, p.container, p.side, p.level,
+                                  "positive" if p.status.value == "negative" else "negative", size_mm=p.size_mm)
+                         for p in case.path_nodes],
+                        reads=[Read(k, "r1", float(k % 5 + 1), k % 2 == 0) for k in range(1, 5)])
+    a, b = match_case(case, levels).matches, match_case(flipped, levels).matches
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_must_link_is_honoured(unique):
+    res = match_case(*unique, constraints=Constraints(must_link={(2, "c")}))
+    p = pairs(res)
+    assert (2, "c") in p and (3, "c") not in p
+    row = res.matches[res.matches["path_node"] == "c"].iloc[0]
+    assert row["constrained"] and row["confidence"] == 1.0
+
+
+def test_cannot_link_is_honoured(unique):
+    res = match_case(*unique, constraints=Constraints(cannot_link={(3, "c")}))
+    assert (3, "c") not in pairs(res)
+
+
+def test_forced_unmatched_is_honoured(unique):
+    c = Constraints(forced_unmatched_mr={2}, forced_unmatched_path={"d"})
+    m = match_case(*unique, constraints=c).matches
+    assert m.loc[m["mr_node"] == 2, "kind"].item() == "mr-unmatched"
+    assert m.loc[m["path_node"] == "d", "kind"].item() == "path-unmatched"
+    assert m.loc[m["path_node"] == "d", "confidence"].item() == 1.0
+
+
+def test_must_link_of_two_units_to_one_mr_node(unique):
+    res = match_case(*unique, constraints=Constraints(must_link={(3, "c"), (3, "b")}))
+    assert {(3, "c"), (3, "b")} <= pairs(res)
+
+
+def test_unknown_constraint_node_is_input_error(unique):
+    with pytest.raises(InputError, match="MR node 99 is not in the case"):
+        match_case(*unique, constraints=Constraints(must_link={(99, "a")}))
+
+
+def test_unit_linked_to_two_mr_nodes_is_input_error(unique):
+    with pytest.raises(InputError, match="'a' is linked to two MR nodes"):
+        match_case(*unique, constraints=Constraints(must_link={(1, "a"), (2, "a")}))
+
+
+def test_count_only_case_leaves_every_mr_node_unmatched():
+    levels = mr_table([(1, "R", "IIA", 12.0, 20, 0), (2, "R", "III", 8.0, -10, 0)])
+    m = match_case(make_case([]), levels).matches
+    assert (m["kind"] == "mr-unmatched").all() and len(m) == 2
