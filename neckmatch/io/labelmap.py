@@ -190,7 +190,7 @@ def _as_labels(path: Path, data: NDArray[Any]) -> NDArray[np.integer]:
         data = data.astype(np.int32)
     elif not np.issubdtype(data.dtype, np.integer):
         raise InputError(path, "data", f"label map must hold integer labels, got type {data.dtype}")
-    if data.size and data.min() < 0:
+    if data.size and np.issubdtype(data.dtype, np.signedinteger) and data.min() < 0:
         raise InputError(path, "data", f"labels must be >= 0, got {data.min()}")
     return data
 
