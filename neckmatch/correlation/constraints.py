@@ -158,4 +158,5 @@ def read_constraints(path: str | Path, case: Case | None = None) -> Any:
         cannot_link=frozenset(rows.cannot_link),
         forced_unmatched_mr=frozenset(rows.unmatched_mr),
         forced_unmatched_path=frozenset(rows.unmatched_path),
+        source=str(path),
     )

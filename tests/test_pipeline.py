@@ -1,0 +1,181 @@
+"""The per-case pipeline on the bundled minimal case: every file with the spec columns, atomic output."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from neckmatch import pipeline
+from neckmatch.correlation.truth import LEVEL_COLUMNS, NODE_COLUMNS, PATIENT_COLUMNS, READ_COLUMNS, SIDE_COLUMNS
+from neckmatch.errors import InputError
+from neckmatch.pipeline import OUTPUT_FILES, Settings, process_case
+
+MINIMAL = Path(__file__).resolve().parents[1] / "examples" / "minimal_case"
+LEVELS_SPEC = ["node", "side", "level", "boundary_mm", "runner_up", "x", "y", "z", "volume_mm3", "short_axis_mm",
+               "long_axis_mm"]  # fmt: skip
+MATCHES_SPEC = ["mr_node", "path_node", "confidence", "decision"]
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("run") / "MIN01"
+    process_case(MINIMAL, folder)
+    return folder
+
+
+def _csv(folder: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(folder / name, keep_default_na=False, na_values=[""])
+
+
+def _bad_case(tmp_path: Path) -> Path:
+    case = tmp_path / "bad"
+    shutil.copytree(MINIMAL, case, ignore=shutil.ignore_patterns("*.py"))
+    nodes = case / "pathology" / "nodes.csv"
+    nodes.write_text(nodes.read_text().replace("R-III,R,III,", "R-III,R,IIc,"))
+    return case
+
+
+def test_every_output_file_is_written(out):
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+
+
+def test_spec_columns(out):
+    assert set(LEVELS_SPEC) <= set(_csv(out, "levels.csv").columns)
+    assert set(MATCHES_SPEC) <= set(_csv(out, "matches.csv").columns)
+    expected = {"truth_nodes.csv": NODE_COLUMNS, "truth_reads.csv": READ_COLUMNS, "truth_levels.csv": LEVEL_COLUMNS,
+                "truth_sides.csv": SIDE_COLUMNS, "truth_patient.csv": PATIENT_COLUMNS}  # fmt: skip
+    for name, cols in expected.items():
+        assert list(_csv(out, name).columns) == cols, name
+    for name in ("levels.csv", "matches.csv", "truth_nodes.csv", "truth_levels.csv"):
+        assert (_csv(out, name)["case_id"] == "MIN01").all(), name
+
+
+def test_matches_cover_every_node_once(out):
+    m = _csv(out, "matches.csv")
+    assert sorted(m["mr_node"].dropna().astype(int)) == [1, 2, 3, 4]
+    path_ids = pd.read_csv(MINIMAL / "pathology" / "nodes.csv")["node"]
+    assert sorted(m["path_node"].dropna()) == sorted(path_ids)
+    assert m["decision"].isin(["auto", "review"]).all()
+    assert m["confidence"].between(0, 1).all()
+
+
+def test_booleans_are_written_lowercase(out):
+    text = (out / "truth_levels.csv").read_text()
+    assert ",true," in text and ",false," in text
+    assert "True" not in text and "False" not in text
+
+
+def test_level_side_patient_known_answers(out):
+    # Only R-III-01 is positive; readers call MR node 2 (right III) malignant and nothing else.
+    lv = _csv(out, "truth_levels.csv").set_index(["side", "level"])
+    assert lv["outcome"].to_dict() == {("R", "I"): "TN", ("R", "II"): "TN", ("R", "III"): "TP", ("R", "IV"): "TN",
+                                       ("R", "V"): "TN", ("L", "II"): "TN", ("L", "III+IV"): "TN"}  # fmt: skip
+    assert _csv(out, "truth_sides.csv")["outcome"].tolist() == ["TP", "TN"]
+    assert _csv(out, "truth_patient.csv")["outcome"].tolist() == ["TP"]
+
+
+def test_node_outcomes_follow_call_and_partner(out):
+    nodes = _csv(out, "truth_nodes.csv")
+    mr = nodes[nodes["mr_node"].notna()]
+    assert len(mr) == 4
+    matched = mr[mr["match_kind"] == "matched"]
+    expect = {(True, "positive"): "TP", (True, "negative"): "FP", (False, "positive"): "FN", (False, "negative"): "TN"}
+    calls = [str(c).lower() == "true" for c in matched["mr_call"]]
+    assert matched["outcome"].tolist() == [expect[k] for k in zip(calls, matched["path_status"], strict=True)]
+    # The only right level III MR node and the only right level III pathology node: a unique answer.
+    assert matched.set_index("mr_node").loc[2, ["path_node", "outcome"]].tolist() == ["R-III-01", "TP"]
+
+
+def test_summary_counts_agree_with_the_tables(out):
+    s = json.loads((out / "summary.json").read_text())
+    m = _csv(out, "matches.csv")
+    assert (s["case_id"], s["mr_nodes"], s["path_nodes"], s["containers"]) == ("MIN01", 4, 6, 5)
+    assert s["pairs"] == int((m["kind"] == "pair").sum())
+    assert sum(s["decisions"].values()) == len(m)
+    assert s["patient_outcome"] == "TP"
+    assert s["settings"]["fingerprint"] == Settings().fingerprint()
+
+
+def test_specimen_json_has_every_container(out):
+    spec = json.loads((out / "specimen.json").read_text())
+    assert spec["case_id"] == "MIN01"
+    assert sorted(c["container"] for c in spec["containers"]) == ["L-II", "L-III+IV", "R-II", "R-III", "R-IV"]
+
+
+def test_rerun_replaces_the_folder_whole(tmp_path):
+    out = tmp_path / "o"
+    process_case(MINIMAL, out)
+    (out / "stale.txt").write_text("old")
+    process_case(MINIMAL, out, Settings(auto_threshold=0.0))
+    assert not (out / "stale.txt").exists()
+    assert set(_csv(out, "matches.csv")["decision"]) == {"auto"}
+
+
+def test_bad_case_leaves_no_output(tmp_path):
+    out = tmp_path / "o"
+    with pytest.raises(InputError, match="IIc"):
+        process_case(_bad_case(tmp_path), out)
+    assert not out.exists()
+
+
+def test_failure_while_writing_leaves_no_output(tmp_path, monkeypatch):
+    def broken(outputs, folder):
+        (folder / "levels.csv").write_text("partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pipeline, "write_outputs", broken)
+    out = tmp_path / "o"
+    with pytest.raises(OSError, match="disk full"):
+        process_case(MINIMAL, out)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary folder left behind either
+
+
+def test_refuses_to_replace_a_foreign_folder(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep")
+    with pytest.raises(InputError, match="not empty and holds no earlier neckmatch output"):
+        process_case(MINIMAL, tmp_path)
+    assert (tmp_path / "mine.txt").read_text() == "keep"
+
+
+def test_constraints_are_honoured(tmp_path):
+    cons = tmp_path / "c.csv"
+    cons.write_text("mr_node,path_node,action\n1,R-II-01,cannot_link\n2,,unmatched\n")
+    out = tmp_path / "o"
+    process_case(MINIMAL, out, Settings(constraints=str(cons)))
+    m = _csv(out, "matches.csv")
+    pairs = set(zip(m["mr_node"], m["path_node"], strict=True))
+    assert (1.0, "R-II-01") not in pairs
+    assert m.loc[m["mr_node"] == 2, "kind"].tolist() == ["mr-unmatched"]
+
+
+def test_unknown_node_in_constraints_is_an_input_error(tmp_path):
+    cons = tmp_path / "c.csv"
+    cons.write_text("mr_node,path_node,action\n7,R-II-01,must_link\n")
+    with pytest.raises(InputError, match="row 1: mr_node: case 'MIN01' has no MR node 7"):
+        process_case(MINIMAL, tmp_path / "o", Settings(constraints=str(cons)))
+
+
+def test_fingerprint_tracks_constraints_content_not_path(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("mr_node,path_node,action\n1,R-II-01,must_link\n")
+    b.write_text(a.read_text())
+    fa = Settings(constraints=str(a)).fingerprint()
+    assert fa == Settings(constraints=str(b)).fingerprint()
+    assert fa != Settings().fingerprint()
+    b.write_text("mr_node,path_node,action\n1,R-II-01,cannot_link\n")
+    assert fa != Settings(constraints=str(b)).fingerprint()
+
+
+def test_settings_reject_negative_tolerance():
+    with pytest.raises(InputError, match="tolerance_mm: must be a finite number >= 0, got -1"):
+        Settings(tolerance_mm=-1.0)
+
+
+def test_settings_reject_threshold_above_one():
+    with pytest.raises(InputError, match=r"auto_threshold: must lie in \[0, 1\], got 1.5"):
+        Settings(auto_threshold=1.5)
