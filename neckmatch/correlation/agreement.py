@@ -12,6 +12,8 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa, fleiss_kappa
 
+from neckmatch.correlation.accuracy import _as_bool_array
+
 __all__ = ["landis_koch", "weighted_kappa", "fleiss", "agreement_table"]
 
 _BANDS = ((0.0, "poor"), (0.20, "slight"), (0.40, "fair"), (0.60, "moderate"), (0.80, "substantial"),
@@ -85,11 +87,9 @@ def fleiss(ratings: ArrayLike) -> float:
 
 def _wide(reads: pd.DataFrame, value: str, reader: str, unit: tuple[str, ...]) -> pd.DataFrame:
     data = reads.copy()
-    if data[value].dtype == object:
-        mapped = data[value].astype(str).str.strip().str.lower().map({"true": 1.0, "false": 0.0, "yes": 1.0,
-                                                                       "no": 0.0})
-        data[value] = mapped.where(mapped.notna(), pd.to_numeric(data[value], errors="coerce"))
-    data[value] = data[value].astype(float)
+    raw = data[value].to_numpy(dtype=object)
+    num = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=float)
+    data[value] = np.where(np.isnan(num), _as_bool_array(raw), num)  # numbers as they are; true/yes -> 1
     return data.pivot_table(index=list(unit), columns=reader, values=value, aggfunc="first")
 
 

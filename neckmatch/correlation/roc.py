@@ -77,7 +77,7 @@ def youden_threshold(scores: ArrayLike, labels: ArrayLike) -> dict[str, float]:
     if curve.empty:
         return {"threshold": float("nan"), "sensitivity": float("nan"), "specificity": float("nan"),
                 "youden_j": float("nan")}
-    j = (curve["tpr"] - curve["fpr"]).to_numpy()
+    j = np.round((curve["tpr"] - curve["fpr"]).to_numpy(), 12)  # exact ties stay ties
     best = curve.iloc[int(np.argmax(j))]
     return {"threshold": float(best["threshold"]), "sensitivity": float(best["sensitivity"]),
             "specificity": float(best["specificity"]), "youden_j": float(j.max())}

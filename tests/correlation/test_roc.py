@@ -1,0 +1,60 @@
+"""ROC: AUC against a hand-computed Mann-Whitney U, curve area, Youden threshold, bootstrap by seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neckmatch.correlation.roc import auc_bootstrap, auc_mann_whitney, roc_by_reader, roc_curve, youden_threshold
+
+SCORES = [1, 2, 2, 3, 4, 5, 3, 4, 5, 5]
+LABELS = ["negative"] * 6 + ["positive"] * 4
+
+
+def test_auc_equals_hand_counted_mann_whitney():
+    # positives 3, 4, 5, 5 against negatives 1, 2, 2, 3, 4, 5: count wins + 0.5 ties by hand
+    # 3: beats 1,2,2 (3) tie 3 (.5) -> 3.5; 4: beats 1,2,2,3 (4) tie 4 -> 4.5; 5: beats 5 + tie -> 5.5 (twice)
+    u = 3.5 + 4.5 + 5.5 + 5.5
+    assert auc_mann_whitney(SCORES, LABELS) == pytest.approx(u / 24)
+
+
+def test_auc_is_trapezoidal_area_of_the_curve():
+    curve = roc_curve(SCORES, LABELS)
+    area = np.trapezoid(curve["tpr"], curve["fpr"])
+    assert area == pytest.approx(auc_mann_whitney(SCORES, LABELS))
+    assert curve.iloc[0][["tpr", "fpr"]].tolist() == [0.0, 0.0]
+    assert curve.iloc[-1][["tpr", "fpr"]].tolist() == [1.0, 1.0]
+
+
+def test_auc_nan_without_both_classes():
+    assert np.isnan(auc_mann_whitney([1, 2], [True, True]))
+
+
+def test_youden_threshold_known():
+    you = youden_threshold([1, 2, 3, 4, 5, 6], [False, False, True, False, True, True])
+    # threshold 3: sens 1, spec 2/3 -> J = 2/3; threshold 5: sens 2/3, spec 1 -> J = 2/3: tie -> higher
+    assert you["threshold"] == 5.0
+    assert you["youden_j"] == pytest.approx(2 / 3)
+
+
+def test_auc_bootstrap_reproducible_and_brackets_estimate():
+    rng = np.random.default_rng(2)
+    n = 120
+    y = rng.random(n) < 0.4
+    s = np.where(y, rng.integers(2, 6, n), rng.integers(1, 5, n))
+    cl = np.repeat(np.arange(40), 3)
+    a = auc_bootstrap(s, y, cl, n_boot=300, seed=4)
+    assert a == auc_bootstrap(s, y, cl, n_boot=300, seed=4)
+    assert a[0] < auc_mann_whitney(s, y) < a[1]
+
+
+def test_roc_by_reader_one_row_per_reader():
+    reads = pd.DataFrame({"case_id": list("AABBCC") * 2, "reader": ["r1"] * 6 + ["r2"] * 6,
+                          "score": [1, 5, 2, 4, 1, 3] + [2, 2, 1, 5, 3, 4],
+                          "path_status": ["negative", "positive", "negative", "positive", "negative", "positive"] * 2})
+    summary, curves = roc_by_reader(reads, n_boot=100)
+    assert summary["reader"].tolist() == ["r1", "r2"]
+    assert summary.loc[0, "auc"] == 1.0
+    assert summary.loc[1, "auc"] == pytest.approx(auc_mann_whitney([2, 2, 1, 5, 3, 4], [0, 1, 0, 1, 0, 1]))
+    assert set(curves["reader"]) == {"r1", "r2"}
