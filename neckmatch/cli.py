@@ -65,18 +65,41 @@ def levels(
     case_dir: Path = typer.Argument(..., help="A case folder (with case.json)."),
     out: Path = typer.Option(..., "--out", help="Output folder; levels.csv is written there atomically."),
     tolerance: float = typer.Option(3.0, "--tolerance", help="Borderline tolerance of the level assignment, mm."),
+    level_map: bool = typer.Option(
+        True, "--level-map/--no-level-map", help="Also write OUT/level_map.nii.gz and level_map.json (level regions)."
+    ),
+    meshes: bool = typer.Option(False, "--meshes", help="Also write OUT/level_meshes/<name>.ply per level region."),
 ) -> None:
-    """Assign every MR node its side and som1999 neck level; write OUT/levels.csv."""
+    """Assign every MR node its side and som1999 neck level; write OUT/levels.csv and the level map."""
     from neckmatch.geometry.levels import levels_table
     from neckmatch.io.atomic import write_csv
     from neckmatch.io.case import read_case
 
-    table = levels_table(read_case(case_dir), tolerance_mm=tolerance)
+    case = read_case(case_dir)
+    table = levels_table(case, tolerance_mm=tolerance)
     path = write_csv(table, Path(out) / "levels.csv")
+    if level_map or meshes:
+        from neckmatch.geometry.regions import write_level_regions
+
+        write_level_regions(out, case.landmarks, case.label_map, meshes=meshes)
     counts = table.groupby(["side", "level"]).size()
     per_level = ", ".join(f"{s}-{lv or 'outside'}: {n}" for (s, lv), n in counts.items())
     console.print(f"wrote {path}: {len(table)} nodes ({int(table['borderline'].sum())} borderline); {per_level}",
                   markup=False, soft_wrap=True)
+
+
+@app.command()
+def landmarks(
+    masks_dir: Path = typer.Argument(..., help="Folder of per-structure masks (TotalSegmentator names or synonyms)."),
+    out: Path = typer.Option(..., "--out", help="Markups file to write (3D Slicer .mrk.json, LPS)."),
+) -> None:
+    """Derive the level landmarks from segmentation masks; write them as 3D Slicer markups to check and correct."""
+    from neckmatch.geometry.masks import landmarks_from_masks
+    from neckmatch.io.markups import write_markups
+
+    lms = landmarks_from_masks(masks_dir)
+    path = write_markups(out, lms)
+    console.print(f"wrote {path}: {len(lms.points)} points, {len(lms.curves)} curves", markup=False, soft_wrap=True)
 
 
 @app.command()

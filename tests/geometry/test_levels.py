@@ -354,7 +354,8 @@ def test_cli_levels_writes_the_table(monkeypatch, tmp_path, capsys):
     assert written["borderline"].tolist() == ["true" if b else "false" for b in expected["borderline"]]
     np.testing.assert_allclose(written["boundary_mm"], expected["boundary_mm"], rtol=1e-5)
     assert "levels.csv" in capsys.readouterr().out
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["levels.csv"]  # no temporary left behind
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["level_map.json", "level_map.nii.gz", "levels.csv"]  # no temporary left behind
 
 
 def test_cli_levels_bad_case_is_one_line_exit_2(monkeypatch, tmp_path, capsys):

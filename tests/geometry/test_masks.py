@@ -220,3 +220,37 @@ def test_real_submandibular_annotators_agree(shared_data):
         assert dist.mean() < 3.0 and dist.max() < 6.0
         assert dy.max() < 3.0  # the spread the 3 mm borderline tolerance is meant to cover
         assert np.all(np.sign(ca.points[:, 0]) == (-1 if name.endswith("_L") else 1))
+
+
+def _run_cli(monkeypatch, *args: str) -> int:
+    import sys
+
+    from neckmatch import cli
+
+    monkeypatch.setattr(sys, "argv", ["neckmatch", *args])
+    try:
+        cli.main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_cli_landmarks_writes_markups(monkeypatch, tmp_path, capsys, axial_dir, axial):
+    from neckmatch.io.markups import read_markups
+
+    out = tmp_path / "landmarks.mrk.json"
+    assert _run_cli(monkeypatch, "landmarks", str(axial_dir), "--out", str(out)) == 0
+    back = read_markups(out)
+    for name, p in axial.points.items():
+        np.testing.assert_allclose(back.point(name), p, atol=1e-6)
+    for name, c in axial.curves.items():
+        np.testing.assert_allclose(back.curve(name).points, c.points, atol=1e-6)
+    assert "6 points, 14 curves" in capsys.readouterr().out
+
+
+def test_cli_landmarks_missing_mask_is_one_line_exit_2(monkeypatch, tmp_path, capsys):
+    folder = _make(tmp_path / "m", skip=("hyoid",))
+    assert _run_cli(monkeypatch, "landmarks", str(folder), "--out", str(tmp_path / "x.mrk.json")) == 2
+    err = capsys.readouterr().err
+    assert "hyoid_body_inferior" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.mrk.json").exists()
