@@ -83,7 +83,10 @@ def _node_subsets(nodes: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     out = [("main", matched)]
     if "decision" in nodes:
         out.append(("auto-only", matched[matched["decision"] == "auto"]))
-    out.append(("with-level-only", nodes[is_mr & nodes["match_kind"].isin(["matched", "level-only"])]))
+    level_only = nodes[is_mr & (nodes["match_kind"] == "level-only")].copy()
+    if "container_status" in level_only:  # level-only nodes inherit their container's status (docs/outputs.md)
+        level_only["_ref"] = _as_bool_array(level_only["container_status"].to_numpy(dtype=object))
+    out.append(("with-level-only", _stack([matched, level_only])))
     path_only = nodes[~is_mr & nodes["_ref"].notna()].copy()
     best, worst = path_only.copy(), path_only.copy()
     best["_index"] = best["_ref"]  # best case: every unseen pathology node counted as correctly called
