@@ -1,0 +1,110 @@
+"""Node measurements against analytic ellipsoids rasterised on isotropic, anisotropic and oblique grids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from neckmatch.errors import InputError
+from neckmatch.geometry.measure import COLUMNS, label_voxels, measure_nodes
+from neckmatch.model import LabelMap
+
+
+def _raster(diam, rot, spacing, grid_rot, centre) -> LabelMap:
+    """Solid ellipsoid (full diameters ``diam`` mm, axes = columns of ``rot``) centred at ``centre`` (RAS)."""
+    a = grid_rot @ np.diag(spacing)
+    n = np.ceil((max(diam) / 2 + 2) / np.asarray(spacing)).astype(int)
+    shape = tuple(2 * n + 1)
+    aff = np.eye(4)
+    aff[:3, :3], aff[:3, 3] = a, centre - a @ n + 0.37 * np.asarray(spacing)  # off-centre by a voxel fraction
+    ijk = np.stack(np.meshgrid(*[np.arange(k) for k in shape], indexing="ij"), axis=-1).reshape(-1, 3)
+    local = (ijk @ a.T + aff[:3, 3] - centre) @ rot
+    inside = ((local / (np.asarray(diam) / 2)) ** 2).sum(axis=1) <= 1.0
+    return LabelMap(inside.reshape(shape).astype(np.uint8) * 7, aff)
+
+
+def _axial_section(diam, rot) -> tuple[float, float]:
+    """(long, short) full diameters of the ellipsoid's central axial (z = const) section, mm."""
+    m = rot @ np.diag(4.0 / np.asarray(diam) ** 2) @ rot.T
+    e = np.linalg.eigvalsh(m[:2, :2])
+    return 2.0 / np.sqrt(e[0]), 2.0 / np.sqrt(e[1])
+
+
+def _cases():
+    rng = np.random.default_rng(20240611)
+    grids = [("iso-0.5", (0.5, 0.5, 0.5), 0.0), ("iso-1.0", (1.0, 1.0, 1.0), 0.0), ("iso-0.8", (0.8, 0.8, 0.8), 0.0),
+             ("aniso", (0.6, 0.6, 1.2), 0.0), ("oblique", (0.7, 0.7, 0.7), 20.0),
+             ("oblique-aniso", (0.7, 0.7, 1.0), 15.0)]
+    out = []
+    for name, spacing, tilt in grids:
+        for k in range(3):
+            diam = np.sort(rng.uniform(5.0, 18.0, 3))[::-1]
+            rot = Rotation.random(random_state=int(rng.integers(1 << 30))).as_matrix()
+            grid_rot = Rotation.from_euler("xyz", rng.uniform(-tilt, tilt, 3), degrees=True).as_matrix()
+            out.append(pytest.param(diam, rot, spacing, grid_rot, id=f"{name}-{k}"))
+    return out
+
+
+@pytest.mark.parametrize(("diam", "rot", "spacing", "grid_rot"), _cases())
+def test_ellipsoid_measurements(diam, rot, spacing, grid_rot):
+    centre = np.array([12.0, -30.0, 45.0])
+    lm = _raster(diam, rot, spacing, grid_rot, centre)
+    row = measure_nodes(lm).iloc[0]
+    voxel = max(spacing)
+    assert row.node == 7
+    assert row.volume_mm3 == pytest.approx(np.pi / 6 * np.prod(diam), rel=0.03)
+    np.testing.assert_allclose([row.x, row.y, row.z], centre, atol=0.1 * voxel)
+    assert row.long_axis_mm == pytest.approx(diam[0], rel=0.05)
+    axial_long, axial_short = _axial_section(diam, rot)
+    assert abs(row.short_axis_mm - axial_short) <= voxel
+    assert abs(row.axial_long_mm - axial_long) <= voxel
+    np.testing.assert_allclose([row.pa1_mm, row.pa2_mm, row.pa3_mm], diam, rtol=0.05)
+
+
+def test_several_labels_in_one_pass_match_single_label_maps():
+    rot = np.eye(3)
+    a = _raster((9.0, 6.0, 5.0), rot, (1.0, 1.0, 1.0), np.eye(3), np.zeros(3))
+    data = np.zeros((40, 40, 40), dtype=np.int32)
+    n = a.data.shape
+    data[: n[0], : n[1], : n[2]] = (a.data > 0) * 3
+    data[20 : 20 + n[0], 20 : 20 + n[1], 20 : 20 + n[2]] = (a.data > 0) * 150
+    table = measure_nodes(LabelMap(np.asfortranarray(data), a.affine))
+    single = measure_nodes(a)
+    assert list(table.columns) == COLUMNS and table["node"].tolist() == [3, 150]
+    np.testing.assert_allclose(table.iloc[1][["x", "y", "z"]].to_numpy(float) - 20.0,
+                               single.iloc[0][["x", "y", "z"]].to_numpy(float))
+    for col in ("n_voxels", "volume_mm3", "long_axis_mm", "short_axis_mm", "axial_long_mm", "pa1_mm"):
+        assert table[col].tolist() == pytest.approx([single[col][0]] * 2)
+
+
+def test_label_voxels_known_centres_on_a_flipped_grid():
+    data = np.zeros((2, 3, 4), dtype=np.uint16)
+    data[1, 2, 3] = 5
+    data[0, 0, 1] = 5
+    data[1, 0, 0] = 2
+    aff = np.array([[-0.5, 0, 0, 10.0], [0, 0, 2.0, -4.0], [0, 1.0, 0, 7.0], [0, 0, 0, 1.0]])
+    vox = label_voxels(LabelMap(data, aff))
+    assert sorted(vox) == [2, 5]
+    np.testing.assert_allclose(vox[2], [[9.5, -4.0, 7.0]])
+    np.testing.assert_allclose(vox[5], [[10.0, -2.0, 7.0], [9.5, 2.0, 9.0]])
+
+
+def test_single_voxel_node():
+    data = np.zeros((5, 5, 5), dtype=np.int8)
+    data[2, 2, 2] = 1
+    row = measure_nodes(LabelMap(data, np.diag([0.8, 0.8, 0.8, 1.0]))).iloc[0]
+    assert row.n_voxels == 1 and row.volume_mm3 == pytest.approx(0.512)
+    assert row.long_axis_mm == pytest.approx(0.4) and row.short_axis_mm == pytest.approx(0.6)
+
+
+def test_empty_map_gives_empty_table_with_columns():
+    table = measure_nodes(LabelMap(np.zeros((3, 3, 3), dtype=np.uint8), np.eye(4)))
+    assert len(table) == 0 and list(table.columns) == COLUMNS
+
+
+def test_negative_labels_are_rejected():
+    data = np.zeros((3, 3, 3), dtype=np.int16)
+    data[1, 1, 1] = -4
+    with pytest.raises(InputError, match="got -4"):
+        measure_nodes(LabelMap(data, np.eye(4)))
