@@ -244,6 +244,10 @@ def write_lydata(levels: pd.DataFrame, patients: pd.DataFrame, path: str | Path)
     records = [_lydata_record(cid, info.get(cid, {}), lv[lv["case_id"] == cid])
                for cid in sorted(set(lv["case_id"]) | set(info))]
     out = pd.DataFrame(records)
+    keep = {("patient", "#", "id"), ("tumor", "1", "t_stage")}
+    empty = [c for c in out.columns if c[0] in ("patient", "tumor") and c not in keep
+             and out[c].map(lambda v: v is None or str(v) in ("", "nan")).all()]
+    out = out.drop(columns=empty)  # absent clinical fields are left out (lyDATA defaults apply), not written empty
     out.columns = pd.MultiIndex.from_tuples(out.columns)
     with atomic_path(path) as tmp:
         out.to_csv(tmp, index=False)
