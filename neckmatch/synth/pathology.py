@@ -29,7 +29,9 @@ class Pathology:
     """The pathology side of one case.
 
     dissected : dict side -> list of surgical levels. report : DataFrame, the rows of pathology/nodes.csv.
-    container, path_node, path_fragments : ndarray (N,) of str per true node (``""`` where not harvested).
+    container : ndarray (N,) of str per true node: the container it was removed with (``""`` where its level was
+    not dissected), whether or not pathology then found it. path_node, path_fragments : ndarray (N,) of str
+    (``""`` where not harvested; fragments ``;``-joined, first piece first).
     """
 
     dissected: dict[str, list[str]]
@@ -181,9 +183,8 @@ def make_pathology(
     path_node = np.array([first.get(i, "") for i in range(n)], dtype=object)
     frags = rows.groupby("true")["node"].apply(lambda s: ";".join(sorted(s, key=lambda x: x != first[s.name])))
     path_fragments = np.array([frags.get(i, "") if (rows["true"] == i).sum() > 1 else "" for i in range(n)], object)
-    harvested_container = np.where(path_node != "", container, "")
     report = rows[cols + ["fragment_of", "deposit_mm"]].copy()
     report["size_mm"] = report["size_mm"].astype(int)
     return Pathology(
-        dissected, report, harvested_container.astype(str), path_node.astype(str), path_fragments.astype(str)
+        dissected, report, container.astype(str), path_node.astype(str), path_fragments.astype(str)
     )
