@@ -350,8 +350,12 @@ def _containers(results_dir: str | Path | None) -> list[dict[str, Any]]:
     return [c for c in conts if isinstance(c, dict) and isinstance(c.get("profile"), dict) and "container" in c]
 
 
-def case_scene(case: Case, results_dir: str | Path | None = None) -> tuple[Scene, LabelMap | None, dict[int, str]]:
+def case_scene(
+    case: Case, results_dir: str | Path | None = None, level_spacing_mm: float = 1.5
+) -> tuple[Scene, LabelMap | None, dict[int, str]]:
     """The scene of ``case``: level regions from its landmarks, node surfaces, containers and match outcomes.
+
+    The level regions are evaluated on an axis-aligned RAS grid of ``level_spacing_mm`` (mm) covering the neck.
 
     Returns
     -------
@@ -365,7 +369,7 @@ def case_scene(case: Case, results_dir: str | Path | None = None) -> tuple[Scene
     if case.landmarks is not None:
         from neckmatch.geometry.regions import level_label_map
 
-        level_map, names = level_label_map(case.landmarks, case.label_map)
+        level_map, names = level_label_map(case.landmarks, spacing_mm=level_spacing_mm)
     meshes = {}
     if level_map is not None:
         meshes = {names[k]: m for k, m in label_surfaces(level_map, smooth_iterations=15).items() if k in names}

@@ -6,6 +6,7 @@ attributes agree across them. Every vertex is patient RAS millimetres.
 
 from __future__ import annotations
 
+import colorsys
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ __all__ = [
     "LEVEL_COLORS",
     "OUTCOME_COLORS",
     "OUTCOME_LABELS",
+    "NODE_LEVEL_COLORS",
     "CONTAINER_COLOR",
     "SceneMesh",
     "Scene",
@@ -69,6 +71,15 @@ OUTCOME_LABELS: dict[str, str] = {
     "unmatched": "no reference (unmatched / not read)",
 }
 CONTAINER_COLOR: RGB = (0.15, 0.15, 0.15)
+
+
+def _saturated(rgb: RGB) -> RGB:
+    """The same hue, saturated and darker: a node's colour when nodes are coloured by level."""
+    h, _s, _v = colorsys.rgb_to_hsv(*rgb)
+    return colorsys.hsv_to_rgb(h, 0.85, 0.72) if _s > 0.05 else (0.42, 0.42, 0.42)
+
+
+NODE_LEVEL_COLORS: dict[str, RGB] = {k: _saturated(v) for k, v in LEVEL_COLORS.items()}
 
 _LEVEL_NAME = re.compile(r"^(?:LN_Neck_)?(?P<level>[A-Z]+)_(?P<side>[RL])$", re.IGNORECASE)
 
@@ -279,7 +290,7 @@ def _node_meshes(surfaces: Mapping[int, trimesh.Trimesh], nodes: pd.DataFrame, c
             rgb = OUTCOME_COLORS[cat]
         else:
             lv = str(row.get("level", "") or "")
-            rgb = _hex("#3a3a3a") if lv not in LEVEL_COLORS else tuple(0.75 * np.array(LEVEL_COLORS[lv]))
+            rgb = NODE_LEVEL_COLORS.get(lv, OUTCOME_COLORS["unmatched"])
         out.append(SceneMesh(f"node_{lab}", "node", np.asarray(m.vertices, float), np.asarray(m.faces, np.int64),
                              (*rgb, 1.0), attrs))
     return out
@@ -358,6 +369,6 @@ def build_scene(
     if coloring == "outcome":
         node_legend = dict(OUTCOME_COLORS)
     else:
-        node_legend = {f"node in {lv}": tuple(0.75 * np.array(rgb)) for lv, rgb in level_legend.items()}
+        node_legend = {f"node in {lv}": NODE_LEVEL_COLORS[lv] for lv in level_legend}
     title = _title(case_id, nodes, coloring, len(levels))
     return Scene(case_id, levels + node_meshes + boxes, title, level_legend, node_legend, coloring)
