@@ -14,7 +14,8 @@ landmark                   derivation (voxel centres, RAS mm)
 ``trapezius_anterior_X``   per slice the most anterior voxel (max y) of ``trapezius_X``
 ``carotid_medial_X``       per slice the most medial voxel (towards x = 0 side: min x on R, max x on L) of
                            ``internal_carotid_artery_X`` above the bifurcation (the top of
-                           ``common_carotid_artery_X``), of ``common_carotid_artery_X`` at and below it
+                           ``common_carotid_artery_X``), of ``common_carotid_artery_X`` at and below it;
+                           either artery alone where the other mask is absent
 ``digastric_anterior_X``   per slice the most medial voxel of the anterior belly of ``digastric_X`` (the
                            voxels anterior to the mask's mid-y, which excludes the posterior belly)
 ``scalene_anterior_X``     per slice the most postero-lateral voxel (max of lateral - y) of
@@ -100,7 +101,6 @@ _CURVE_RULES: dict[str, tuple[str, str]] = {
     "trapezius_anterior": ("trapezius", "anterior"),
     "digastric_anterior": ("digastric", "medial"),
     "scalene_anterior": ("anterior_scalene", "posterolateral"),
-    "carotid_medial": ("common_carotid_artery", "medial"),
 }
 
 
@@ -239,26 +239,47 @@ class _MaskSet:
         return self._cache[key]
 
 
+def _carotid(ms: _MaskSet, side: str) -> FloatArray:
+    """carotid_medial control points: internal carotid above the common carotid's top, common carotid below.
+
+    Either artery alone is used over its own extent where the other mask is absent.
+    """
+    name, cca_key, ica_key = (
+        f"carotid_medial_{side}",
+        _key("common_carotid_artery", side),
+        _key("internal_carotid_artery", side),
+    )
+    if not ms.has(cca_key) and not ms.has(ica_key):
+        raise InputError(
+            ms.dir,
+            name,
+            f"cannot derive '{name}': neither '{ica_key}.nii.gz' nor '{cca_key}.nii.gz' (or a synonym) found",
+        )
+    parts, top = [], -np.inf
+    if ms.has(cca_key):
+        pts, step = ms.get(cca_key, name)
+        parts.append(_slab_extremes(pts, step, _score(pts, "medial", side)))
+        top = pts[:, 2].max() + step / 2
+    if ms.has(ica_key):
+        pts, step = ms.get(ica_key, name)
+        pts = pts[pts[:, 2] > top]
+        if len(pts):
+            parts.append(_slab_extremes(pts, step, _score(pts, "medial", side)))
+    return np.vstack(parts)
+
+
 def _curve(ms: _MaskSet, stem: str, side: str) -> Curve:
     name = f"{stem}_{side}"
-    struct, extreme = _CURVE_RULES[stem]
-    pts, step = ms.get(_key(struct, side), name)
     if stem == "carotid_medial":
-        ica_key = _key("internal_carotid_artery", side)
-        ica, ica_step = ms.get(ica_key, name)
-        top = pts[:, 2].max()
-        lower = _slab_extremes(pts, step, _score(pts, extreme, side))
-        above = ica[ica[:, 2] > top + step / 2]
-        upper = _slab_extremes(above, ica_step, _score(above, extreme, side)) if len(above) else np.empty((0, 3))
-        ctrl = np.vstack([lower, upper])
+        ctrl = _carotid(ms, side)
     else:
+        struct, extreme = _CURVE_RULES[stem]
+        pts, step = ms.get(_key(struct, side), name)
         if stem == "digastric_anterior":
             pts = pts[pts[:, 1] >= 0.5 * (pts[:, 1].min() + pts[:, 1].max())]
         ctrl = _slab_extremes(pts, step, _score(pts, extreme, side))
     if len(ctrl) < 2:
-        raise InputError(
-            ms.files[_key(struct, side)], name, f"cannot derive '{name}': the mask spans {len(ctrl)} slice"
-        )
+        raise InputError(ms.dir, name, f"cannot derive '{name}': its mask spans {len(ctrl)} slice")
     return Curve(name, ctrl)
 
 
@@ -326,7 +347,7 @@ def landmarks_from_masks(
         raise InputError(masks_dir, "required", f"unknown landmark '{unknown[0]}'")
     points, curves = {}, {}
     for name, sources in LANDMARK_SOURCES.items():
-        if name not in required and not all(ms.has(k) for k in sources):
+        if name not in required and not any(ms.has(k) for k in sources):
             continue
         if name[-2:] in ("_L", "_R") and not name.startswith("clavicle"):
             curves[name] = _curve(ms, name[:-2], name[-1])

@@ -167,6 +167,19 @@ def test_missing_structure_names_landmark_and_mask(tmp_path):
         landmarks_from_masks(folder)
 
 
+def test_carotid_from_common_carotid_alone(tmp_path):
+    folder = _make(tmp_path / "m", skip=("internal_carotid_artery_right",))
+    curve = landmarks_from_masks(folder, required=("carotid_medial_R",)).curve("carotid_medial_R")
+    assert curve.points[:, 2].max() == 25.0  # the common carotid's top
+    np.testing.assert_allclose(curve.at(30.0), [10.0, 2.0])  # clamped above it
+
+
+def test_carotid_needs_one_artery(tmp_path):
+    folder = _make(tmp_path / "m", skip=("internal_carotid_artery_left", "common_carotid_artery_left"))
+    with pytest.raises(InputError, match=r"carotid_medial_L.*neither 'internal_carotid_artery_left\.nii\.gz'"):
+        landmarks_from_masks(folder)
+
+
 def test_missing_structure_not_required_is_skipped(tmp_path):
     folder = _make(tmp_path / "m", skip=("trapezius_left",))
     lms = landmarks_from_masks(folder, required=("SCM_posterior_R",))
