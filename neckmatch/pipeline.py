@@ -171,7 +171,8 @@ def summarise(case_id: str, tables: dict[str, pd.DataFrame], settings: Settings)
     return {
         "case_id": case_id,
         "neckmatch": __version__,
-        "settings": {**asdict(settings), "fingerprint": settings.fingerprint()},
+        "settings": {**asdict(settings), "constraints": _file_name(settings.constraints),
+                     "fingerprint": settings.fingerprint()},
         "mr_nodes": len(tables["levels"]),
         "pairs": int((m["kind"] == "pair").sum()),
         "mr_unmatched": int((m["kind"] == "mr-unmatched").sum()),
@@ -182,6 +183,11 @@ def summarise(case_id: str, tables: dict[str, pd.DataFrame], settings: Settings)
         "level_outcomes": _counts(tables["truth_levels"]["outcome"]),
         "patient_outcome": patient[0] if patient else None,
     }
+
+
+def _file_name(path: str | None) -> str | None:
+    """Only the file name: folders above it may carry a patient's name."""
+    return None if path is None else Path(path).name
 
 
 def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:

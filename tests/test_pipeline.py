@@ -151,6 +151,7 @@ def test_constraints_are_honoured(tmp_path):
     pairs = set(zip(m["mr_node"], m["path_node"], strict=True))
     assert (1.0, "R-II-01") not in pairs
     assert m.loc[m["mr_node"] == 2, "kind"].tolist() == ["mr-unmatched"]
+    assert json.loads((out / "summary.json").read_text())["settings"]["constraints"] == "c.csv"  # no folders
 
 
 def test_unknown_node_in_constraints_is_an_input_error(tmp_path):
