@@ -120,16 +120,52 @@ def match(
     settings = Settings(tolerance_mm=tolerance, auto_threshold=auto_threshold,
                         constraints=None if constraints is None else str(constraints))  # fmt: skip
     summary = process_case(case_dir, out, settings)
-    console.print(format_summary(summary, out), markup=False)
+    console.print(format_summary(summary, out), markup=False, soft_wrap=True)
+
+
+@app.command()
+def synth(
+    cases: int = typer.Option(..., "--cases", help="Number of synthetic cases."),
+    seed: int = typer.Option(..., "--seed", help="Seed; case k is the same whatever --cases."),
+    out: Path = typer.Option(..., "--out", help="Cohort folder (cases SYN001 ... and cohort.json)."),
+    positions_fraction: Optional[float] = typer.Option(  # noqa: UP045
+        None, "--positions-fraction", help="Fraction of cases whose pathology report has cc/ap positions."
+    ),
+) -> None:
+    """Write a synthetic cohort in the case format, with ground_truth.csv beside each case."""
+    from neckmatch.synth import SynthParams, generate_cohort
+
+    params = SynthParams()
+    if positions_fraction is not None:
+        if not 0.0 <= positions_fraction <= 1.0:
+            from neckmatch.errors import InputError
+
+            raise InputError("options", "--positions-fraction", f"must lie in [0, 1], got {positions_fraction}")
+        params = params.replace(positions_fraction=positions_fraction)
+    dirs = generate_cohort(cases, seed, out, params)
+    console.print(f"wrote {len(dirs)} synthetic cases to {out}", markup=False, soft_wrap=True)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("neckmatch-demo"), "--out", help="Demo folder (cohort/ and results/)."),
+) -> None:
+    """Make a seeded demo cohort of 6 cases and run every pipeline step on it; print where the outputs are."""
+    from neckmatch.demo import format_demo_summary, run_demo
+
+    console.print(format_demo_summary(run_demo(out)), markup=False, soft_wrap=True)
 
 
 class _StatsGroup(typer.core.TyperGroup):
     """``stats TRUTH_DIR`` runs the group itself; ``stats lydata FILE`` a subcommand. A subcommand name in the
-    TRUTH_DIR position gets an empty placeholder argument first, so click does not read it as TRUTH_DIR."""
+    TRUTH_DIR position gets an empty placeholder argument first, so click does not read it as TRUTH_DIR;
+    otherwise options may follow TRUTH_DIR."""
 
     def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
         if args and args[0] in self.commands:
             args = ["", *args]
+        else:
+            ctx.allow_interspersed_args = True  # `stats DIR --out X`: options may follow TRUTH_DIR
         return super().parse_args(ctx, args)
 
 

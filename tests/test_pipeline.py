@@ -180,3 +180,21 @@ def test_settings_reject_negative_tolerance():
 def test_settings_reject_threshold_above_one():
     with pytest.raises(InputError, match=r"auto_threshold: must lie in \[0, 1\], got 1.5"):
         Settings(auto_threshold=1.5)
+
+
+def test_count_only_report_gives_level_side_patient_tables(tmp_path):
+    case = tmp_path / "counts"
+    shutil.copytree(MINIMAL, case, ignore=shutil.ignore_patterns("*.py", "nodes.csv"))
+    (case / "pathology" / "containers.csv").write_text(
+        "container,side,level,nodes_examined,nodes_positive\nR-II,R,II,12,0\nR-III,R,III,8,1\nR-IV,R,IV,5,0\n"
+        "L-II,L,II,9,0\nL-III+IV,L,III+IV,10,0\n"
+    )
+    manifest = json.loads((case / "case.json").read_text())
+    manifest["pathology"] = {"containers": "pathology/containers.csv"}
+    (case / "case.json").write_text(json.dumps(manifest))
+    out = tmp_path / "o"
+    s = process_case(case, out)
+    assert (s["path_nodes"], s["pairs"], s["match_kinds"]) == (0, 0, {"level-only": 4})
+    lv = _csv(out, "truth_levels.csv").set_index(["side", "level"])
+    assert (lv.loc[("R", "III"), "path_nodes"], lv.loc[("R", "III"), "outcome"]) == (8, "TP")
+    assert _csv(out, "truth_patient.csv")["outcome"].tolist() == ["TP"]
