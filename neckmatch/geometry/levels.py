@@ -125,6 +125,12 @@ def _signed_line_distance(p: NDArray, s: NDArray, a: NDArray, c: NDArray) -> NDA
     return out
 
 
+def _curve_coord(lm: Landmarks, name: str, axis: int, z: NDArray[np.float64]) -> NDArray[np.float64]:
+    """x (axis 0) or y (axis 1) of curve ``name`` at heights ``z``: linear in z, clamped (as ``Curve.at``)."""
+    cp = lm.curve(name).points
+    return np.interp(z, cp[:, 2], cp[:, axis])
+
+
 def _quantities(pts: NDArray[np.float64], lm: Landmarks) -> dict[str, NDArray]:
     """Every per-point quantity the rules use (arrays of shape (N,), mm), curves taken on the point's side."""
     x, y, z = pts[:, 0], pts[:, 1], pts[:, 2]
@@ -135,15 +141,20 @@ def _quantities(pts: NDArray[np.float64], lm: Landmarks) -> dict[str, NDArray]:
     for side, mask in (("R", right), ("L", ~right)):
         idx = np.flatnonzero(mask)
         zz, xmid = z[idx], xm[idx]
-        c = {stem: lm.curve(f"{stem}_{side}").at(zz) for stem in _CURVE_STEMS}
-        q["dcar"][idx] = np.abs(c["carotid_medial"][:, 0] - xmid)
-        q["lat_dig"][idx] = np.abs(c["digastric_anterior"][:, 0] - xmid)
-        q["smg"][idx] = c["SMG_posterior"][:, 1]
-        q["scm"][idx] = c["SCM_posterior"][:, 1]
-        q["ijv"][idx] = c["IJV_posterior"][:, 1]
-        q["trap"][idx] = c["trapezius_anterior"][:, 1]
-        q["sd"][idx] = _signed_line_distance(pts[idx, :2], c["SCM_posterior"], c["scalene_anterior"],
-                                             c["carotid_medial"])
+
+        def at(stem: str, axis: int, zz=zz, side=side) -> NDArray[np.float64]:
+            return _curve_coord(lm, f"{stem}_{side}", axis, zz)
+
+        car = np.column_stack([at("carotid_medial", 0), at("carotid_medial", 1)])
+        scm = np.column_stack([at("SCM_posterior", 0), at("SCM_posterior", 1)])
+        sca = np.column_stack([at("scalene_anterior", 0), at("scalene_anterior", 1)])
+        q["dcar"][idx] = np.abs(car[:, 0] - xmid)
+        q["lat_dig"][idx] = np.abs(at("digastric_anterior", 0) - xmid)
+        q["smg"][idx] = at("SMG_posterior", 1)
+        q["scm"][idx] = scm[:, 1]
+        q["ijv"][idx] = at("IJV_posterior", 1)
+        q["trap"][idx] = at("trapezius_anterior", 1)
+        q["sd"][idx] = _signed_line_distance(pts[idx, :2], scm, sca, car)
         q["z_cl"][idx] = lm.point(f"clavicle_superior_{side}")[2]
     q.update(x=x, y=y, z=z, right=right, dlat=np.abs(x - xm))
     for key, name in (("z_sb", "skull_base"), ("z_hy", "hyoid_body_inferior"), ("z_cr", "cricoid_arch_inferior"),
@@ -181,49 +192,62 @@ def _rule_levels(q: dict[str, NDArray]) -> NDArray[np.int8]:
     return np.select([c for c, _ in rules], [_CODE[n] for _, n in rules], default=_CODE["SC"]).astype(np.int8)
 
 
-def _boundary_terms(q: dict[str, NDArray]) -> dict[str, list[tuple[NDArray, NDArray | str]]]:
-    """The spec's table: per level, (term value array, level beyond) in table order."""
-    y, z, dlat, dcar = q["y"], q["z"], q["dlat"], q["dcar"]
-    z_hy, z_cr, z_cl, z_mn = z - q["z_hy"], z - q["z_cr"], z - q["z_cl"], z - q["z_mn"]
-    dig, smg, scm, ijv, trap, sd = dlat - q["lat_dig"], y - q["smg"], y - q["scm"], y - q["ijv"], y - q["trap"], q["sd"]
-    car = dlat - dcar
-    va_beyond = np.where(z > q["z_hy"], _CODE["IIB"], _CODE["III"])
-    vi_beyond = np.where(z > q["z_cr"], _CODE["III"], _CODE["IV"])
-    return {
-        "": [(np.where(z > q["z_sb"], z - q["z_sb"], -trap), "")],
-        "IA": [(z_hy, "VI"), (-dig, "IB")],
-        "IB": [(z_hy, "III"), (smg, "IIA"), (dig, "IA")],
-        "RP": [(z_hy, "VI"), (-car, "IIA"), (-smg, "IB")],
-        "IIA": [(z_hy, "III"), (-smg, "IB"), (car, "RP"), (ijv, "IIB")],
-        "IIB": [(z_hy, "III"), (-ijv, "IIA"), (scm, "VA"), (car, "RP")],
-        "VA": [(-scm, va_beyond), (trap, ""), (z_cr, "VB")],
-        "III": [(-z_hy, "IIA"), (z_cr, "IV"), (car, "VI"), (scm, "VA")],
-        "IV": [(-z_cr, "III"), (z_cl, "SC"), (car, "VI"), (sd, "VB")],
-        "VB": [(-z_cr, "VA"), (-sd, "IV"), (trap, ""), (z_cl, "SC")],
-        "VI": [(-z_hy, "IA"), (z_mn, "VII"), (-car, vi_beyond)],
-        "VII": [(-z_mn, "VI"), (-car, "SC")],
-        "SC": [(-z_cl, "IV"), (car, "VII")],
-    }
+def _va_beyond(q: dict) -> NDArray:
+    return np.where(q["z"] > q["z_hy"], _CODE["IIB"], _CODE["III"])
+
+
+def _vi_beyond(q: dict) -> NDArray:
+    return np.where(q["z"] > q["z_cr"], _CODE["III"], _CODE["IV"])
+
+
+# The spec's table: per level, (term value of q, level beyond: a name or a function of q), in table order.
+# Outside (""): the distance term of the rule that put the point outside.
+_TERMS: dict[str, list] = {
+    "": [(lambda q: np.where(q["z"] > q["z_sb"], q["z"] - q["z_sb"], q["trap"] - q["y"]), "")],
+    "IA": [(lambda q: q["z"] - q["z_hy"], "VI"), (lambda q: q["lat_dig"] - q["dlat"], "IB")],
+    "IB": [(lambda q: q["z"] - q["z_hy"], "III"), (lambda q: q["y"] - q["smg"], "IIA"),
+           (lambda q: q["dlat"] - q["lat_dig"], "IA")],
+    "RP": [(lambda q: q["z"] - q["z_hy"], "VI"), (lambda q: q["dcar"] - q["dlat"], "IIA"),
+           (lambda q: q["smg"] - q["y"], "IB")],
+    "IIA": [(lambda q: q["z"] - q["z_hy"], "III"), (lambda q: q["smg"] - q["y"], "IB"),
+            (lambda q: q["dlat"] - q["dcar"], "RP"), (lambda q: q["y"] - q["ijv"], "IIB")],
+    "IIB": [(lambda q: q["z"] - q["z_hy"], "III"), (lambda q: q["ijv"] - q["y"], "IIA"),
+            (lambda q: q["y"] - q["scm"], "VA"), (lambda q: q["dlat"] - q["dcar"], "RP")],
+    "VA": [(lambda q: q["scm"] - q["y"], _va_beyond), (lambda q: q["y"] - q["trap"], ""),
+           (lambda q: q["z"] - q["z_cr"], "VB")],
+    "III": [(lambda q: q["z_hy"] - q["z"], "IIA"), (lambda q: q["z"] - q["z_cr"], "IV"),
+            (lambda q: q["dlat"] - q["dcar"], "VI"), (lambda q: q["y"] - q["scm"], "VA")],
+    "IV": [(lambda q: q["z_cr"] - q["z"], "III"), (lambda q: q["z"] - q["z_cl"], "SC"),
+           (lambda q: q["dlat"] - q["dcar"], "VI"), (lambda q: q["sd"], "VB")],
+    "VB": [(lambda q: q["z_cr"] - q["z"], "VA"), (lambda q: -q["sd"], "IV"), (lambda q: q["y"] - q["trap"], ""),
+           (lambda q: q["z"] - q["z_cl"], "SC")],
+    "VI": [(lambda q: q["z_hy"] - q["z"], "IA"), (lambda q: q["z"] - q["z_mn"], "VII"),
+           (lambda q: q["dcar"] - q["dlat"], _vi_beyond)],
+    "VII": [(lambda q: q["z_mn"] - q["z"], "VI"), (lambda q: q["dcar"] - q["dlat"], "SC")],
+    "SC": [(lambda q: q["z_cl"] - q["z"], "IV"), (lambda q: q["dlat"] - q["dcar"], "VII")],
+}
 
 
 def _boundaries(codes: NDArray[np.int8], q: dict[str, NDArray]) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
-    """``boundary_mm`` (min |term|, first in table order on ties; NaN terms ignored) and the runner-up code."""
-    n = len(codes)
-    values = np.full((n, 4), np.inf)
-    beyond = np.zeros((n, 4), dtype=np.int8)
-    for name, terms in _boundary_terms(q).items():
+    """``boundary_mm`` (min |term|, first in table order on ties; NaN terms ignored) and the runner-up code.
+
+    Each level's terms are evaluated on that level's points only.
+    """
+    dist = np.full(len(codes), np.nan)
+    beyond = np.zeros(len(codes), dtype=np.int8)
+    for name, terms in _TERMS.items():
         rows = np.flatnonzero(codes == _CODE[name])
         if rows.size == 0:
             continue
-        for j, (val, lv) in enumerate(terms):
-            values[rows, j] = np.abs(val[rows])
-            beyond[rows, j] = lv[rows] if isinstance(lv, np.ndarray) else _CODE[lv]
-    values[np.isnan(values)] = np.inf
-    col = np.argmin(values, axis=1)
-    rows = np.arange(n)
-    dist = values[rows, col]
-    dist[~np.isfinite(dist)] = np.nan
-    return dist, beyond[rows, col]
+        sub = {k: (v[rows] if isinstance(v, np.ndarray) else v) for k, v in q.items()}
+        values = np.abs(np.column_stack([fn(sub) for fn, _ in terms]))
+        values[np.isnan(values)] = np.inf
+        col = np.argmin(values, axis=1)
+        best = values[np.arange(len(rows)), col]
+        dist[rows] = np.where(np.isfinite(best), best, np.nan)
+        lv = np.column_stack([np.broadcast_to(b(sub) if callable(b) else _CODE[b], len(rows)) for _, b in terms])
+        beyond[rows] = lv[np.arange(len(rows)), col]
+    return dist, beyond
 
 
 def assign_levels(points: ArrayLike, landmarks: Landmarks, tolerance_mm: float = 3.0) -> LevelAssignment:
