@@ -332,7 +332,8 @@ def _format_fractions(node_index: NDArray[np.int64], codes: NDArray, n_nodes: in
 def levels_table(case: Case, tolerance_mm: float = 3.0) -> pd.DataFrame:
     """One row per MR node of ``case``: the ``levels.csv`` columns of ``docs/outputs.md``.
 
-    The node's level is that of its centroid; ``level_fractions`` assigns every voxel of every node at once.
+    The node's level is that of its centroid; ``level_fractions`` assigns every voxel of every node at once and
+    lists ``level:fraction`` largest first (3 significant digits), voxels outside the neck as ``outside``.
 
     Raises
     ------
