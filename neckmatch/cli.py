@@ -192,7 +192,7 @@ def stats(
     from neckmatch.correlation.stats_report import run_stats
 
     result = run_stats(truth_dir, out, n_boot=n_boot, seed=seed)
-    console.print("\n".join(f"wrote {f}" for f in result["files"]), markup=False)
+    console.print("\n".join(f"wrote {f}" for f in result["files"]), markup=False, soft_wrap=True)
 
 
 @stats_app.command("lydata")
@@ -208,7 +208,7 @@ def stats_lydata(
     from neckmatch.correlation.lydata import run_lydata_stats
 
     path = run_lydata_stats(file, out, index=index, reference=reference, n_boot=n_boot, seed=seed)
-    console.print(f"wrote {path}", markup=False)
+    console.print(f"wrote {path}", markup=False, soft_wrap=True)
 
 
 def main() -> None:

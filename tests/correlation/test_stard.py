@@ -1,0 +1,24 @@
+"""STARD flow counts and cross-tabulations on hand-made truth tables."""
+
+from __future__ import annotations
+
+from neckmatch.correlation.stard import cross_tabulations, stard_counts
+from tests.correlation.truth_fixtures import truth_tables
+
+
+def test_stard_flow_counts():
+    s = stard_counts(truth_tables())
+    assert s["patients"] == 2
+    assert s["sides"] == {"total": 4, "dissected": 2, "with_reference": 2}
+    assert s["levels"] == {"total": 5, "dissected": 4, "with_reference": 4}
+    assert s["mr_nodes"]["total"] == 8
+    assert (s["mr_nodes"]["matched"], s["mr_nodes"]["level-only"], s["mr_nodes"]["unmatched"]) == (6, 1, 1)
+    assert s["mr_nodes"]["matched_auto"] == 5
+    assert s["path_nodes"] == {"total": 8, "matched": 6, "unseen_on_mr": 2, "in_undissected_levels": 0}
+
+
+def test_cross_tabulations_per_unit():
+    ct = cross_tabulations(truth_tables()).set_index("unit")
+    assert ct.loc["node", ["tp", "fp", "fn", "tn"]].tolist() == [2, 1, 1, 2]
+    assert ct.loc["level", ["tp", "fp", "fn", "tn", "missing"]].tolist() == [2, 0, 1, 1, 0]
+    assert ct.loc["patient", ["tp", "fp", "fn", "tn"]].tolist() == [2, 0, 0, 0]

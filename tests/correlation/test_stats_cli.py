@@ -1,0 +1,92 @@
+"""The stats commands end to end: truth tables of a cohort (per case or stacked) and a lyDATA file."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pandas as pd
+import pytest
+
+from neckmatch.cli import main
+from neckmatch.correlation.stats_report import read_truth_tables, truth_accuracy
+from neckmatch.errors import InputError
+from tests.correlation.truth_fixtures import write_cohort
+
+REQUIRED = ["unit", "level", "side", "tp", "fp", "fn", "tn", "sensitivity", "sensitivity_low", "sensitivity_high",
+            "specificity", "specificity_low", "specificity_high"]
+
+
+def _run(monkeypatch, *args):
+    monkeypatch.setattr(sys, "argv", ["neckmatch", *args])
+    try:
+        main()
+    except SystemExit as exc:
+        return exc.code
+    return 0
+
+
+def _cells(table, **where):
+    sel = table
+    for k, v in where.items():
+        sel = sel[sel[k] == v]
+    row = sel.iloc[0]
+    return [int(row.tp), int(row.fp), int(row.fn), int(row.tn)]
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_stats_truth_dir_writes_tables(tmp_path, monkeypatch, stacked):
+    truth = write_cohort(tmp_path / "run", stacked=stacked)
+    assert _run(monkeypatch, "stats", str(truth), "--out", str(tmp_path / "st"), "--n-boot", "100") == 0
+    acc = pd.read_csv(tmp_path / "st" / "accuracy.csv", keep_default_na=False, na_values=[""])
+    assert set(REQUIRED) <= set(acc.columns)
+    assert _cells(acc, analysis="main", unit="node", level="all") == [2, 1, 1, 2]
+    assert _cells(acc, analysis="main", unit="node", level="IIA", side="R") == [1, 1, 0, 0]
+    assert _cells(acc, analysis="auto-only", unit="node") == [2, 1, 1, 1]
+    assert _cells(acc, analysis="with-level-only", unit="node") == [2, 1, 2, 2]
+    assert _cells(acc, analysis="worst-case", unit="node") == [2, 1, 2, 3]  # unseen positive -> FN
+    assert _cells(acc, analysis="best-case", unit="node") == [3, 1, 1, 3]  # unseen positive -> TP
+    assert _cells(acc, analysis="size >=10mm", unit="node") == [2, 0, 0, 0]
+    assert _cells(acc, analysis="size 5-10mm", unit="node") == [0, 1, 1, 0]
+    assert _cells(acc, unit="level", level="all") == [2, 0, 1, 1]
+    assert _cells(acc, unit="side", level="all", side="both") == [2, 0, 0, 0]
+    assert _cells(acc, unit="patient") == [2, 0, 0, 0]
+    pooled = acc[(acc.unit == "node") & (acc.analysis == "main") & (acc.level == "all")].iloc[0]
+    assert pooled.max_units_per_patient == 3 and pooled.accuracy_low_boot <= pooled.accuracy_high_boot
+    roc = pd.read_csv(tmp_path / "st" / "roc.csv")
+    assert roc["reader"].tolist() == ["A", "B", "consensus"]
+    agreement = pd.read_csv(tmp_path / "st" / "agreement.csv")
+    assert "cohen_quadratic" in set(agreement["statistic"])
+    stard = json.loads((tmp_path / "st" / "stard.json").read_text())
+    assert stard["patients"] == 2 and stard["path_nodes"]["unseen_on_mr"] == 2
+
+
+def test_truth_accuracy_same_for_stacked_and_per_case(tmp_path):
+    a = truth_accuracy(read_truth_tables(write_cohort(tmp_path / "a")), n_boot=50)
+    b = truth_accuracy(read_truth_tables(write_cohort(tmp_path / "b", stacked=True)), n_boot=50)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_stats_lydata_command(tmp_path, monkeypatch, shared_data):
+    data = shared_data / "lydata/2023-isb-multisite/data.csv"
+    code = _run(monkeypatch, "stats", "lydata", str(data), "--index", "MRI", "--reference", "pathology",
+                "--out", str(tmp_path / "ly"), "--n-boot", "100")
+    assert code == 0
+    acc = pd.read_csv(tmp_path / "ly" / "accuracy.csv", keep_default_na=False, na_values=[""])
+    assert set(REQUIRED) <= set(acc.columns)
+    assert len(acc) == 11 * 2 + 2
+    assert acc.iloc[-2][["level", "side"]].tolist() == ["all", "both"]
+    assert acc.iloc[-1][["unit", "level", "side"]].tolist() == ["patient", "any", "both"]
+
+
+def test_stats_bad_dir_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    (tmp_path / "empty").mkdir()
+    assert _run(monkeypatch, "stats", str(tmp_path / "empty"), "--out", str(tmp_path / "o")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "no truth_*.csv" in err and "\n" not in err
+
+
+def test_read_truth_tables_requires_case_id(tmp_path):
+    pd.DataFrame({"mr_call": [True]}).to_csv(tmp_path / "truth_patient.csv", index=False)
+    with pytest.raises(InputError, match="no 'case_id' column"):
+        read_truth_tables(tmp_path)
