@@ -227,11 +227,15 @@ def truth_nodes(case: Case, levels: pd.DataFrame, matches: pd.DataFrame) -> pd.D
     units, owner = _level_units(case, levels)
     pairs = m[m["mr_node"].notna() & m["path_node"].notna()]
     mr_only = m[m["mr_node"].notna() & m["path_node"].isna()]
+    empty = m.iloc[:0]
+    pair_of = {int(k): g for k, g in pairs.groupby("mr_node")}
+    mr_only_of = {int(k): g for k, g in mr_only.groupby("mr_node")}
+    path_rows_of = {str(k): g for k, g in m[m["mr_node"].isna()].groupby("path_node")}
     rows = []
-    for i, node in enumerate(levels["node"].astype(np.int64)):
-        r = levels.iloc[i]
-        row = _mr_row(case.case_id, int(node), r, calls)
-        partners = pairs[pairs["mr_node"] == node]
+    for i, r in enumerate(levels.to_dict("records")):
+        node = int(r["node"])
+        row = _mr_row(case.case_id, node, r, calls)
+        partners = pair_of.get(node, empty)
         if len(partners):
             pn = [paths[p] for p in partners["path_node"]]
             cont = sorted({p.container for p in pn})
@@ -252,19 +256,19 @@ def truth_nodes(case: Case, levels: pd.DataFrame, matches: pd.DataFrame) -> pd.D
                     "container_status": _any_positive(cstatus[c] for c in unit.containers),
                     "match_kind": MatchKind.LEVEL_ONLY.value,
                 }
-            row |= _decision_of(mr_only[mr_only["mr_node"] == node])
+            row |= _decision_of(mr_only_of.get(node, empty))
         row["outcome"] = outcome(row["mr_call"], row["path_status"])
         rows.append(row)
     matched_paths = {p for p in pairs["path_node"]}
     for p in case.path_nodes:
         if p.node not in matched_paths:
-            rows.append(_path_row(case.case_id, p, cstatus, m[m["path_node"] == p.node]))
+            rows.append(_path_row(case.case_id, p, cstatus, path_rows_of.get(p.node, empty)))
     return _nodes_frame(rows)
 
 
-def _mr_row(case_id: str, node: int, r: pd.Series, calls: pd.DataFrame) -> dict:
-    call = calls["mr_call"].get(node, pd.NA) if len(calls) else pd.NA
-    score = calls["mr_score"].get(node, np.nan) if len(calls) else np.nan
+def _mr_row(case_id: str, node: int, r: dict, calls: pd.DataFrame) -> dict:
+    call = calls.at[node, "mr_call"] if node in calls.index else pd.NA
+    score = calls.at[node, "mr_score"] if node in calls.index else np.nan
     return {
         "case_id": case_id, "mr_node": node, "path_node": None, "side": _str(r.get("side")),
         "level": _str(r.get("level")), "container": None, "container_status": None,
