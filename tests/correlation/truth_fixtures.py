@@ -27,9 +27,10 @@ def truth_tables() -> dict[str, pd.DataFrame]:
     ]
     nodes = pd.DataFrame(n, columns=NODE_COLS)
     reads = []
-    for case, node, score, status, kind in [("P1", "1", 5, "positive", "matched"), ("P1", "2", 4, "negative", "matched"),
-                                            ("P1", "3", 1, "negative", "matched"), ("P2", "1", 5, "positive", "matched"),
-                                            ("P2", "2", 2, "positive", "matched"), ("P2", "3", 1, "negative", "matched")]:
+    read_rows = [("P1", "1", 5, "positive", "matched"), ("P1", "2", 4, "negative", "matched"),
+                 ("P1", "3", 1, "negative", "matched"), ("P2", "1", 5, "positive", "matched"),
+                 ("P2", "2", 2, "positive", "matched"), ("P2", "3", 1, "negative", "matched")]
+    for case, node, score, status, kind in read_rows:
         for reader, delta in (("A", 0), ("B", -1 if score > 3 else 0)):
             s = score + delta
             reads.append({"case_id": case, "mr_node": node, "reader": reader, "score": s,
