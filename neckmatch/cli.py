@@ -156,6 +156,24 @@ def demo(
     console.print(format_demo_summary(run_demo(out)), markup=False, soft_wrap=True)
 
 
+@app.command()
+def render(
+    case_dir: Path = typer.Argument(..., help="A case folder (with case.json)."),
+    out: Path = typer.Option(..., "--out", help="Output folder for the PNG, GLB, .vtm, .seg.nrrd and markups."),
+    results: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--results", help="Outputs of `neckmatch match` (default: --out if it holds truth_nodes.csv)."
+    ),
+) -> None:
+    """3-D neck-level maps of a case: anterior and lateral views, GLB, ParaView and 3D Slicer files."""
+    from neckmatch.io.case import read_case
+    from neckmatch.viz.render import render_case
+
+    if results is None and (out / "truth_nodes.csv").is_file():
+        results = out
+    paths = render_case(read_case(case_dir), out, results_dir=results)
+    console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)
+
+
 class _StatsGroup(typer.core.TyperGroup):
     """``stats TRUTH_DIR`` runs the group itself; ``stats lydata FILE`` a subcommand. A subcommand name in the
     TRUTH_DIR position gets an empty placeholder argument first, so click does not read it as TRUTH_DIR;
