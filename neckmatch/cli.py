@@ -48,8 +48,8 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Print what was read from a case: nodes, landmarks, containers, reads."""
-    from neckmatch.io.summary import case_summary, format_case_summary
     from neckmatch.io.case import read_case
+    from neckmatch.io.summary import case_summary, format_case_summary
 
     summary = case_summary(read_case(case_dir))
     if as_json:
@@ -227,6 +227,31 @@ def stats_lydata(
 
     path = run_lydata_stats(file, out, index=index, reference=reference, n_boot=n_boot, seed=seed)
     console.print(f"wrote {path}", markup=False, soft_wrap=True)
+
+
+@app.command()
+def run(
+    cohort_dir: Path = typer.Argument(..., help="A folder of case folders (each with case.json)."),
+    out: Path = typer.Option(..., "--out", help="Results folder: one folder per case, tables, stats, report.html."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default: all cores)."),  # noqa: UP045
+    dask: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--dask", help="Run on a dask.distributed scheduler at this address, or 'local' for a LocalCluster."
+    ),
+    maps: bool = typer.Option(True, "--maps/--no-maps", help="Render the per-case 3-D maps."),
+    force: bool = typer.Option(False, "--force", help="Redo every case, even those whose output is current."),
+    tolerance: float = typer.Option(3.0, "--tolerance", help="Borderline tolerance of the level assignment, mm."),
+) -> None:
+    """Run a whole cohort in parallel (resumable): per-case outputs, study statistics, figures, report.html."""
+    from neckmatch.cohort import run_cohort
+    from neckmatch.pipeline import Settings
+    from neckmatch.progress import cohort_progress, format_cohort_summary
+
+    with cohort_progress(console) as on_progress:
+        result = run_cohort(cohort_dir, out, workers=workers, dask=dask, settings=Settings(tolerance_mm=tolerance),
+                            maps=maps, force=force, on_progress=on_progress)  # fmt: skip
+    console.print(format_cohort_summary(result), markup=False, soft_wrap=True)
+    if result.n_failed == len(result.records):
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -1,0 +1,367 @@
+"""Cohort runs: every case of a study folder, in parallel, resumable, with a progress bar and a report.
+
+``run_cohort(cohort_dir, out_dir)`` finds every case folder (a folder holding ``case.json``), runs the per-case
+pipeline (:func:`neckmatch.pipeline.process_case`: levels, specimen, matching, truth tables) and the maps on each,
+in a process pool (or on a dask.distributed cluster), then stacks the truth tables, computes the study statistics,
+draws the figures and writes a self-contained ``report.html``.
+
+Resumability: each finished case folder holds ``run.json`` with a fingerprint (SHA-256 of the case's input files,
+the settings and the neckmatch version). A rerun skips cases whose fingerprint is unchanged and redoes the rest.
+Every case is produced in a staging folder and renamed into place only when complete, so a run killed at any
+moment leaves no half-written case; cohort-level files are written atomically too.
+
+A case that fails is recorded with its one-line error (``cases.csv``, the report) and the run goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from neckmatch import __version__
+from neckmatch.errors import InputError, NeckmatchError
+from neckmatch.io.atomic import atomic_path, write_csv
+
+__all__ = ["CaseRecord", "CohortResult", "find_cases", "input_fingerprint", "run_cohort", "run_case_task"]
+
+STAMP = "run.json"
+STAGING = ".staging"
+TRUTH_KEYS = ("nodes", "reads", "levels", "sides", "patient")
+_BLAS_ENV = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """What happened to one case in a cohort run. ``status`` is ``ok``, ``skipped`` (unchanged) or ``failed``."""
+
+    case_id: str
+    case_dir: str
+    status: str
+    error: str = ""
+    seconds: float = 0.0
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CohortResult:
+    """The outcome of :func:`run_cohort`: one record per case and the cohort-level files written."""
+
+    out_dir: Path
+    records: tuple[CaseRecord, ...]
+    files: dict[str, Path]
+
+    @property
+    def n_failed(self) -> int:
+        return sum(r.status == "failed" for r in self.records)
+
+    @property
+    def n_skipped(self) -> int:
+        return sum(r.status == "skipped" for r in self.records)
+
+
+def find_cases(cohort_dir: str | Path) -> list[Path]:
+    """Every case folder (holding ``case.json``) below ``cohort_dir``, sorted, hidden folders excluded."""
+    root = Path(cohort_dir)
+    if not root.is_dir():
+        raise InputError(root, "", "is not a folder of cases")
+    found = []
+    for manifest in root.rglob("case.json"):
+        rel = manifest.parent.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        found.append(manifest.parent)
+    return sorted(found)
+
+
+def input_fingerprint(case_dir: str | Path, settings_fingerprint: str = "") -> str:
+    """SHA-256 over the case folder's files (names and bytes), the settings and the neckmatch version."""
+    root = Path(case_dir)
+    h = hashlib.sha256()
+    h.update(f"neckmatch {__version__}\n{settings_fingerprint}\n".encode())
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        h.update(str(rel.as_posix()).encode() + b"\0")
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _case_id(case_dir: Path) -> str:
+    """The case id from case.json (folder name when unreadable), made safe as a folder name."""
+    try:
+        cid = str(json.loads((case_dir / "case.json").read_text(encoding="utf-8"))["case_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        cid = case_dir.name
+    safe = "".join(c if (c.isalnum() or c in "-_.") else "_" for c in cid).strip(".")
+    return safe or case_dir.name
+
+
+def _stamp(out_case: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((out_case / STAMP).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().replace("\n", " ") or type(exc).__name__
+    return text if isinstance(exc, NeckmatchError) else f"internal error: {type(exc).__name__}: {text}"
+
+
+def run_case_task(
+    case_dir: str, out_root: str, case_id: str, fingerprint: str, settings: Any, maps: bool
+) -> CaseRecord:
+    """Run one case into ``out_root/case_id`` through a staging folder; never raises for a bad case.
+
+    This is the unit of work sent to a process pool or a dask worker.
+    """
+    from neckmatch.pipeline import process_case
+
+    t0 = time.perf_counter()
+    staging = Path(out_root) / STAGING / f"{case_id}.{os.getpid()}"
+    final = Path(out_root) / case_id
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        summary = process_case(case_dir, staging, settings)
+        if maps:
+            _render_maps(case_dir, staging)
+        seconds = time.perf_counter() - t0
+        stamp = {"fingerprint": fingerprint, "neckmatch": __version__, "seconds": round(seconds, 3), "summary": summary}
+        (staging / STAMP).write_text(json.dumps(stamp, indent=2, default=str), encoding="utf-8")
+        _replace_dir(staging, final)
+        return CaseRecord(case_id, str(case_dir), "ok", "", seconds, dict(summary or {}))
+    except Exception as exc:  # a bad case is recorded, the run goes on
+        shutil.rmtree(staging, ignore_errors=True)
+        return CaseRecord(case_id, str(case_dir), "failed", _one_line(exc), time.perf_counter() - t0)
+
+
+def _render_maps(case_dir: str, results_dir: Path) -> None:
+    from neckmatch.io.case import read_case
+    from neckmatch.viz.render import render_case
+
+    render_case(read_case(case_dir), results_dir / "maps", results_dir=results_dir)
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move a finished staging folder onto ``dst`` (replacing an older result) with renames only."""
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old.{os.getpid()}")
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+@dataclass(frozen=True)
+class _Task:
+    case_dir: Path
+    case_id: str
+    fingerprint: str
+
+
+def _plan(cases: Iterable[Path], out_dir: Path, settings_fp: str, force: bool) -> tuple[list[_Task], list[CaseRecord]]:
+    """Split cases into those to run and those whose finished output is still current."""
+    todo, skipped, seen = [], [], {}
+    for case_dir in cases:
+        cid = _case_id(case_dir)
+        if cid in seen:
+            raise InputError(case_dir / "case.json", "case_id", f"'{cid}' is also the case id of {seen[cid]}")
+        seen[cid] = case_dir
+        fp = input_fingerprint(case_dir, settings_fp)
+        stamp = _stamp(out_dir / cid)
+        if not force and stamp is not None and stamp.get("fingerprint") == fp:
+            skipped.append(CaseRecord(cid, str(case_dir), "skipped", "", 0.0, dict(stamp.get("summary") or {})))
+        else:
+            todo.append(_Task(case_dir, cid, fp))
+    return todo, skipped
+
+
+def _run_local(tasks: list[_Task], out_dir: Path, settings: Any, maps: bool, workers: int) -> Iterator[CaseRecord]:
+    """Run tasks in a spawn-context process pool with BLAS threads capped at one per worker."""
+    if workers <= 1 or len(tasks) <= 1:
+        for t in tasks:
+            yield run_case_task(str(t.case_dir), str(out_dir), t.case_id, t.fingerprint, settings, maps)
+        return
+    saved = {k: os.environ.get(k) for k in _BLAS_ENV}
+    os.environ.update({k: "1" for k in _BLAS_ENV})
+    try:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    with pool:
+        pending: set[Future[CaseRecord]] = {
+            pool.submit(run_case_task, str(t.case_dir), str(out_dir), t.case_id, t.fingerprint, settings, maps)
+            for t in tasks
+        }
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield fut.result()
+
+
+def _run_dask(
+    tasks: list[_Task], out_dir: Path, settings: Any, maps: bool, address: str, workers: int
+) -> Iterator[CaseRecord]:
+    """Run tasks on a dask.distributed cluster (``address`` = scheduler address, or ``local``)."""
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if address == "local":
+        cluster = LocalCluster(n_workers=max(workers, 1), threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = Client(address)
+    try:
+        futures = [
+            client.submit(
+                run_case_task,
+                str(t.case_dir),
+                str(out_dir),
+                t.case_id,
+                t.fingerprint,
+                settings,
+                maps,
+                key=f"neckmatch-{t.case_id}-{t.fingerprint[:12]}",
+                pure=False,
+            )
+            for t in tasks
+        ]
+        for fut in as_completed(futures):
+            yield fut.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def run_cohort(
+    cohort_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    workers: int | None = None,
+    dask: str | None = None,
+    settings: Any = None,
+    maps: bool = True,
+    force: bool = False,
+    on_progress: Callable[[CaseRecord, int, int], None] | None = None,
+) -> CohortResult:
+    """Run every case of ``cohort_dir`` into ``out_dir`` and write the cohort tables, statistics and report.
+
+    Parameters
+    ----------
+    cohort_dir : path
+        Folder searched recursively for case folders (``case.json``).
+    out_dir : path
+        Results: ``<case_id>/`` per case, ``tables/``, ``stats/``, ``figures/``, ``cases.csv``, ``report.html``.
+    workers : int, optional
+        Worker processes (default: the machine's cores).
+    dask : str, optional
+        A dask.distributed scheduler address, or ``"local"`` for a LocalCluster; default: a local process pool.
+    settings : neckmatch.pipeline.Settings, optional
+        Per-case settings; part of the fingerprint.
+    maps : bool
+        Render the per-case 3-D maps.
+    force : bool
+        Redo every case even where its output is current.
+    on_progress : callable, optional
+        Called as ``on_progress(record, done, total)`` after each case (the CLI drives its progress bar with it).
+    """
+    from neckmatch.pipeline import Settings
+
+    settings = settings if settings is not None else Settings()
+    out = Path(out_dir)
+    cases = find_cases(cohort_dir)
+    if not cases:
+        raise InputError(cohort_dir, "", "holds no case folder (no case.json found)")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / STAGING, ignore_errors=True)  # leftovers of a killed run
+    todo, records = _plan(cases, out, settings.fingerprint() + f"|maps={maps}", force)
+    total = len(todo) + len(records)
+    for i, rec in enumerate(records, 1):
+        if on_progress:
+            on_progress(rec, i, total)
+    n_workers = workers or os.cpu_count() or 1
+    runner = (
+        _run_dask(todo, out, settings, maps, dask, n_workers)
+        if dask
+        else _run_local(todo, out, settings, maps, n_workers)
+    )
+    for rec in runner:
+        records.append(rec)
+        if on_progress:
+            on_progress(rec, len(records), total)
+    shutil.rmtree(out / STAGING, ignore_errors=True)
+    order = {str(c): i for i, c in enumerate(cases)}
+    records.sort(key=lambda r: order[r.case_dir])
+    from neckmatch.report import write_cohort_outputs
+
+    files = write_cohort_outputs(out, records)
+    return CohortResult(out, tuple(records), files)
+
+
+def records_frame(records: Iterable[CaseRecord]) -> pd.DataFrame:
+    """One row per case: id, status, error, seconds and the per-case summary counts."""
+    rows = []
+    for r in records:
+        row: dict[str, Any] = {
+            "case_id": r.case_id,
+            "status": r.status,
+            "error": r.error,
+            "seconds": round(r.seconds, 3),
+        }
+        for k, v in (r.summary or {}).items():
+            if isinstance(v, dict):  # e.g. decisions: {auto: 14, review: 72} -> decisions.auto, decisions.review
+                row.update({f"{k}.{sub}": n for sub, n in v.items() if isinstance(n, (int, float, str, bool))})
+            elif isinstance(v, (int, float, str, bool)):
+                row[k] = v
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def stack_truth_tables(out_dir: Path, records: Iterable[CaseRecord]) -> dict[str, pd.DataFrame]:
+    """Concatenate the per-case truth tables of the finished (ok or skipped) cases, in case order."""
+    stacked: dict[str, list[pd.DataFrame]] = {k: [] for k in TRUTH_KEYS}
+    for r in records:
+        if r.status == "failed":
+            continue
+        for key in TRUTH_KEYS:
+            path = out_dir / r.case_id / f"truth_{key}.csv"
+            if path.exists():
+                stacked[key].append(pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"case_id": str}))
+    return {k: (pd.concat(v, ignore_index=True) if v else pd.DataFrame()) for k, v in stacked.items()}
+
+
+def write_tables(frames: dict[str, pd.DataFrame], tables_dir: Path) -> dict[str, Path]:
+    """Write stacked truth tables as CSV and Parquet, atomically."""
+    files = {}
+    for key, frame in frames.items():
+        files[f"truth_{key}.csv"] = write_csv(frame, tables_dir / f"truth_{key}.csv")
+        with atomic_path(tables_dir / f"truth_{key}.parquet") as tmp:
+            frame.to_parquet(tmp, index=False)
+        files[f"truth_{key}.parquet"] = tables_dir / f"truth_{key}.parquet"
+    return files
