@@ -91,7 +91,7 @@ def read_label_map(path: str | Path) -> LabelMap:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(path, "", f"file does not exist: '{path}'")
+        raise InputError(path, "", "file does not exist")
     if label_map_format(path) == "nifti":
         data, affine, names = _read_nifti(path)
     else:

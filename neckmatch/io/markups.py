@@ -2,7 +2,9 @@
 
 A landmark file holds one ``Fiducial`` markup whose control-point ``label`` s are the point landmark names and
 one ``Curve`` markup per curve landmark whose markup ``name`` is the curve name (shared/spec/levels.md).
-``coordinateSystem`` ``LPS`` (Slicer's default) or ``RAS`` is honoured; everything returned is RAS mm.
+``coordinateSystem`` ``LPS`` (Slicer's default, also assumed where the field is absent) or ``RAS`` is honoured;
+everything returned is RAS mm. Control points whose ``positionStatus`` is ``undefined`` or ``missing``
+(not placed) are skipped.
 
 Examples
 --------
@@ -99,7 +101,7 @@ def read_markups(path: str | Path, required: Iterable[str] | None = REQUIRED_LAN
 
 def _load_markups(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
-        raise InputError(path, "", f"file does not exist: '{path}'")
+        raise InputError(path, "", "file does not exist")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

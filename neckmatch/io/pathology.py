@@ -43,7 +43,7 @@ def read_table(path: str | Path, required: Sequence[str]) -> pd.DataFrame:
     """A CSV file as a frame of stripped strings (empty cells = ``""``) with the ``required`` columns."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(path, "", f"file does not exist: '{path}'")
+        raise InputError(path, "", "file does not exist")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
