@@ -51,12 +51,13 @@ class MatchParams:
     shrinkage: float = 0.85  # prior median of pathology size / MR long axis
     shrinkage_prior_sd: float = 0.10  # log units
     estimate_shrinkage: bool = True
-    size_sd: float = 0.20  # log-normal measurement noise of the size ratio
+    size_sd: float = 0.12  # log-normal measurement noise of the size ratio
+    size_outlier: float = 0.10  # weight of a broad (sd 0.7) component: merged MR labels, fragments, rounding
     path_only_median_mm: float = 3.0  # pathology-only (MR-invisible) node sizes: log-normal
     path_only_sd: float = 0.45
-    harvest_max: float = 0.90  # probability that a large MR-visible node is found by pathology
-    harvest_mid_mm: float = 4.0  # MR long axis at which the harvest probability is half its maximum
-    harvest_scale_mm: float = 1.5
+    miss_max: float = 0.5  # P(not harvested) = miss_max / (1 + (L / miss_half_mm)^3), L = MR long axis
+    miss_half_mm: float = 4.0
+    miss_floor: float = 0.03  # P(not harvested) of even the largest nodes (lost, mislabelled)
     pair_log_odds: float = 0.0  # constant added to every pair weight
     p_runner: float = 0.40  # borderline node: probability that its container holds the runner-up level
     level_adjacent: float = -3.0  # log-probability weight of a container of an adjacent level
@@ -224,9 +225,9 @@ def level_weights(mr: MRNodes, units: PathUnits, params: MatchParams) -> FloatAr
 
 def harvest_weights(mr: MRNodes, params: MatchParams) -> FloatArray:
     """Log-odds that each MR node was harvested (found by pathology), shape (n,); 0 for unknown size."""
-    L = np.where(np.isfinite(mr.long_mm), mr.long_mm, params.harvest_mid_mm * 3)
-    h = params.harvest_max / (1.0 + np.exp(-(L - params.harvest_mid_mm) / params.harvest_scale_mm))
-    return np.log(h) - np.log1p(-h)
+    L = np.where(np.isfinite(mr.long_mm), mr.long_mm, params.miss_half_mm * 3)
+    miss = params.miss_floor + params.miss_max / (1.0 + (L / params.miss_half_mm) ** 3)
+    return np.log1p(-miss) - np.log(miss)
 
 
 def size_weights(mr: MRNodes, units: PathUnits, params: MatchParams, log_k: float) -> FloatArray:
@@ -234,7 +235,9 @@ def size_weights(mr: MRNodes, units: PathUnits, params: MatchParams, log_k: floa
     lL = np.log(mr.long_mm)[:, None]
     lP = np.log(units.size_mm)[None, :]
     z = (lP - lL - log_k) / params.size_sd
-    ll_pair = -0.5 * z**2 - np.log(params.size_sd) - _LOG_SQRT_2PI
+    z_wide = (lP - lL - log_k) / 0.7
+    ll_pair = np.logaddexp(np.log1p(-params.size_outlier) - 0.5 * z**2 - np.log(params.size_sd),
+                           np.log(params.size_outlier) - 0.5 * z_wide**2 - np.log(0.7)) - _LOG_SQRT_2PI
     zq = (lP - np.log(params.path_only_median_mm)) / params.path_only_sd
     ll_only = -0.5 * zq**2 - np.log(params.path_only_sd) - _LOG_SQRT_2PI
     out = ll_pair - ll_only
@@ -264,7 +267,7 @@ def position_weights(rel: FloatArray, units: PathUnits, warps: list[Warp], param
     a_ap, b_ap = np.array([w.stretch_ap for w in warps]), np.array([w.shift_ap for w in warps])
     total = np.zeros(rel.shape[:2])
     for obs, x, a, b in ((units.cc, rel[..., 0], a_cc, b_cc), (units.ap, rel[..., 1], a_ap, b_ap)):
-        z = (obs[None, :] - (a[None, :] * x + b[None, :])) / sd
+        z = (obs[None, :] - (0.5 + a[None, :] * (x - 0.5) + b[None, :])) / sd
         dens = (1 - params.pos_outlier) * np.exp(-0.5 * z**2) / (sd * np.sqrt(2 * np.pi)) + params.pos_outlier
         ll = np.log(dens)
         total += np.where(np.isfinite(ll), ll, 0.0)
@@ -287,7 +290,7 @@ def fit_shrinkage(mr: MRNodes, units: PathUnits, pairs: NDArray[np.int64], param
 
 
 def _fit_axis(x: FloatArray, y: FloatArray, params: MatchParams) -> tuple[float, float]:
-    """Robust ridge fit y = a x + b with priors a ~ N(1, .), b ~ N(0, .) (2 Cauchy IRLS rounds)."""
+    """Robust ridge fit y = a x + b (centred coordinates), priors a ~ N(1, .), b ~ N(0, .); Cauchy IRLS."""
     w = np.ones_like(x)
     a, b = 1.0, 0.0
     for _ in range(3):
@@ -314,6 +317,6 @@ def fit_warp(rel: FloatArray, units: PathUnits, pairs: NDArray[np.int64], params
         for ax, obs in ((0, units.cc), (1, units.ap)):
             y = obs[sel[:, 1]]
             ok = np.isfinite(y) & np.isfinite(x[:, ax])
-            vals.append(_fit_axis(x[ok, ax], y[ok], params) if ok.any() else (1.0, 0.0))
+            vals.append(_fit_axis(x[ok, ax] - 0.5, y[ok] - 0.5, params) if ok.any() else (1.0, 0.0))
         out[c] = Warp(vals[0][0], vals[0][1], vals[1][0], vals[1][1])
     return out

@@ -68,12 +68,13 @@ _MIDLINE_LEVELS = frozenset({Level.IA, Level.VI, Level.VII})
 
 @dataclass(frozen=True)
 class Warp:
-    """Affine map from MR-relative to pathology-relative position, per axis: ``path = stretch * mr + shift``.
+    """Affine map from MR-relative to pathology-relative position, per axis, about the container centre:
+    ``path = 0.5 + stretch * (mr - 0.5) + shift`` (a layout stretched or compressed as a whole, and moved).
 
     Examples
     --------
-    >>> Warp(1.2, 0.1, 1.0, 0.0).apply(np.array([0.5]), np.array([0.5]))[0].tolist()
-    [0.7]
+    >>> Warp(1.2, 0.1, 1.0, 0.0).apply(np.array([1.0]), np.array([0.5]))[0].round(3).tolist()
+    [1.2]
     """
 
     stretch_cc: float = 1.0
@@ -83,11 +84,13 @@ class Warp:
 
     def apply(self, cc: FloatArray, ap: FloatArray) -> tuple[FloatArray, FloatArray]:
         """MR-relative (cc, ap) -> expected pathology-relative (cc, ap); arrays of any equal shape, unitless."""
-        return self.stretch_cc * np.asarray(cc) + self.shift_cc, self.stretch_ap * np.asarray(ap) + self.shift_ap
+        cc, ap = np.asarray(cc, dtype=np.float64), np.asarray(ap, dtype=np.float64)
+        return (0.5 + self.stretch_cc * (cc - 0.5) + self.shift_cc, 0.5 + self.stretch_ap * (ap - 0.5) + self.shift_ap)
 
     def invert(self, cc: FloatArray, ap: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Pathology-relative (cc, ap) -> MR-relative (cc, ap)."""
-        return (np.asarray(cc) - self.shift_cc) / self.stretch_cc, (np.asarray(ap) - self.shift_ap) / self.stretch_ap
+        cc, ap = np.asarray(cc, dtype=np.float64), np.asarray(ap, dtype=np.float64)
+        return (0.5 + (cc - 0.5 - self.shift_cc) / self.stretch_cc, 0.5 + (ap - 0.5 - self.shift_ap) / self.stretch_ap)
 
 
 @dataclass(frozen=True)
@@ -213,10 +216,11 @@ def _landmark_region(lm: Landmarks, container: str, side: Side, level: Container
     return ContainerRegion(container, side, level, z, ant, post, xs, "landmarks")
 
 
-def _node_region(levels: pd.DataFrame, container: str, side: Side, level: ContainerLevel) -> ContainerRegion | None:
+def _node_region(levels: pd.DataFrame, container: str, side: Side, level: ContainerLevel,
+                 min_nodes: int = 1) -> ContainerRegion | None:
     names = {lv.value for lv in level.imaging_levels()}
     rows = levels[(levels["side"].astype(str) == side.value) & levels["level"].astype(str).isin(names)]
-    if rows.empty:
+    if len(rows) < min_nodes:
         return None
     pts = rows[["x", "y", "z"]].to_numpy(dtype=np.float64)
     top, bottom = pts[:, 2].max() + _MARGIN_MM, pts[:, 2].min() - _MARGIN_MM
@@ -228,14 +232,19 @@ def _node_region(levels: pd.DataFrame, container: str, side: Side, level: Contai
     return ContainerRegion(container, side, level, z, ant * one, post * one, pts[:, 0].mean() * one, "mr-nodes")
 
 
-def container_regions(case: Case, levels: pd.DataFrame) -> dict[str, ContainerRegion]:
-    """Region of every container of ``case`` that can be located (from landmarks, else from MR nodes).
+def container_regions(case: Case, levels: pd.DataFrame, frame: str = "nodes") -> dict[str, ContainerRegion]:
+    """Region of every container of ``case`` that can be located.
 
     Parameters
     ----------
     case : Case
     levels : pandas.DataFrame
         The levels.csv table (columns ``side, level, x, y, z`` used).
+    frame : {"nodes", "landmarks"}
+        ``nodes`` (default): the container's layout extent is that of the MR nodes of its imaging levels on its
+        side, padded by 5 mm (the tissue a pathologist lays out is where the nodes are), wherever there are at
+        least two such nodes; otherwise, and with ``landmarks``, the landmark region of its levels (MR-node
+        bounding box where there are no landmarks).
 
     Returns
     -------
@@ -248,7 +257,9 @@ def container_regions(case: Case, levels: pd.DataFrame) -> dict[str, ContainerRe
         specs.setdefault(p.container, (p.side, p.level))
     for name, (side, level) in specs.items():
         region = None
-        if case.landmarks is not None:
+        if frame == "nodes":
+            region = _node_region(levels, name, side, level, min_nodes=2)
+        if region is None and case.landmarks is not None:
             try:
                 region = _landmark_region(case.landmarks, name, side, level)
             except KeyError:

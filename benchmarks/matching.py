@@ -1,0 +1,288 @@
+"""Benchmark of node-to-node matching on the synthetic cohort (not a timed test).
+
+    python benchmarks/matching.py [--n 48] [--seed 2024] [--sweep] [--calibrate]
+
+Prints, side by side, for neckmatch, a plain Hungarian on the same unary costs (no EM, no warps, no dummy-free
+confidence), pygmtools RRWM and IPFP (numpy backend) on the same affinities, and an oracle neckmatch that knows
+the generator's noise parameters: pair precision / recall / F1, auto-decision precision and coverage of the
+true pairs, recall of pairs involving metastatic nodes, MR-node outcome accuracy (the pathology status each MR
+node inherits is right), expected calibration error and match time per case; for cases with cc/ap positions,
+without, and all. ``--sweep`` varies the generator's difficulty knobs; ``--calibrate`` fits the confidence
+calibration constants and the auto threshold on a calibration cohort (seed 777, different from the benchmark's)
+and prints them for neckmatch/correlation/calibration.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+
+from neckmatch.correlation import evidence as ev
+from neckmatch.correlation.assign import components
+from neckmatch.correlation.calibration import auto_threshold, calibrate, fit_logistic
+from neckmatch.correlation.matching import MatchParams, match_case
+from neckmatch.geometry.levels import levels_table
+from neckmatch.geometry.specimen import reconstruct_specimen
+from neckmatch.io.case import read_case
+from neckmatch.synth import SynthParams, generate_cohort
+
+CAL_SEED = 777
+
+
+def load_cohort(n: int, seed: int, params: SynthParams | None = None, root: Path | None = None) -> list[dict]:
+    """Generate a cohort and read each case, its levels table and its ground truth."""
+    root = Path(root or tempfile.mkdtemp(prefix="nm_bench_"))
+    out = []
+    for d in generate_cohort(n, seed, root / f"s{seed}", params):
+        case = read_case(d)
+        levels = levels_table(case)
+        gt = pd.read_csv(d / "ground_truth.csv", dtype=str, keep_default_na=False)
+        out.append({"case": case, "levels": levels, "gt": gt, "spec": reconstruct_specimen(case, levels),
+                    "positions": any(p.cc is not None for p in case.path_nodes)})
+    return out
+
+
+def truth_of(gt: pd.DataFrame) -> dict:
+    """True (MR label, path node) pairs (every fragment paired), metastatic pairs, MR-label statuses."""
+    pairs, meta, mr_status = set(), set(), {}
+    for r in gt.itertuples():
+        if not r.mr_label:
+            continue
+        lab = int(r.mr_label)
+        mr_status.setdefault(lab, None)
+        pieces = [p for p in (r.path_fragments.split(";") if r.path_fragments else [r.path_node]) if p]
+        for p in pieces:
+            pairs.add((lab, p))
+            if r.status == "positive":
+                meta.add((lab, p))
+        if pieces:
+            prev = mr_status[lab]
+            mr_status[lab] = "positive" if r.status == "positive" or prev == "positive" else "negative"
+    paired_path = {p for _, p in pairs}
+    return {"pairs": pairs, "meta": meta, "mr_status": mr_status, "paired_path": paired_path}
+
+
+def score_rows(m: pd.DataFrame, truth: dict) -> np.ndarray:
+    """Correctness (bool per row) of each decision."""
+    ok = np.zeros(len(m), bool)
+    paired_mr = {a for a, _ in truth["pairs"]}
+    for k, r in enumerate(m.itertuples()):
+        if r.kind == "pair":
+            ok[k] = (int(r.mr_node), r.path_node) in truth["pairs"]
+        elif r.kind == "mr-unmatched":
+            ok[k] = int(r.mr_node) not in paired_mr
+        else:
+            ok[k] = r.path_node not in truth["paired_path"]
+    return ok
+
+
+def case_metrics(m: pd.DataFrame, case, truth: dict) -> dict:
+    ok = score_rows(m, truth)
+    pair = (m["kind"] == "pair").to_numpy()
+    auto = (m["decision"] == "auto").to_numpy()
+    found = {(int(a), b) for a, b in zip(m.loc[pair, "mr_node"], m.loc[pair, "path_node"], strict=True)}
+    auto_found = {(int(a), b) for a, b, d in zip(m.loc[pair, "mr_node"], m.loc[pair, "path_node"],
+                                                  m.loc[pair, "decision"], strict=True) if d == "auto"}
+    status = {p.node: p.status.value for p in case.path_nodes}
+    pred: dict[int, str | None] = {}
+    for a, b in found:
+        pred[a] = "positive" if status[b] == "positive" or pred.get(a) == "positive" else "negative"
+    labels = sorted(truth["mr_status"])
+    outcome_ok = sum(pred.get(lab) == truth["mr_status"][lab] for lab in labels)
+    return {"tp": len(found & truth["pairs"]), "found": len(found), "true": len(truth["pairs"]),
+            "auto_ok": int(ok[auto].sum()), "auto_n": int(auto.sum()), "auto_tp": len(auto_found & truth["pairs"]),
+            "meta_tp": len(found & truth["meta"]), "meta": len(truth["meta"]),
+            "outcome_ok": outcome_ok, "mr_n": len(labels), "conf": m["confidence"].to_numpy(float), "ok": ok}
+
+
+def summarise(rows: list[dict]) -> dict:
+    s = {k: sum(r[k] for r in rows) for k in ("tp", "found", "true", "auto_ok", "auto_n", "auto_tp", "meta_tp",
+                                                "meta", "outcome_ok", "mr_n")}
+    conf = np.concatenate([r["conf"] for r in rows])
+    ok = np.concatenate([r["ok"] for r in rows])
+    bins = np.minimum((conf * 10).astype(int), 9)
+    ece = sum(abs(conf[bins == b].mean() - ok[bins == b].mean()) * (bins == b).sum() for b in np.unique(bins))
+    p, r = s["tp"] / max(s["found"], 1), s["tp"] / max(s["true"], 1)
+    return {"P": p, "R": r, "F1": 2 * p * r / max(p + r, 1e-9), "autoP": s["auto_ok"] / max(s["auto_n"], 1),
+            "autoCov": s["auto_tp"] / max(s["true"], 1), "metaR": s["meta_tp"] / max(s["meta"], 1),
+            "outcome": s["outcome_ok"] / max(s["mr_n"], 1), "ECE": ece / max(len(conf), 1)}
+
+
+def run_neckmatch(item: dict, params: MatchParams | None = None) -> tuple[pd.DataFrame, float]:
+    t0 = time.perf_counter()
+    res = match_case(item["case"], item["levels"], item["spec"], params=params)
+    return res.matches, time.perf_counter() - t0
+
+
+def _rows_from_partner(item: dict, partner: np.ndarray, conf_pair: np.ndarray, conf_un: np.ndarray,
+                       threshold: float) -> pd.DataFrame:
+    """matches-like rows (mr_node, path_node, kind, confidence, decision) from a partner array over units."""
+    mr, units = ev.mr_nodes(item["case"], item["levels"]), ev.path_units(item["case"])
+    rows, used = [], set()
+    for i, j in enumerate(partner):
+        if j >= 0:
+            used.add(j)
+            rows += [(int(mr.node[i]), n, "pair", conf_pair[i]) for n in units.members[j]]
+        else:
+            rows.append((int(mr.node[i]), None, "mr-unmatched", conf_un[i]))
+    rows += [(None, n, "path-unmatched", 1.0) for j in range(len(units.unit)) if j not in used
+             for n in units.members[j]]
+    df = pd.DataFrame(rows, columns=["mr_node", "path_node", "kind", "confidence"])
+    df["decision"] = np.where(df["confidence"] >= threshold, "auto", "review")
+    return df
+
+
+def run_hungarian(item: dict) -> tuple[pd.DataFrame, float]:
+    """Plain Hungarian on the unary costs (no EM, no warp): every allowed pair must be used, no confidence."""
+    params = MatchParams(estimate_shrinkage=False, estimate_warp=False, n_iter=1)
+    w = match_case(item["case"], item["levels"], item["spec"], params=params).weights.to_numpy()
+    t0 = time.perf_counter()
+    partner = np.full(w.shape[0], -1)
+    if w.size:
+        r, c = linear_sum_assignment(np.where(np.isfinite(w), -w, 1e6))
+        keep = np.isfinite(w[r, c])
+        partner[r[keep]] = c[keep]
+    dt = time.perf_counter() - t0
+    one = np.ones(w.shape[0])
+    return _rows_from_partner(item, partner, one, one, 0.0), dt
+
+
+def _affinity(w: np.ndarray, rel: np.ndarray, rows: np.ndarray, cols: np.ndarray, units) -> np.ndarray:
+    """pygmtools affinity K (n1 n2 x n1 n2, column-major pairs): unary sigmoid(w); pairwise agreement of the
+    relative displacement between two MR nodes and between two pathology nodes of one container."""
+    n1, n2 = len(rows), len(cols)
+    ww = w[np.ix_(rows, cols)]
+    un = np.where(np.isfinite(ww), 1.0 / (1.0 + np.exp(-np.clip(ww, -30, 30))), 0.0)
+    idx_i, idx_a = np.meshgrid(np.arange(n1), np.arange(n2), indexing="xy")  # column-major: a * n1 + i
+    ii, aa = idx_i.ravel(order="C"), idx_a.ravel(order="C")
+    mr_rel = rel[np.ix_(rows, cols)][ii, aa]  # (n1 n2, 2)
+    obs = np.column_stack([units.cc[cols][aa], units.ap[cols][aa]])
+    d = (mr_rel[:, None, :] - mr_rel[None, :, :]) - (obs[:, None, :] - obs[None, :, :])
+    pw = np.exp(-np.nansum(d**2, axis=-1) / (4 * 0.1**2))
+    known = np.all(np.isfinite(d), axis=-1)
+    cont = np.array(units.container, dtype=object)[cols][aa]
+    valid = known & (cont[:, None] == cont[None, :]) & (ii[:, None] != ii[None, :]) & (aa[:, None] != aa[None, :])
+    K = np.where(valid, pw, 0.0) * np.sqrt(np.outer(un.ravel(order="F"), un.ravel(order="F")))
+    K[np.diag_indices_from(K)] = un.ravel(order="F")
+    return K
+
+
+def run_pygm(item: dict, solver: str) -> tuple[pd.DataFrame, float]:
+    """pygmtools RRWM or IPFP on the same unary + a pairwise position affinity, per connected component."""
+    import pygmtools as pygm
+
+    pygm.set_backend("numpy")
+    res = match_case(item["case"], item["levels"], item["spec"])
+    w = res.weights.to_numpy()
+    mr, units = ev.mr_nodes(item["case"], item["levels"]), ev.path_units(item["case"])
+    rel = ev.relative_positions(mr, units, res.specimen)
+    t0 = time.perf_counter()
+    partner = np.full(w.shape[0], -1)
+    conf = np.ones(w.shape[0])
+    for rows, cols in components(w):
+        if len(rows) == 0 or len(cols) == 0:
+            continue
+        K = _affinity(w, rel, rows, cols, units)
+        n1, n2 = np.array([len(rows)]), np.array([len(cols)])
+        fn = pygm.rrwm if solver == "rrwm" else pygm.ipfp
+        X = fn(K[None], n1, n2) if solver == "rrwm" else fn(K[None], n1, n2)
+        X = np.asarray(X)[0] if np.asarray(X).ndim == 3 else np.asarray(X)
+        hard = np.asarray(pygm.hungarian(X))
+        for a, b in zip(*np.nonzero(hard), strict=True):
+            if w[rows[a], cols[b]] > 0:
+                partner[rows[a]] = cols[b]
+                conf[rows[a]] = float(np.clip(X[a, b] / max(X[a].sum(), 1e-12), 0, 1))
+    dt = time.perf_counter() - t0
+    return _rows_from_partner(item, partner, conf, np.ones(w.shape[0]), 0.97), dt
+
+
+def evaluate(cohort: list[dict], runner) -> dict[str, dict]:
+    """Metrics of one method for cases with positions, without, and all."""
+    per, times = [], []
+    for item in cohort:
+        m, dt = runner(item)
+        times.append(dt)
+        per.append((item["positions"], case_metrics(m, item["case"], truth_of(item["gt"]))))
+    out = {}
+    for name, sel in (("with cc/ap", True), ("without", False), ("all", None)):
+        rows = [r for p, r in per if sel is None or p == sel]
+        if rows:
+            out[name] = summarise(rows) | {"ms/case": 1000 * float(np.mean(times)),
+                                           "ms max": 1000 * float(np.max(times))}
+    return out
+
+
+def oracle_params(sp: SynthParams) -> MatchParams:
+    """MatchParams set from the generator's true noise parameters."""
+    return MatchParams(shrinkage=1 - sp.shrinkage_mean, shrinkage_prior_sd=0.02, pos_sd=sp.position_noise,
+                       stretch_prior_sd=sp.stretch_sd, shift_prior_sd=max(sp.shift_sd, 1e-3),
+                       miss_max=sp.harvest_miss_rate, miss_half_mm=sp.harvest_miss_size_mm, miss_floor=0.005,
+                       p_runner=sp.container_error_rate)
+
+
+def calibrate_on(cohort: list[dict]) -> None:
+    """Fit the per-kind logistic calibration and the auto threshold; print the constants."""
+    frames = []
+    for item in cohort:
+        m, _ = run_neckmatch(item)
+        m = m.assign(ok=score_rows(m, truth_of(item["gt"])))
+        frames.append(m[~m["constrained"] & ~m["reason"].isin(["undissected", "no-counterpart"])])
+    df = pd.concat(frames)
+    table = {}
+    for kind, g in df.groupby("kind"):
+        table[kind] = fit_logistic(g["margin"].to_numpy(float), g["ok"].to_numpy(bool))
+    conf = calibrate(df["margin"].to_numpy(float), df["kind"].to_numpy(str), table)
+    thr = auto_threshold(conf, df["ok"].to_numpy(bool), 0.97)
+    print("CALIBRATION =", {k: (round(a, 4), round(b, 4)) for k, (a, b) in table.items()})
+    print("AUTO_THRESHOLD =", round(thr, 4))
+
+
+def _print(title: str, results: dict[str, dict[str, dict]]) -> None:
+    print(f"\n## {title}")
+    keys = ["P", "R", "F1", "autoP", "autoCov", "metaR", "outcome", "ECE", "ms/case"]
+    for subset in ("with cc/ap", "without", "all"):
+        print(f"\n{subset}\n{'method':<16}" + "".join(f"{k:>9}" for k in keys))
+        for name, res in results.items():
+            if subset in res:
+                print(f"{name:<16}" + "".join(f"{res[subset][k]:>9.3f}" for k in keys))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=48)
+    ap.add_argument("--seed", type=int, default=2024)
+    ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--calibrate", action="store_true")
+    ap.add_argument("--no-pygm", action="store_true")
+    args = ap.parse_args()
+    if args.calibrate:
+        calibrate_on(load_cohort(60, CAL_SEED))
+        return
+    sp = SynthParams()
+    cohort = load_cohort(args.n, args.seed, sp)
+    runners = {"neckmatch": run_neckmatch, "hungarian": run_hungarian,
+               "oracle": lambda it: run_neckmatch(it, oracle_params(sp))}
+    if not args.no_pygm:
+        runners |= {"pygm-rrwm": lambda it: run_pygm(it, "rrwm"), "pygm-ipfp": lambda it: run_pygm(it, "ipfp")}
+    print(f"{args.n} synthetic cases, seed {args.seed}; {sum(c['positions'] for c in cohort)} with cc/ap")
+    _print("methods", {k: evaluate(cohort, f) for k, f in runners.items()})
+    if args.sweep:
+        knobs = {"position_noise": (0.04, 0.16), "stretch_sd": (0.05, 0.30), "shrinkage_sd": (0.02, 0.10),
+                 "container_error_rate": (0.1, 0.5), "harvest_miss_rate": (0.2, 0.6)}
+        for knob, values in knobs.items():
+            res = {}
+            for v in values:
+                p = dataclasses.replace(sp, **{knob: v})
+                res[f"{knob}={v}"] = evaluate(load_cohort(max(args.n // 2, 20), args.seed, p), run_neckmatch)
+            _print(f"sweep {knob}", res)
+
+
+if __name__ == "__main__":
+    main()
