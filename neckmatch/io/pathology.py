@@ -45,7 +45,7 @@ def read_table(path: str | Path, required: Sequence[str]) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(path, "", "file does not exist")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise InputError(path, "", f"not a readable CSV table: {exc}") from None
     frame.columns = [str(c).strip() for c in frame.columns]

@@ -155,3 +155,9 @@ def test_reader_reads_node_twice(tmp_path: Path) -> None:
     path = _csv(tmp_path, "node,reader,score,malignant\n3,A,1,no\n3,A,2,no\n", "r.csv")
     with pytest.raises(InputError, match=r"row 2: reader: reader 'A' reads node 3 twice \(first in row 1\)"):
         read_reads(path, [3])
+
+
+def test_excel_bom_and_crlf_are_accepted(tmp_path: Path) -> None:
+    (tmp_path / "bom.csv").write_bytes("\ufeffnode,container,side,level,status\r\na,c,R,II,negative\r\n".encode())
+    (n,) = read_path_nodes(tmp_path / "bom.csv")
+    assert (n.node, n.status) == ("a", Status.NEGATIVE)
