@@ -175,3 +175,21 @@ def test_count_only_case_leaves_every_mr_node_unmatched():
     levels = mr_table([(1, "R", "IIA", 12.0, 20, 0), (2, "R", "III", 8.0, -10, 0)])
     m = match_case(make_case([]), levels).matches
     assert (m["kind"] == "mr-unmatched").all() and len(m) == 2
+
+
+def test_synthetic_case_contract_and_auto_precision(tmp_path):
+    from neckmatch.geometry.levels import levels_table
+    from neckmatch.io.case import read_case
+    from neckmatch.synth import generate_cohort
+
+    (case_dir,) = generate_cohort(1, 5, tmp_path)
+    case = read_case(case_dir)
+    levels = levels_table(case)
+    m = match_case(case, levels).matches
+    gt = pd.read_csv(case_dir / "ground_truth.csv", dtype=str, keep_default_na=False)
+    assert sorted(m["path_node"].dropna()) == sorted(p.node for p in case.path_nodes)
+    assert set(m["mr_node"].dropna().astype(int)) == set(levels["node"].astype(int))
+    truth = {(int(a), b) for a, b in zip(gt["mr_label"], gt["path_node"], strict=True) if a and b}
+    auto = m[(m["kind"] == "pair") & (m["decision"] == "auto")]
+    right = sum((int(a), b) in truth for a, b in zip(auto["mr_node"], auto["path_node"], strict=True))
+    assert len(auto) >= 3 and right / len(auto) >= 0.9
