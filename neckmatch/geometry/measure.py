@@ -36,7 +36,6 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from scipy.spatial import ConvexHull, QhullError
-from scipy.spatial.distance import pdist, squareform
 
 from neckmatch.errors import InputError
 from neckmatch.model import LabelMap
@@ -105,8 +104,13 @@ def _voxel_size(axes: NDArray[np.float64], u: NDArray[np.float64]) -> float:
     return float(np.linalg.norm(axes.T @ u))
 
 
-def _feret(points: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
-    """Largest distance between two of ``points`` (n, d) and the unit direction joining them."""
+def _feret(points: NDArray[np.float64], axes: NDArray[np.float64], pad: float) -> tuple[float, NDArray[np.float64]]:
+    """Padded Feret diameter of ``points`` (n, d): max over pairs of ``distance + pad * voxel size along the pair``.
+
+    Taking the maximum of the padded lengths (not padding the longest pair afterwards) keeps the result a
+    continuous function of the points: nearly tied longest pairs in different directions (float32 rounding of an
+    affine is enough to reorder them) cannot make it jump by a fraction of a voxel. Returns (length, unit direction).
+    """
     dim = points.shape[1]
     cand = points
     if len(points) > 4 * dim:
@@ -117,11 +121,15 @@ def _feret(points: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
     if len(cand) < 2:
         unit = np.zeros(dim)
         unit[0] = 1.0
-        return 0.0, unit
-    dist = squareform(pdist(cand))
-    i, j = np.unravel_index(np.argmax(dist), dist.shape)
-    length = float(dist[i, j])
-    return length, (cand[j] - cand[i]) / length
+        return pad * _voxel_size(axes, unit), unit
+    diff = cand[:, None, :] - cand[None, :, :]
+    dist = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        units = diff / dist[:, :, None]
+    vox = np.linalg.norm(np.nan_to_num(units) @ axes, axis=-1)
+    padded = np.where(dist > 0, dist + pad * vox, 0.0)
+    i, j = np.unravel_index(np.argmax(padded), padded.shape)
+    return float(padded[i, j]), -units[i, j]
 
 
 def _principal_extents(ras: NDArray, starts: NDArray, counts: NDArray, centroid: NDArray,
@@ -144,7 +152,7 @@ def _axial_slab_index(ras: NDArray[np.float64], affine: NDArray[np.float64]) -> 
 
 def _axial_axes(points: NDArray[np.float64], inplane: NDArray[np.float64]) -> tuple[float, float]:
     """(axial long, short) diameters, mm, of one slab's centres (n, 2) (x, y); ``inplane`` = 2x2 voxel axes."""
-    long_c, u = _feret(points)
+    long_padded, u = _feret(points, inplane, _FERET_PAD)
     v = np.array([-u[1], u[0]])
     along, across = points @ u, points @ v
     step_u = _voxel_size(inplane, u)
@@ -155,7 +163,7 @@ def _axial_axes(points: NDArray[np.float64], inplane: NDArray[np.float64]) -> tu
     np.maximum.at(hi, strip, across)
     ok = np.isfinite(lo)
     short_c = float((hi[ok] - lo[ok]).max())
-    return long_c + _FERET_PAD * step_u, short_c + _SHORT_PAD * _voxel_size(inplane, v)
+    return long_padded, short_c + _SHORT_PAD * _voxel_size(inplane, v)
 
 
 def _inplane_axes(affine: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -204,8 +212,7 @@ def measure_nodes(label_map: LabelMap) -> pd.DataFrame:
     axial = np.empty((len(labels), 2))
     for i, part in enumerate(np.split(np.arange(len(ras)), starts[1:])):
         pts = ras[part]
-        length, u = _feret(pts)
-        long_3d[i] = length + _FERET_PAD * _voxel_size(axes3, u)
+        long_3d[i], _ = _feret(pts, axes3, _FERET_PAD)
         sl, n_sl = np.unique(slab[part], return_counts=True)
         best = slab[part] == sl[np.argmax(n_sl)]
         axial[i] = _axial_axes(pts[best, :2], inplane)

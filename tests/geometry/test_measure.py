@@ -108,3 +108,13 @@ def test_negative_labels_are_rejected():
     data[1, 1, 1] = -4
     with pytest.raises(InputError, match="got -4"):
         measure_nodes(LabelMap(data, np.eye(4)))
+
+
+def test_float32_rounding_of_the_affine_does_not_move_the_measurements():
+    """NIfTI stores the affine as float32: a 0.7 x 0.7 x 1.4 mm grid rounded so must measure the same node."""
+    rot = Rotation.from_euler("xyz", [20, 35, 10], degrees=True).as_matrix()
+    lm = _raster((12.0, 7.0, 5.0), rot, (0.7, 0.7, 1.4), np.eye(3), np.array([3.1, -40.2, 17.7]))
+    rounded = LabelMap(lm.data, lm.affine.astype(np.float32).astype(np.float64))
+    a, b = measure_nodes(lm), measure_nodes(rounded)
+    for col in ("long_axis_mm", "short_axis_mm", "axial_long_mm", "volume_mm3"):
+        assert abs(a[col].iloc[0] - b[col].iloc[0]) < 1e-3, col
