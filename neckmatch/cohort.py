@@ -22,6 +22,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -33,7 +34,18 @@ from neckmatch import __version__
 from neckmatch.errors import InputError, NeckmatchError
 from neckmatch.io.atomic import atomic_path, write_csv
 
-__all__ = ["CaseRecord", "CohortResult", "find_cases", "input_fingerprint", "run_cohort", "run_case_task"]
+__all__ = [
+    "CaseRecord",
+    "CohortResult",
+    "default_workers",
+    "find_cases",
+    "input_fingerprint",
+    "records_frame",
+    "run_case_task",
+    "run_cohort",
+    "stack_truth_tables",
+    "write_tables",
+]
 
 STAMP = "run.json"
 STAGING = ".staging"
@@ -123,8 +135,19 @@ def _stamp(out_case: Path) -> dict[str, Any] | None:
         return None
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().replace("\n", " ") or type(exc).__name__
+def _one_line(exc: BaseException, case_dir: str = "", case_id: str = "") -> str:
+    """One line for a failed case; the case folder's path is shown as the case id (folders may carry names).
+
+    Examples
+    --------
+    >>> _one_line(InputError("/data/Doe_J/pathology/nodes.csv", "row 2: level", "got 'IIc'"), "/data/Doe_J", "P7")
+    "P7/pathology/nodes.csv: row 2: level: got 'IIc'"
+    >>> _one_line(KeyError("x"))
+    "internal error: KeyError: 'x'"
+    """
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if case_dir and case_id:
+        text = text.replace(str(Path(case_dir).resolve()), case_id).replace(str(case_dir), case_id)
     return text if isinstance(exc, NeckmatchError) else f"internal error: {type(exc).__name__}: {text}"
 
 
@@ -152,7 +175,8 @@ def run_case_task(
         return CaseRecord(case_id, str(case_dir), "ok", "", seconds, dict(summary or {}))
     except Exception as exc:  # a bad case is recorded, the run goes on
         shutil.rmtree(staging, ignore_errors=True)
-        return CaseRecord(case_id, str(case_dir), "failed", _one_line(exc), time.perf_counter() - t0)
+        _remove_dir(final)  # an older result of inputs that now fail would contradict cases.csv
+        return CaseRecord(case_id, str(case_dir), "failed", _one_line(exc, case_dir, case_id), time.perf_counter() - t0)
 
 
 def _render_maps(case_dir: str, results_dir: Path) -> None:
@@ -160,6 +184,29 @@ def _render_maps(case_dir: str, results_dir: Path) -> None:
     from neckmatch.viz.render import render_case
 
     render_case(read_case(case_dir), results_dir / "maps", results_dir=results_dir)
+
+
+def _remove_dir(path: Path) -> None:
+    """Remove a case output folder: renamed aside first, so it is never seen half-deleted."""
+    if path.is_dir():
+        old = path.with_name(f".{path.name}.old.{os.getpid()}")
+        os.replace(path, old)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _clean_leftovers(out_dir: Path) -> None:
+    """Remove what a killed run may leave: the staging folder, case folders set aside (``.<case>.old.<pid>``)
+    and the temporary files of atomic writes in the cohort-level folders."""
+    shutil.rmtree(out_dir / STAGING, ignore_errors=True)
+    for old in out_dir.glob(".*.old*"):
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+    for folder in (out_dir, out_dir / "tables", out_dir / "stats", out_dir / "figures"):
+        for tmp in folder.glob(".*.tmp*"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+            elif tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
@@ -197,66 +244,92 @@ def _plan(cases: Iterable[Path], out_dir: Path, settings_fp: str, force: bool) -
     return todo, skipped
 
 
-def _run_local(tasks: list[_Task], out_dir: Path, settings: Any, maps: bool, workers: int) -> Iterator[CaseRecord]:
-    """Run tasks in a spawn-context process pool with BLAS threads capped at one per worker."""
-    if workers <= 1 or len(tasks) <= 1:
-        for t in tasks:
-            yield run_case_task(str(t.case_dir), str(out_dir), t.case_id, t.fingerprint, settings, maps)
-        return
+@contextmanager
+def _capped_blas_env() -> Iterator[None]:
+    """Set the BLAS/OpenMP thread variables to 1 while worker processes are started (they copy the environment
+    when spawned, which a ProcessPoolExecutor does lazily, at submit time); restore them afterwards."""
     saved = {k: os.environ.get(k) for k in _BLAS_ENV}
     os.environ.update({k: "1" for k in _BLAS_ENV})
     try:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    with pool:
-        pending: set[Future[CaseRecord]] = {
-            pool.submit(run_case_task, str(t.case_dir), str(out_dir), t.case_id, t.fingerprint, settings, maps)
+
+
+def _failed(task: _Task, exc: BaseException) -> CaseRecord:
+    """The record of a case whose worker died or could not run it (pool broken, worker lost)."""
+    return CaseRecord(task.case_id, str(task.case_dir), "failed", _one_line(exc, str(task.case_dir), task.case_id))
+
+
+def _run_local(tasks: list[_Task], out_dir: Path, settings: Any, maps: bool, workers: int) -> Iterator[CaseRecord]:
+    """Run tasks in a spawn-context process pool with BLAS threads capped at one per worker."""
+    if workers <= 1 or len(tasks) <= 1:
+        for t in tasks:
+            yield run_case_task(str(t.case_dir), str(out_dir), t.case_id, t.fingerprint, settings, maps)
+        return
+    with _capped_blas_env(), ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        pending: dict[Future[CaseRecord], _Task] = {
+            pool.submit(run_case_task, str(t.case_dir), str(out_dir), t.case_id, t.fingerprint, settings, maps): t
             for t in tasks
         }
         while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                yield fut.result()
+                task = pending.pop(fut)
+                try:
+                    yield fut.result()
+                except Exception as exc:  # a worker killed (out of memory, ...): that case failed, the run goes on
+                    yield _failed(task, exc)
 
 
 def _run_dask(
     tasks: list[_Task], out_dir: Path, settings: Any, maps: bool, address: str, workers: int
 ) -> Iterator[CaseRecord]:
-    """Run tasks on a dask.distributed cluster (``address`` = scheduler address, or ``local``)."""
+    """Run tasks on a dask.distributed cluster (``address`` = scheduler address, or ``local``).
+
+    The per-case task is the same as on the local pool; every worker must see ``out_dir`` and the case folders
+    at the same paths (a shared filesystem).
+    """
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
     if address == "local":
-        cluster = LocalCluster(n_workers=max(workers, 1), threads_per_worker=1, processes=True, dashboard_address=None)
+        with _capped_blas_env():
+            cluster = LocalCluster(
+                n_workers=max(workers, 1), threads_per_worker=1, processes=True, dashboard_address=None
+            )
         client = Client(cluster)
     else:
         client = Client(address)
     try:
-        futures = [
+        futures = {
             client.submit(
-                run_case_task,
-                str(t.case_dir),
-                str(out_dir),
-                t.case_id,
-                t.fingerprint,
-                settings,
-                maps,
-                key=f"neckmatch-{t.case_id}-{t.fingerprint[:12]}",
-                pure=False,
-            )
+                run_case_task, str(t.case_dir), str(out_dir), t.case_id, t.fingerprint, settings, maps,
+                key=f"neckmatch-{t.case_id}-{t.fingerprint[:12]}", pure=False,
+            ): t
             for t in tasks
-        ]
+        }  # fmt: skip
         for fut in as_completed(futures):
-            yield fut.result()
+            try:
+                yield fut.result()
+            except Exception as exc:  # worker lost too often (KilledWorker) ...
+                yield _failed(futures[fut], exc)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def default_workers() -> int:
+    """Worker processes by default: the CPUs this process may run on."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def run_cohort(
@@ -299,13 +372,13 @@ def run_cohort(
     if not cases:
         raise InputError(cohort_dir, "", "holds no case folder (no case.json found)")
     out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out / STAGING, ignore_errors=True)  # leftovers of a killed run
+    _clean_leftovers(out)
     todo, records = _plan(cases, out, settings.fingerprint() + f"|maps={maps}", force)
     total = len(todo) + len(records)
     for i, rec in enumerate(records, 1):
         if on_progress:
             on_progress(rec, i, total)
-    n_workers = workers or os.cpu_count() or 1
+    n_workers = min(workers or default_workers(), max(len(todo), 1))
     runner = (
         _run_dask(todo, out, settings, maps, dask, n_workers)
         if dask
