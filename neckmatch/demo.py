@@ -1,8 +1,8 @@
-"""``neckmatch demo``: make a small seeded synthetic cohort and run every pipeline step that exists on it.
+"""``neckmatch demo``: make a small seeded synthetic cohort and run the whole study on it.
 
-Now: the synthetic cohort (OUT/cohort), then :func:`neckmatch.pipeline.process_case` on every case
-(OUT/results/<case>/: levels, matches, truth tables, specimen, summary), and the share of node pairs that agree
-with the synthetic ground truth. The cohort run will replace the per-case loop when it lands.
+The synthetic cohort (OUT/cohort), then the cohort run :func:`neckmatch.cohort.run_cohort` into OUT/results
+(per case: levels, matches, truth tables, specimen, summary, 3-D maps; for the cohort: stacked tables,
+statistics, figures and ``report.html``), and the share of node pairs that agree with the synthetic ground truth.
 """
 
 from __future__ import annotations
@@ -43,34 +43,53 @@ def pair_agreement(matches: pd.DataFrame, truth: pd.DataFrame) -> tuple[int, int
 
 
 def run_demo(
-    out_dir: str | Path = "neckmatch-demo", n_cases: int = DEMO_CASES, seed: int = DEMO_SEED
+    out_dir: str | Path = "neckmatch-demo",
+    n_cases: int = DEMO_CASES,
+    seed: int = DEMO_SEED,
+    *,
+    workers: int | None = None,
+    maps: bool = True,
 ) -> dict[str, Any]:
-    """Write the demo cohort to ``out_dir/cohort`` and run the per-case pipeline into ``out_dir/results/<case>``.
+    """Write the demo cohort to ``out_dir/cohort`` and run the cohort into ``out_dir/results``.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Demo folder; rerunning into it skips the cases that are already done.
+    n_cases, seed : int
+        Size and seed of the synthetic cohort.
+    workers : int, optional
+        Worker processes of the cohort run (default: the machine's cores).
+    maps : bool
+        Render the per-case 3-D maps.
 
     Returns
     -------
     dict
-        ``cohort`` and ``results`` folders, ``cases`` (number), ``mr_nodes`` and ``path_nodes`` (totals),
-        ``pairs`` and ``pairs_correct`` (node pairs, and those agreeing with the ground truth).
+        ``cohort`` and ``results`` folders, ``report`` (report.html), ``cases`` and ``failed`` (numbers),
+        ``mr_nodes`` and ``path_nodes`` (totals), ``pairs`` and ``pairs_correct`` (node pairs, and those agreeing
+        with the ground truth).
     """
-    from neckmatch.pipeline import process_case
+    from neckmatch.cohort import run_cohort
     from neckmatch.synth import generate_cohort
 
     out = Path(out_dir)
     cohort, results = out / "cohort", out / "results"
-    dirs = generate_cohort(n_cases, seed, cohort)
+    generate_cohort(n_cases, seed, cohort)
+    run = run_cohort(cohort, results, workers=workers, maps=maps)
     mr = path = hits = pairs = 0
-    for d in dirs:
-        res = results / d.name
-        process_case(d, res)
-        levels = pd.read_csv(res / "levels.csv")
+    for rec in run.records:
+        if rec.status == "failed":
+            continue
+        res = results / rec.case_id
         matches = pd.read_csv(res / "matches.csv", dtype={"path_node": str})
-        truth = pd.read_csv(d / "ground_truth.csv", dtype={"path_node": str, "path_fragments": str})
+        truth = pd.read_csv(Path(rec.case_dir) / "ground_truth.csv", dtype={"path_node": str, "path_fragments": str})
         h, n = pair_agreement(matches, truth)
         hits, pairs = hits + h, pairs + n
-        mr += len(levels)
+        mr += len(pd.read_csv(res / "levels.csv"))
         path += int(matches["path_node"].notna().sum())
-    return {"cohort": cohort, "results": results, "cases": len(dirs), "mr_nodes": mr, "path_nodes": path,
+    return {"cohort": cohort, "results": results, "report": run.files.get("report.html"),
+            "cases": len(run.records), "failed": run.n_failed, "mr_nodes": mr, "path_nodes": path,
             "pairs": pairs, "pairs_correct": hits}  # fmt: skip
 
 
@@ -79,16 +98,21 @@ def format_demo_summary(summary: dict[str, Any]) -> str:
 
     Examples
     --------
-    >>> s = {"cohort": "d/cohort", "results": "d/results", "cases": 2, "mr_nodes": 9, "path_nodes": 7,
-    ...      "pairs": 5, "pairs_correct": 4}
-    >>> print(format_demo_summary(s).splitlines()[0])
-    neckmatch demo: 2 synthetic cases, 9 MR nodes, 7 pathology nodes
+    >>> s = {"cohort": "d/cohort", "results": "d/results", "report": "d/results/report.html", "cases": 2,
+    ...      "failed": 0, "mr_nodes": 9, "path_nodes": 7, "pairs": 5, "pairs_correct": 4}
+    >>> print(format_demo_summary(s))
+    neckmatch demo: 2 synthetic cases (0 failed), 9 MR nodes, 7 pathology nodes
+      node pairs agreeing with the ground truth: 4/5 (80%)
+      cohort (case format + ground_truth.csv): d/cohort
+      results (per case, tables, stats, figures): d/results
+      report: d/results/report.html
     """
     share = summary["pairs_correct"] / summary["pairs"] if summary["pairs"] else 0.0
     return "\n".join([
-        f"neckmatch demo: {summary['cases']} synthetic cases, {summary['mr_nodes']} MR nodes, "
-        f"{summary['path_nodes']} pathology nodes",
+        f"neckmatch demo: {summary['cases']} synthetic cases ({summary.get('failed', 0)} failed), "
+        f"{summary['mr_nodes']} MR nodes, {summary['path_nodes']} pathology nodes",
         f"  node pairs agreeing with the ground truth: {summary['pairs_correct']}/{summary['pairs']} ({share:.0%})",
         f"  cohort (case format + ground_truth.csv): {summary['cohort']}",
-        f"  results (levels, matches, truth tables): {summary['results']}",
+        f"  results (per case, tables, stats, figures): {summary['results']}",
+        f"  report: {summary.get('report')}",
     ])
