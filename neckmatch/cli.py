@@ -149,11 +149,15 @@ def synth(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("neckmatch-demo"), "--out", help="Demo folder (cohort/ and results/)."),
+    cases: int = typer.Option(6, "--cases", min=1, help="Number of synthetic cases."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default: all cores)."),  # noqa: UP045
+    maps: bool = typer.Option(True, "--maps/--no-maps", help="Render the per-case 3-D maps."),
 ) -> None:
-    """Make a seeded demo cohort of 6 cases and run every pipeline step on it; print where the outputs are."""
+    """Make a seeded synthetic demo cohort and run the whole study on it (`neckmatch run`); print the report."""
     from neckmatch.demo import format_demo_summary, run_demo
 
-    console.print(format_demo_summary(run_demo(out)), markup=False, soft_wrap=True)
+    summary = run_demo(out, n_cases=cases, workers=workers, maps=maps)
+    console.print(format_demo_summary(summary), markup=False, soft_wrap=True)
 
 
 @app.command()
