@@ -11,10 +11,11 @@ file and field.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -43,18 +44,18 @@ __all__ = [
 FloatArray = NDArray[np.float64]
 
 
-class Side(str, Enum):
+class Side(StrEnum):
     """Patient side. Values are the file strings."""
 
     R = "R"
     L = "L"
 
     @property
-    def other(self) -> "Side":
+    def other(self) -> Side:
         return Side.L if self is Side.R else Side.R
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     """Imaging neck levels of the ``som1999`` rule set (shared/spec/levels.md)."""
 
     IA = "IA"
@@ -71,7 +72,7 @@ class Level(str, Enum):
     SC = "SC"
 
 
-class SurgicalLevel(str, Enum):
+class SurgicalLevel(StrEnum):
     """Surgical levels a pathology container can carry (alone or joined with ``+``)."""
 
     I = "I"  # noqa: E741
@@ -130,7 +131,7 @@ class ContainerLevel:
             raise ValueError(f"'{self}' names a level twice")
 
     @classmethod
-    def parse(cls, text: str) -> "ContainerLevel":
+    def parse(cls, text: str) -> ContainerLevel:
         """Parse ``"IIA"``, ``"iii+iv"`` or lyDATA-style ``"Ib_to_III"`` (expanded to ``IB+II+III``)."""
         raw = str(text).strip()
         if "_to_" in raw.lower():
@@ -147,9 +148,7 @@ class ContainerLevel:
             try:
                 parts.append(SurgicalLevel(p))
             except ValueError:
-                raise ValueError(
-                    f"'{raw}' is not a surgical level ({_SURGICAL_NAMES}, or merged with '+')"
-                ) from None
+                raise ValueError(f"'{raw}' is not a surgical level ({_SURGICAL_NAMES}, or merged with '+')") from None
         return cls(tuple(parts))
 
     def imaging_levels(self) -> frozenset[Level]:
@@ -173,21 +172,21 @@ def surgical_contains(surgical: Iterable[SurgicalLevel | str], level: Level | st
     return any(lv in _SURGICAL_TO_IMAGING[SurgicalLevel(s)] for s in surgical)
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Histopathological status of a node or container."""
 
     POSITIVE = "positive"
     NEGATIVE = "negative"
 
 
-class Decision(str, Enum):
+class Decision(StrEnum):
     """What a match decision needs: nothing (``auto``) or a person (``review``)."""
 
     AUTO = "auto"
     REVIEW = "review"
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """Index test result against the reference, for one unit."""
 
     TP = "TP"
@@ -196,7 +195,7 @@ class Outcome(str, Enum):
     TN = "TN"
 
 
-class MatchKind(str, Enum):
+class MatchKind(StrEnum):
     """How an MR node was correlated with pathology."""
 
     MATCHED = "matched"  # node-to-node
@@ -307,11 +306,13 @@ class Landmarks:
 
     def x_mid(self, z: Any) -> FloatArray:
         """Midline x at height(s) z, from the three midline points, linear in z, clamped."""
-        mids = np.array([self.points[n] for n in ("hyoid_body_inferior", "cricoid_arch_inferior", "manubrium_superior")])
+        mids = np.array(
+            [self.points[n] for n in ("hyoid_body_inferior", "cricoid_arch_inferior", "manubrium_superior")]
+        )
         mids = mids[np.argsort(mids[:, 2], kind="stable")]
         return np.interp(np.asarray(z, dtype=np.float64), mids[:, 2], mids[:, 0])
 
-    def transformed(self, matrix: NDArray[np.float64]) -> "Landmarks":
+    def transformed(self, matrix: NDArray[np.float64]) -> Landmarks:
         """Landmarks moved by a 4x4 homogeneous RAS->RAS transform."""
         m = np.asarray(matrix, dtype=np.float64)
 
@@ -377,8 +378,14 @@ class LabelMap:
         return ras @ inv[:3, :3].T + inv[:3, 3]
 
 
-def _opt_float(value: Any, what: str, lo: float | None = None, hi: float | None = None, positive: bool = False) -> float | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and value.strip() == ""):
+def _opt_float(
+    value: Any, what: str, lo: float | None = None, hi: float | None = None, positive: bool = False
+) -> float | None:
+    if (
+        value is None
+        or (isinstance(value, float) and math.isnan(value))
+        or (isinstance(value, str) and value.strip() == "")
+    ):
         return None
     try:
         v = float(value)
@@ -451,9 +458,7 @@ class Container:
         if self.nodes_examined < 0 or self.nodes_positive < 0:
             raise ValueError(f"node counts must be >= 0, got {self.nodes_examined} / {self.nodes_positive}")
         if self.nodes_positive > self.nodes_examined:
-            raise ValueError(
-                f"nodes_positive ({self.nodes_positive}) exceeds nodes_examined ({self.nodes_examined})"
-            )
+            raise ValueError(f"nodes_positive ({self.nodes_positive}) exceeds nodes_examined ({self.nodes_examined})")
 
     @property
     def positive(self) -> bool:
