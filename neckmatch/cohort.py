@@ -32,7 +32,7 @@ import pandas as pd
 
 from neckmatch import __version__
 from neckmatch.errors import InputError, NeckmatchError
-from neckmatch.io.atomic import atomic_path, write_csv
+from neckmatch.io.atomic import atomic_path, write_csv, write_text
 
 __all__ = [
     "CaseRecord",
@@ -61,7 +61,8 @@ _BLAS_ENV = (
 
 @dataclass(frozen=True)
 class CaseRecord:
-    """What happened to one case in a cohort run. ``status`` is ``ok``, ``skipped`` (unchanged) or ``failed``."""
+    """What happened to one case in a cohort run. ``status`` is ``ok``, ``skipped`` (unchanged) or ``failed``;
+    ``fingerprint`` is the input fingerprint of a finished case's output (empty for a failed case)."""
 
     case_id: str
     case_dir: str
@@ -69,6 +70,7 @@ class CaseRecord:
     error: str = ""
     seconds: float = 0.0
     summary: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,7 @@ def run_case_task(
         stamp = {"fingerprint": fingerprint, "neckmatch": __version__, "seconds": round(seconds, 3), "summary": summary}
         (staging / STAMP).write_text(json.dumps(stamp, indent=2, default=str), encoding="utf-8")
         _replace_dir(staging, final)
-        return CaseRecord(case_id, str(case_dir), "ok", "", seconds, dict(summary or {}))
+        return CaseRecord(case_id, str(case_dir), "ok", "", seconds, dict(summary or {}), fingerprint)
     except Exception as exc:  # a bad case is recorded, the run goes on
         shutil.rmtree(staging, ignore_errors=True)
         _remove_dir(final)  # an older result of inputs that now fail would contradict cases.csv
@@ -238,7 +240,7 @@ def _plan(cases: Iterable[Path], out_dir: Path, settings_fp: str, force: bool) -
         fp = input_fingerprint(case_dir, settings_fp)
         stamp = _stamp(out_dir / cid)
         if not force and stamp is not None and stamp.get("fingerprint") == fp:
-            skipped.append(CaseRecord(cid, str(case_dir), "skipped", "", 0.0, dict(stamp.get("summary") or {})))
+            skipped.append(CaseRecord(cid, str(case_dir), "skipped", "", 0.0, dict(stamp.get("summary") or {}), fp))
         else:
             todo.append(_Task(case_dir, cid, fp))
     return todo, skipped
@@ -391,10 +393,31 @@ def run_cohort(
     shutil.rmtree(out / STAGING, ignore_errors=True)
     order = {str(c): i for i, c in enumerate(cases)}
     records.sort(key=lambda r: order[r.case_dir])
-    from neckmatch.report import write_cohort_outputs
+    key = _outputs_key(records)
+    files = None if force else _current_outputs(out, key)
+    if files is None:  # something changed: stacked tables, statistics, figures and report anew
+        from neckmatch.report import write_cohort_outputs
 
-    files = write_cohort_outputs(out, records)
+        files = write_cohort_outputs(out, records)
+        rel = {name: os.path.relpath(path, out) for name, path in files.items()}
+        stamp = {"outputs_key": key, "neckmatch": __version__, "files": rel}
+        write_text(json.dumps(stamp, indent=2) + "\n", out / STAMP)
     return CohortResult(out, tuple(records), files)
+
+
+def _outputs_key(records: Iterable[CaseRecord]) -> str:
+    """What the cohort-level outputs depend on: each case's id and its output's fingerprint (or its error)."""
+    rows = [(r.case_id, f"failed: {r.error}" if r.status == "failed" else r.fingerprint) for r in records]
+    return hashlib.sha256(json.dumps([__version__, rows]).encode()).hexdigest()
+
+
+def _current_outputs(out_dir: Path, key: str) -> dict[str, Path] | None:
+    """The cohort-level files of an earlier run of exactly the same case outputs, if all are still there."""
+    stamp = _stamp(out_dir)
+    if stamp is None or stamp.get("outputs_key") != key:
+        return None
+    files = {name: out_dir / rel for name, rel in (stamp.get("files") or {}).items()}
+    return files if files and all(p.is_file() for p in files.values()) else None
 
 
 def records_frame(records: Iterable[CaseRecord]) -> pd.DataFrame:

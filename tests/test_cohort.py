@@ -130,8 +130,12 @@ def test_failing_cases_do_not_stop_the_run(cohort: Path, tmp_path: Path) -> None
 def test_rerun_skips_unchanged_and_redoes_changed(cohort: Path, baseline: Path, tmp_path: Path) -> None:
     src = _copy(cohort, tmp_path / "cohort")
     out = _copy(baseline, tmp_path / "out")
+    cohort_files = [out / "report.html", out / "cases.csv", out / "tables" / "truth_nodes.parquet"]
+    before = [p.stat().st_mtime_ns for p in cohort_files]
     again = run_cohort(src, out, workers=1, maps=False)
     assert [r.status for r in again.records] == ["skipped"] * 3
+    assert [p.stat().st_mtime_ns for p in cohort_files] == before  # nothing changed: no report rewritten
+    assert again.files["report.html"] == out / "report.html"
     assert [r.summary["pairs"] for r in again.records] == [
         json.loads((baseline / c / "summary.json").read_text())["pairs"] for c in CASES
     ]
@@ -140,6 +144,7 @@ def test_rerun_skips_unchanged_and_redoes_changed(cohort: Path, baseline: Path, 
     reads.write_text(reads.read_text(encoding="utf-8") + "\n", encoding="utf-8")  # same content, new bytes
     changed = run_cohort(src, out, workers=1, maps=False)
     assert [r.status for r in changed.records] == ["skipped", "ok", "skipped"]
+    assert (out / "report.html").stat().st_mtime_ns != before[0]
     _assert_same_results(out, baseline)
     retuned = run_cohort(src, out, workers=1, maps=False, settings=Settings(tolerance_mm=1.0))
     assert [r.status for r in retuned.records] == ["ok"] * 3
@@ -164,6 +169,7 @@ def test_simulated_kill_then_rerun_equals_uninterrupted(cohort: Path, baseline: 
     stale = out / ".SYN003.old.4242"
     shutil.copytree(out / "SYN003", stale)
     (out / "tables" / ".truth_nodes.csv.x1y2.tmp.csv").write_text("case_id\nSYN0")
+    (out / "report.html").unlink()  # killed while writing the cohort outputs
     result = run_cohort(cohort, out, workers=1, maps=False)
     assert [r.status for r in result.records] == ["skipped", "ok", "skipped"]
     _assert_same_results(out, baseline)
