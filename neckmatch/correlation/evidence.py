@@ -59,7 +59,9 @@ class MatchParams:
     miss_half_mm: float = 4.0
     miss_floor: float = 0.03  # P(not harvested) of even the largest nodes (lost, mislabelled)
     pair_log_odds: float = 0.0  # constant added to every pair weight
-    p_runner: float = 0.40  # borderline node: probability that its container holds the runner-up level
+    p_runner: float = 0.40  # node on a level boundary: probability that its container holds the runner-up level
+    runner_scale_mm: float = 4.0  # that probability decays as exp(-boundary_mm / runner_scale_mm)
+    p_undissected: float = 0.10  # the same for a node of an undissected level (most such nodes stay in the neck)
     level_adjacent: float = -3.0  # log-probability weight of a container of an adjacent level
     midline_other_side: float = -1.0  # IA / VI / VII node in the other side's container
     pos_sd: float = 0.10  # relative-position noise per axis after the warp
@@ -72,8 +74,11 @@ class MatchParams:
 
 @dataclass(frozen=True)
 class MRNodes:
-    """MR nodes as arrays, shape (n,): label, side, level, runner_up, borderline, long axis (mm), matchable,
-    reason (``""``, ``undissected``, ``no-counterpart``) and centroids ``pos`` (n, 3) float mm RAS."""
+    """MR nodes as arrays, shape (n,): label, side, level, runner_up, borderline, distance to the level boundary
+    ``boundary_mm`` (mm, nan if unknown), long axis (mm), matchable, reason if unmatched (``""``, ``undissected``,
+    ``no-counterpart``) and centroids ``pos`` (n, 3) float mm RAS. A node of an undissected level next to a
+    dissected one is matchable (the surgeon's boundary differs from the imaging one) with reason ``undissected``;
+    ``fixed`` marks nodes that can never match (confidence 1)."""
 
     node: NDArray[np.int64]
     side: NDArray[np.str_]
@@ -84,6 +89,11 @@ class MRNodes:
     pos: FloatArray
     matchable: NDArray[np.bool_]
     reason: NDArray[np.str_]
+    boundary_mm: FloatArray | None = None
+
+    @property
+    def fixed(self) -> NDArray[np.bool_]:
+        return ~self.matchable
 
 
 @dataclass(frozen=True)
@@ -109,15 +119,19 @@ def mr_nodes(case: Case, levels: pd.DataFrame) -> MRNodes:
     """MR node arrays from the levels.csv table; marks nodes outside the neck or in undissected levels."""
     lv = levels.sort_values("node", kind="stable")
     side, level = _text(lv["side"]), _text(lv["level"])
-    runner = _text(lv["runner_up"]) if "runner_up" in lv else np.full(len(lv), "")
     border = lv["borderline"].fillna(False).astype(str).str.lower().isin(["true", "1"]).to_numpy() \
         if "borderline" in lv else np.zeros(len(lv), bool)
     reason = np.full(len(lv), "", dtype=object)
+    matchable = np.ones(len(lv), dtype=bool)
+    adj = adjacent_levels()
+    runner = _text(lv["runner_up"]) if "runner_up" in lv else np.full(len(lv), "")
     for k, (s, l) in enumerate(zip(side, level, strict=True)):
         if l not in Level.__members__ or s not in ("R", "L"):
-            reason[k] = "no-counterpart"
+            reason[k], matchable[k] = "no-counterpart", False
         elif not (case.is_dissected(s, l) or (l in _MIDLINE and case.is_dissected(Side(s).other, l))):
             reason[k] = "undissected"
+            run = runner[k]
+            matchable[k] = run in adj.get(l, ()) and run in Level.__members__ and case.is_dissected(s, run)
     return MRNodes(
         node=lv["node"].to_numpy(dtype=np.int64),
         side=side,
@@ -126,8 +140,10 @@ def mr_nodes(case: Case, levels: pd.DataFrame) -> MRNodes:
         borderline=border,
         long_mm=pd.to_numeric(lv["long_axis_mm"], errors="coerce").to_numpy(dtype=np.float64),
         pos=lv[["x", "y", "z"]].to_numpy(dtype=np.float64),
-        matchable=reason == "",
+        matchable=matchable,
         reason=reason.astype(str),
+        boundary_mm=pd.to_numeric(lv["boundary_mm"], errors="coerce").to_numpy(dtype=np.float64)
+        if "boundary_mm" in lv else np.full(len(lv), np.nan),
     )
 
 
@@ -203,7 +219,9 @@ def level_weights(mr: MRNodes, units: PathUnits, params: MatchParams) -> FloatAr
     keys = sorted({(units.side[j], str(units.level[j])) for j in range(m)})
     kidx = {k: t for t, k in enumerate(keys)}
     col_key = np.array([kidx[(units.side[j], str(units.level[j]))] for j in range(m)])
-    lp_same_b, lp_run = np.log1p(-params.p_runner), np.log(params.p_runner)
+    p_other = _runner_probability(mr, params)
+    p_und = params.p_undissected / params.p_runner
+    lp_same, lp_run = np.log1p(-p_other), np.maximum(np.log(np.maximum(p_other, 1e-300)), params.level_adjacent)
     table = np.full((n, len(keys)), -np.inf)
     for t, (cside, clevel) in enumerate(keys):
         names = {lv.value for lv in ContainerLevel.parse(clevel).imaging_levels()}
@@ -211,16 +229,25 @@ def level_weights(mr: MRNodes, units: PathUnits, params: MatchParams) -> FloatAr
             l, s = mr.level[i], mr.side[i]
             side_term = 0.0 if s == cside else (params.midline_other_side if l in _MIDLINE else -np.inf)
             if l in names:
-                val = lp_same_b if mr.borderline[i] else 0.0
-            elif mr.borderline[i] and mr.runner_up[i] in names:
-                val = lp_run
-            elif adj.get(l, frozenset()) & names:
+                val = lp_same[i]
+            elif mr.runner_up[i] in names:
+                val = lp_run[i] if mr.reason[i] == "" else np.log(max(p_other[i] * p_und, 1e-300))
+            elif mr.reason[i] == "" and adj.get(l, frozenset()) & names:
                 val = params.level_adjacent
             else:
                 val = -np.inf
             table[i, t] = val + side_term
     out[:] = table[:, col_key]
     return out
+
+
+def _runner_probability(mr: MRNodes, params: MatchParams) -> FloatArray:
+    """P(the node's container holds its runner-up level), shape (n,): ``p_runner * exp(-d / runner_scale_mm)``
+    with d the distance to the level boundary (mm); without distances ``p_runner`` for borderline nodes, else 0."""
+    d = mr.boundary_mm if mr.boundary_mm is not None else np.full(len(mr.node), np.nan)
+    has = np.isfinite(d) & (mr.runner_up != "")
+    p = np.where(mr.borderline & (mr.runner_up != ""), params.p_runner, 0.0)
+    return np.where(has, params.p_runner * np.exp(-np.where(has, d, 0.0) / params.runner_scale_mm), p)
 
 
 def harvest_weights(mr: MRNodes, params: MatchParams) -> FloatArray:

@@ -142,10 +142,12 @@ def _weights(base: NDArray[np.float64], harvest: NDArray[np.float64], mr: MRNode
 
 
 def _estimate(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDArray[np.float64],
-              fixed: set[tuple[int, int]], params: MatchParams) -> _Fit:
-    """EM-style rounds: best assignment <-> shrinkage and warps (first round with a loose position model)."""
+              fixed: set[tuple[int, int]], params: MatchParams, known: dict[str, Warp] | None = None) -> _Fit:
+    """EM-style rounds: best assignment <-> shrinkage and warps (first round with a loose position model).
+
+    ``known`` warps (per container) are used as given and not re-estimated."""
     harvest = harvest_weights(mr, params)
-    log_k, warps = float(np.log(params.shrinkage)), {}
+    log_k, warps = float(np.log(params.shrinkage)), dict(known or {})
     prev = None
     for t in range(max(params.n_iter, 1)):
         fit = _weights(base, harvest, mr, units, rel, params, log_k, warps, 2.5 if t == 0 else 1.0)
@@ -156,12 +158,13 @@ def _estimate(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDA
             break
         prev = partner
         log_k = fit_shrinkage(mr, units, pairs, params)
-        warps = fit_warp(rel, units, pairs, params)
+        warps = fit_warp(rel, units, pairs, params) | dict(known or {})
     return _weights(base, harvest, mr, units, rel, params, log_k, warps, 1.0)
 
 
 def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = None,
-               constraints: Constraints | None = None, params: MatchParams | None = None) -> MatchResult:
+               constraints: Constraints | None = None, params: MatchParams | None = None,
+               warps: dict[str, Warp] | None = None) -> MatchResult:
     """Match the MR nodes of ``case`` to its pathology nodes.
 
     Parameters
@@ -175,6 +178,8 @@ def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = Non
         People's decisions; unknown node ids or contradictions raise :class:`~neckmatch.errors.InputError`.
     params : MatchParams, optional
         Model parameters (defaults documented in docs/matching.md).
+    warps : dict of str to Warp, optional
+        Known specimen warps per container (used as given, not estimated), e.g. the benchmark's oracle.
 
     Returns
     -------
@@ -192,7 +197,7 @@ def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = Non
     for i, j in cons["must"]:
         base[i, :], base[:, j] = -np.inf, -np.inf
     rel = relative_positions(mr, units, specimen)
-    fit = _estimate(mr, units, rel, base, cons["must"], params)
+    fit = _estimate(mr, units, rel, base, cons["must"], params, warps)
     partner, row_m, col_m = assignment_margins(fit.w)
     for i, j in sorted(cons["must"]):
         partner[i] = j
@@ -225,7 +230,7 @@ def _decision_table(case: Case, mr: MRNodes, units: PathUnits, fit: _Fit, partne
         base = {"mr_node": int(mr.node[i]), "mr_level": mr.level[i], "mr_side": mr.side[i],
                 "mr_long_mm": mr.long_mm[i]}
         if j < 0:
-            fixed = bool(mr.reason[i]) or i in cons["unmatched_rows"]
+            fixed = bool(mr.fixed[i]) or i in cons["unmatched_rows"]
             reason = mr.reason[i] or ("no-counterpart" if i in cons["unmatched_rows"] else "not-harvested")
             rows.append({**base, "path_node": None, "kind": "mr-unmatched", "reason": reason,
                          "container": _mr_container(case, mr.side[i], mr.level[i]), "margin": row_m[i],
