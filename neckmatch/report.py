@@ -173,9 +173,22 @@ def render_report_html(
         _table(failed[["case_id", "error"]] if not failed.empty else failed),
         "<h2>What needs review</h2>",
         _review_section(review),
+        "<h2>Files</h2>",
+        _files_section(out_dir),
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _files_section(out_dir: Path) -> str:
+    """Links to the cohort tables and statistics written so far (relative to the report)."""
+    found = [out_dir / "cases.csv"] if (out_dir / "cases.csv").is_file() else []
+    for folder, pattern in (("tables", "truth_*.csv"), ("tables", "truth_*.parquet"), ("stats", "*")):
+        found += sorted(p for p in (out_dir / folder).glob(pattern) if p.is_file() and not p.name.startswith("."))
+    if not found:
+        return "<p><em>none</em></p>"
+    links = [f'<a href="{html.escape(p.relative_to(out_dir).as_posix())}">{html.escape(p.name)}</a>' for p in found]
+    return "<p>" + " · ".join(links) + "</p>"
 
 
 def _accuracy_section(accuracy: pd.DataFrame) -> str:
