@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -215,8 +215,18 @@ def write_json(data: Any, path: Path) -> Path:
     return write_text(json.dumps(data, indent=2, default=str), path)
 
 
-def iter_report_links(html_text: str) -> Iterable[str]:
-    """Relative link targets in a report (for checking that they resolve)."""
-    import re
+def iter_report_links(html_text: str) -> list[str]:
+    """Relative link targets (``href``) in a report, unescaped, without ``#fragment``, for checking that they
+    resolve; absolute URLs (``https:``, ``mailto:`` ...) and in-page anchors are left out.
 
-    return [m for m in re.findall(r'href="([^"#]+)"', html_text) if "://" not in m]
+    Examples
+    --------
+    >>> iter_report_links('<a href="P1/m.csv">a</a><a href="mailto:x@y">b</a><a href="#top">c</a>'
+    ...                   '<a href="P%201/a&amp;b.png#v">d</a>')
+    ['P1/m.csv', 'P 1/a&b.png']
+    """
+    import re
+    from urllib.parse import unquote
+
+    targets = (unquote(html.unescape(m)).split("#", 1)[0] for m in re.findall(r'href="([^"]*)"', html_text))
+    return [t for t in targets if t and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", t)]
