@@ -20,7 +20,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-__all__ = ["best_assignment", "assignment_margins", "components"]
+__all__ = ["best_assignment", "best_value", "assignment_margins", "components"]
 
 FloatArray = NDArray[np.float64]
 _PRUNE = -40.0  # pairs weaker than this are never chosen (leaving both unmatched scores 0)
@@ -50,6 +50,17 @@ def _solve(w: FloatArray, force_row: int = -1, force_col: int = -1) -> tuple[NDA
     real = (rows < n) & (cols < m)
     partner[rows[real]] = cols[real]
     return partner, float(np.sum(w[rows[real], cols[real]]))
+
+
+def best_value(w: FloatArray) -> float:
+    """Total weight of the best partial assignment of ``w`` (n, m) (one block, no component split).
+
+    Examples
+    --------
+    >>> best_value(np.array([[2.0, 1.0], [1.5, -1.0]]))
+    2.5
+    """
+    return _solve(w)[1]
 
 
 def components(w: FloatArray) -> list[tuple[NDArray[np.int64], NDArray[np.int64]]]:

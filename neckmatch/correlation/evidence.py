@@ -30,7 +30,7 @@ from neckmatch.geometry.specimen import Specimen, Warp
 from neckmatch.model import Case, ContainerLevel, Level, Side
 
 __all__ = ["MatchParams", "MRNodes", "PathUnits", "mr_nodes", "path_units", "level_weights", "size_weights",
-           "position_weights", "harvest_weights", "fit_shrinkage", "fit_warp", "adjacent_levels"]
+           "position_weights", "axis_log_lik", "harvest_weights", "fit_shrinkage", "fit_warp", "adjacent_levels"]
 
 FloatArray = NDArray[np.float64]
 _MIDLINE = frozenset({"IA", "VI", "VII"})
@@ -51,7 +51,7 @@ class MatchParams:
     shrinkage: float = 0.85  # prior median of pathology size / MR long axis
     shrinkage_prior_sd: float = 0.10  # log units
     estimate_shrinkage: bool = True
-    size_sd: float = 0.12  # log-normal measurement noise of the size ratio
+    size_sd: float = 0.12  # log-normal noise of the size ratio (shrinkage spread, 1 mm rounding, MR measurement)
     size_outlier: float = 0.10  # weight of a broad (sd 0.7) component: merged MR labels, fragments, rounding
     path_only_median_mm: float = 3.0  # pathology-only (MR-invisible) node sizes: log-normal
     path_only_sd: float = 0.45
@@ -64,11 +64,12 @@ class MatchParams:
     p_undissected: float = 0.10  # the same for a node of an undissected level (most such nodes stay in the neck)
     level_adjacent: float = -3.0  # log-probability weight of a container of an adjacent level
     midline_other_side: float = -1.0  # IA / VI / VII node in the other side's container
-    pos_sd: float = 0.10  # relative-position noise per axis after the warp
+    pos_sd: float = 0.10  # relative-position noise per axis after the warp (report noise + warp error)
     pos_outlier: float = 0.05  # weight of the uniform outlier component of the position likelihood
     stretch_prior_sd: float = 0.20
     shift_prior_sd: float = 0.15
     estimate_warp: bool = True
+    warp_grid: bool = False  # start the warps from a per-container grid search (no gain measured; slower)
     n_iter: int = 4  # EM rounds (assignment <-> shrinkage and warps)
 
 
@@ -294,11 +295,18 @@ def position_weights(rel: FloatArray, units: PathUnits, warps: list[Warp], param
     a_ap, b_ap = np.array([w.stretch_ap for w in warps]), np.array([w.shift_ap for w in warps])
     total = np.zeros(rel.shape[:2])
     for obs, x, a, b in ((units.cc, rel[..., 0], a_cc, b_cc), (units.ap, rel[..., 1], a_ap, b_ap)):
-        z = (obs[None, :] - (0.5 + a[None, :] * (x - 0.5) + b[None, :])) / sd
-        dens = (1 - params.pos_outlier) * np.exp(-0.5 * z**2) / (sd * np.sqrt(2 * np.pi)) + params.pos_outlier
-        ll = np.log(dens)
-        total += np.where(np.isfinite(ll), ll, 0.0)
+        total += axis_log_lik(obs[None, :], x, a[None, :], b[None, :], sd, params.pos_outlier)
     return total
+
+
+def axis_log_lik(obs: FloatArray, x: FloatArray, a: FloatArray | float, b: FloatArray | float, sd: float,
+                 outlier: float) -> FloatArray:
+    """Log-likelihood ratio of reported positions ``obs`` given MR-relative ``x`` under the warp ``(a, b)`` on
+    one axis: ``log[(1-o) N(obs; 0.5 + a (x-0.5) + b, sd) + o]`` (uniform alternative); 0 where unknown.
+    Arrays broadcast; unitless."""
+    z = (obs - (0.5 + a * (x - 0.5) + b)) / sd
+    ll = np.log((1 - outlier) * np.exp(-0.5 * z**2) / (sd * np.sqrt(2 * np.pi)) + outlier)
+    return np.where(np.isfinite(ll), ll, 0.0)
 
 
 def fit_shrinkage(mr: MRNodes, units: PathUnits, pairs: NDArray[np.int64], params: MatchParams) -> float:

@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from neckmatch.correlation.assign import MARGIN_CAP, assignment_margins, best_assignment
+from neckmatch.correlation.assign import MARGIN_CAP, assignment_margins, best_assignment, best_value
 from neckmatch.correlation.calibration import AUTO_THRESHOLD, calibrate
 from neckmatch.correlation.evidence import (
     MatchParams,
     MRNodes,
     PathUnits,
+    axis_log_lik,
     fit_shrinkage,
     fit_warp,
     harvest_weights,
@@ -141,6 +142,50 @@ def _weights(base: NDArray[np.float64], harvest: NDArray[np.float64], mr: MRNode
                                                                                             base.shape)}, log_k, warps)
 
 
+_STRETCH_GRID = np.exp(np.linspace(-0.3, 0.3, 5))
+_SHIFT_GRID = np.linspace(-0.1, 0.1, 5)
+
+
+def _grid_axis(block: NDArray[np.float64], obs: NDArray[np.float64], x: NDArray[np.float64],
+               params: MatchParams) -> tuple[float, float, NDArray[np.float64]]:
+    """Best (stretch, shift) of one axis on the grid, and its log-likelihood (r, k): the container block's best
+    assignment value (``block`` (r, k) already holds every other term) plus the warp's log prior."""
+    best = (-np.inf, 1.0, 0.0, np.zeros_like(block))
+    for a in _STRETCH_GRID:
+        for b in _SHIFT_GRID:
+            ll = axis_log_lik(obs[None, :], x, a, b, params.pos_sd, params.pos_outlier)
+            prior = -0.5 * (np.log(a) / params.stretch_prior_sd) ** 2 - 0.5 * (b / params.shift_prior_sd) ** 2
+            val = best_value(block + ll) + prior
+            if val > best[0]:
+                best = (val, float(a), float(b), ll)
+    return best[1], best[2], best[3]
+
+
+def _grid_warps(w0: NDArray[np.float64], rel: NDArray[np.float64], units: PathUnits,
+                params: MatchParams) -> dict[str, Warp]:
+    """Initial warp per container with positions: per axis (cc, then ap given cc), the grid warp whose best
+    assignment of the container's own block (weights ``w0`` (n, m) without position, plus position) with the
+    warp's log prior is largest. Robust start for the EM rounds (a wrong start converges to a wrong warp)."""
+    out: dict[str, Warp] = {}
+    cont = np.array(units.container, dtype=object)
+    known = np.isfinite(units.cc) | np.isfinite(units.ap)
+    for c in sorted(set(cont[known])):
+        cols = np.flatnonzero(cont == c)
+        rows = np.flatnonzero((w0[:, cols] > -40.0).any(axis=1))
+        if len(rows) == 0:
+            continue
+        block, x = w0[np.ix_(rows, cols)], rel[np.ix_(rows, cols)]
+        obs = (units.cc[cols], units.ap[cols])
+        ll = [axis_log_lik(obs[ax][None, :], x[..., ax], 1.0, 0.0, params.pos_sd, params.pos_outlier)
+              for ax in (0, 1)]
+        warp = [1.0, 0.0, 1.0, 0.0]
+        for ax in (0, 1):
+            if np.isfinite(obs[ax]).any():
+                warp[2 * ax], warp[2 * ax + 1], ll[ax] = _grid_axis(block + ll[1 - ax], obs[ax], x[..., ax], params)
+        out[c] = Warp(*warp)
+    return out
+
+
 def _estimate(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDArray[np.float64],
               fixed: set[tuple[int, int]], params: MatchParams, known: dict[str, Warp] | None = None) -> _Fit:
     """EM-style rounds: best assignment <-> shrinkage and warps (first round with a loose position model).
@@ -148,9 +193,13 @@ def _estimate(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDA
     ``known`` warps (per container) are used as given and not re-estimated."""
     harvest = harvest_weights(mr, params)
     log_k, warps = float(np.log(params.shrinkage)), dict(known or {})
+    if params.estimate_warp and params.warp_grid:
+        w0 = base + harvest[:, None] + params.pair_log_odds + size_weights(mr, units, params, log_k)
+        warps = _grid_warps(w0, rel, units, params) | warps
+    loose = 1.0 if params.warp_grid else 2.5  # without a grid start, a first round with a looser position model
     prev = None
     for t in range(max(params.n_iter, 1)):
-        fit = _weights(base, harvest, mr, units, rel, params, log_k, warps, 2.5 if t == 0 else 1.0)
+        fit = _weights(base, harvest, mr, units, rel, params, log_k, warps, loose if t == 0 else 1.0)
         partner = best_assignment(fit.w)
         pairs = np.array(sorted({(i, int(j)) for i, j in enumerate(partner) if j >= 0} | fixed),
                          dtype=np.int64).reshape(-1, 2)
@@ -219,7 +268,11 @@ def _decision_table(case: Case, mr: MRNodes, units: PathUnits, fit: _Fit, partne
                     specimen: Specimen) -> pd.DataFrame:
     """One row per decision (fragments expanded), with calibrated confidence and evidence columns."""
     sizes = {p.node: p.size_mm for p in case.path_nodes}
-    placed = specimen.placed.set_index("node") if len(specimen.placed) else pd.DataFrame()
+    placed = {}
+    if len(specimen.placed):
+        pl = specimen.placed
+        xyz = pl[["x", "y", "z"]].to_numpy(dtype=np.float64)
+        placed = {n: xyz[k] for k, (n, ok) in enumerate(zip(pl["node"], pl["positioned"], strict=True)) if ok}
     rows: list[dict[str, Any]] = []
     linked: dict[int, list[int]] = {}
     for i, j in sorted(cons["must"]):
@@ -238,9 +291,7 @@ def _decision_table(case: Case, mr: MRNodes, units: PathUnits, fit: _Fit, partne
             continue
         constrained = i in linked
         for ju, node in ((jj, nd) for jj in linked.get(i, [j]) for nd in units.members[jj]):
-            pos_mm = np.nan
-            if node in placed.index and bool(placed.loc[node, "positioned"]):
-                pos_mm = float(np.linalg.norm(placed.loc[node, ["x", "y", "z"]].to_numpy(float) - mr.pos[i]))
+            pos_mm = float(np.linalg.norm(placed[node] - mr.pos[i])) if node in placed else np.nan
             rows.append({**base, "path_node": node, "kind": "pair", "reason": None,
                          "container": units.container[ju], "path_level": str(units.level[ju]),
                          "path_size_mm": sizes.get(node), "position_mm": pos_mm,
@@ -260,20 +311,19 @@ def _decision_table(case: Case, mr: MRNodes, units: PathUnits, fit: _Fit, partne
 
 
 def _finish(case: Case, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = sorted(rows, key=lambda r: (r["kind"] == "path-unmatched", r["mr_node"] if r["mr_node"] is not None
+                                       else -1, r["path_node"] or ""))
     df = pd.DataFrame(rows, columns=[*MATCH_COLUMNS, "fixed"])
     margin = df["margin"].fillna(MARGIN_CAP).to_numpy(dtype=np.float64)
     conf = calibrate(margin, df["kind"].to_numpy(dtype=str))
     fixed = df["fixed"].fillna(False).to_numpy(dtype=bool)
     df["confidence"] = np.where(fixed, 1.0, conf)
-    auto = df["confidence"] >= AUTO_THRESHOLD
+    auto = df["confidence"].to_numpy() >= AUTO_THRESHOLD
     df["decision"] = np.where(auto, Decision.AUTO.value, Decision.REVIEW.value)
-    df["level_only"] = ~auto & (df["container"].fillna("") != "")
+    df["level_only"] = ~auto & (df["container"].fillna("") != "").to_numpy()
     df["constrained"] = df["constrained"].fillna(False).astype(bool)
     df["size_ratio"] = pd.to_numeric(df["path_size_mm"], errors="coerce") / pd.to_numeric(df["mr_long_mm"],
                                                                                          errors="coerce")
     df["case_id"] = case.case_id
     df["mr_node"] = df["mr_node"].astype("Int64")
-    df = df.drop(columns="fixed")
-    order = df["kind"].map({"pair": 0, "mr-unmatched": 0, "path-unmatched": 1})
-    df = df.assign(_o=order).sort_values(["_o", "mr_node", "path_node"], kind="stable").drop(columns="_o")
-    return df.reset_index(drop=True)[MATCH_COLUMNS]
+    return df[MATCH_COLUMNS]

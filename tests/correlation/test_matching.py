@@ -193,3 +193,15 @@ def test_synthetic_case_contract_and_auto_precision(tmp_path):
     auto = m[(m["kind"] == "pair") & (m["decision"] == "auto")]
     right = sum((int(a), b) in truth for a, b in zip(auto["mr_node"], auto["path_node"], strict=True))
     assert len(auto) >= 3 and right / len(auto) >= 0.9
+
+
+@pytest.mark.parametrize(("boundary_mm", "matched"), [(1.0, True), (40.0, False)])
+def test_undissected_level_node_on_the_boundary_may_match(boundary_mm, matched):
+    levels = mr_table([(1, "R", "IB", 12.0, 30, 20), (2, "R", "III", 6.0, -15, 0)])
+    levels["runner_up"] = ["IIA", ""]
+    levels["boundary_mm"] = [boundary_mm, 20.0]
+    m = match_case(make_case([pn("a", 10.0), pn("b", 5.0, "R-III", "III")]), levels).matches
+    row = m[m["mr_node"] == 1].iloc[0]
+    assert (row["kind"] == "pair" and row["path_node"] == "a") == matched
+    if not matched:
+        assert row["reason"] == "undissected"
