@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -107,6 +108,7 @@ def main() -> None:
         cohort = args.cohort or root / "cohort"
         if args.cohort is None:
             print(f"generated {args.cases} cases in {_generate(args.cases, args.seed, cohort, 2):.1f} s (not timed)")
+        print(f"load average before the timed runs: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         cases = sorted(p.parent for p in cohort.rglob("case.json"))
         n = len(cases)
         floor = _floor(cases)
@@ -125,6 +127,7 @@ def main() -> None:
             sub_floor = floor * m / n
             maps = _run(sub, root / "maps", 2, maps=True)
             _line(f"run with maps, 2 workers, {m} cases", maps, sub_floor, m)
+        print(f"load average after: {os.getloadavg()[0]:.1f} (other processes share these CPUs)")
 
 
 if __name__ == "__main__":
