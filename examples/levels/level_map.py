@@ -5,7 +5,7 @@ Writes into OUT_DIR (default: a new temporary folder):
 
 - ``cohort/SYN001/``: the synthetic case (case format, seed 11);
 - ``levels.csv``: one row per MR node (side, level, distance to the nearest level boundary, runner-up level ...);
-- ``level_slices.png`` / ``.svg``: three axial slices of the ``som1999`` level label map (just above the hyoid,
+- ``level_slices.png``: three axial slices of the ``som1999`` level label map (just above the hyoid,
   just above the cricoid, and half-way between cricoid and clavicles: level IV height) with the MR node centroids
   lying within +-6 mm of each slice, labelled with their level; borderline nodes (boundary < 3 mm) ringed in red.
 
@@ -26,11 +26,10 @@ from matplotlib.figure import Figure
 
 from neckmatch.geometry.levels import levels_table
 from neckmatch.geometry.regions import level_label_map
-from neckmatch.io.atomic import write_csv
+from neckmatch.io.atomic import atomic_path, write_csv
 from neckmatch.io.case import read_case
 from neckmatch.model import LabelMap, Landmarks, Level
 from neckmatch.synth.cohort import generate_case
-from neckmatch.viz.plots import save_figure
 
 SEED = 11
 SPACING_MM = 0.5  # in-plane pixel size of the slices
@@ -117,7 +116,9 @@ def main(out: Path) -> None:
         draw_slice(ax, case.landmarks, levels, title, z)
     fig.suptitle(f"{case.case_id}: som1999 levels on axial slices (red ring: borderline node, < 3 mm from a "
                  "level boundary)")  # fmt: skip
-    for path in [out / "levels.csv", *save_figure(fig, out / "level_slices")]:
+    with atomic_path(out / "level_slices.png") as tmp:  # written whole or not at all
+        fig.savefig(tmp, format="png", dpi=150)
+    for path in [out / "levels.csv", out / "level_slices.png"]:
         print(f"wrote {path}")
 
 

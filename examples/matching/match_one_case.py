@@ -7,7 +7,7 @@ Writes into OUT_DIR (default: a new temporary folder):
   its container (``cc``: 0 cranial .. 1 caudal, ``ap``: 0 anterior .. 1 posterior), plus ``ground_truth.csv``;
 - ``results/``: every per-case output of :func:`neckmatch.pipeline.process_case` (``matches.csv``,
   ``levels.csv``, truth tables, ``specimen.json``, ``summary.json``);
-- ``matches_by_container.png`` / ``.svg``: one panel per pathology container in its (cc, ap) frame: pathology
+- ``matches_by_container.png``: one panel per pathology container in its (cc, ap) frame: pathology
   nodes at their reported position, MR nodes of the container's levels at their position in the reconstructed
   specimen (through the container warp the matcher fitted), and a line per matched pair (green: agrees with the
   ground truth, red: does not; solid: ``auto`` decision, dashed: ``review``).
@@ -33,11 +33,11 @@ from matplotlib.patches import Rectangle
 
 from neckmatch.demo import pair_agreement
 from neckmatch.geometry.specimen import Warp, reconstruct_specimen
+from neckmatch.io.atomic import atomic_path
 from neckmatch.io.case import read_case
 from neckmatch.pipeline import process_case
 from neckmatch.synth.cohort import generate_case
 from neckmatch.synth.params import SynthParams
-from neckmatch.viz.plots import save_figure
 
 SEED = 7
 
@@ -90,8 +90,8 @@ def draw_container(ax, name: str, path: pd.DataFrame, mr: pd.DataFrame, pairs: p
     ax.add_patch(Rectangle((0, 0), 1, 1, fill=False, edgecolor="#bbbbbb", linestyle=":"))  # the container
 
 
-def draw_matches(case_dir: Path, results: Path, matches: pd.DataFrame, truth: pd.DataFrame, out: Path) -> list[Path]:
-    """The per-container figure (see the module docstring); returns the PNG and SVG paths."""
+def draw_matches(case_dir: Path, results: Path, matches: pd.DataFrame, truth: pd.DataFrame, out: Path) -> Path:
+    """The per-container figure (see the module docstring); returns the PNG's path."""
     report = pd.read_csv(case_dir / "pathology" / "nodes.csv", dtype={"node": str, "container": str})
     pairs = matches[matches["kind"] == "pair"].astype({"mr_node": int, "path_node": str})
     mr = mr_positions(case_dir, results, pairs)
@@ -117,7 +117,9 @@ def draw_matches(case_dir: Path, results: Path, matches: pd.DataFrame, truth: pd
                Line2D([], [], color="grey", linestyle="--", label="review decision")]  # fmt: skip
     fig.legend(handles=handles, loc="outside lower center", ncols=6, fontsize=8)
     fig.suptitle(f"{case_dir.name}: node-to-node matches per pathology container")
-    return save_figure(fig, out / "matches_by_container")
+    with atomic_path(out / "matches_by_container.png") as tmp:  # written whole or not at all
+        fig.savefig(tmp, format="png", dpi=150)
+    return out / "matches_by_container.png"
 
 
 def main(out: Path) -> None:
@@ -138,7 +140,7 @@ def main(out: Path) -> None:
     hits_auto, n_auto = pair_agreement(auto, truth)
     print(f"  of the auto pairs: {hits_auto}/{n_auto} ({hits_auto / max(n_auto, 1):.0%})")
     # 4. The figure.
-    for path in [results / "matches.csv", *draw_matches(case_dir, results, matches, truth, out)]:
+    for path in [results / "matches.csv", draw_matches(case_dir, results, matches, truth, out)]:
         print(f"wrote {path}")
 
 
