@@ -20,6 +20,7 @@ from neckmatch import cli
 from neckmatch.cohort import (
     TRUTH_KEYS,
     CaseRecord,
+    CohortResult,
     find_cases,
     input_fingerprint,
     records_frame,
@@ -27,6 +28,7 @@ from neckmatch.cohort import (
 )
 from neckmatch.errors import InputError
 from neckmatch.pipeline import OUTPUT_FILES, Settings
+from neckmatch.progress import format_cohort_summary
 from neckmatch.report import iter_report_links
 from neckmatch.synth import generate_cohort
 
@@ -204,7 +206,7 @@ def test_real_kill_then_rerun_equals_uninterrupted(cohort: Path, baseline: Path,
 
 def test_dask_local_cluster_gives_the_same_tables(cohort: Path, baseline: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = run_cohort(cohort, out, dask="local", workers=2, maps=False)
+    result = run_cohort(cohort, out, dask="local", workers=1, maps=False)
     assert [r.status for r in result.records] == ["ok"] * 3
     _assert_same_results(out, baseline)
 
@@ -295,3 +297,18 @@ def test_records_frame_flattens_summary_counts() -> None:
                                    "decisions.review"]  # fmt: skip
     assert frame.loc[0, "seconds"] == 1.235 and frame.loc[0, "decisions.review"] == 1
     assert pd.isna(frame.loc[1, "pairs"]) and frame.loc[1, "error"] == "P2/case.json: bad"
+
+
+def test_format_cohort_summary_counts() -> None:
+    recs = (
+        CaseRecord("P1", "/c/P1", "ok", summary={"pairs": 4, "decisions": {"auto": 3, "review": 1}}),
+        CaseRecord("P2", "/c/P2", "skipped", summary={"pairs": 2, "decisions": {"review": 2}}),
+        CaseRecord("P3", "/c/P3", "failed", "P3/case.json: case_id: missing", summary={"pairs": 9}),
+    )
+    result = CohortResult(Path("out"), recs, {"report.html": Path("out/report.html")})
+    assert format_cohort_summary(result).splitlines() == [
+        "cases: 3 (1 run, 1 unchanged, 1 failed)",
+        "node pairs: 6; decisions to review: 3",
+        "  failed P3: P3/case.json: case_id: missing",
+        "report: out/report.html",
+    ]
