@@ -273,19 +273,23 @@ def _run_local(tasks: list[_Task], out_dir: Path, settings: Any, maps: bool, wor
         for t in tasks:
             yield run_case_task(str(t.case_dir), str(out_dir), t.case_id, t.fingerprint, settings, maps)
         return
-    with _capped_blas_env(), ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        pending: dict[Future[CaseRecord], _Task] = {
-            pool.submit(run_case_task, str(t.case_dir), str(out_dir), t.case_id, t.fingerprint, settings, maps): t
-            for t in tasks
-        }
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                task = pending.pop(fut)
-                try:
-                    yield fut.result()
-                except Exception as exc:  # a worker killed (out of memory, ...): that case failed, the run goes on
-                    yield _failed(task, exc)
+    with _capped_blas_env():
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        try:
+            pending: dict[Future[CaseRecord], _Task] = {
+                pool.submit(run_case_task, str(t.case_dir), str(out_dir), t.case_id, t.fingerprint, settings, maps): t
+                for t in tasks
+            }
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    task = pending.pop(fut)
+                    try:
+                        yield fut.result()
+                    except Exception as exc:  # a worker killed (out of memory, ...): that case failed, run goes on
+                        yield _failed(task, exc)
+        finally:  # on Ctrl-C: drop the queued cases at once instead of running them all first
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_dask(
@@ -381,11 +385,12 @@ def run_cohort(
         if on_progress:
             on_progress(rec, i, total)
     n_workers = min(workers or default_workers(), max(len(todo), 1))
-    runner = (
-        _run_dask(todo, out, settings, maps, dask, n_workers)
-        if dask
-        else _run_local(todo, out, settings, maps, n_workers)
-    )
+    if not todo:
+        runner: Iterable[CaseRecord] = ()  # nothing to run: no pool, no cluster
+    elif dask:
+        runner = _run_dask(todo, out, settings, maps, dask, n_workers)
+    else:
+        runner = _run_local(todo, out, settings, maps, n_workers)
     for rec in runner:
         records.append(rec)
         if on_progress:

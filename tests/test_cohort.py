@@ -138,6 +138,8 @@ def test_rerun_skips_unchanged_and_redoes_changed(cohort: Path, baseline: Path, 
     assert [r.status for r in again.records] == ["skipped"] * 3
     assert [p.stat().st_mtime_ns for p in cohort_files] == before  # nothing changed: no report rewritten
     assert again.files["report.html"] == out / "report.html"
+    unreachable = run_cohort(src, out, maps=False, dask="tcp://127.0.0.1:9")  # nothing to run: no cluster
+    assert [r.status for r in unreachable.records] == ["skipped"] * 3
     assert [r.summary["pairs"] for r in again.records] == [
         json.loads((baseline / c / "summary.json").read_text())["pairs"] for c in CASES
     ]
