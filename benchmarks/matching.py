@@ -227,6 +227,24 @@ def oracle_params(sp: SynthParams) -> MatchParams:
                        p_runner=sp.container_error_rate)
 
 
+def true_warps(item: dict, params: MatchParams) -> dict:
+    """Oracle warps: each container's warp fitted on the TRUE pairs (the generator's stretch and shift as seen in
+    the engine's frame; only the per-node position noise remains)."""
+    case = item["case"]
+    mr, units = ev.mr_nodes(case, item["levels"]), ev.path_units(case)
+    rel = ev.relative_positions(mr, units, item["spec"])
+    uidx = {n: j for j, mem in enumerate(units.members) for n in mem}
+    ridx = {int(v): i for i, v in enumerate(mr.node)}
+    prs = sorted({(ridx[a], uidx[b]) for a, b in truth_of(item["gt"])["pairs"] if a in ridx and b in uidx})
+    return ev.fit_warp(rel, units, np.array(prs, dtype=np.int64).reshape(-1, 2), params)
+
+
+def run_oracle_warps(item: dict) -> tuple[pd.DataFrame, float]:
+    t0 = time.perf_counter()
+    res = match_case(item["case"], item["levels"], item["spec"], warps=true_warps(item, MatchParams()))
+    return res.matches, time.perf_counter() - t0
+
+
 def calibrate_on(cohort: list[dict]) -> None:
     """Fit the per-kind logistic calibration and the auto threshold; print the constants."""
     frames = []
@@ -268,7 +286,7 @@ def main() -> None:
     sp = SynthParams()
     cohort = load_cohort(args.n, args.seed, sp)
     runners = {"neckmatch": run_neckmatch, "hungarian": run_hungarian,
-               "oracle": lambda it: run_neckmatch(it, oracle_params(sp))}
+               "oracle params": lambda it: run_neckmatch(it, oracle_params(sp)), "oracle warps": run_oracle_warps}
     if not args.no_pygm:
         runners |= {"pygm-rrwm": lambda it: run_pygm(it, "rrwm"), "pygm-ipfp": lambda it: run_pygm(it, "ipfp")}
     print(f"{args.n} synthetic cases, seed {args.seed}; {sum(c['positions'] for c in cohort)} with cc/ap")
