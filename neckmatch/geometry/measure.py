@@ -22,7 +22,8 @@ or oblique grid is honoured):
     acquired slices for an axial grid) holding the most voxels of the node: ``axial_long_mm`` is the 2-D Feret
     diameter of the slab's centres (x, y) plus half an in-plane voxel; ``short_axis_mm`` is the largest
     extent perpendicular to that long axis, taken over strips one voxel wide along the long axis (the largest
-    perpendicular diameter), plus 3/4 of an in-plane voxel (the calibrated mean gap). Both lie within one voxel
+    perpendicular diameter), plus 3/4 of an in-plane voxel (the calibrated mean gap), and never more than
+    ``axial_long_mm`` (so a round node has short = long axis). Both lie within one voxel
     of the analytic diameters of an ellipsoid's central axial section. For an oblique grid the slab is a slice
     of the node one z step thick, projected onto the axial plane.
 ``pa1_mm``, ``pa2_mm``, ``pa3_mm``
@@ -163,7 +164,8 @@ def _axial_axes(points: NDArray[np.float64], inplane: NDArray[np.float64]) -> tu
     np.maximum.at(hi, strip, across)
     ok = np.isfinite(lo)
     short_c = float((hi[ok] - lo[ok]).max())
-    return long_padded, short_c + _SHORT_PAD * _voxel_size(inplane, v)
+    # The larger pad of the short axis must not make it exceed the long axis (a round node: short = long).
+    return long_padded, min(short_c + _SHORT_PAD * _voxel_size(inplane, v), long_padded)
 
 
 def _inplane_axes(affine: NDArray[np.float64]) -> NDArray[np.float64]:

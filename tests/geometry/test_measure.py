@@ -95,7 +95,8 @@ def test_single_voxel_node():
     data[2, 2, 2] = 1
     row = measure_nodes(LabelMap(data, np.diag([0.8, 0.8, 0.8, 1.0]))).iloc[0]
     assert row.n_voxels == 1 and row.volume_mm3 == pytest.approx(0.512)
-    assert row.long_axis_mm == pytest.approx(0.4) and row.short_axis_mm == pytest.approx(0.6)
+    assert row.long_axis_mm == pytest.approx(0.4) and row.axial_long_mm == pytest.approx(0.4)
+    assert row.short_axis_mm == pytest.approx(0.4)  # capped by the axial long axis (was 0.6 > 0.4)
 
 
 def test_empty_map_gives_empty_table_with_columns():
@@ -118,3 +119,22 @@ def test_float32_rounding_of_the_affine_does_not_move_the_measurements():
     a, b = measure_nodes(lm), measure_nodes(rounded)
     for col in ("long_axis_mm", "short_axis_mm", "axial_long_mm", "volume_mm3"):
         assert abs(a[col].iloc[0] - b[col].iloc[0]) < 1e-3, col
+
+
+@pytest.mark.parametrize("spacing", [1.0, 1.5])
+@pytest.mark.parametrize("radius_vox", [1.0, 1.5, 2.0, 3.0])
+def test_short_axis_never_exceeds_axial_long_axis_on_round_nodes(spacing, radius_vox):
+    """Small spheres (2-9 mm): the short axis (padded 3/4 voxel) used to exceed the long axis (padded 1/2)."""
+    g = np.mgrid[-4:5, -4:5, -4:5]
+    data = (np.sqrt((g**2).sum(axis=0)) <= radius_vox).astype(np.uint8)
+    row = measure_nodes(LabelMap(data, np.diag([spacing, spacing, spacing, 1.0]))).iloc[0]
+    assert row.short_axis_mm <= row.axial_long_mm
+    assert row.short_axis_mm == pytest.approx(row.axial_long_mm)  # a disc-shaped section: short = long
+
+
+def test_short_axis_of_a_square_section_is_its_long_axis():
+    data = np.zeros((5, 5, 3), dtype=np.uint8)
+    data[1:4, 1:4, 1] = 1
+    row = measure_nodes(LabelMap(data, np.eye(4))).iloc[0]
+    assert row.axial_long_mm == pytest.approx(2 * np.sqrt(2) + 0.5)  # diagonal of the centres + half a voxel
+    assert row.short_axis_mm == pytest.approx(row.axial_long_mm)
