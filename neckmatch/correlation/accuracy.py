@@ -103,6 +103,8 @@ def wilson_interval(count: ArrayLike, nobs: ArrayLike, alpha: float = 0.05) -> t
     k, n = np.asarray(count, dtype=float), np.asarray(nobs, dtype=float)
     safe = np.where(n > 0, n, 1.0)
     lo, hi = proportion_confint(k, safe, alpha=alpha, method="wilson")
+    # Exact ends where the count is 0 or n (statsmodels leaves rounding noise such as 1.4e-17 / 0.9999999999999999).
+    lo, hi = np.where(k <= 0, 0.0, np.clip(lo, 0.0, 1.0)), np.where(k >= n, 1.0, np.clip(hi, 0.0, 1.0))
     lo, hi = np.where(n > 0, lo, np.nan), np.where(n > 0, hi, np.nan)
     if lo.ndim == 0:
         return float(lo), float(hi)

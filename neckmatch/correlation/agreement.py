@@ -48,7 +48,7 @@ def weighted_kappa(a: ArrayLike, b: ArrayLike, weights: str | None = "linear",
     Returns
     -------
     dict
-        ``kappa, se, low, high`` (95 % Wald interval from statsmodels' asymptotic variance).
+        ``kappa, se, low, high`` (95 % Wald interval from statsmodels' asymptotic variance, truncated to [-1, 1]).
 
     Examples
     --------
@@ -65,8 +65,9 @@ def weighted_kappa(a: ArrayLike, b: ArrayLike, weights: str | None = "linear",
     np.add.at(table, (np.searchsorted(cats, a), np.searchsorted(cats, b)), 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         res = cohens_kappa(table, weights=None if weights is None else cats, wt=weights)
-    return {"kappa": float(res["kappa"]), "se": float(res["std_kappa"]), "low": float(res["kappa_low"]),
-            "high": float(res["kappa_upp"])}
+    # The Wald interval can pass the bounds of kappa (e.g. 0.86 +- 0.26); truncated to [-1, 1].
+    return {"kappa": float(res["kappa"]), "se": float(res["std_kappa"]), "low": max(float(res["kappa_low"]), -1.0),
+            "high": min(float(res["kappa_upp"]), 1.0)}
 
 
 def fleiss(ratings: ArrayLike) -> float:

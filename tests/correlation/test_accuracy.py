@@ -155,3 +155,12 @@ def test_accuracy_table_groups_and_pooled_row():
     pooled = out.iloc[-1]
     assert (pooled.tp, pooled.fp, pooled.fn, pooled.tn) == (2, 1, 1, 2)
     assert pooled.max_units_per_patient == 2 and not np.isnan(pooled.accuracy_low_boot)
+
+
+@pytest.mark.parametrize("n", [7, 18, 19, 36])
+def test_wilson_ends_are_exact_for_zero_and_full_counts(n):
+    """statsmodels gives 1.4e-17 / 0.9999999999999999 for these n; the table must show 0 and 1."""
+    assert wilson_interval(0, n)[0] == 0.0
+    assert wilson_interval(n, n)[1] == 1.0
+    lo, hi = wilson_interval(np.array([0, n]), np.array([n, n]))
+    assert lo[0] == 0.0 and hi[1] == 1.0 and 0.0 < hi[0] < lo[1] < 1.0

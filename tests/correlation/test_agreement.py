@@ -53,3 +53,11 @@ def test_agreement_table_pairs_and_fleiss():
     assert fl["kappa"] == pytest.approx(fleiss(np.array(list(ratings.values())).T))
     calls = out[(out["variable"] == "malignant") & (out["readers"] == "r1|r2")].iloc[0]
     assert calls["kappa"] == pytest.approx(1.0) and calls["landis_koch"] == "almost perfect"
+
+
+def test_kappa_interval_stays_within_minus_one_one():
+    """25 units, one disagreement: kappa 0.865, se 0.131, so the Wald upper end 1.122 is truncated to 1."""
+    res = weighted_kappa([0] * 20 + [1] * 5, [0] * 20 + [1] * 4 + [0], weights=None)
+    assert res["kappa"] == pytest.approx(0.864865, abs=1e-6)
+    assert res["high"] == 1.0
+    assert res["low"] == pytest.approx(0.864865 - 1.959964 * res["se"], abs=1e-6)
