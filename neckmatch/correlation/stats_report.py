@@ -84,8 +84,11 @@ def _node_subsets(nodes: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     if "decision" in nodes:
         out.append(("auto-only", matched[matched["decision"] == "auto"]))
     level_only = nodes[is_mr & (nodes["match_kind"] == "level-only")].copy()
-    if "container_status" in level_only:  # level-only nodes inherit their container's status (docs/outputs.md)
-        level_only["_ref"] = _as_bool_array(level_only["container_status"].to_numpy(dtype=object))
+    if "container_status" in level_only:
+        # A level-only node's own status is known only where its container holds no metastasis: then it is
+        # negative. In a positive container it may be any of the nodes, so it has no node-level reference.
+        container = _as_bool_array(level_only["container_status"].to_numpy(dtype=object))
+        level_only["_ref"] = np.where(container == 0, 0.0, np.nan)
     out.append(("with-level-only", _stack([matched, level_only])))
     path_only = nodes[~is_mr & nodes["_ref"].notna()].copy()
     best, worst = path_only.copy(), path_only.copy()

@@ -90,3 +90,20 @@ def test_read_truth_tables_requires_case_id(tmp_path):
     pd.DataFrame({"mr_call": [True]}).to_csv(tmp_path / "truth_patient.csv", index=False)
     with pytest.raises(InputError, match="no 'case_id' column"):
         read_truth_tables(tmp_path)
+
+
+def test_level_only_nodes_count_only_where_their_container_is_negative():
+    """A level-only MR node in a container without metastasis is surely benign; in a positive container its own
+    status is unknown (it may be any of the container's nodes), so the with-level-only analysis leaves it out."""
+    base = {"mr_call": "false", "match_kind": "level-only", "path_status": "", "decision": "review",
+            "level": "III", "side": "R", "short_axis_mm": 4.0}
+    rows = [
+        {"case_id": "P1", "mr_node": "1", "path_node": "A", **base, "match_kind": "matched", "path_status": "negative",
+         "container_status": "negative"},
+        {"case_id": "P1", "mr_node": "2", "path_node": "", **base, "container_status": "negative"},
+        {"case_id": "P1", "mr_node": "3", "path_node": "", **base, "mr_call": "true", "container_status": "negative"},
+        {"case_id": "P2", "mr_node": "4", "path_node": "", **base, "container_status": "positive"},
+    ]
+    acc = truth_accuracy({"nodes": pd.DataFrame(rows)}, n_boot=50)
+    row = acc[(acc["analysis"] == "with-level-only") & (acc["unit"] == "node")].iloc[0]
+    assert (row["tp"], row["fp"], row["fn"], row["tn"]) == (0, 1, 0, 2)
