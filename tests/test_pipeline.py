@@ -49,7 +49,10 @@ def test_spec_columns(out):
     expected = {"truth_nodes.csv": NODE_COLUMNS, "truth_reads.csv": READ_COLUMNS, "truth_levels.csv": LEVEL_COLUMNS,
                 "truth_sides.csv": SIDE_COLUMNS, "truth_patient.csv": PATIENT_COLUMNS}  # fmt: skip
     for name, cols in expected.items():
-        assert list(_csv(out, name).columns) == cols, name
+        written = list(_csv(out, name).columns)
+        assert written[: len(cols)] == cols, name
+        assert written[len(cols):] == (["path_deposit_mm", "path_ene", "path_slide"] if name == "truth_nodes.csv"
+                                       else []), name  # fmt: skip
     for name in ("levels.csv", "matches.csv", "truth_nodes.csv", "truth_levels.csv"):
         assert (_csv(out, name)["case_id"] == "MIN01").all(), name
 
@@ -207,7 +210,8 @@ def _documented_columns(name: str) -> set[str]:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "outputs.md").read_text()
     section = next(s for s in doc.split("\n## ") if f"`{name}`" in s.splitlines()[0])
     ticked = re.findall(r"`([^`]+)`", section.split("\n", 1)[1])
-    return {w.strip() for t in ticked for w in t.split(",") if re.fullmatch(r"[a-z][a-z0-9_]*", w.strip())}
+    return {w.strip().replace("<", "").replace(">", "") for t in ticked for w in t.split(",")
+            if re.fullmatch(r"[a-z][a-z0-9_<>]*", w.strip())}
 
 
 @pytest.mark.parametrize("name", ["levels.csv", "matches.csv", "truth_nodes.csv", "truth_reads.csv",
@@ -215,5 +219,15 @@ def _documented_columns(name: str) -> set[str]:
 def test_every_written_column_is_documented(out: Path, name: str) -> None:
     """docs/outputs.md names every column `neckmatch match` writes (matches.csv had 7 undocumented ones)."""
     columns = list(pd.read_csv(out / name, nrows=0).columns)
-    undocumented = [c for c in columns if c not in _documented_columns(name)]
+    documented = _documented_columns(name)
+    carried = {"path_deposit_mm", "path_ene", "path_slide"} if "path_column" in documented else set()
+    undocumented = [c for c in columns if c not in documented | carried]
     assert undocumented == []
+
+
+def test_other_pathology_columns_are_carried_to_truth_nodes(out: Path) -> None:
+    """shared/spec/case-format.md: the report's other columns (deposit_mm, ene, slide) reach the outputs."""
+    nodes = _csv(out, "truth_nodes.csv").set_index("path_node")
+    assert nodes.loc["R-III-01", ["path_deposit_mm", "path_ene", "path_slide"]].tolist() == [3.0, "no", "A3"]
+    assert nodes.loc["R-IV-01", "path_slide"] == "A4"  # an unmatched pathology node keeps its fields too
+    assert pd.isna(nodes.loc["R-II-01", "path_ene"])  # an empty cell stays empty

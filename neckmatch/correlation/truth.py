@@ -263,7 +263,23 @@ def truth_nodes(case: Case, levels: pd.DataFrame, matches: pd.DataFrame) -> pd.D
     for p in case.path_nodes:
         if p.node not in matched_paths:
             rows.append(_path_row(case.case_id, p, cstatus, path_rows_of.get(p.node, empty)))
-    return _nodes_frame(rows)
+    return _with_path_extras(_nodes_frame(rows), case)
+
+
+def _with_path_extras(frame: pd.DataFrame, case: Case) -> pd.DataFrame:
+    """Append every other column of the pathology report (``PathNode.extra``: ``deposit_mm``, ``ene``, ``slide``
+    ...) as ``path_<column>`` after :data:`NODE_COLUMNS`, so the report's own fields reach the truth table
+    (shared/spec/case-format.md: carried through). Fragments matched to one MR node are joined with ``;``."""
+    names = list(dict.fromkeys(k for p in case.path_nodes for k in p.extra))
+    if not names:
+        return frame
+    by_id = {p.node: p for p in case.path_nodes}
+    ids = [[] if _missing(v) else str(v).split(";") for v in frame["path_node"]]
+    for name in names:
+        values = [[by_id[i].extra.get(name) for i in row if i in by_id] for row in ids]
+        frame[f"path_{name}"] = [";".join(_str(v) for v in vals) if any(not _missing(v) for v in vals) else None
+                                 for vals in values]  # fmt: skip
+    return frame
 
 
 def _mr_row(case_id: str, node: int, r: dict, calls: pd.DataFrame) -> dict:
