@@ -506,4 +506,4 @@ class Case:
     def is_dissected(self, side: Side | str, level: Level | str) -> bool:
         """True where imaging ``level`` on ``side`` lies inside the dissected surgical levels."""
         lv = self.dissected.get(Side(side))
-        return bool(lv) and surgical_contains(lv, level)
+        return lv is not None and len(lv) > 0 and surgical_contains(lv, level)

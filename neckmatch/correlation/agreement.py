@@ -59,7 +59,7 @@ def weighted_kappa(a: ArrayLike, b: ArrayLike, weights: str | None = "linear",
     ok = ~(np.isnan(a) | np.isnan(b))
     a, b = a[ok], b[ok]
     cats = np.unique(np.concatenate([a, b])) if categories is None else np.asarray(categories, dtype=float)
-    if len(a) == 0 or len(cats) < 2:
+    if np.size(a) == 0 or np.size(cats) < 2:
         return {"kappa": float("nan"), "se": float("nan"), "low": float("nan"), "high": float("nan")}
     table = np.zeros((len(cats), len(cats)))
     np.add.at(table, (np.searchsorted(cats, a), np.searchsorted(cats, b)), 1)

@@ -81,7 +81,7 @@ def outcome(call: object, status: object) -> str | None:
     """
     if _missing(call) or _missing(status):
         return None
-    pos = Status(status) is Status.POSITIVE
+    pos = Status(str(status)) is Status.POSITIVE
     if bool(call):
         return (Outcome.TP if pos else Outcome.FP).value
     return (Outcome.FN if pos else Outcome.TN).value
@@ -249,7 +249,8 @@ def truth_nodes(case: Case, levels: pd.DataFrame, matches: pd.DataFrame) -> pd.D
             }
             row |= _decision_of(partners)
         else:
-            unit = units[owner[i]] if owner[i] is not None else None
+            own = owner[i]
+            unit = units[own] if own is not None else None
             if unit is not None and unit.dissected and unit.containers:
                 row |= {
                     "container": ";".join(unit.containers),

@@ -33,6 +33,7 @@ horizontal boundaries; ``boundary_mm`` and ``borderline`` flag exactly those nod
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -137,7 +138,7 @@ def _quantities(pts: NDArray[np.float64], lm: Landmarks) -> dict[str, NDArray]:
     xm = lm.x_mid(z)
     right = x > xm
     n = len(pts)
-    q = {k: np.empty(n) for k in ("dcar", "lat_dig", "smg", "scm", "ijv", "trap", "sd", "z_cl")}
+    q: dict[str, Any] = {k: np.empty(n) for k in ("dcar", "lat_dig", "smg", "scm", "ijv", "trap", "sd", "z_cl")}
     for side, mask in (("R", right), ("L", ~right)):
         idx = np.flatnonzero(mask)
         zz, xmid = z[idx], xm[idx]

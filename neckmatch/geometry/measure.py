@@ -33,6 +33,8 @@ or oblique grid is honoured):
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
@@ -69,7 +71,7 @@ def node_voxel_centres(label_map: LabelMap) -> tuple[NDArray[np.int64], NDArray[
         The map holds negative labels.
     """
     data = label_map.data
-    order = "F" if data.flags.f_contiguous and not data.flags.c_contiguous else "C"
+    order: Literal["C", "F"] = "F" if data.flags.f_contiguous and not data.flags.c_contiguous else "C"
     flat = data.ravel(order=order)
     idx = np.flatnonzero(flat)
     lab = flat[idx]

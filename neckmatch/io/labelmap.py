@@ -108,7 +108,7 @@ def read_label_map(path: str | Path) -> LabelMap:
 
 def _read_nifti(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[int, str]]:
     try:
-        img = nib.load(path)
+        img: Any = nib.load(path)  # a SpatialImage (FileBasedImage in the stubs, without dataobj / affine)
         data = np.asanyarray(img.dataobj)
         affine = np.asarray(img.affine, dtype=np.float64)
     except (nib.filebasedimages.ImageFileError, *_READ_ERRORS) as exc:

@@ -5,6 +5,7 @@ placement as non-overlapping, elongated ellipsoids inside their level (rejection
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -211,7 +212,8 @@ def draw_nodes(
     semi = _sizes(rng, params, positive, micro)
     axes = phantom.matrix[:3, :3] @ _orientations(rng, params, n)
     order = np.lexsort((-semi[:, 0], np.array(levels), np.array(sides)))
-    keep, cs = [], []
+    keep: list[int] = []
+    cs: list[Any] = []
     pc: list = []
     pools: dict[tuple[str, str], list] = {}
     for i in order:

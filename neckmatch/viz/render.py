@@ -365,7 +365,7 @@ def case_scene(
     names : dict of int to str
         Region names ``LN_Neck_<level>_<side>`` by label value.
     """
-    level_map, names = None, {}
+    level_map, names = None, dict[int, str]()
     if case.landmarks is not None:
         from neckmatch.geometry.regions import level_label_map
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import colorsys
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -314,7 +314,7 @@ def container_outline(container: Mapping[str, Any]) -> tuple[NDArray[np.float64]
     return verts, np.column_stack([idx, np.roll(idx, -1)]).astype(np.int64)
 
 
-def _container_meshes(containers: list[Mapping[str, Any]]) -> list[SceneMesh]:
+def _container_meshes(containers: Sequence[Mapping[str, Any]]) -> list[SceneMesh]:
     out = []
     for c in containers:
         verts, lines = container_outline(c)
@@ -339,7 +339,7 @@ def build_scene(
     node_surfaces: Mapping[int, trimesh.Trimesh],
     nodes: pd.DataFrame,
     level_meshes: Mapping[str, trimesh.Trimesh] | None = None,
-    containers: list[Mapping[str, Any]] | None = None,
+    containers: Sequence[Mapping[str, Any]] | None = None,
     level_alpha: float = 0.3,
 ) -> Scene:
     """Assemble the scene of one case.
