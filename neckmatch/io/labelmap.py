@@ -183,7 +183,7 @@ def _as_labels(path: Path, data: NDArray[Any]) -> NDArray[np.integer]:
         if bad.any():
             example = data[bad].flat[0]
             raise InputError(
-                path, "data", f"label map must hold integer labels, got {data.dtype} values such as {example!r}"
+                path, "data", f"label map must hold integer labels, got {data.dtype} values such as {float(example):g}"
             )
         if data.size and data.max() > np.iinfo(np.int32).max:
             raise InputError(path, "data", f"label {data.max()!r} is too large")

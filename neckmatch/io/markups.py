@@ -85,7 +85,7 @@ def read_markups(path: str | Path, required: Iterable[str] | None = REQUIRED_LAN
             try:
                 curves[name] = Curve(name, pts)
             except ValueError as exc:
-                raise InputError(path, f"curve '{name}'", str(exc)) from None
+                raise InputError(path, f"curve '{name}'", str(exc).replace(f"curve '{name}' ", "", 1)) from None
     try:
         landmarks = Landmarks(points=points, curves=curves)
     except ValueError as exc:  # pragma: no cover - points are validated above

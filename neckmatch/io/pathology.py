@@ -99,7 +99,8 @@ def _path_node(path: Path, row: int, rec: dict[str, str], extras: Sequence[str])
         if isinstance(exc, InputError):
             raise
         col = _field_of(str(exc), NODE_COLUMNS)
-        raise InputError(path, f"row {row}: {col}" if col else f"row {row}", str(exc)) from None
+        msg = str(exc).removeprefix(f"{col} ") if col else str(exc)  # "size_mm must be > 0" under field size_mm
+        raise InputError(path, f"row {row}: {col}" if col else f"row {row}", msg) from None
 
 
 def read_path_nodes(path: str | Path) -> list[PathNode]:
