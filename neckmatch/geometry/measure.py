@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial.distance import pdist
 
 from neckmatch.errors import InputError
 from neckmatch.model import LabelMap
@@ -113,6 +114,11 @@ def _feret(points: NDArray[np.float64], axes: NDArray[np.float64], pad: float) -
     Taking the maximum of the padded lengths (not padding the longest pair afterwards) keeps the result a
     continuous function of the points: nearly tied longest pairs in different directions (float32 rounding of an
     affine is enough to reorder them) cannot make it jump by a fraction of a voxel. Returns (length, unit direction).
+
+    Exact, but only pairs that can win are padded: the voxel size along any direction lies between the smallest
+    and largest singular value of ``axes`` (s_min, s_max), so a pair shorter than the longest distance minus
+    ``|pad| * (s_max - s_min)`` cannot have the largest padded length. Ties go to the first pair (i < j) in
+    hull-vertex order, as an argmax over all pairs would.
     """
     dim = points.shape[1]
     cand = points
@@ -125,14 +131,29 @@ def _feret(points: NDArray[np.float64], axes: NDArray[np.float64], pad: float) -
         unit = np.zeros(dim)
         unit[0] = 1.0
         return pad * _voxel_size(axes, unit), unit
-    diff = cand[:, None, :] - cand[None, :, :]
-    dist = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+    dist = pdist(cand)  # condensed: pairs (i, j), i < j, row by row
+    sv = np.linalg.svd(axes, compute_uv=False)
+    dmax = float(dist.max())
+    slack = abs(pad) * float(sv[0] - sv[-1]) + 1e-9 * (dmax + float(sv[0]))  # + rounding of the bounds
+    i, j = _condensed_pairs(np.flatnonzero(dist >= dmax - slack), len(cand))
+    diff = cand[i] - cand[j]
+    d = np.sqrt(np.einsum("ij,ij->i", diff, diff))
     with np.errstate(invalid="ignore", divide="ignore"):
-        units = diff / dist[:, :, None]
-    vox = np.linalg.norm(np.nan_to_num(units) @ axes, axis=-1)
-    padded = np.where(dist > 0, dist + pad * vox, 0.0)
-    i, j = np.unravel_index(np.argmax(padded), padded.shape)
-    return float(padded[i, j]), -units[i, j]
+        units = diff / d[:, None]
+    # numpy multiplies a single row by another path (rounding the last bit differently): keep >= 2 rows, so the
+    # lengths are bit for bit those of the all-pairs matrix product.
+    rows = np.nan_to_num(units) if len(units) > 1 else np.repeat(np.nan_to_num(units), 2, axis=0)
+    vox = np.linalg.norm(rows @ axes, axis=-1)[: len(units)]
+    padded = np.where(d > 0, d + pad * vox, 0.0)
+    best = int(np.argmax(padded))
+    return float(padded[best]), -units[best]
+
+
+def _condensed_pairs(k: NDArray[np.int64], m: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Row and column (i < j) of entries ``k`` of a condensed distance matrix of ``m`` points (``pdist`` order)."""
+    row_start = np.arange(m) * (2 * m - np.arange(m) - 1) // 2  # index of (i, i + 1)
+    i = np.searchsorted(row_start, k, side="right") - 1
+    return i, k - row_start[i] + i + 1
 
 
 def _principal_extents(ras: NDArray, starts: NDArray, counts: NDArray, centroid: NDArray,

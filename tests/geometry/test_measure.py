@@ -138,3 +138,44 @@ def test_short_axis_of_a_square_section_is_its_long_axis():
     row = measure_nodes(LabelMap(data, np.eye(4))).iloc[0]
     assert row.axial_long_mm == pytest.approx(2 * np.sqrt(2) + 0.5)  # diagonal of the centres + half a voxel
     assert row.short_axis_mm == pytest.approx(row.axial_long_mm)
+
+
+def _feret_all_pairs(points, axes, pad):
+    """Reference: the padded length of every pair of hull vertices, the first largest (row-major) wins."""
+    from scipy.spatial import ConvexHull
+
+    points = points[ConvexHull(points).vertices]
+    diff = points[:, None, :] - points[None, :, :]
+    dist = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        units = diff / dist[:, :, None]
+    padded = np.where(dist > 0, dist + pad * np.linalg.norm(np.nan_to_num(units) @ axes, axis=-1), 0.0)
+    i, j = np.unravel_index(np.argmax(padded), padded.shape)
+    return float(padded[i, j]), -units[i, j]
+
+
+def _feret_sets():
+    rng = np.random.default_rng(8)
+    out = []
+    for k in range(6):  # random clouds, anisotropic oblique voxels, 2-D and 3-D
+        dim = 2 + k % 2
+        axes = Rotation.random(random_state=k).as_matrix()[:dim, :dim] @ np.diag(rng.uniform(0.4, 2.0, dim))
+        out.append(pytest.param(rng.normal(size=(int(rng.integers(15, 200)), dim)) * rng.uniform(1, 9, dim), axes,
+                                id=f"random-{dim}d-{k}"))
+    g = np.stack(np.meshgrid(*[np.arange(5.0)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    out.append(pytest.param(g, np.eye(3), id="cube-grid-ties"))  # four tied body diagonals
+    out.append(pytest.param(g * [0.7, 0.7, 1.4], np.diag([0.7, 0.7, 1.4]), id="aniso-grid"))
+    out.append(pytest.param(g[:, :2] * 0.9, np.eye(2) * 0.9, id="square-2d-ties"))
+    return out
+
+
+@pytest.mark.parametrize(("points", "axes"), _feret_sets())
+@pytest.mark.parametrize("pad", [0.5, 2.0])
+def test_feret_equals_the_all_pairs_maximum(points, axes, pad):
+    """Padding only the pairs that can win gives the same length and direction as padding every pair."""
+    from neckmatch.geometry.measure import _feret
+
+    length, unit = _feret(points, axes, pad)
+    ref_length, ref_unit = _feret_all_pairs(points, axes, pad)
+    assert length == pytest.approx(ref_length, rel=1e-12)
+    np.testing.assert_allclose(unit, ref_unit, atol=1e-12)
