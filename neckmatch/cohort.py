@@ -457,12 +457,32 @@ def stack_truth_tables(out_dir: Path, records: Iterable[CaseRecord]) -> dict[str
     return {k: (pd.concat(v, ignore_index=True) if v else pd.DataFrame()) for k, v in stacked.items()}
 
 
+def _parquet_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every column of mixed value types as text (Parquet needs one type per column).
+
+    A carried-through pathology column (``path_deposit_mm``) reads as numbers in one case and as text in another
+    (fragments joined: ``8.2;1.1``), so the stacked column mixes float and str.
+
+    Examples
+    --------
+    >>> out = _parquet_ready(pd.DataFrame({"a": [8.2, "8.2;1.1", None], "b": [1, 2, 3]}))
+    >>> out["a"].tolist()[:2], bool(out["a"].isna().iloc[2]), out["b"].tolist()
+    (['8.2', '8.2;1.1'], True, [1, 2, 3])
+    """
+    out = frame
+    for col in [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c])]:
+        if len({type(v) for v in frame[col] if not pd.isna(v)}) > 1:
+            out = frame.copy() if out is frame else out
+            out[col] = [None if pd.isna(v) else str(v) for v in frame[col]]
+    return out
+
+
 def write_tables(frames: dict[str, pd.DataFrame], tables_dir: Path) -> dict[str, Path]:
     """Write stacked truth tables as CSV and Parquet, atomically."""
     files = {}
     for key, frame in frames.items():
         files[f"truth_{key}.csv"] = write_csv(frame, tables_dir / f"truth_{key}.csv")
         with atomic_path(tables_dir / f"truth_{key}.parquet") as tmp:
-            frame.to_parquet(tmp, index=False)
+            _parquet_ready(frame).to_parquet(tmp, index=False)
         files[f"truth_{key}.parquet"] = tables_dir / f"truth_{key}.parquet"
     return files

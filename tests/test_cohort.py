@@ -314,3 +314,14 @@ def test_format_cohort_summary_counts() -> None:
         "  failed P3: P3/case.json: case_id: missing",
         "report: out/report.html",
     ]
+
+
+def test_write_tables_stores_a_column_of_mixed_types_in_parquet(tmp_path: Path) -> None:
+    """A carried-through report column read as a number in one case and as joined fragments in another."""
+    from neckmatch.cohort import write_tables
+
+    frame = pd.DataFrame({"case_id": ["P1", "P2", "P3"], "path_deposit_mm": [8.2, "8.2;1.1", None]})
+    files = write_tables({"nodes": frame}, tmp_path)
+    back = pd.read_parquet(files["truth_nodes.parquet"])
+    assert back["path_deposit_mm"].tolist()[:2] == ["8.2", "8.2;1.1"] and pd.isna(back["path_deposit_mm"].iloc[2])
+    assert pd.read_csv(files["truth_nodes.csv"])["path_deposit_mm"].tolist()[:2] == ["8.2", "8.2;1.1"]
