@@ -7,9 +7,10 @@ confidence), pygmtools RRWM and IPFP (numpy backend) on the same affinities, and
 the generator's noise parameters: pair precision / recall / F1, auto-decision precision and coverage of the
 true pairs, recall of pairs involving metastatic nodes, MR-node outcome accuracy (the pathology status each MR
 node inherits is right), expected calibration error and match time per case; for cases with cc/ap positions,
-without, and all. ``--sweep`` varies the generator's difficulty knobs; ``--calibrate`` fits the confidence
-calibration constants and the auto threshold on a calibration cohort (seed 777, different from the benchmark's)
-and prints them for neckmatch/correlation/calibration.py.
+without, and all. ``--sweep`` varies the generator's difficulty knobs; ``--calibrate`` fits, on a calibration
+cohort (seed 777, different from the benchmark's), the merged-label prior and piece sizes (for MatchParams
+``merge_coef`` / ``merge_piece``), then the confidence calibration constants and the auto threshold (for
+neckmatch/correlation/calibration.py) and prints them.
 """
 
 from __future__ import annotations
@@ -262,6 +263,37 @@ def calibrate_on(cohort: list[dict]) -> None:
     print("AUTO_THRESHOLD =", round(thr, 4))
 
 
+def merge_table(cohort: list[dict]) -> pd.DataFrame:
+    """Per MR label of every case: true node count ``k``, harvested partner sizes ``sizes`` (largest first) and the
+    shape measures (``L`` long, ``S`` short axis mm, ``V`` volume mm^3)."""
+    rows = []
+    for item in cohort:
+        gt, lv = item["gt"], item["levels"].set_index("node")
+        size = {p.node: p.size_mm for p in item["case"].path_nodes}
+        g = gt[gt["mr_label"] != ""]
+        for lab, part in g.groupby("mr_label"):
+            r = lv.loc[int(lab)]
+            sizes = sorted((size[x] for x in part["path_node"] if x and size.get(x)), reverse=True)
+            rows.append({"k": len(part), "L": r.long_axis_mm, "S": r.short_axis_mm, "V": r.volume_mm3,
+                         "sizes": sizes})
+    return pd.DataFrame(rows)
+
+
+def fit_merge_model(cohort: list[dict], shrinkage: float = 0.85) -> None:
+    """Fit and print the merged-label prior (logistic on the label's shape) and the piece-size mixture."""
+    import statsmodels.api as sm
+
+    t = merge_table(cohort)
+    X = np.column_stack([np.ones(len(t)), np.log(t.L / t.S), np.log(t.L), np.log(t.V / (np.pi / 6 * t.L * t.S**2))])
+    coef = sm.Logit((t.k >= 2).to_numpy(float), X).fit(disp=0).params
+    two = t[(t.k >= 2) & (t["sizes"].str.len() >= 2)]
+    big = np.log([s[0] for s in two["sizes"]] / (shrinkage * two.L))
+    small = np.log([s[1] for s in two["sizes"]] / (shrinkage * two.L))
+    print(f"merged labels {int((t.k >= 2).sum())} of {len(t)}; with two sizes {len(two)}")
+    print("merge_coef =", tuple(round(float(c), 3) for c in coef))
+    print("merge_piece =", tuple(round(float(v), 3) for v in (big.mean(), big.std(), small.mean(), small.std())))
+
+
 def _print(title: str, results: dict[str, dict[str, dict]]) -> None:
     print(f"\n## {title}")
     keys = ["P", "R", "F1", "autoP", "autoCov", "metaR", "outcome", "ECE", "ms/case"]
@@ -281,7 +313,9 @@ def main() -> None:
     ap.add_argument("--no-pygm", action="store_true")
     args = ap.parse_args()
     if args.calibrate:
-        calibrate_on(load_cohort(60, CAL_SEED))
+        cal = load_cohort(60, CAL_SEED)
+        fit_merge_model(cal)
+        calibrate_on(cal)
         return
     sp = SynthParams()
     cohort = load_cohort(args.n, args.seed, sp)

@@ -76,8 +76,24 @@ def components(w: FloatArray) -> list[tuple[NDArray[np.int64], NDArray[np.int64]
     return out
 
 
-def best_assignment(w: FloatArray) -> NDArray[np.int64]:
+def _primary_first(w: FloatArray, partner: NDArray[np.int64], owner: NDArray[np.int64] | None) -> NDArray[np.int64]:
+    """A second-slot row (``owner[r] != r``) never holds a partner while its MR node's own row is unmatched:
+    move that partner to the node's row (dropped if that pair is not allowed)."""
+    if owner is None:
+        return partner
+    for r in np.flatnonzero((owner != np.arange(len(owner))) & (partner >= 0)):
+        i, j = owner[r], partner[r]
+        if partner[i] < 0:
+            partner[i] = j if np.isfinite(w[i, j]) and w[i, j] > _PRUNE else -1
+            partner[r] = -1
+    return partner
+
+
+def best_assignment(w: FloatArray, owner: NDArray[np.int64] | None = None) -> NDArray[np.int64]:
     """Best partial assignment: ndarray (n,), int, partner column per row, -1 for unmatched rows.
+
+    ``owner`` (n,), int, optional: the row each row belongs to (an MR node's second slot for a merged label
+    names the node's own row; ``owner[r] == r`` for the node rows).
 
     Examples
     --------
@@ -85,27 +101,36 @@ def best_assignment(w: FloatArray) -> NDArray[np.int64]:
     [1, 0]
     >>> best_assignment(np.array([[-0.5]])).tolist()
     [-1]
+    >>> best_assignment(np.array([[-np.inf, 2.0], [1.0, 3.0]]), owner=np.array([0, 0])).tolist()
+    [1, 0]
     """
     partner = np.full(w.shape[0], -1, dtype=np.int64)
     for rows, cols in components(w):
         if len(rows) and len(cols):
             p, _ = _solve(w[np.ix_(rows, cols)])
             partner[rows[p >= 0]] = cols[p[p >= 0]]
-    return partner
+    return _primary_first(w, partner, owner)
 
 
-def _block_margins(w: FloatArray, partner: NDArray[np.int64], best: float) -> tuple[FloatArray, FloatArray]:
-    """Margins of one block's row decisions (n,) and of its unmatched columns (m,), nan for matched columns."""
+def _block_margins(w: FloatArray, partner: NDArray[np.int64], best: float, owner: NDArray[np.int64]
+                   ) -> tuple[FloatArray, FloatArray]:
+    """Margins of one block's row decisions (n,) and of its unmatched columns (m,), nan for matched columns.
+
+    ``owner`` (n,) groups the rows of one MR node (block-local indices): forbidding a pair forbids it for every
+    row of the node. Unmatched second-slot rows make no decision (nan)."""
     n, m = w.shape
     row_m = np.full(n, MARGIN_CAP)
     col_m = np.full(m, np.nan)
     allowed = np.isfinite(w) & (w > _PRUNE)
     for i in range(n):
         j = partner[i]
-        alt = w.copy()
         if j >= 0:
-            alt[i, j] = -np.inf
+            alt = w.copy()
+            alt[owner == owner[i], j] = -np.inf
             _, val = _solve(alt)
+        elif owner[i] != i:
+            row_m[i] = np.nan
+            continue
         elif allowed[i].any():  # force row i into a pair: the best over its allowed partners
             _, val = _solve(w, force_row=i)
         else:
@@ -122,19 +147,29 @@ def _block_margins(w: FloatArray, partner: NDArray[np.int64], best: float) -> tu
     return np.minimum(row_m, MARGIN_CAP), np.minimum(col_m, MARGIN_CAP)
 
 
-def assignment_margins(w: FloatArray) -> tuple[NDArray[np.int64], FloatArray, FloatArray]:
+def assignment_margins(w: FloatArray, owner: NDArray[np.int64] | None = None
+                       ) -> tuple[NDArray[np.int64], FloatArray, FloatArray]:
     """Best assignment and the margin of every decision.
+
+    Parameters
+    ----------
+    w : ndarray (n, m), float
+        Pair weights (log-likelihood ratios, ``-inf`` = forbidden).
+    owner : ndarray (n,), int, optional
+        Row of the MR node each row belongs to (see :func:`best_assignment`); default every row its own.
 
     Returns
     -------
     partner : ndarray (n,), int
         Partner column per row, -1 for unmatched rows.
     row_margin : ndarray (n,), float
-        Margin (log-likelihood units, >= 0, capped at 50) of each row's decision (its pair or being unmatched).
+        Margin (log-likelihood units, >= 0, capped at 50) of each row's decision (its pair or being unmatched);
+        nan for unmatched second-slot rows.
     col_margin : ndarray (m,), float
         Margin of each unmatched column's decision; nan for matched columns (their pair's margin is the row's).
     """
     n, m = w.shape
+    owner = np.arange(n) if owner is None else np.asarray(owner, dtype=np.int64)
     partner = np.full(n, -1, dtype=np.int64)
     row_m = np.full(n, MARGIN_CAP)
     col_m = np.full(m, np.nan)
@@ -143,8 +178,11 @@ def assignment_margins(w: FloatArray) -> tuple[NDArray[np.int64], FloatArray, Fl
             col_m[cols] = MARGIN_CAP
             continue
         block = w[np.ix_(rows, cols)]
-        p, best = _solve(block)
-        rm, cm = _block_margins(block, p, best)
+        local = {int(r): k for k, r in enumerate(rows)}
+        own = np.array([local.get(int(owner[r]), k) for k, r in enumerate(rows)], dtype=np.int64)
+        p = _primary_first(block, _solve(block)[0], own)
+        best = float(np.sum(block[np.flatnonzero(p >= 0), p[p >= 0]]))
+        rm, cm = _block_margins(block, p, best, own)
         partner[rows[p >= 0]] = cols[p[p >= 0]]
         row_m[rows], col_m[cols] = rm, cm
     return partner, np.maximum(row_m, 0.0), np.maximum(col_m, 0.0)

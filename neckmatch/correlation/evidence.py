@@ -30,7 +30,8 @@ from neckmatch.geometry.specimen import Specimen, Warp
 from neckmatch.model import Case, ContainerLevel, Level, Side
 
 __all__ = ["MatchParams", "MRNodes", "PathUnits", "mr_nodes", "path_units", "level_weights", "size_weights",
-           "position_weights", "axis_log_lik", "harvest_weights", "fit_shrinkage", "fit_warp", "adjacent_levels"]
+           "position_weights", "axis_log_lik", "piece_size_weights", "merge_prior", "harvest_weights",
+           "fit_shrinkage", "fit_warp", "adjacent_levels"]
 
 FloatArray = NDArray[np.float64]
 _MIDLINE = frozenset({"IA", "VI", "VII"})
@@ -71,6 +72,14 @@ class MatchParams:
     estimate_warp: bool = True
     warp_grid: bool = False  # start the warps from a per-container grid search (no gain measured; slower)
     n_iter: int = 4  # EM rounds (assignment <-> shrinkage and warps)
+    # merged MR labels (two touching nodes segmented as one label): prior P(merged) = sigmoid(c0 + c1 log(L/S)
+    # + c2 log L + c3 log(V / (pi/6 L S^2))), fitted on the calibration cohort (benchmarks/matching.py --calibrate)
+    merge: bool = True
+    merge_coef: tuple[float, float, float, float] = (-17.325, 12.304, 2.994, -7.454)
+    merge_min: float = 0.05  # MR nodes with a lower prior get no second slot
+    # log(piece size / (k L)) of the two pieces of a merged label: mixture of N(mu1, sd1) and N(mu2, sd2)
+    merge_piece: tuple[float, float, float, float] = (-0.398, 0.174, -0.757, 0.224)
+    merge_log_odds: float = 0.0  # constant added to a second-slot pair
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,8 @@ class MRNodes:
     matchable: NDArray[np.bool_]
     reason: NDArray[np.str_]
     boundary_mm: FloatArray | None = None
+    short_mm: FloatArray | None = None
+    volume_mm3: FloatArray | None = None
 
     @property
     def fixed(self) -> NDArray[np.bool_]:
@@ -145,7 +156,16 @@ def mr_nodes(case: Case, levels: pd.DataFrame) -> MRNodes:
         reason=reason.astype(str),
         boundary_mm=pd.to_numeric(lv["boundary_mm"], errors="coerce").to_numpy(dtype=np.float64)
         if "boundary_mm" in lv else np.full(len(lv), np.nan),
+        short_mm=_num(lv, "short_axis_mm"),
+        volume_mm3=_num(lv, "volume_mm3"),
     )
+
+
+def _num(frame: pd.DataFrame, name: str) -> FloatArray:
+    """A numeric column as float (nan where missing or absent)."""
+    if name not in frame:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
 
 
 def _unit_root(node_ids: set[str], node: str, parent: str | None) -> str:
@@ -258,18 +278,66 @@ def harvest_weights(mr: MRNodes, params: MatchParams) -> FloatArray:
     return np.log1p(-miss) - np.log(miss)
 
 
-def size_weights(mr: MRNodes, units: PathUnits, params: MatchParams, log_k: float) -> FloatArray:
-    """Size log-likelihood ratio, shape (n, m); 0 where either size is unknown."""
-    lL = np.log(mr.long_mm)[:, None]
-    lP = np.log(units.size_mm)[None, :]
-    z = (lP - lL - log_k) / params.size_sd
-    z_wide = (lP - lL - log_k) / 0.7
-    ll_pair = np.logaddexp(np.log1p(-params.size_outlier) - 0.5 * z**2 - np.log(params.size_sd),
-                           np.log(params.size_outlier) - 0.5 * z_wide**2 - np.log(0.7)) - _LOG_SQRT_2PI
-    zq = (lP - np.log(params.path_only_median_mm)) / params.path_only_sd
-    ll_only = -0.5 * zq**2 - np.log(params.path_only_sd) - _LOG_SQRT_2PI
-    out = ll_pair - ll_only
+def _log_normal_pdf(x: FloatArray, mu: float, sd: float) -> FloatArray:
+    return -0.5 * ((x - mu) / sd) ** 2 - np.log(sd) - _LOG_SQRT_2PI
+
+
+def _size_terms(mr: MRNodes, units: PathUnits, params: MatchParams, log_k: float
+                ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Log-densities (n, m) of the size log-ratio ``r = log P - log L - log k`` for a single node and for a piece
+    of a merged label, and (1, m) of ``log P`` for a pathology-only node."""
+    r = np.log(units.size_mm)[None, :] - np.log(mr.long_mm)[:, None] - log_k
+    single = np.logaddexp(np.log1p(-params.size_outlier) + _log_normal_pdf(r, 0.0, params.size_sd),
+                          np.log(params.size_outlier) + _log_normal_pdf(r, 0.0, 0.7))
+    mu1, sd1, mu2, sd2 = params.merge_piece
+    piece = np.logaddexp(_log_normal_pdf(r, mu1, sd1), _log_normal_pdf(r, mu2, sd2)) - np.log(2.0)
+    only = _log_normal_pdf(np.log(units.size_mm)[None, :], np.log(params.path_only_median_mm), params.path_only_sd)
+    return single, piece, only
+
+
+def size_weights(mr: MRNodes, units: PathUnits, params: MatchParams, log_k: float,
+                 merge_p: FloatArray | None = None) -> FloatArray:
+    """Size log-likelihood ratio, shape (n, m); 0 where either size is unknown.
+
+    With ``merge_p`` (n,), the prior probability that each MR label holds two merged nodes, the pair density is
+    the mixture ``(1 - p) f_single + p f_piece`` (a merged label's partner is smaller than its long axis)."""
+    single, piece, only = _size_terms(mr, units, params, log_k)
+    if merge_p is not None:
+        p = np.clip(merge_p, 1e-12, 1 - 1e-12)[:, None]
+        single = np.where(merge_p[:, None] > 0, np.logaddexp(np.log1p(-p) + single, np.log(p) + piece), single)
+    out = single - only
     return np.where(np.isfinite(out), out, 0.0)
+
+
+def piece_size_weights(mr: MRNodes, units: PathUnits, params: MatchParams, log_k: float) -> FloatArray:
+    """Size log-likelihood ratio of a unit being a *piece* of a merged MR label vs pathology-only, (n, m);
+    0 where either size is unknown."""
+    _, piece, only = _size_terms(mr, units, params, log_k)
+    out = piece - only
+    return np.where(np.isfinite(out), out, 0.0)
+
+
+def merge_prior(mr: MRNodes, params: MatchParams) -> FloatArray:
+    """Prior probability that each MR label holds two (or more) touching nodes, shape (n,), from its shape:
+    elongation ``L/S``, long axis ``L`` (mm) and volume ``V`` (mm^3) relative to the ellipsoid ``pi/6 L S^2``
+    (coefficients ``merge_coef``). 0 where a measure is missing or ``merge`` is off.
+
+    Examples
+    --------
+    >>> n = MRNodes(np.array([1, 2]), np.array(["R", "R"]), np.array(["III", "III"]), np.array(["", ""]),
+    ...             np.zeros(2, bool), np.array([6.0, 10.0]), np.zeros((2, 3)), np.ones(2, bool),
+    ...             np.array(["", ""]), short_mm=np.array([4.0, 4.5]), volume_mm3=np.array([50.0, 90.0]))
+    >>> merge_prior(n, MatchParams()).round(3).tolist()
+    [0.001, 0.649]
+    """
+    n = len(mr.node)
+    if not params.merge or mr.short_mm is None or mr.volume_mm3 is None:
+        return np.zeros(n)
+    L, S, V = mr.long_mm, mr.short_mm, mr.volume_mm3
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.column_stack([np.ones(n), np.log(L / S), np.log(L), np.log(V / (np.pi / 6 * L * S**2))])
+        p = 1.0 / (1.0 + np.exp(-(x @ np.asarray(params.merge_coef))))
+    return np.where(np.isfinite(p) & mr.matchable, p, 0.0)
 
 
 def relative_positions(mr: MRNodes, units: PathUnits, specimen: Specimen | None) -> FloatArray:

@@ -27,8 +27,10 @@ from neckmatch.correlation.evidence import (
     fit_warp,
     harvest_weights,
     level_weights,
+    merge_prior,
     mr_nodes,
     path_units,
+    piece_size_weights,
     position_weights,
     relative_positions,
     size_weights,
@@ -41,6 +43,7 @@ __all__ = ["Constraints", "MatchResult", "MatchParams", "match_case", "MATCH_COL
 
 MATCH_COLUMNS = [
     "case_id", "mr_node", "path_node", "confidence", "decision", "kind", "reason", "level_only", "constrained",
+    "merged",
     "mr_level", "mr_side", "container", "path_level", "mr_long_mm", "path_size_mm", "size_ratio", "position_mm",
     "cost", "cost_level", "cost_size", "cost_position", "cost_harvest", "margin",
 ]
@@ -126,20 +129,55 @@ def _index_constraints(c: Constraints, mr: MRNodes, units: PathUnits) -> dict[st
 
 @dataclass
 class _Fit:
+    """Weights of the extended assignment: rows are the n MR nodes, then one second slot per merge candidate
+    (``owner[r]`` = the MR node of row r); ``parts`` are the evidence terms of ``w`` (same shape)."""
+
     w: NDArray[np.float64]
     parts: dict[str, NDArray[np.float64]]
     log_k: float
     warps: dict[str, Warp]
+    owner: NDArray[np.int64]
+    merge_p: NDArray[np.float64]
+    correction: NDArray[np.float64]  # (n, m): exact minus assumed log-weight of a node's first partner in a merge
 
 
 def _weights(base: NDArray[np.float64], harvest: NDArray[np.float64], mr: MRNodes, units: PathUnits,
              rel: NDArray[np.float64], params: MatchParams, log_k: float, warps: dict[str, Warp],
-             sd_scale: float) -> _Fit:
-    size = size_weights(mr, units, params, log_k)
+             sd_scale: float, merge_p: NDArray[np.float64]) -> _Fit:
+    """Pair weights of the MR nodes and of the second slots of merge candidates (``merge_p >= merge_min``).
+
+    A slot pair scores the unit as a *piece* of a merged label (level, position, piece size, ``merge_log_odds``);
+    the node's first partner keeps the single/piece size mixture, and ``correction`` holds, per (node, unit),
+    how much that mixture overstates the first partner once the label is known to be merged."""
+    n = len(mr.node)
+    size = size_weights(mr, units, params, log_k, merge_p)
     pos = position_weights(rel, units, [warps.get(c, Warp()) for c in units.container], params, sd_scale)
     w = base + harvest[:, None] + params.pair_log_odds + size + pos
-    return _Fit(w, {"level": base, "size": size, "position": pos, "harvest": np.broadcast_to(harvest[:, None],
-                                                                                            base.shape)}, log_k, warps)
+    cand = np.flatnonzero(merge_p >= params.merge_min) if params.merge else np.zeros(0, dtype=np.int64)
+    piece = piece_size_weights(mr, units, params, log_k)
+    with np.errstate(divide="ignore"):
+        correction = np.log(np.maximum(merge_p, 1e-300))[:, None] + piece - size_weights(mr, units, params, log_k,
+                                                                                         merge_p)
+    slot = base[cand] + pos[cand] + piece[cand] + params.merge_log_odds
+    parts = {"level": base, "size": size, "position": pos, "harvest": np.broadcast_to(harvest[:, None], base.shape)}
+    slot_parts = {"level": base[cand], "size": piece[cand], "position": pos[cand],
+                  "harvest": np.full(slot.shape, params.merge_log_odds)}
+    return _Fit(np.vstack([w, slot]), {k: np.vstack([v, slot_parts[k]]) for k, v in parts.items()}, log_k, warps,
+                np.r_[np.arange(n), cand].astype(np.int64), merge_p, correction)
+
+
+def _solve_merges(fit: _Fit, n: int, max_rounds: int = 3) -> NDArray[np.int64]:
+    """Best assignment of the extended rows, where a second slot is kept only if the merge still pays once the
+    first partner is scored as a piece (``correction``); failing slots are forbidden (in ``fit.w``) and the
+    assignment re-solved. Returns the partner per extended row."""
+    for _ in range(max_rounds):
+        partner = best_assignment(fit.w, fit.owner)
+        bad = [r for r in range(n, len(partner)) if partner[r] >= 0 and partner[fit.owner[r]] >= 0
+               and fit.w[r, partner[r]] + fit.correction[fit.owner[r], partner[fit.owner[r]]] <= 0.0]
+        if not bad:
+            return partner
+        fit.w[bad, :] = -np.inf
+    return best_assignment(fit.w, fit.owner)
 
 
 _STRETCH_GRID = np.exp(np.linspace(-0.3, 0.3, 5))
@@ -192,23 +230,31 @@ def _estimate(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDA
 
     ``known`` warps (per container) are used as given and not re-estimated."""
     harvest = harvest_weights(mr, params)
+    merge_p = merge_prior(mr, params)
+    n = len(mr.node)
     log_k, warps = float(np.log(params.shrinkage)), dict(known or {})
     if params.estimate_warp and params.warp_grid:
-        w0 = base + harvest[:, None] + params.pair_log_odds + size_weights(mr, units, params, log_k)
+        w0 = base + harvest[:, None] + params.pair_log_odds + size_weights(mr, units, params, log_k, merge_p)
         warps = _grid_warps(w0, rel, units, params) | warps
     loose = 1.0 if params.warp_grid else 2.5  # without a grid start, a first round with a looser position model
     prev = None
     for t in range(max(params.n_iter, 1)):
-        fit = _weights(base, harvest, mr, units, rel, params, log_k, warps, loose if t == 0 else 1.0)
-        partner = best_assignment(fit.w)
-        pairs = np.array(sorted({(i, int(j)) for i, j in enumerate(partner) if j >= 0} | fixed),
-                         dtype=np.int64).reshape(-1, 2)
+        fit = _weights(base, harvest, mr, units, rel, params, log_k, warps, loose if t == 0 else 1.0, merge_p)
+        partner = _solve_merges(fit, n)
         if prev is not None and np.array_equal(partner, prev):
             break
         prev = partner
-        log_k = fit_shrinkage(mr, units, pairs, params)
+        used = np.flatnonzero(partner >= 0)
+        pairs = np.array(sorted({(int(fit.owner[r]), int(partner[r])) for r in used} | fixed),
+                         dtype=np.int64).reshape(-1, 2)
+        merged = {int(fit.owner[r]) for r in used if r >= n}  # their ratio is a piece's, not a node's
+        single = np.array(sorted({(int(r), int(partner[r])) for r in used if r < n and r not in merged} | fixed),
+                          dtype=np.int64).reshape(-1, 2)
+        log_k = fit_shrinkage(mr, units, single, params)
         warps = fit_warp(rel, units, pairs, params) | dict(known or {})
-    return _weights(base, harvest, mr, units, rel, params, log_k, warps, 1.0)
+    fit = _weights(base, harvest, mr, units, rel, params, log_k, warps, 1.0, merge_p)
+    _solve_merges(fit, n)
+    return fit
 
 
 def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = None,
@@ -247,12 +293,12 @@ def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = Non
         base[i, :], base[:, j] = -np.inf, -np.inf
     rel = relative_positions(mr, units, specimen)
     fit = _estimate(mr, units, rel, base, cons["must"], params, warps)
-    partner, row_m, col_m = assignment_margins(fit.w)
+    partner, row_m, col_m = assignment_margins(fit.w, fit.owner)
     for i, j in sorted(cons["must"]):
         partner[i] = j
     specimen = specimen.with_warps(fit.warps, case.path_nodes, params.pos_sd)
     table = _decision_table(case, mr, units, fit, partner, row_m, col_m, cons, specimen)
-    weights = pd.DataFrame(fit.w, index=pd.Index(mr.node, name="mr_node"), columns=list(units.unit))
+    weights = pd.DataFrame(fit.w[: len(mr.node)], index=pd.Index(mr.node, name="mr_node"), columns=list(units.unit))
     return MatchResult(table, specimen, float(np.exp(fit.log_k)), weights, params)
 
 
@@ -274,30 +320,35 @@ def _decision_table(case: Case, mr: MRNodes, units: PathUnits, fit: _Fit, partne
         xyz = pl[["x", "y", "z"]].to_numpy(dtype=np.float64)
         placed = {n: xyz[k] for k, (n, ok) in enumerate(zip(pl["node"], pl["positioned"], strict=True)) if ok}
     rows: list[dict[str, Any]] = []
-    linked: dict[int, list[int]] = {}
+    n = len(mr.node)
+    linked: dict[int, list[tuple[int, int]]] = {}  # MR index -> [(extended row, unit)]
     for i, j in sorted(cons["must"]):
-        linked.setdefault(i, []).append(j)
-    matched_units = set(partner[partner >= 0].tolist()) | {j for _, j in cons["must"]}
-    for i in range(len(mr.node)):
-        j = int(partner[i])
+        linked.setdefault(i, []).append((i, j))
+    for r in np.flatnonzero(partner >= 0):
+        if int(fit.owner[r]) not in {i for i, _ in cons["must"]}:
+            linked.setdefault(int(fit.owner[r]), []).append((int(r), int(partner[r])))
+    matched_units = {j for v in linked.values() for _, j in v}
+    for i in range(n):
         base = {"mr_node": int(mr.node[i]), "mr_level": mr.level[i], "mr_side": mr.side[i],
                 "mr_long_mm": mr.long_mm[i]}
-        if j < 0:
+        if i not in linked:
             fixed = bool(mr.fixed[i]) or i in cons["unmatched_rows"]
             reason = mr.reason[i] or ("no-counterpart" if i in cons["unmatched_rows"] else "not-harvested")
             rows.append({**base, "path_node": None, "kind": "mr-unmatched", "reason": reason,
                          "container": _mr_container(case, mr.side[i], mr.level[i]), "margin": row_m[i],
-                         "constrained": i in cons["unmatched_rows"], "fixed": fixed, "cost": 0.0})
+                         "constrained": i in cons["unmatched_rows"], "fixed": fixed, "cost": 0.0, "merged": False})
             continue
-        constrained = i in linked
-        for ju, node in ((jj, nd) for jj in linked.get(i, [j]) for nd in units.members[jj]):
-            pos_mm = float(np.linalg.norm(placed[node] - mr.pos[i])) if node in placed else np.nan
-            rows.append({**base, "path_node": node, "kind": "pair", "reason": None,
-                         "container": units.container[ju], "path_level": str(units.level[ju]),
-                         "path_size_mm": sizes.get(node), "position_mm": pos_mm,
-                         "margin": row_m[i], "constrained": constrained, "fixed": constrained,
-                         "cost": -fit.w[i, ju] if not constrained else np.nan,
-                         **({} if constrained else {f"cost_{k}": -v[i, ju] for k, v in fit.parts.items()})})
+        constrained = any(ii == i for ii, _ in cons["must"])
+        merged = len(linked[i]) > 1
+        for r, ju in sorted(linked[i]):
+            for node in units.members[ju]:
+                pos_mm = float(np.linalg.norm(placed[node] - mr.pos[i])) if node in placed else np.nan
+                rows.append({**base, "path_node": node, "kind": "pair", "reason": None, "merged": merged,
+                             "container": units.container[ju], "path_level": str(units.level[ju]),
+                             "path_size_mm": sizes.get(node), "position_mm": pos_mm,
+                             "margin": row_m[r], "constrained": constrained, "fixed": constrained,
+                             "cost": -fit.w[r, ju] if not constrained else np.nan,
+                             **({} if constrained else {f"cost_{k}": -v[r, ju] for k, v in fit.parts.items()})})
     for j in range(len(units.unit)):
         if j in matched_units:
             continue
@@ -306,7 +357,7 @@ def _decision_table(case: Case, mr: MRNodes, units: PathUnits, fit: _Fit, partne
             rows.append({"mr_node": None, "path_node": node, "kind": "path-unmatched",
                          "reason": "no-counterpart" if forced else "not-visible", "container": units.container[j],
                          "path_level": str(units.level[j]), "path_size_mm": sizes.get(node), "margin": col_m[j],
-                         "constrained": forced, "fixed": forced, "cost": 0.0})
+                         "constrained": forced, "fixed": forced, "cost": 0.0, "merged": False})
     return _finish(case, rows)
 
 
@@ -322,6 +373,7 @@ def _finish(case: Case, rows: list[dict[str, Any]]) -> pd.DataFrame:
     df["decision"] = np.where(auto, Decision.AUTO.value, Decision.REVIEW.value)
     df["level_only"] = ~auto & (df["container"].fillna("") != "").to_numpy()
     df["constrained"] = df["constrained"].fillna(False).astype(bool)
+    df["merged"] = df["merged"].fillna(False).astype(bool)
     df["size_ratio"] = pd.to_numeric(df["path_size_mm"], errors="coerce") / pd.to_numeric(df["mr_long_mm"],
                                                                                          errors="coerce")
     df["case_id"] = case.case_id

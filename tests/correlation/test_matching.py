@@ -7,18 +7,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neckmatch.correlation.matching import MATCH_COLUMNS, Constraints, match_case
+from neckmatch.correlation.matching import MATCH_COLUMNS, Constraints, MatchParams, match_case
 from neckmatch.errors import InputError
 from neckmatch.model import Case, LabelMap, PathNode, Read, Side, SurgicalLevel
 
 
-def mr_table(rows):
-    """levels.csv-like table from (node, side, level, long_mm, z, y) tuples (x = +-40 by side)."""
+def mr_table(rows, shape=None):
+    """levels.csv-like table from (node, side, level, long_mm, z, y) tuples (x = +-40 by side); ``shape`` maps a
+    node to its (short axis mm, volume mm^3) - without it no volume is known and no label can be merged."""
     out = []
     for node, side, level, long_mm, z, y in rows:
+        short, vol = (shape or {}).get(node, (0.6 * long_mm, np.nan))
         out.append({"node": node, "side": side, "level": level, "runner_up": "", "borderline": False,
                     "x": 40.0 if side == "R" else -40.0, "y": y, "z": z, "long_axis_mm": long_mm,
-                    "short_axis_mm": 0.6 * long_mm})
+                    "short_axis_mm": short, "volume_mm3": vol})
     return pd.DataFrame(out)
 
 
@@ -205,3 +207,52 @@ def test_undissected_level_node_on_the_boundary_may_match(boundary_mm, matched):
     assert (row["kind"] == "pair" and row["path_node"] == "a") == matched
     if not matched:
         assert row["reason"] == "undissected"
+
+
+# An elongated MR label (14 x 5 mm, volume well below the ellipsoid's 183 mm^3): the shape of two touching nodes.
+_MERGED_SHAPE = {1: (5.0, 140.0), 2: (3.6, 35.0)}
+
+
+def test_elongated_label_takes_two_piece_sized_nodes():
+    # 16 x 5.5 mm label: pieces of 8 and 6 mm (about 0.6 and 0.45 of 0.85 x 16 mm); c fits the 6 mm node 2
+    levels = mr_table([(1, "R", "IIA", 16.0, 20, 0), (2, "R", "IIA", 6.0, 0, 0)], {1: (5.5, 180.0), 2: (3.6, 35.0)})
+    case = make_case([pn("a", 8.0), pn("b", 6.0), pn("c", 5.0)])
+    m = match_case(case, levels).matches
+    assert pairs(type("R", (), {"matches": m})) == {(1, "a"), (1, "b"), (2, "c")}
+    one = m[m["mr_node"] == 1]
+    assert len(one) == 2 and one["merged"].all()
+    assert not m.loc[m["mr_node"] == 2, "merged"].any()
+    assert sorted(m["path_node"].dropna()) == ["a", "b", "c"]  # every pathology node exactly once
+
+
+def test_compact_label_is_not_merged():
+    # same long axis, round and full (volume of the 14 x 12 x 12 ellipsoid): one node, the other piece unmatched
+    levels = mr_table([(1, "R", "IIA", 14.0, 20, 0)], {1: (12.0, 1050.0)})
+    m = match_case(make_case([pn("a", 12.0), pn("b", 5.0)]), levels).matches
+    assert pairs(type("R", (), {"matches": m})) == {(1, "a")}
+    assert not m["merged"].any()
+    assert m.loc[m["path_node"] == "b", "kind"].item() == "path-unmatched"
+
+
+def test_merge_needs_piece_sized_partners():
+    # an elongated label whose first partner has the full size (a single node): no second partner
+    levels = mr_table([(1, "R", "IIA", 14.0, 20, 0)], _MERGED_SHAPE)
+    m = match_case(make_case([pn("a", 12.0), pn("b", 3.0)]), levels).matches
+    assert pairs(type("R", (), {"matches": m})) == {(1, "a")}
+    assert not m["merged"].any()
+
+
+def test_merge_option_can_be_switched_off():
+    levels = mr_table([(1, "R", "IIA", 14.0, 20, 0)], _MERGED_SHAPE)
+    case = make_case([pn("a", 7.0), pn("b", 5.0)])
+    assert match_case(case, levels).matches["merged"].sum() == 2
+    off = match_case(case, levels, params=MatchParams(merge=False)).matches
+    assert not off["merged"].any() and (off["kind"] == "pair").sum() == 1
+
+
+def test_cannot_link_applies_to_the_second_slot():
+    levels = mr_table([(1, "R", "IIA", 14.0, 20, 0)], _MERGED_SHAPE)
+    case = make_case([pn("a", 7.0), pn("b", 5.0)])
+    m = match_case(case, levels, constraints=Constraints(cannot_link={(1, "b")})).matches
+    assert pairs(type("R", (), {"matches": m})) == {(1, "a")}
+    assert m.loc[m["path_node"] == "b", "kind"].item() == "path-unmatched"

@@ -193,6 +193,25 @@ def test_fragments_sharing_one_mr_node():
     assert len(t["nodes"]) == 1
 
 
+def test_merged_mr_label_with_two_distinct_partners():
+    # one MR label holds two touching nodes (not fragments), here reported in two containers
+    pn = [PathNode("a", "R-II", "R", "II", "negative", size_mm=7),
+          PathNode("c", "R-III", "R", "III", "positive", size_mm=5),
+          PathNode("d", "R-III", "R", "III", "negative", size_mm=3)]  # fmt: skip
+    cont = [Container("R-II", "R", "II", 1, 0), Container("R-III", "R", "III", 2, 1)]
+    lv = _levels([(1, "R", "IIA", "III", 8.0), (2, "R", "III", "", 4.0)])
+    m = _matches([(1, "a", "pair", 0.95, "auto"), (1, "c", "pair", 0.7, "review"), (2, "d", "pair", 0.9, "auto")])
+    m["merged"] = [True, True, False]
+    t = truth_tables(_case(pn, cont, _reads({1: [False], 2: [False]})), lv, m)
+    nodes = t["nodes"].set_index("mr_node")
+    assert len(nodes) == 2  # every pathology node has a partner: no unmatched pathology rows
+    row = nodes.loc[1]
+    assert (row["path_node"], row["container"], row["path_status"], row["outcome"]) == (
+        "a;c", "R-II;R-III", "positive", "FN")
+    assert (row["container_status"], row["path_size_mm"], row["decision"]) == ("positive", 7.0, "review")
+    assert (nodes.loc[2, "path_status"], nodes.loc[2, "outcome"]) == ("negative", "TN")
+
+
 def test_without_reads_there_are_no_calls_or_outcomes():
     t = truth_tables(_case(PN, CONT), LEVELS, MATCHES)
     assert t["nodes"]["outcome"].isna().all()
