@@ -362,9 +362,18 @@ class LabelMap:
         return float(abs(np.linalg.det(self.affine[:3, :3])))
 
     def labels(self) -> NDArray[np.int64]:
-        """Sorted label values present, background excluded."""
-        u = np.unique(self.data)
-        return u[u != 0].astype(np.int64)
+        """Sorted label values present, background excluded (ndarray of shape (L,), int64).
+
+        Only the non-zero voxels are sorted: a node map is mostly background.
+
+        Examples
+        --------
+        >>> data = np.zeros((4, 4, 4), dtype=np.uint8); data[0, 0, 0] = 7; data[3, 1, 2] = 2; data[1, 1, 1] = 7
+        >>> LabelMap(data, np.eye(4)).labels().tolist(), LabelMap(data * 0, np.eye(4)).labels().tolist()
+        ([2, 7], [])
+        """
+        flat = self.data.ravel(order="K")
+        return np.unique(flat[flat != 0]).astype(np.int64)
 
     def to_ras(self, ijk: Any) -> FloatArray:
         """Voxel indices (N, 3) -> RAS mm (N, 3)."""

@@ -349,9 +349,9 @@ def levels_table(case: Case, tolerance_mm: float = 3.0) -> pd.DataFrame:
     missing = case.landmarks.missing(REQUIRED_LANDMARKS)
     if missing:
         raise InputError(where, "mri.landmarks", f"required landmark(s) missing: {', '.join(missing)}")
-    nodes = measure_nodes(case.label_map)
+    labels, starts, ras = centres = node_voxel_centres(case.label_map)
+    nodes = measure_nodes(case.label_map, centres)
     res = assign_levels(nodes[["x", "y", "z"]].to_numpy(), case.landmarks, tolerance_mm)
-    labels, starts, ras = node_voxel_centres(case.label_map)
     voxel_codes = _rule_levels(_quantities(ras, case.landmarks))
     node_index = np.repeat(np.arange(len(labels)), np.diff(np.append(starts, len(ras))))
     fractions = _format_fractions(node_index, voxel_codes, len(labels))
