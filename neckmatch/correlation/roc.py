@@ -89,28 +89,45 @@ def auc_bootstrap(
     """Patient-level cluster bootstrap percentile interval of the AUC (``numpy.random.default_rng(seed)``).
 
     Resamples lacking either class are skipped. Returns ``(low, high)``; NaN if no resample has both classes.
+
+    All resamples at once: a resample draws patient ``c`` ``W[b, c]`` times, so its Mann-Whitney count is
+    ``W[b] @ K @ W[b]`` with ``K[c, d]`` the count (ties one half) of positives of patient ``c`` scoring above
+    negatives of patient ``d``; the counts are exact (integers and halves), so each AUC equals the mid-rank
+    formula on the resampled units.
     """
     s = pd.to_numeric(pd.Series(np.asarray(scores, dtype=object)), errors="coerce").to_numpy(dtype=float)
     y = _as_bool_array(np.asarray(labels, dtype=object))
     ok = ~(np.isnan(s) | np.isnan(y))
     s, y = s[ok], y[ok] == 1
     codes, uniq = pd.factorize(pd.Series(np.asarray(clusters, dtype=object)[ok]), sort=True)
-    if len(uniq) == 0:
+    n_c = len(uniq)
+    if n_c == 0:
         return float("nan"), float("nan")
-    members = [np.flatnonzero(codes == c) for c in range(len(uniq))]
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(uniq), size=(n_boot, len(uniq)))
-    aucs = np.empty(n_boot)
-    for b in range(n_boot):
-        sel = np.concatenate([members[c] for c in draws[b]])
-        yb = y[sel]
-        n1, n0 = int(yb.sum()), int(len(yb) - yb.sum())
-        aucs[b] = np.nan if n1 == 0 or n0 == 0 else (rankdata(s[sel])[yb].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
-    aucs = aucs[~np.isnan(aucs)]
+    draws = rng.integers(0, n_c, size=(n_boot, n_c))
+    weights = np.bincount((draws + n_c * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * n_c)
+    weights = weights.reshape(n_boot, n_c).astype(np.float64)  # (B, C): times each patient is drawn
+    n1 = weights @ np.bincount(codes[y], minlength=n_c)
+    n0 = weights @ np.bincount(codes[~y], minlength=n_c)
+    u = np.einsum("bc,bc->b", weights @ _pair_counts(s, y, codes, n_c), weights)
+    both = (n1 > 0) & (n0 > 0)
+    aucs = u[both] / (n1[both] * n0[both])
     if aucs.size == 0:
         return float("nan"), float("nan")
     lo, hi = np.percentile(aucs, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return float(lo), float(hi)
+
+
+def _pair_counts(s: Any, y: Any, codes: Any, n_c: int) -> Any:
+    """``K`` of shape (C, C): positives of patient c (rows) scoring above negatives of patient d, ties 1/2."""
+    pos, pos_codes = s[y], codes[y]
+    out = np.zeros((n_c, n_c))
+    for d in range(n_c):
+        neg = np.sort(s[~y & (codes == d)])
+        if neg.size:
+            wins = (np.searchsorted(neg, pos, "left") + np.searchsorted(neg, pos, "right")) / 2.0
+            out[:, d] = np.bincount(pos_codes, weights=wins, minlength=n_c)
+    return out
 
 
 def roc_by_reader(

@@ -58,3 +58,33 @@ def test_roc_by_reader_one_row_per_reader():
     assert summary.loc[0, "auc"] == 1.0
     assert summary.loc[1, "auc"] == pytest.approx(auc_mann_whitney([2, 2, 1, 5, 3, 4], [0, 1, 0, 1, 0, 1]))
     assert set(curves["reader"]) == {"r1", "r2"}
+
+
+def _auc_bootstrap_by_resampling(s, y, cl, n_boot, seed):
+    """Reference: build each resample's units and take the mid-rank AUC (the same draws as auc_bootstrap)."""
+    from scipy.stats import rankdata
+
+    ok = ~np.isnan(s)
+    s, y, cl = s[ok], y[ok], cl[ok]
+    codes, uniq = pd.factorize(pd.Series(cl), sort=True)
+    draws = np.random.default_rng(seed).integers(0, len(uniq), size=(n_boot, len(uniq)))
+    aucs = []
+    for row in draws:
+        sel = np.concatenate([np.flatnonzero(codes == c) for c in row])
+        yb, n1 = y[sel], int(y[sel].sum())
+        if 0 < n1 < len(yb):
+            aucs.append((rankdata(s[sel])[yb].sum() - n1 * (n1 + 1) / 2) / (n1 * (len(yb) - n1)))
+    return tuple(np.percentile(aucs, [2.5, 97.5]))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auc_bootstrap_equals_resampling_the_units(seed):
+    """The all-resamples-at-once count equals ranking every resample (tied scores, NaN, uneven patients)."""
+    rng = np.random.default_rng(seed)
+    n = 90
+    cl = rng.integers(0, 12, n)
+    y = rng.random(n) < 0.35
+    s = rng.integers(1, 6, n).astype(float) + y
+    s[rng.random(n) < 0.1] = np.nan
+    got = auc_bootstrap(s, y, cl, n_boot=150, seed=seed)
+    assert got == _auc_bootstrap_by_resampling(s, y, cl, 150, seed)
