@@ -18,7 +18,7 @@ from statsmodels.stats.proportion import proportion_confint
 from neckmatch.errors import InputError
 from neckmatch.io.atomic import atomic_path
 from neckmatch.model import SurgicalLevel
-from neckmatch.viz.scene import OUTCOME_COLORS
+from neckmatch.viz.colors import OUTCOME_COLORS
 
 __all__ = ["save_figure", "plot_roc", "plot_forest", "plot_node_sizes", "cohort_figures"]
 
