@@ -1,15 +1,20 @@
 """Off-screen pictures of a case's scene: anterior and lateral views side by side, with legends and labels.
 
-VTK renders each view off-screen (EGL or OSMesa where there is no display); matplotlib lays the views out with
-the title, level labels, orientation letters and legends, so colours in the legend are exact.
+VTK renders each view off-screen (EGL or OSMesa where there is no display) in two opaque passes: the level
+regions in flat id colours (which region is in front at each pixel), then the MR nodes and containers. The
+picture is composed from both: each region in its exact legend colour with outlines, the nodes over it in their
+outcome colours, so no translucent blending mixes colours. A region gets its label at the centre of the largest
+circle that fits in its visible part (away from nodes); a region that others cover in a view gets a dashed
+outline and its label in brackets. matplotlib lays the views out with the title, labels and legends.
 """
 
 from __future__ import annotations
 
+import colorsys
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -17,8 +22,10 @@ import vtk
 from matplotlib import patheffects
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from numpy.typing import NDArray
+from scipy import ndimage
 from vtk.util.numpy_support import vtk_to_numpy
 
 from neckmatch.errors import InputError, RenderError
@@ -27,7 +34,10 @@ from neckmatch.model import Case, LabelMap
 from neckmatch.viz.export import write_glb, write_level_segmentation, write_node_markups, write_vtm
 from neckmatch.viz.scene import OUTCOME_LABELS, Scene, SceneMesh, build_scene, label_surfaces, mesh_polydata
 
-__all__ = ["View", "VIEWS", "render_views", "render_scene", "case_node_table", "case_scene", "render_case"]
+__all__ = [
+    "View", "VIEWS", "ViewImage", "render_views", "place_labels", "render_scene", "case_node_table", "case_scene",
+    "render_case",
+]
 
 
 @dataclass(frozen=True)
@@ -35,7 +45,8 @@ class View:
     """A camera looking at the patient: where it sits (unit vector from the focus, RAS) and which way is up.
 
     ``sides`` lists the patient sides shown (a lateral view shows only its own side, so the two necks do not
-    overlap). ``edges`` are the orientation letters at the image's left, right, top and bottom.
+    overlap). ``edges`` are the orientation letters at the image's left, right, top and bottom. With
+    ``covered`` the regions that others hide in this view get a dashed outline and a label in brackets.
     """
 
     name: str
@@ -44,20 +55,52 @@ class View:
     sides: tuple[str, ...]
     edges: tuple[str, str, str, str]
     containers: bool = True
+    covered: bool = True
 
 
 # Anterior: camera in front (+A), so the patient's right is on the image left, as when facing the patient.
 VIEWS: tuple[View, ...] = (
     View("Anterior view (facing the patient)", (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), ("R", "L", ""),
-         ("R", "L", "S", "I"), containers=False),
+         ("R", "L", "S", "I"), containers=False, covered=False),
     View("Right lateral view (right neck)", (1.0, 0.0, 0.0), (0.0, 0.0, 1.0), ("R", ""), ("P", "A", "S", "I")),
     View("Left lateral view (left neck)", (-1.0, 0.0, 0.0), (0.0, 0.0, 1.0), ("L", ""), ("A", "P", "S", "I")),
 )
 
 
-def _actor(mesh: SceneMesh) -> vtk.vtkActor:
+class ViewImage(NamedTuple):
+    """One rendered view.
+
+    image : ndarray of shape (H, W, 3), uint8, row 0 at the top: the front-most level region at each pixel in
+    its exact legend colour, region outlines, and the MR nodes and containers drawn over them.
+    labels : level-region name -> (col, row) pixel of its label, for the regions with room for one.
+    hidden : level-region name -> ndarray of shape (H, W), bool: the silhouette of a region of the shown sides
+    that other regions cover in this view (drawn as a dashed outline, its label in brackets).
+    """
+
+    image: NDArray[np.uint8]
+    labels: dict[str, tuple[float, float]]
+    hidden: dict[str, NDArray[np.bool_]]
+
+
+LABEL_RADIUS_PX = 9.0  # a region needs room for a circle this large (pixels) to carry its label
+_OUTLINE_RGB = np.array([105, 105, 105], dtype=np.uint8)
+
+
+def _id_color(k: int) -> tuple[float, float, float]:
+    """Flat colour that encodes region number ``k`` (1..255) in 8-bit red and green, robust to rounding."""
+    return ((k & 15) * 16 / 255.0, (k >> 4) * 16 / 255.0, 0.0)
+
+
+def _decode_ids(rgb: NDArray[np.uint8]) -> NDArray[np.int64]:
+    """Region number per pixel of an id render (0 = background): ndarray of shape (H, W), int."""
+    px = np.rint(rgb[..., :2].astype(np.float64) / 16.0).astype(np.int64)
+    return px[..., 0] + 16 * px[..., 1]
+
+
+def _actor(mesh: SceneMesh, region: int = 0) -> vtk.vtkActor:
+    """Actor of one mesh; a level region is drawn flat in the id colour of ``region`` (opaque, unlit)."""
     mapper = vtk.vtkPolyDataMapper()
-    if len(mesh.faces):
+    if mesh.kind == "node":
         normals = vtk.vtkPolyDataNormals()
         normals.SetInputData(mesh_polydata(mesh))
         normals.SplittingOff()
@@ -67,15 +110,14 @@ def _actor(mesh: SceneMesh) -> vtk.vtkActor:
     actor = vtk.vtkActor()
     actor.SetMapper(mapper)
     prop = actor.GetProperty()
+    if mesh.kind == "level":
+        prop.SetColor(*_id_color(region))
+        prop.LightingOff()
+        return actor
     prop.SetColor(*mesh.color[:3])
-    prop.SetOpacity(mesh.color[3])
     if mesh.kind == "container":
         prop.SetLineWidth(2.0)
         prop.LightingOff()
-    elif mesh.kind == "level":
-        prop.SetAmbient(0.35)
-        prop.SetDiffuse(0.65)
-        prop.BackfaceCullingOn()
     else:
         prop.SetSpecular(0.25)
     return actor
@@ -90,11 +132,8 @@ def _window(width: int, height: int) -> vtk.vtkRenderWindow:
         win.SetOffScreenRendering(1)
         win.SetSize(width, height)
         win.SetMultiSamples(0)
-        win.SetAlphaBitPlanes(1)
         ren = vtk.vtkRenderer()
-        ren.SetBackground(1.0, 1.0, 1.0)
-        ren.SetUseDepthPeeling(1)
-        ren.SetMaximumNumberOfPeels(8)
+        ren.SetBackground(0.0, 0.0, 0.0)
         win.AddRenderer(ren)
         win.Render()
     except Exception as exc:  # VTK raises plain errors when no context can be made
@@ -106,16 +145,21 @@ def _window(width: int, height: int) -> vtk.vtkRenderWindow:
     return win
 
 
-def _grab(win: vtk.vtkRenderWindow) -> NDArray[np.uint8]:
+def _grab(win: vtk.vtkRenderWindow, depth: bool = False) -> NDArray[Any]:
+    """The last render: RGB ndarray (H, W, 3) uint8, or with ``depth`` the z-buffer (H, W) float in [0, 1]."""
     grab = vtk.vtkWindowToImageFilter()
     grab.SetInput(win)
-    grab.SetInputBufferTypeToRGB()
+    if depth:
+        grab.SetInputBufferTypeToZBuffer()
+    else:
+        grab.SetInputBufferTypeToRGB()
     grab.ReadFrontBufferOff()
+    grab.ShouldRerenderOff()
     grab.Update()
     img = grab.GetOutput()
     w, h, _ = img.GetDimensions()
-    rgb = vtk_to_numpy(img.GetPointData().GetScalars()).reshape(h, w, 3)
-    return np.ascontiguousarray(rgb[::-1])
+    arr = vtk_to_numpy(img.GetPointData().GetScalars())
+    return np.ascontiguousarray(arr.reshape((h, w) if depth else (h, w, 3))[::-1])
 
 
 def _view_axes(view: View) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -132,9 +176,65 @@ def _projected_extent(scene: Scene, view: View) -> tuple[float, float]:
     return float(np.ptp(corners @ right)), float(np.ptp(corners @ top))
 
 
+def _aim(ren: vtk.vtkRenderer, view: View, bounds: NDArray[np.float64], half_height_mm: float) -> None:
+    """Point the parallel-projection camera of ``ren`` along ``view`` at the centre of ``bounds`` (2, 3) mm."""
+    centre, radius = bounds.mean(axis=0), float(np.linalg.norm(np.ptp(bounds, axis=0))) / 2.0 + 10.0
+    cam = ren.GetActiveCamera()
+    cam.ParallelProjectionOn()
+    cam.SetFocalPoint(*centre)
+    cam.SetPosition(*(centre + 1000.0 * np.asarray(view.position)))
+    cam.SetViewUp(*view.up)
+    cam.SetParallelScale(half_height_mm)
+    cam.SetClippingRange(1000.0 - radius, 1000.0 + radius)
+
+
+def _interior_point(mask: NDArray[np.bool_]) -> tuple[float, float, float]:
+    """Centre (col, row) and radius (pixels) of the largest circle inside ``mask`` (H, W) bool; radius 0 if empty."""
+    objs = ndimage.find_objects(mask.astype(np.int8))
+    if not objs or objs[0] is None:
+        return 0.0, 0.0, 0.0
+    rows, cols = objs[0]
+    dist = ndimage.distance_transform_edt(np.pad(mask[rows, cols], 1))
+    r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return float(cols.start + c - 1), float(rows.start + r - 1), float(dist[r, c])
+
+
+def _region_labels(
+    ids: NDArray[np.int64], nodes: NDArray[np.bool_], names: dict[int, str]
+) -> tuple[dict[str, tuple[float, float]], list[int]]:
+    """Label points of the regions visible in an id image, away from nodes where there is room; the others."""
+    labels, covered = {}, []
+    for k, name in names.items():
+        region = ids == k
+        col, row, radius = _interior_point(region & ~nodes)
+        if radius < LABEL_RADIUS_PX:
+            col, row, radius = _interior_point(region)
+        if radius < LABEL_RADIUS_PX:
+            covered.append(k)
+        else:
+            labels[name] = (col, row)
+    return labels, covered
+
+
+def _compose(
+    ids: NDArray[np.int64], palette: NDArray[np.uint8], fore: NDArray[np.uint8], fore_mask: NDArray[np.bool_]
+) -> NDArray[np.uint8]:
+    """Regions in ``palette[id]`` (row 0 white) with outlines where the id changes, ``fore`` where masked."""
+    img = palette[ids]
+    edge = np.zeros(ids.shape, dtype=bool)
+    dx, dy = ids[:, 1:] != ids[:, :-1], ids[1:, :] != ids[:-1, :]
+    edge[:, 1:] |= dx
+    edge[:, :-1] |= dx
+    edge[1:, :] |= dy
+    edge[:-1, :] |= dy
+    img[edge] = _OUTLINE_RGB
+    img[fore_mask] = fore[fore_mask]
+    return img
+
+
 def render_views(
     scene: Scene, views: tuple[View, ...], sizes: list[tuple[int, int]], px_per_mm: float
-) -> list[tuple[NDArray[np.uint8], dict[str, tuple[float, float]]]]:
+) -> list[ViewImage]:
     """Render each view off-screen in parallel projection at one common scale.
 
     Parameters
@@ -148,63 +248,99 @@ def render_views(
 
     Returns
     -------
-    list of (image, anchors)
-        image : ndarray of shape (H, W, 3), uint8, row 0 at the top; anchors : level-region name -> (col, row)
-        pixel position of its label anchor, for the level regions visible in that view.
+    list of ViewImage
+        Per view: the composed image (H, W, 3) uint8, label points and covered regions (see :class:`ViewImage`).
     """
+    levels = scene.of_kind("level")
     win = _window(*sizes[0])
     ren = win.GetRenderers().GetFirstRenderer()
-    actors = [(m, _actor(m)) for m in scene.meshes]
-    for _, a in actors:
+    region_actors = [_actor(m, k + 1) for k, m in enumerate(levels)]
+    fore_actors = [(m, _actor(m)) for m in scene.meshes if m.kind != "level"]
+    for a in [*region_actors, *(a for _, a in fore_actors)]:
         ren.AddActor(a)
-    lo, hi = scene.bounds()
-    centre = (lo + hi) / 2.0
+    palette = np.full((len(levels) + 1, 3), 255, dtype=np.uint8)
+    palette[1:] = np.round(np.array([m.color[:3] for m in levels]).reshape(-1, 3) * 255)
     out = []
-    for view, (w, h) in zip(views, sizes, strict=True):
-        win.SetSize(w, h)
-        for m, a in actors:
-            a.SetVisibility(m.side in view.sides and (view.containers or m.kind != "container"))
-        cam = ren.GetActiveCamera()
-        cam.ParallelProjectionOn()
-        cam.SetFocalPoint(*centre)
-        cam.SetPosition(*(centre + 1000.0 * np.asarray(view.position)))
-        cam.SetViewUp(*view.up)
-        cam.SetParallelScale(h / 2.0 / px_per_mm)
-        ren.ResetCameraClippingRange()
-        win.Render()
-        anchors = {}
-        for m, _ in actors:
-            if m.kind == "level" and m.side in view.sides:
-                ren.SetWorldPoint(*m.anchor(), 1.0)
-                ren.WorldToDisplay()
-                x, y, _ = ren.GetDisplayPoint()
-                anchors[m.name] = (x, h - y)
-        out.append((_grab(win), anchors))
-    win.Finalize()
+    try:
+        for view, (w, h) in zip(views, sizes, strict=True):
+            win.SetSize(w, h)
+            _aim(ren, view, scene.bounds(), h / 2.0 / px_per_mm)
+            shown = {k + 1: m.name for k, m in enumerate(levels) if m.side in view.sides}
+            ids = _render_ids(win, region_actors, fore_actors, shown)
+            for m, a in fore_actors:
+                a.SetVisibility(m.side in view.sides and (view.containers or m.kind != "container"))
+            win.Render()
+            fore, fore_mask = _grab(win), _grab(win, depth=True) < 1.0
+            labels, covered = _region_labels(ids, fore_mask, shown)
+            hidden = {shown[k]: _render_ids(win, region_actors, fore_actors, {k: ""}) == k
+                      for k in (covered if view.covered else [])}
+            out.append(ViewImage(_compose(ids, palette, fore, fore_mask), labels, hidden))
+    finally:
+        win.Finalize()
     return out
 
 
-def _spread(
-    anchors: dict[str, tuple[float, float]], dx: float = 30.0, dy: float = 15.0
+def _render_ids(
+    win: vtk.vtkRenderWindow, regions: list[vtk.vtkActor], fore: list[tuple[SceneMesh, vtk.vtkActor]],
+    shown: dict[int, str],
+) -> NDArray[np.int64]:
+    """Render only the regions numbered in ``shown`` (flat id colours); their number per pixel, (H, W) int."""
+    for _, a in fore:
+        a.SetVisibility(False)
+    for k, a in enumerate(regions, start=1):
+        a.SetVisibility(k in shown)
+    win.Render()
+    ids = _decode_ids(_grab(win))
+    for a in regions:
+        a.SetVisibility(False)
+    return ids
+
+
+def place_labels(
+    anchors: dict[str, tuple[float, float]], dx: float = 30.0, dy: float = 15.0, tries: int = 8
 ) -> dict[str, tuple[float, float]]:
-    """Move label positions (pixels) down in steps until no two labels overlap (greedy, top to bottom)."""
+    """Label positions (pixels) near their anchors such that no two labels' ``dx`` x ``dy`` boxes overlap.
+
+    Greedy from the top: each label takes the first free spot among its anchor and steps of ``dy`` below and
+    above it, then of ``dx`` to the sides, further out each round (up to ``tries`` rounds).
+
+    Examples
+    --------
+    >>> place_labels({"IIA": (100.0, 50.0), "IIB": (104.0, 52.0)})
+    {'IIA': (100.0, 50.0), 'IIB': (104.0, 67.0)}
+    """
+    steps = [(0.0, 0.0)] + [(sx * r * dx, sy * r * dy) for r in range(1, tries + 1)
+                            for sx, sy in ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (-1, 1), (1, -1), (-1, -1))]
     placed: dict[str, tuple[float, float]] = {}
     for name, (x, y) in sorted(anchors.items(), key=lambda kv: (kv[1][1], kv[1][0])):
-        for _ in range(12):
-            if all(abs(x - px) >= dx or abs(y - py) >= dy for px, py in placed.values()):
-                break
-            y += dy
-        placed[name] = (x, y)
+        spot = next(((x + ox, y + oy) for ox, oy in steps
+                     if all(abs(x + ox - px) >= dx or abs(y + oy - py) >= dy for px, py in placed.values())),
+                    (x, y))
+        placed[name] = spot
     return placed
 
 
-def _label_levels(ax, scene: Scene, anchors: dict[str, tuple[float, float]]) -> None:
+def _darker(rgb: tuple[float, ...]) -> tuple[float, float, float]:
+    h, s, v = colorsys.rgb_to_hsv(*rgb[:3])
+    return colorsys.hsv_to_rgb(h, max(s, 0.5), 0.45)
+
+
+def _label_levels(ax, scene: Scene, shot: ViewImage) -> None:
     by_name = {m.name: m for m in scene.of_kind("level")}
+    anchors = dict(shot.labels)
+    for name, mask in shot.hidden.items():
+        if mask.any():
+            ax.contour(mask.astype(np.float32), levels=[0.5], colors=[_darker(by_name[name].color)],
+                       linewidths=1.6, linestyles=[(0, (5, 3))])
+            anchors[name] = _interior_point(mask)[:2]
     outline = [patheffects.withStroke(linewidth=2.5, foreground="white")]
-    for name, (x, y) in _spread(anchors).items():
-        m = by_name[name]
-        ax.text(x, y, m.attrs["level"], ha="center", va="center", fontsize=9, weight="bold", color="#222222",
-                path_effects=outline, clip_on=True)
+    for name, (x, y) in place_labels(anchors).items():
+        level = by_name[name].attrs["level"]
+        text, style = (f"({level})", "italic") if name in shot.hidden else (level, "normal")
+        ax.annotate(text, xy=anchors[name], xytext=(x, y), ha="center", va="center", fontsize=10, weight="bold",
+                    style=style, color="#222222", path_effects=outline, annotation_clip=True,
+                    arrowprops=None if (x, y) == anchors[name] else
+                    dict(arrowstyle="-", color="#444444", linewidth=0.8, shrinkA=5, shrinkB=0))
 
 
 def _scale_bar(ax, shape: tuple[int, ...], px_per_mm: float, mm: float = 50.0) -> None:
@@ -225,7 +361,9 @@ def _orientation(ax, view: View, shape: tuple[int, ...]) -> None:
 
 
 def _legends(fig: Figure, scene: Scene, x: float) -> None:
-    lv = [Patch(facecolor=c, edgecolor=c, label=f"level {k}") for k, c in scene.level_legend.items()]
+    edge = _OUTLINE_RGB / 255.0
+    lv = [Patch(facecolor=c, edgecolor=edge, label=f"level {k}") for k, c in scene.level_legend.items()]
+    lv.append(Line2D([], [], color="#555555", linestyle=(0, (5, 3)), linewidth=1.6, label="(level): behind others"))
     fig.legend(handles=lv, loc="upper left", bbox_to_anchor=(x, 0.90), title="Level regions",
                fontsize=10, title_fontsize=11, frameon=False, handlelength=2.2, handleheight=1.4)
     if scene.node_coloring == "outcome":
@@ -236,7 +374,7 @@ def _legends(fig: Figure, scene: Scene, x: float) -> None:
         title = "MR nodes (by level)"
     if scene.of_kind("container"):
         nodes.append(Patch(facecolor="white", edgecolor="#262626", linewidth=1.5, label="pathology container"))
-    fig.legend(handles=nodes, loc="upper left", bbox_to_anchor=(x, 0.40), title=title, fontsize=9,
+    fig.legend(handles=nodes, loc="upper left", bbox_to_anchor=(x, 0.36), title=title, fontsize=9,
                title_fontsize=11, frameon=False, handlelength=2.2, handleheight=1.4)
 
 
@@ -268,24 +406,24 @@ def render_scene(scene: Scene, path: str | Path, size: tuple[int, int] = (2000, 
     """
     width, height = size
     sizes, px_per_mm = _layout(scene, width, height)
-    views = render_views(scene, VIEWS, sizes, px_per_mm)
+    shots = render_views(scene, VIEWS, sizes, px_per_mm)
     fig = Figure(figsize=(width / 100, height / 100), dpi=100, facecolor="white")
     FigureCanvasAgg(fig)
     fig.suptitle(scene.title, fontsize=17, weight="bold", y=0.975)
     left = 8
-    for view, (img, anchors) in zip(VIEWS, views, strict=True):
-        h, w = img.shape[:2]
+    for view, shot in zip(VIEWS, shots, strict=True):
+        h, w = shot.image.shape[:2]
         ax = fig.add_axes((left / width, 0.02, w / width, h / height))
         left += w + 10
-        ax.imshow(img, interpolation="nearest")
+        ax.imshow(shot.image, interpolation="nearest")
         ax.set_title(view.name, fontsize=13)
         ax.set_xticks([])
         ax.set_yticks([])
         for s in ax.spines.values():
             s.set_color("#bbbbbb")
-        _label_levels(ax, scene, anchors)
-        _orientation(ax, view, img.shape)
-        _scale_bar(ax, img.shape, px_per_mm)
+        _label_levels(ax, scene, shot)
+        _orientation(ax, view, shot.image.shape)
+        _scale_bar(ax, shot.image.shape, px_per_mm)
     _legends(fig, scene, (left + 10) / width)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

@@ -10,7 +10,15 @@ import pandas as pd
 import pytest
 
 from neckmatch.errors import InputError
-from neckmatch.viz.render import VIEWS, _containers, case_node_table, render_scene, render_views
+from neckmatch.viz.render import (
+    LABEL_RADIUS_PX,
+    VIEWS,
+    _containers,
+    case_node_table,
+    place_labels,
+    render_scene,
+    render_views,
+)
 from neckmatch.viz.scene import LEVEL_COLORS, OUTCOME_COLORS, build_scene, label_surfaces, parse_level_name
 
 
@@ -50,7 +58,7 @@ def test_views_see_the_right_side_where_a_radiologist_expects_it(scene):
     # One TP node (red) on the patient's right at (30, 5, 25): image left in the anterior view, and only in the
     # right lateral view, anterior half (image right).
     sizes = [(300, 300)] * 3
-    (ant, _), (rlat, _), (llat, _) = render_views(scene, VIEWS, sizes, px_per_mm=2.0)
+    ant, rlat, llat = (shot.image for shot in render_views(scene, VIEWS, sizes, px_per_mm=2.0))
     red = np.array(OUTCOME_COLORS["TP"]) * 255
 
     def red_cols(img):
@@ -60,6 +68,57 @@ def test_views_see_the_right_side_where_a_radiologist_expects_it(scene):
     assert red_cols(ant).size > 0 and red_cols(ant).mean() < 150
     assert red_cols(rlat).size > 0 and red_cols(rlat).mean() > 150
     assert red_cols(llat).size == 0
+
+
+@pytest.fixture(scope="module")
+def shots(scene):
+    return render_views(scene, VIEWS, [(300, 300)] * 3, px_per_mm=2.0)
+
+
+def _pixels_of(img: np.ndarray, rgb) -> np.ndarray:
+    target = np.round(np.asarray(rgb) * 255).astype(np.uint8)
+    return np.all(img == target, axis=-1)
+
+
+def test_regions_are_drawn_in_their_exact_legend_colours(shots):
+    # Opaque flat regions: the front-most level at a pixel shows the legend colour itself, not a blend.
+    ant = shots[0].image
+    for level in ("IA", "IB", "VI", "III", "IV"):
+        assert _pixels_of(ant, LEVEL_COLORS[level]).sum() > 200, level
+
+
+def test_each_label_sits_inside_its_own_region_and_labels_do_not_pile_up(scene, shots):
+    colour = {m.name: m.color[:3] for m in scene.of_kind("level")}
+    for shot in shots:
+        for name, (col, row) in shot.labels.items():
+            own = _pixels_of(shot.image, colour[name])
+            r, c = int(round(row)), int(round(col))
+            assert own[r - 4 : r + 5, c - 4 : c + 5].all(), name  # room around the label point
+        pts = np.array(list(shot.labels.values()))
+        gaps = np.linalg.norm(pts[:, None] - pts[None], axis=-1) + 1e6 * np.eye(len(pts))
+        assert gaps.min() >= 2 * LABEL_RADIUS_PX
+
+
+def test_only_levels_seen_from_the_front_are_labelled_in_the_anterior_view(shots):
+    ant, rlat, llat = shots
+    assert {"LN_Neck_IA_R", "LN_Neck_IB_L", "LN_Neck_VI_R", "LN_Neck_IV_L"} <= set(ant.labels)
+    assert "LN_Neck_IIB_R" not in ant.labels  # a 5 mm strip beside IIA from the front: no room for a label
+    assert ant.hidden == {}  # the anterior view outlines no covered regions
+    # From the side, IA lies entirely behind IB: a dashed outline of its silhouette, no plain label.
+    assert "LN_Neck_IA_R" in rlat.hidden and "LN_Neck_IA_R" not in rlat.labels
+    assert rlat.hidden["LN_Neck_IA_R"].sum() == pytest.approx(40 * 40, rel=0.1)  # y 20-40, z 10-30 mm at 2 px/mm
+    assert "LN_Neck_IA_L" in llat.hidden and not any(n.endswith("_L") for n in rlat.labels)
+
+
+def test_place_labels_separates_piled_up_labels():
+    anchors = {f"L{i}": (100.0, 100.0) for i in range(8)} | {"far": (400.0, 10.0)}
+    placed = place_labels(anchors, dx=30.0, dy=15.0)
+    assert placed["far"] == (400.0, 10.0)
+    pts = np.array(list(placed.values()))
+    dx, dy = np.abs(pts[:, None, 0] - pts[None, :, 0]), np.abs(pts[:, None, 1] - pts[None, :, 1])
+    apart = (dx >= 30.0) | (dy >= 15.0) | np.eye(len(pts), dtype=bool)
+    assert apart.all()
+    assert max(abs(x - 100.0) + abs(y - 100.0) for n, (x, y) in placed.items() if n != "far") <= 60.0
 
 
 def test_label_surfaces_encloses_the_ball_volume(node_map):
