@@ -179,3 +179,15 @@ def test_feret_equals_the_all_pairs_maximum(points, axes, pad):
     ref_length, ref_unit = _feret_all_pairs(points, axes, pad)
     assert length == pytest.approx(ref_length, rel=1e-12)
     np.testing.assert_allclose(unit, ref_unit, atol=1e-12)
+
+
+@pytest.mark.parametrize(("diam", "rot", "spacing", "grid_rot"), _cases()[::3])
+def test_feret_length_without_hull_equals_the_hull_vertex_maximum(diam, rot, spacing, grid_rot):
+    """The all-points shortcut of the 3-D long axis gives bit for bit the hull-vertex result (voxel ties too)."""
+    from neckmatch.geometry.measure import _feret, _feret_length
+
+    lm = _raster(diam, rot, spacing, grid_rot, np.array([1.0, 2.0, 3.0]))
+    pts = label_voxels(lm)[7]
+    rng = np.random.default_rng(5)
+    for sub in (pts, pts[rng.random(len(pts)) < 0.3], rng.normal(size=(60, 3)) * diam):
+        assert _feret_length(sub, lm.affine[:3, :3], 0.5) == _feret(sub, lm.affine[:3, :3], 0.5)[0]
