@@ -192,10 +192,16 @@ def _file_name(path: str | None) -> str | None:
 
 def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
     """Booleans (plain and nullable) as ``true`` / ``false`` / empty, as docs/outputs.md says."""
-    out = frame.copy()
-    for col in out.columns:
-        if out[col].dtype == bool or isinstance(out[col].dtype, pd.BooleanDtype):
-            out[col] = out[col].map({True: "true", False: "false"}).astype(object)
+    bools = [c for c, t in frame.dtypes.items() if pd.api.types.is_bool_dtype(t)]
+    if not bools:
+        return frame
+    out = frame.copy(deep=False)  # only the boolean columns are replaced
+    for col in bools:
+        text = np.full(len(out), None, dtype=object)
+        values = out[col].to_numpy(dtype=object, na_value=None)
+        text[values == True] = "true"  # noqa: E712 (elementwise; None stays None)
+        text[values == False] = "false"  # noqa: E712
+        out[col] = text
     return out
 
 

@@ -231,3 +231,11 @@ def test_other_pathology_columns_are_carried_to_truth_nodes(out: Path) -> None:
     assert nodes.loc["R-III-01", ["path_deposit_mm", "path_ene", "path_slide"]].tolist() == [3.0, "no", "A3"]
     assert nodes.loc["R-IV-01", "path_slide"] == "A4"  # an unmatched pathology node keeps its fields too
     assert pd.isna(nodes.loc["R-II-01", "path_ene"])  # an empty cell stays empty
+
+
+def test_csv_ready_writes_booleans_as_true_false_or_empty_and_leaves_the_input_alone():
+    frame = pd.DataFrame({"flag": [True, False, True], "call": pd.array([True, None, False], dtype="boolean"),
+                          "n": [1, 2, 3]})
+    text = pipeline._csv_ready(frame).to_csv(index=False)
+    assert text.splitlines() == ["flag,call,n", "true,true,1", "false,,2", "true,false,3"]
+    assert frame["flag"].dtype == bool and isinstance(frame["call"].dtype, pd.BooleanDtype)
