@@ -16,7 +16,40 @@ from rich.console import Console
 from neckmatch import __version__
 from neckmatch.errors import NeckmatchError
 
+
+class _CleanHelp:
+    """``--help`` that reads cleanly: flags without typer's ``<bool>`` type, arguments named in capitals
+    (``CASE_DIR``) and shown in the usage line without typer's braces (``{case_dir}``)."""
+
+    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        for p in self.params:  # type: ignore[attr-defined]
+            if isinstance(p, typer.core.TyperOption) and p.is_flag and p.metavar is None:
+                p.metavar = ""
+            elif isinstance(p, typer.core.TyperArgument) and p.metavar is None and p.name:
+                p.metavar = p.name.upper()
+
+    def get_help_option(self, ctx):  # type: ignore[no-untyped-def]
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    def collect_usage_pieces(self, ctx):  # type: ignore[no-untyped-def]
+        pieces = super().collect_usage_pieces(ctx)  # type: ignore[misc]
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
+
+
+class _Command(_CleanHelp, typer.core.TyperCommand):
+    """A command with clean help (see :class:`_CleanHelp`); every command uses it: ``@app.command(cls=_Command)``."""
+
+
+class _Group(_CleanHelp, typer.core.TyperGroup):
+    """The root group with clean help."""
+
+
 app = typer.Typer(
+    cls=_Group,
     name="neckmatch",
     help="Radiology-pathology correlation of neck lymph nodes.",
     no_args_is_help=True,
@@ -42,7 +75,7 @@ def _root(
     """Radiology-pathology correlation of neck lymph nodes."""
 
 
-@app.command()
+@app.command(cls=_Command)
 def inspect(
     case_dir: Path = typer.Argument(..., help="A case folder (with case.json)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
@@ -57,10 +90,10 @@ def inspect(
 
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     else:
-        console.print(format_case_summary(summary))
+        console.print(format_case_summary(summary), soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=_Command)
 def levels(
     case_dir: Path = typer.Argument(..., help="A case folder (with case.json)."),
     out: Path = typer.Option(..., "--out", help="Output folder; levels.csv is written there atomically."),
@@ -88,7 +121,7 @@ def levels(
                   markup=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=_Command)
 def landmarks(
     masks_dir: Path = typer.Argument(..., help="Folder of per-structure masks (TotalSegmentator names or synonyms)."),
     out: Path = typer.Option(..., "--out", help="Markups file to write (3D Slicer .mrk.json, LPS)."),
@@ -102,12 +135,15 @@ def landmarks(
     console.print(f"wrote {path}: {len(lms.points)} points, {len(lms.curves)} curves", markup=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=_Command)
 def match(
     case_dir: Path = typer.Argument(..., help="A case folder (with case.json)."),
     out: Path = typer.Option(..., "--out", help="Output folder (created or replaced whole; never left half-written)."),
     constraints: Optional[Path] = typer.Option(  # noqa: UP045
-        None, "--constraints", help="People's decisions: CSV mr_node,path_node,action."
+        None, "--constraints", metavar="CSV",
+        help="People's matching decisions, a CSV with columns mr_node,path_node,action (other columns ignored); "
+        "action: must_link (the two are the same node), cannot_link (they are not), unmatched (the one node given, "
+        "other id empty, has no counterpart). Constrained decisions get confidence 1.",
     ),
     tolerance: float = typer.Option(3.0, "--tolerance", help="Borderline tolerance of the level assignment, mm."),
     auto_threshold: Optional[float] = typer.Option(  # noqa: UP045
@@ -123,7 +159,7 @@ def match(
     console.print(format_summary(summary, out), markup=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=_Command)
 def synth(
     cases: int = typer.Option(..., "--cases", help="Number of synthetic cases."),
     seed: int = typer.Option(..., "--seed", help="Seed; case k is the same whatever --cases."),
@@ -146,7 +182,7 @@ def synth(
     console.print(f"wrote {len(dirs)} synthetic cases to {out}", markup=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=_Command)
 def demo(
     out: Path = typer.Option(Path("neckmatch-demo"), "--out", help="Demo folder (cohort/ and results/)."),
     cases: int = typer.Option(6, "--cases", min=1, help="Number of synthetic cases."),
@@ -160,7 +196,7 @@ def demo(
     console.print(format_demo_summary(summary), markup=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=_Command)
 def render(
     case_dir: Path = typer.Argument(..., help="A case folder (with case.json)."),
     out: Path = typer.Option(..., "--out", help="Output folder for the PNG, GLB, .vtm, .seg.nrrd and markups."),
@@ -178,7 +214,7 @@ def render(
     console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)
 
 
-class _StatsGroup(typer.core.TyperGroup):
+class _StatsGroup(_CleanHelp, typer.core.TyperGroup):
     """``stats TRUTH_DIR`` runs the group itself; ``stats lydata FILE`` a subcommand. A subcommand name in the
     TRUTH_DIR position gets an empty placeholder argument first, so click does not read it as TRUTH_DIR;
     otherwise options may follow TRUTH_DIR."""
@@ -189,6 +225,12 @@ class _StatsGroup(typer.core.TyperGroup):
         else:
             ctx.allow_interspersed_args = True  # `stats DIR --out X`: options may follow TRUTH_DIR
         return super().parse_args(ctx, args)
+
+    def get_params(self, ctx):  # type: ignore[no-untyped-def]
+        params = super().get_params(ctx)
+        if ctx.command is not self:  # a subcommand's usage line reads `stats lydata`, not `stats [TRUTH_DIR] lydata`
+            params = [p for p in params if not isinstance(p, typer.core.TyperArgument)]
+        return params
 
 
 stats_app = typer.Typer(cls=_StatsGroup, add_completion=False, pretty_exceptions_enable=False,
@@ -217,7 +259,7 @@ def stats(
     console.print("\n".join(f"wrote {f}" for f in result["files"]), markup=False, soft_wrap=True)
 
 
-@stats_app.command("lydata")
+@stats_app.command("lydata", cls=_Command)
 def stats_lydata(
     file: Path = typer.Argument(..., help="A lyDATA CSV (three header rows)."),
     index: str = typer.Option("MRI", "--index", help="Modality under test (top header, e.g. MRI)."),
@@ -233,7 +275,7 @@ def stats_lydata(
     console.print(f"wrote {path}", markup=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=_Command)
 def run(
     cohort_dir: Path = typer.Argument(..., help="A folder of case folders (each with case.json)."),
     out: Path = typer.Option(..., "--out", help="Results folder: one folder per case, tables, stats, report.html."),

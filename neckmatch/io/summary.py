@@ -100,6 +100,17 @@ def _fmt(values: Any) -> str:
     return " x ".join(f"{v:g}" for v in values)
 
 
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and the noun in the right number.
+
+    Examples
+    --------
+    >>> _count(1, "node"), _count(0, "node"), _count(2, "node row"), _count(3, "match", "matches")
+    ('1 node', '0 nodes', '2 node rows', '3 matches')
+    """
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def format_case_summary(summary: dict[str, Any]) -> str:
     """Human-readable text of :func:`case_summary` (rich markup escaped, safe for ``Console.print``)."""
     n, lm, p, r = summary["nodes"], summary["landmarks"], summary["pathology"], summary["reads"]
@@ -112,16 +123,17 @@ def format_case_summary(summary: dict[str, Any]) -> str:
         f"origin ({', '.join(f'{v:g}' for v in n['origin_mm'])}) mm RAS",
     ]
     if lm["given"]:
-        lines.append(f"landmarks: {len(lm['points'])} points, {len(lm['curves'])} curves; "
+        lines.append(f"landmarks: {_count(len(lm['points']), 'point')}, {_count(len(lm['curves']), 'curve')}; "
                      f"missing {', '.join(lm['missing']) if lm['missing'] else 'none'}")
     else:
         lines.append("landmarks: none given")
-    lines.append(f"pathology: {p['node_rows']} node rows ({p['positive']} positive, {p['with_size']} with size, "
-                 f"{p['with_position']} with position); {p['nodes_examined']} examined, {p['nodes_positive']} positive")
+    lines.append(f"pathology: {_count(p['node_rows'], 'node row')} ({p['positive']} positive, {p['with_size']} with "
+                 f"size, {p['with_position']} with position); {p['nodes_examined']} examined, "
+                 f"{p['nodes_positive']} positive")
     for c in summary["containers"]:
-        lines.append(f"  {c['container']:<12} {c['side']} {c['level']:<8} {c['nodes_examined']:>3} nodes, "
-                     f"{c['nodes_positive']:>2} positive")
+        lines.append(f"  {c['container']:<12} {c['side']} {c['level']:<8} {c['nodes_examined']:>3} "
+                     f"{'node, ' if c['nodes_examined'] == 1 else 'nodes,'} {c['nodes_positive']:>2} positive")
     readers = ", ".join(f"{k} ({v})" for k, v in r["readers"].items()) or "none"
-    lines.append(f"reads: {r['count']} on {r['nodes_read']} nodes; readers {readers}; "
-                 f"{r['called_malignant']} malignant calls")
+    lines.append(f"reads: {r['count']} on {_count(r['nodes_read'], 'node')}; readers {readers}; "
+                 f"{_count(r['called_malignant'], 'malignant call')}")
     return escape("\n".join(lines))
