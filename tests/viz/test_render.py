@@ -8,6 +8,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+import trimesh
 
 from neckmatch.errors import InputError
 from neckmatch.viz.render import (
@@ -19,7 +20,14 @@ from neckmatch.viz.render import (
     render_scene,
     render_views,
 )
-from neckmatch.viz.scene import LEVEL_COLORS, OUTCOME_COLORS, build_scene, label_surfaces, parse_level_name
+from neckmatch.viz.scene import (
+    LEVEL_COLORS,
+    OUTCOME_COLORS,
+    _volume_mm3,
+    build_scene,
+    label_surfaces,
+    parse_level_name,
+)
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +168,13 @@ def test_containers_from_specimen_json(tmp_path, containers):
     (tmp_path / "specimen.json").write_text(json.dumps({"case_id": "SYN1", "containers": containers}))
     assert [c["container"] for c in _containers(tmp_path)] == ["R-II", "L-III+IV"]
     assert _containers(tmp_path / "absent") == []
+
+
+def test_level_region_volumes_in_the_scene(scene):
+    box = trimesh.creation.box(extents=(2.0, 3.0, 4.0))
+    assert _volume_mm3(box) == pytest.approx(24.0)
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=5.0)
+    assert _volume_mm3(ball) == pytest.approx(ball.volume)
+    vols = {m.name: m.attrs["volume_ml"] for m in scene.of_kind("level")}
+    assert vols["LN_Neck_IA_R"] == pytest.approx(10 * 20 * 20 / 1000.0, rel=0.15)  # the 10 x 20 x 20 mm box
+    assert vols["LN_Neck_IV_L"] == pytest.approx(25 * 25 * 30 / 1000.0, rel=0.15)
