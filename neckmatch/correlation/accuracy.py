@@ -56,19 +56,29 @@ _NUM = {"sensitivity": [0], "specificity": [3], "ppv": [0], "npv": [3], "accurac
 _DEN = {"sensitivity": [0, 2], "specificity": [3, 1], "ppv": [0, 1], "npv": [3, 2], "accuracy": [0, 1, 2, 3]}
 
 
+_BOOL_TEXT = {"true": 1.0, "false": 0.0, "positive": 1.0, "negative": 0.0, "yes": 1.0, "no": 0.0,
+              "1": 1.0, "0": 0.0, "1.0": 1.0, "0.0": 0.0}
+
+
+def _as_bool(v: Any) -> float:
+    if isinstance(v, (bool, np.bool_, int, np.integer, float, np.floating)):
+        return 1.0 if bool(v) else 0.0
+    return _BOOL_TEXT.get(str(v).strip().lower(), np.nan)
+
+
 def _as_bool_array(values: ArrayLike) -> NDArray[np.float64]:
-    """1.0 / 0.0 / NaN from booleans, 0/1, ``"true"``/``"false"``, ``"positive"``/``"negative"`` or missing."""
-    mapping = {"true": 1.0, "false": 0.0, "positive": 1.0, "negative": 0.0, "yes": 1.0, "no": 0.0,
-               "1": 1.0, "0": 0.0, "1.0": 1.0, "0.0": 0.0}
-    out = np.full(len(values), np.nan)  # type: ignore[arg-type]
-    for i, v in enumerate(values):  # type: ignore[arg-type]
-        if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
-            continue
-        if isinstance(v, (bool, np.bool_, int, np.integer, float, np.floating)):
-            out[i] = 1.0 if bool(v) else 0.0
-        else:
-            out[i] = mapping.get(str(v).strip().lower(), np.nan)
-    return out
+    """1.0 / 0.0 / NaN from booleans, 0/1, ``"true"``/``"false"``, ``"positive"``/``"negative"`` or missing.
+
+    Each distinct value is read once (``pandas.factorize``), so long columns of a few values are cheap.
+
+    Examples
+    --------
+    >>> _as_bool_array([True, "negative", None, 0, " Yes", "maybe", float("nan")]).tolist()
+    [1.0, 0.0, nan, 0.0, 1.0, nan, nan]
+    """
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
+    mapped = np.array([_as_bool(v) for v in uniques] + [np.nan], dtype=np.float64)
+    return mapped[codes]  # code -1 (missing) takes the trailing NaN
 
 
 def confusion_counts(index: ArrayLike, reference: ArrayLike) -> dict[str, int]:

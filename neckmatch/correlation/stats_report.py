@@ -61,10 +61,23 @@ def read_truth_tables(truth_dir: str | Path) -> dict[str, pd.DataFrame]:
 
 
 def _stack(frames: list[pd.DataFrame], columns: list[str] | None = None) -> pd.DataFrame:
-    """Row-wise concatenation that never depends on empty or all-NA frames for dtypes."""
-    records = [r for f in frames for r in f.to_dict("records")]
+    """Row-wise concatenation that never depends on empty or all-NA frames for dtypes.
+
+    The frames are joined as object columns and each column's dtype is then inferred from its values (as a frame
+    built from the rows would be), column by column.
+
+    Examples
+    --------
+    >>> out = _stack([pd.DataFrame(columns=["a"]), pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": [None]})])
+    >>> out["a"].tolist(), str(out["a"].dtype)
+    ([1.0, 2.0, nan], 'float64')
+    """
     cols = columns if columns is not None else list(dict.fromkeys(c for f in frames for c in f.columns))
-    return pd.DataFrame(records, columns=cols)
+    parts = [f.astype(object) for f in frames if len(f)]
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    joined = pd.concat(parts, ignore_index=True).reindex(columns=cols)
+    return pd.DataFrame({c: joined[c].tolist() for c in cols}, columns=cols)
 
 
 def _calls(frame: pd.DataFrame) -> pd.DataFrame:
