@@ -352,7 +352,8 @@ def _scale_bar(ax, shape: tuple[int, ...], px_per_mm: float, mm: float = 50.0) -
 
 def _orientation(ax, view: View, shape: tuple[int, ...]) -> None:
     h, w = shape[:2]
-    style = dict(fontsize=15, weight="bold", color="#1a3d7a", ha="center", va="center")
+    style = dict(fontsize=15, weight="bold", color="#1a3d7a", ha="center", va="center",
+                 path_effects=[patheffects.withStroke(linewidth=3, foreground="white")])
     left, right, top, bottom = view.edges
     ax.text(18, h / 2, left, **style)
     ax.text(w - 18, h / 2, right, **style)
