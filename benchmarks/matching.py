@@ -240,6 +240,31 @@ def true_warps(item: dict, params: MatchParams) -> dict:
     return ev.fit_warp(rel, units, np.array(prs, dtype=np.int64).reshape(-1, 2), params)
 
 
+def loo_warps(item: dict, params: MatchParams) -> dict:
+    """Leave-one-out oracle warps: for every pathology unit, its container's warp fitted on the TRUE pairs of the
+    other units (keyed by unit id). Unlike :func:`true_warps` it does not fit a unit's own position into the warp
+    it is then judged by (with 2-10 pairs per container that in-sample fit is optimistic)."""
+    case = item["case"]
+    mr, units = ev.mr_nodes(case, item["levels"]), ev.path_units(case)
+    rel = ev.relative_positions(mr, units, item["spec"])
+    uidx = {n: j for j, mem in enumerate(units.members) for n in mem}
+    ridx = {int(v): i for i, v in enumerate(mr.node)}
+    prs = np.array(sorted({(ridx[a], uidx[b]) for a, b in truth_of(item["gt"])["pairs"] if a in ridx and b in uidx}),
+                   dtype=np.int64).reshape(-1, 2)
+    out = {}
+    for j, unit in enumerate(units.unit):
+        w = ev.fit_warp(rel, units, prs[prs[:, 1] != j], params).get(units.container[j])
+        if w is not None:
+            out[unit] = w
+    return out
+
+
+def run_oracle_loo(item: dict) -> tuple[pd.DataFrame, float]:
+    t0 = time.perf_counter()
+    res = match_case(item["case"], item["levels"], item["spec"], warps=loo_warps(item, MatchParams()))
+    return res.matches, time.perf_counter() - t0
+
+
 def run_oracle_warps(item: dict) -> tuple[pd.DataFrame, float]:
     t0 = time.perf_counter()
     res = match_case(item["case"], item["levels"], item["spec"], warps=true_warps(item, MatchParams()))
@@ -320,7 +345,8 @@ def main() -> None:
     sp = SynthParams()
     cohort = load_cohort(args.n, args.seed, sp)
     runners = {"neckmatch": run_neckmatch, "hungarian": run_hungarian,
-               "oracle params": lambda it: run_neckmatch(it, oracle_params(sp)), "oracle warps": run_oracle_warps}
+               "oracle params": lambda it: run_neckmatch(it, oracle_params(sp)), "oracle warps": run_oracle_warps,
+               "oracle warps LOO": run_oracle_loo}
     if not args.no_pygm:
         runners |= {"pygm-rrwm": lambda it: run_pygm(it, "rrwm"), "pygm-ipfp": lambda it: run_pygm(it, "ipfp")}
     print(f"{args.n} synthetic cases, seed {args.seed}; {sum(c['positions'] for c in cohort)} with cc/ap")

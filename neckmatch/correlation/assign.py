@@ -20,11 +20,33 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-__all__ = ["best_assignment", "best_value", "assignment_margins", "components"]
+__all__ = ["best_assignment", "best_value", "assignment_margins", "components", "soft_marginals"]
 
 FloatArray = NDArray[np.float64]
 _PRUNE = -40.0  # pairs weaker than this are never chosen (leaving both unmatched scores 0)
 MARGIN_CAP = 50.0
+
+
+def soft_marginals(w: FloatArray, n_iter: int = 30) -> FloatArray:
+    """Approximate pair probabilities (n, m) of the partial assignment with weights ``w`` (log-likelihood ratios
+    against both unmatched): Sinkhorn balancing of ``exp(w)`` with a slack row and column of weight 1 (each
+    node is in at most one pair), as in softassign / robust point matching. The slack counts "unmatched" on both
+    sides, so a lone pair gets less than its exact probability ``sigmoid(w)``; the values serve as weights.
+
+    Examples
+    --------
+    >>> q = soft_marginals(np.array([[3.0, -np.inf], [-np.inf, 0.0]]))
+    >>> q.round(2).tolist()
+    [[0.8, 0.0], [0.0, 0.38]]
+    """
+    n, m = w.shape
+    K = np.ones((n + 1, m + 1))
+    K[:n, :m] = np.where(np.isfinite(w), np.exp(np.clip(w, -50.0, 50.0)), 0.0)
+    K[n, m] = 0.0
+    for _ in range(n_iter):
+        K[:n] /= K[:n].sum(axis=1, keepdims=True)
+        K[:, :m] /= K[:, :m].sum(axis=0, keepdims=True)
+    return K[:n, :m]
 
 
 def _solve(w: FloatArray, force_row: int = -1, force_col: int = -1) -> tuple[NDArray[np.int64], float]:

@@ -25,13 +25,14 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
+from scipy.special import ndtr
 
 from neckmatch.geometry.specimen import Specimen, Warp
 from neckmatch.model import Case, ContainerLevel, Level, Side
 
 __all__ = ["MatchParams", "MRNodes", "PathUnits", "mr_nodes", "path_units", "level_weights", "size_weights",
            "position_weights", "axis_log_lik", "piece_size_weights", "merge_prior", "harvest_weights",
-           "fit_shrinkage", "fit_warp", "adjacent_levels"]
+           "fit_shrinkage", "fit_warp", "fit_warp_soft", "order_warps", "adjacent_levels"]
 
 FloatArray = NDArray[np.float64]
 _MIDLINE = frozenset({"IA", "VI", "VII"})
@@ -67,10 +68,14 @@ class MatchParams:
     midline_other_side: float = -1.0  # IA / VI / VII node in the other side's container
     pos_sd: float = 0.10  # relative-position noise per axis after the warp (report noise + warp error)
     pos_outlier: float = 0.05  # weight of the uniform outlier component of the position likelihood
+    pos_censored: bool = True  # reports of exactly 0 or 1 are censored at the specimen edge
+    stretch_prior_mean: float = 1.0  # layouts are on average this much narrower / wider than the MR frame
     stretch_prior_sd: float = 0.20
     shift_prior_sd: float = 0.15
     estimate_warp: bool = True
     warp_grid: bool = False  # start the warps from a per-container grid search (no gain measured; slower)
+    warp_starts: tuple[str, ...] = ("soft",)  # EM starts (identity, order, soft); the best objective wins per container
+    soft_anneal: tuple[float, ...] = (2.5, 1.8, 1.4, 1.2, 1.0, 1.0)  # pos_sd scales of the soft-EM start ("soft")
     n_iter: int = 4  # EM rounds (assignment <-> shrinkage and warps)
     # merged MR labels (two touching nodes segmented as one label): prior P(merged) = sigmoid(c0 + c1 log(L/S)
     # + c2 log L + c3 log(V / (pi/6 L S^2))), fitted on the calibration cohort (benchmarks/matching.py --calibrate)
@@ -363,17 +368,32 @@ def position_weights(rel: FloatArray, units: PathUnits, warps: list[Warp], param
     a_ap, b_ap = np.array([w.stretch_ap for w in warps]), np.array([w.shift_ap for w in warps])
     total = np.zeros(rel.shape[:2])
     for obs, x, a, b in ((units.cc, rel[..., 0], a_cc, b_cc), (units.ap, rel[..., 1], a_ap, b_ap)):
-        total += axis_log_lik(obs[None, :], x, a[None, :], b[None, :], sd, params.pos_outlier)
+        total += axis_log_lik(obs[None, :], x, a[None, :], b[None, :], sd, params.pos_outlier, params.pos_censored)
     return total
 
 
 def axis_log_lik(obs: FloatArray, x: FloatArray, a: FloatArray | float, b: FloatArray | float, sd: float,
-                 outlier: float) -> FloatArray:
+                 outlier: float, censored: bool = True) -> FloatArray:
     """Log-likelihood ratio of reported positions ``obs`` given MR-relative ``x`` under the warp ``(a, b)`` on
-    one axis: ``log[(1-o) N(obs; 0.5 + a (x-0.5) + b, sd) + o]`` (uniform alternative); 0 where unknown.
-    Arrays broadcast; unitless."""
-    z = (obs - (0.5 + a * (x - 0.5) + b)) / sd
+    one axis: ``log[(1-o) N(obs; mu, sd) + o]`` with ``mu = 0.5 + a (x-0.5) + b`` (uniform alternative); 0 where
+    unknown. Arrays broadcast; unitless.
+
+    ``censored``: a report is a position on the specimen, within [0, 1], so a node whose warped position falls
+    beyond an edge is reported *at* the edge. A report of exactly 0 (1) then has likelihood ``P(y <= 0)`` =
+    ``Phi(-mu / sd)`` (``P(y >= 1)``), against the chance ``sd phi(0)`` that a uniform node lands there.
+
+    Examples
+    --------
+    >>> axis_log_lik(np.array([0.0, 0.0]), np.array([0.0, 0.5]), 1.0, -0.1, 0.1, 0.05).round(2).tolist()
+    [3.0, -2.98]
+    """
+    mu = 0.5 + a * (x - 0.5) + b
+    z = (obs - mu) / sd
     ll = np.log((1 - outlier) * np.exp(-0.5 * z**2) / (sd * np.sqrt(2 * np.pi)) + outlier)
+    if censored:
+        edge = sd / np.sqrt(2 * np.pi)
+        tail = np.where(obs <= 0.0, ndtr(-mu / sd), ndtr((mu - 1.0) / sd))
+        ll = np.where((obs <= 0.0) | (obs >= 1.0), np.log((1 - outlier) * tail / edge + outlier), ll)
     return np.where(np.isfinite(ll), ll, 0.0)
 
 
@@ -392,18 +412,29 @@ def fit_shrinkage(mr: MRNodes, units: PathUnits, pairs: NDArray[np.int64], param
     return float((prec_data * np.median(r) + prec_prior * mu0) / (prec_data + prec_prior))
 
 
-def _fit_axis(x: FloatArray, y: FloatArray, params: MatchParams) -> tuple[float, float]:
-    """Robust ridge fit y = a x + b (centred coordinates), priors a ~ N(1, .), b ~ N(0, .); Cauchy IRLS."""
-    w = np.ones_like(x)
-    a, b = 1.0, 0.0
-    for _ in range(3):
+def _fit_axis(x: FloatArray, y: FloatArray, params: MatchParams, q: FloatArray | None = None
+              ) -> tuple[float, float]:
+    """Robust ridge fit y = a x + b (centred coordinates), priors a ~ N(stretch_prior_mean, .), b ~ N(0, .);
+    Cauchy IRLS.
+
+    A report at an edge (``y`` = -0.5 or 0.5, censored) whose fitted position lies beyond that edge agrees with
+    the fit (its target is the fitted value); otherwise it pulls towards the edge. ``q`` (same shape as ``x``):
+    optional weight of each (x, y) pair, e.g. the soft-assignment probability that it is a pair."""
+    q = np.ones_like(x) if q is None else q
+    w = q.copy()
+    a, b = params.stretch_prior_mean, 0.0
+    lo, hi = (y <= -0.5 + 1e-9), (y >= 0.5 - 1e-9)
+    for _ in range(5):
+        pred = a * x + b
+        t = np.where((lo & (pred < y)) | (hi & (pred > y)), pred, y) if params.pos_censored else y
         s2 = params.pos_sd**2
         A = np.array([[np.sum(w * x * x) / s2 + 1 / params.stretch_prior_sd**2, np.sum(w * x) / s2],
                       [np.sum(w * x) / s2, np.sum(w) / s2 + 1 / params.shift_prior_sd**2]])
-        rhs = np.array([np.sum(w * x * y) / s2 + 1 / params.stretch_prior_sd**2, np.sum(w * y) / s2])
+        rhs = np.array([np.sum(w * x * t) / s2 + params.stretch_prior_mean / params.stretch_prior_sd**2,
+                        np.sum(w * t) / s2])
         a, b = np.linalg.solve(A, rhs)
-        r = (y - a * x - b) / (2 * params.pos_sd)
-        w = 1.0 / (1.0 + r**2)
+        r = (t - a * x - b) / (2 * params.pos_sd)
+        w = q / (1.0 + r**2)
     return float(a), float(b)
 
 
@@ -422,4 +453,59 @@ def fit_warp(rel: FloatArray, units: PathUnits, pairs: NDArray[np.int64], params
             ok = np.isfinite(y) & np.isfinite(x[:, ax])
             vals.append(_fit_axis(x[ok, ax] - 0.5, y[ok] - 0.5, params) if ok.any() else (1.0, 0.0))
         out[c] = Warp(vals[0][0], vals[0][1], vals[1][0], vals[1][1])
+    return out
+
+
+def fit_warp_soft(rel: FloatArray, units: PathUnits, q: FloatArray, params: MatchParams) -> dict[str, Warp]:
+    """Per-container warps from soft pair probabilities ``q`` (n, m) (every candidate pair weighted by how likely
+    it is a pair, as in the M-step of EM point-set registration)."""
+    out: dict[str, Warp] = {}
+    if not params.estimate_warp:
+        return out
+    cont = np.array(units.container, dtype=object)
+    for c in sorted(set(cont)):
+        cols = np.flatnonzero(cont == c)
+        vals = []
+        for ax, obs in ((0, units.cc), (1, units.ap)):
+            x, y = rel[:, cols, ax], np.broadcast_to(obs[cols][None, :], (rel.shape[0], len(cols)))
+            qq = q[:, cols]
+            ok = np.isfinite(x) & np.isfinite(y) & (qq > 1e-3)
+            vals.append(_fit_axis(x[ok] - 0.5, y[ok] - 0.5, params, qq[ok]) if ok.any() else (1.0, 0.0))
+        if any(v != (1.0, 0.0) for v in vals):
+            out[c] = Warp(vals[0][0], vals[0][1], vals[1][0], vals[1][1])
+    return out
+
+
+def _quantile_pairs(x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Rank-order (Q-Q) pairs of two samples of one layout: the sorted smaller sample against the larger
+    sample's quantiles at the same plotting positions."""
+    x, y = np.sort(x), np.sort(y)
+    if len(x) <= len(y):
+        return x, np.quantile(y, (np.arange(len(x)) + 0.5) / len(x))
+    return np.quantile(x, (np.arange(len(y)) + 0.5) / len(y)), y
+
+
+def order_warps(rel: FloatArray, units: PathUnits, candidate: NDArray[np.bool_], params: MatchParams
+                ) -> dict[str, Warp]:
+    """Warp per container from the rank order alone (no assignment): on each axis, the MR nodes of the container
+    (``candidate`` (n, m) marks the MR nodes whose own level lies in unit j's container) and its reported
+    positions are two samples of one layout, so their quantiles pair up; a robust fit of those Q-Q pairs (with
+    the warp priors) gives the start. Containers with < 3 MR nodes or < 3 reported positions keep the identity."""
+    out: dict[str, Warp] = {}
+    cont = np.array(units.container, dtype=object)
+    for c in sorted(set(cont)):
+        cols = np.flatnonzero(cont == c)
+        rows = np.flatnonzero(candidate[:, cols].any(axis=1))
+        vals = []
+        for ax, obs in ((0, units.cc), (1, units.ap)):
+            y = obs[cols][np.isfinite(obs[cols])]
+            x = rel[rows, cols[0], ax] if len(rows) else np.zeros(0)
+            x = x[np.isfinite(x)]
+            if len(x) < 3 or len(y) < 3:
+                vals.append((1.0, 0.0))
+                continue
+            qx, qy = _quantile_pairs(x, y)
+            vals.append(_fit_axis(qx - 0.5, qy - 0.5, params))
+        if any(v != (1.0, 0.0) for v in vals):
+            out[c] = Warp(vals[0][0], vals[0][1], vals[1][0], vals[1][1])
     return out

@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from neckmatch.correlation.assign import MARGIN_CAP, assignment_margins, best_assignment, best_value
+from neckmatch.correlation.assign import (
+    MARGIN_CAP,
+    assignment_margins,
+    best_assignment,
+    best_value,
+    soft_marginals,
+)
 from neckmatch.correlation.calibration import AUTO_THRESHOLD, calibrate
 from neckmatch.correlation.evidence import (
     MatchParams,
@@ -25,10 +31,12 @@ from neckmatch.correlation.evidence import (
     axis_log_lik,
     fit_shrinkage,
     fit_warp,
+    fit_warp_soft,
     harvest_weights,
     level_weights,
     merge_prior,
     mr_nodes,
+    order_warps,
     path_units,
     piece_size_weights,
     position_weights,
@@ -151,7 +159,8 @@ def _weights(base: NDArray[np.float64], harvest: NDArray[np.float64], mr: MRNode
     how much that mixture overstates the first partner once the label is known to be merged."""
     n = len(mr.node)
     size = size_weights(mr, units, params, log_k, merge_p)
-    pos = position_weights(rel, units, [warps.get(c, Warp()) for c in units.container], params, sd_scale)
+    unit_warps = [warps.get(u, warps.get(c, Warp())) for u, c in zip(units.unit, units.container, strict=True)]
+    pos = position_weights(rel, units, unit_warps, params, sd_scale)
     w = base + harvest[:, None] + params.pair_log_odds + size + pos
     cand = np.flatnonzero(merge_p >= params.merge_min) if params.merge else np.zeros(0, dtype=np.int64)
     piece = piece_size_weights(mr, units, params, log_k)
@@ -180,6 +189,12 @@ def _solve_merges(fit: _Fit, n: int, max_rounds: int = 3) -> NDArray[np.int64]:
     return best_assignment(fit.w, fit.owner)
 
 
+def _warp_log_prior(stretch: float, shift: float, params: MatchParams) -> float:
+    """Log prior of one axis' warp: log stretch ~ N(log stretch_prior_mean, stretch_prior_sd), shift ~ N(0, .)."""
+    z = np.log(max(stretch, 1e-6) / params.stretch_prior_mean) / params.stretch_prior_sd
+    return float(-0.5 * z**2 - 0.5 * (shift / params.shift_prior_sd) ** 2)
+
+
 _STRETCH_GRID = np.exp(np.linspace(-0.3, 0.3, 5))
 _SHIFT_GRID = np.linspace(-0.1, 0.1, 5)
 
@@ -191,8 +206,8 @@ def _grid_axis(block: NDArray[np.float64], obs: NDArray[np.float64], x: NDArray[
     best = (-np.inf, 1.0, 0.0, np.zeros_like(block))
     for a in _STRETCH_GRID:
         for b in _SHIFT_GRID:
-            ll = axis_log_lik(obs[None, :], x, a, b, params.pos_sd, params.pos_outlier)
-            prior = -0.5 * (np.log(a) / params.stretch_prior_sd) ** 2 - 0.5 * (b / params.shift_prior_sd) ** 2
+            ll = axis_log_lik(obs[None, :], x, a, b, params.pos_sd, params.pos_outlier, params.pos_censored)
+            prior = _warp_log_prior(a, b, params)
             val = best_value(block + ll) + prior
             if val > best[0]:
                 best = (val, float(a), float(b), ll)
@@ -214,7 +229,8 @@ def _grid_warps(w0: NDArray[np.float64], rel: NDArray[np.float64], units: PathUn
             continue
         block, x = w0[np.ix_(rows, cols)], rel[np.ix_(rows, cols)]
         obs = (units.cc[cols], units.ap[cols])
-        ll = [axis_log_lik(obs[ax][None, :], x[..., ax], 1.0, 0.0, params.pos_sd, params.pos_outlier)
+        ll = [axis_log_lik(obs[ax][None, :], x[..., ax], 1.0, 0.0, params.pos_sd, params.pos_outlier,
+                           params.pos_censored)
               for ax in (0, 1)]
         warp = [1.0, 0.0, 1.0, 0.0]
         for ax in (0, 1):
@@ -224,19 +240,15 @@ def _grid_warps(w0: NDArray[np.float64], rel: NDArray[np.float64], units: PathUn
     return out
 
 
-def _estimate(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDArray[np.float64],
-              fixed: set[tuple[int, int]], params: MatchParams, known: dict[str, Warp] | None = None) -> _Fit:
-    """EM-style rounds: best assignment <-> shrinkage and warps (first round with a loose position model).
-
-    ``known`` warps (per container) are used as given and not re-estimated."""
-    harvest = harvest_weights(mr, params)
-    merge_p = merge_prior(mr, params)
+def _em(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDArray[np.float64],
+        harvest: NDArray[np.float64], merge_p: NDArray[np.float64], fixed: set[tuple[int, int]],
+        params: MatchParams, warps: dict[str, Warp], known: dict[str, Warp], loose: float
+        ) -> tuple[_Fit, NDArray[np.int64]]:
+    """EM-style rounds from the start ``warps``: best assignment <-> shrinkage and warps, until the assignment
+    repeats (at most ``n_iter`` rounds; the first with positions ``loose`` times less precise). Returns the fit
+    of the final warps and its best assignment (per extended row)."""
     n = len(mr.node)
-    log_k, warps = float(np.log(params.shrinkage)), dict(known or {})
-    if params.estimate_warp and params.warp_grid:
-        w0 = base + harvest[:, None] + params.pair_log_odds + size_weights(mr, units, params, log_k, merge_p)
-        warps = _grid_warps(w0, rel, units, params) | warps
-    loose = 1.0 if params.warp_grid else 2.5  # without a grid start, a first round with a looser position model
+    log_k = float(np.log(params.shrinkage))
     prev = None
     for t in range(max(params.n_iter, 1)):
         fit = _weights(base, harvest, mr, units, rel, params, log_k, warps, loose if t == 0 else 1.0, merge_p)
@@ -251,10 +263,71 @@ def _estimate(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDA
         single = np.array(sorted({(int(r), int(partner[r])) for r in used if r < n and r not in merged} | fixed),
                           dtype=np.int64).reshape(-1, 2)
         log_k = fit_shrinkage(mr, units, single, params)
-        warps = fit_warp(rel, units, pairs, params) | dict(known or {})
+        warps = fit_warp(rel, units, pairs, params) | known
     fit = _weights(base, harvest, mr, units, rel, params, log_k, warps, 1.0, merge_p)
-    _solve_merges(fit, n)
-    return fit
+    return fit, _solve_merges(fit, n)
+
+
+def _soft_start(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDArray[np.float64],
+                harvest: NDArray[np.float64], merge_p: NDArray[np.float64], params: MatchParams,
+                known: dict[str, Warp]) -> dict[str, Warp]:
+    """Warps by deterministic annealing: soft EM (pair probabilities from :func:`soft_marginals`, every candidate
+    pair weighting the warp fit) with the position noise shrinking from loose to ``pos_sd`` (``soft_anneal``), as
+    in robust point matching; less prone than hard EM to lock onto an assignment shifted by one node."""
+    n = len(mr.node)
+    log_k, warps = float(np.log(params.shrinkage)), dict(known)
+    for scale in params.soft_anneal:
+        fit = _weights(base, harvest, mr, units, rel, params, log_k, warps, scale, merge_p)
+        q = soft_marginals(fit.w[:n])
+        warps = fit_warp_soft(rel, units, q, params) | known
+        log_k = fit_shrinkage(mr, units, np.argwhere(q > 0.5), params)
+    return warps
+
+
+def _container_scores(fit: _Fit, partner: NDArray[np.int64], units: PathUnits, params: MatchParams
+                      ) -> dict[str, float]:
+    """Joint log-objective per container: weights of its chosen pairs plus its warp's log prior."""
+    out: dict[str, float] = {}
+    for r in np.flatnonzero(partner >= 0):
+        c = units.container[partner[r]]
+        out[c] = out.get(c, 0.0) + float(fit.w[r, partner[r]])
+    for c, w in fit.warps.items():
+        prior = _warp_log_prior(w.stretch_cc, w.shift_cc, params) + _warp_log_prior(w.stretch_ap, w.shift_ap, params)
+        out[c] = out.get(c, 0.0) + prior
+    return out
+
+
+def _estimate(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDArray[np.float64],
+              fixed: set[tuple[int, int]], params: MatchParams, known: dict[str, Warp] | None = None) -> _Fit:
+    """Joint warps + shrinkage + assignment: EM from each start in ``warp_starts`` (identity with a loose first
+    round; ``order``: rank-order warps; the grid start with ``warp_grid``), then per container the warp of the
+    start with the best joint objective, and a last EM from that combination.
+
+    ``known`` warps (per container) are used as given and not re-estimated."""
+    known = dict(known or {})
+    harvest, merge_p = harvest_weights(mr, params), merge_prior(mr, params)
+    log_k0 = float(np.log(params.shrinkage))
+    starts: list[tuple[dict[str, Warp], float]] = []
+    has_pos = params.estimate_warp and bool(np.isfinite(units.cc).any() or np.isfinite(units.ap).any())
+    if "identity" in params.warp_starts or not has_pos:
+        starts.append((dict(known), 1.0 if params.warp_grid else 2.5))
+    if has_pos and "order" in params.warp_starts:
+        starts.append((order_warps(rel, units, base > np.log(0.5), params) | known, 1.0))
+    if has_pos and "soft" in params.warp_starts:
+        starts.append((_soft_start(mr, units, rel, base, harvest, merge_p, params, known), 1.0))
+    if has_pos and params.warp_grid:
+        w0 = base + harvest[:, None] + params.pair_log_odds + size_weights(mr, units, params, log_k0, merge_p)
+        starts.append((_grid_warps(w0, rel, units, params) | known, 1.0))
+    runs = [_em(mr, units, rel, base, harvest, merge_p, fixed, params, w, known, loose) for w, loose in starts]
+    if len(runs) == 1:
+        return runs[0][0]
+    scores = [_container_scores(f, p, units, params) for f, p in runs]
+    best: dict[str, Warp] = {}
+    for c in set(units.container):
+        k = int(np.argmax([sc.get(c, -np.inf) for sc in scores]))
+        if c in runs[k][0].warps:
+            best[c] = runs[k][0].warps[c]
+    return _em(mr, units, rel, base, harvest, merge_p, fixed, params, best | known, known, 1.0)[0]
 
 
 def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = None,
@@ -274,7 +347,8 @@ def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = Non
     params : MatchParams, optional
         Model parameters (defaults documented in docs/matching.md).
     warps : dict of str to Warp, optional
-        Known specimen warps per container (used as given, not estimated), e.g. the benchmark's oracle.
+        Known specimen warps per container (used as given, not estimated), e.g. the benchmark's oracle; a key
+        naming a pathology unit (its head node id) sets the warp for that unit alone (leave-one-out oracle).
 
     Returns
     -------

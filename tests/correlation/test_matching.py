@@ -256,3 +256,62 @@ def test_cannot_link_applies_to_the_second_slot():
     m = match_case(case, levels, constraints=Constraints(cannot_link={(1, "b")})).matches
     assert pairs(type("R", (), {"matches": m})) == {(1, "a")}
     assert m.loc[m["path_node"] == "b", "kind"].item() == "path-unmatched"
+
+
+def _units(cc, ap, container="R-II"):
+    from neckmatch.correlation.evidence import PathUnits
+    from neckmatch.model import ContainerLevel
+
+    m = len(cc)
+    return PathUnits(tuple(f"u{k}" for k in range(m)), tuple((f"u{k}",) for k in range(m)), (container,) * m,
+                     np.array(["R"] * m), (ContainerLevel.parse("II"),) * m, np.full(m, 5.0),
+                     np.asarray(cc, dtype=float), np.asarray(ap, dtype=float))
+
+
+def test_censored_warp_fit_is_unbiased_at_the_edges():
+    from neckmatch.correlation.evidence import fit_warp
+
+    x = np.linspace(0.02, 0.98, 25)
+    y = np.clip(0.5 + 1.3 * (x - 0.5), 0.0, 1.0)  # stretched beyond the specimen: 6 reports at each edge
+    rel = np.repeat(np.column_stack([x, x])[:, None, :], 25, axis=1)
+    pairs = np.column_stack([np.arange(25), np.arange(25)])
+    flat = MatchParams(stretch_prior_sd=10.0, shift_prior_sd=10.0)
+    w = fit_warp(rel, _units(y, y), pairs, flat)["R-II"]
+    assert w.stretch_cc == pytest.approx(1.3, abs=0.02) and w.shift_cc == pytest.approx(0.0, abs=0.01)
+    naive = fit_warp(rel, _units(y, y), pairs, MatchParams(stretch_prior_sd=10.0, shift_prior_sd=10.0,
+                                                          pos_censored=False))["R-II"]
+    assert naive.stretch_cc < 1.25  # clipped reports pull an uncensored fit towards the identity
+
+
+def test_order_warps_recover_a_stretch_and_shift_without_pairs():
+    from neckmatch.correlation.evidence import order_warps
+
+    rng = np.random.default_rng(3)
+    x = np.sort(rng.uniform(0.1, 0.9, 30))
+    y = 0.5 + 0.8 * (x - 0.5) + 0.1
+    rel = np.repeat(np.column_stack([x, x])[:, None, :], 30, axis=1)
+    cand = np.ones((30, 30), dtype=bool)
+    w = order_warps(rel, _units(rng.permutation(y), rng.permutation(y)), cand, MatchParams())["R-II"]
+    assert w.stretch_cc == pytest.approx(0.8, abs=0.05) and w.shift_cc == pytest.approx(0.1, abs=0.02)
+
+
+def test_soft_marginals_are_sub_stochastic_and_favour_strong_pairs():
+    from neckmatch.correlation.assign import soft_marginals
+
+    w = np.array([[4.0, 1.0, -np.inf], [1.0, 4.0, 0.5], [0.0, 0.0, -1.0]])
+    q = soft_marginals(w)
+    assert (q.sum(axis=0) <= 1 + 1e-9).all() and (q.sum(axis=1) <= 1 + 1e-6).all()
+    assert q[0, 2] == 0.0 and q[0, 0] > 0.5 and q[1, 1] > 0.5 and q[0, 0] > 5 * q[0, 1]
+
+
+def test_shifted_and_compressed_layout_is_recovered():
+    # 8 equal nodes 8 mm apart: sizes say nothing, the report's layout is compressed (0.75) and shifted (+0.12)
+    z = np.arange(8) * 8.0
+    levels = mr_table([(k + 1, "R", "IIA", 8.0, float(zz), 0) for k, zz in enumerate(z)])
+    rel = (z.max() + 5 - z) / (z.max() - z.min() + 10)
+    cc = 0.5 + 0.75 * (rel - 0.5) + 0.12
+    case = make_case([pn(f"n{k}", 7.0, cc=float(c), ap=0.5) for k, c in enumerate(cc)])
+    res = match_case(case, levels)
+    assert pairs(res) == {(k + 1, f"n{k}") for k in range(8)}
+    w = res.specimen.warps["R-II"]
+    assert w.stretch_cc == pytest.approx(0.75, abs=0.08) and w.shift_cc == pytest.approx(0.12, abs=0.04)
