@@ -16,6 +16,7 @@ A case that fails is recorded with its one-line error (``cases.csv``, the report
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -446,15 +447,34 @@ def records_frame(records: Iterable[CaseRecord]) -> pd.DataFrame:
 
 def stack_truth_tables(out_dir: Path, records: Iterable[CaseRecord]) -> dict[str, pd.DataFrame]:
     """Concatenate the per-case truth tables of the finished (ok or skipped) cases, in case order."""
-    stacked: dict[str, list[pd.DataFrame]] = {k: [] for k in TRUTH_KEYS}
-    for r in records:
-        if r.status == "failed":
-            continue
-        for key in TRUTH_KEYS:
-            path = out_dir / r.case_id / f"truth_{key}.csv"
-            if path.exists():
-                stacked[key].append(pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"case_id": str}))
-    return {k: (pd.concat(v, ignore_index=True) if v else pd.DataFrame()) for k, v in stacked.items()}
+    done = [r for r in records if r.status != "failed"]
+    out = {}
+    for key in TRUTH_KEYS:
+        paths = [p for p in (out_dir / r.case_id / f"truth_{key}.csv" for r in done) if p.exists()]
+        frames = [_read_stacked(chunk) for chunk in _same_header_runs(paths)]
+        out[key] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return out
+
+
+def _same_header_runs(paths: list[Path]) -> Iterator[list[str]]:
+    """The files' texts in runs of consecutive files with the same header line (usually one run)."""
+    run: list[str] = []
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        if run and text.partition("\n")[0] != run[0].partition("\n")[0]:
+            yield run
+            run = []
+        run.append(text)
+    if run:
+        yield run
+
+
+def _read_stacked(texts: list[str]) -> pd.DataFrame:
+    """One frame from CSV texts with the same header, parsed at once (one dtype per column from all rows)."""
+    head, _, first = texts[0].partition("\n")
+    bodies = [first] + [t.partition("\n")[2] for t in texts[1:]]
+    body = "".join(b if not b or b.endswith("\n") else b + "\n" for b in bodies)
+    return pd.read_csv(io.StringIO(f"{head}\n{body}"), keep_default_na=False, na_values=[""], dtype={"case_id": str})
 
 
 def _parquet_ready(frame: pd.DataFrame) -> pd.DataFrame:

@@ -325,3 +325,24 @@ def test_write_tables_stores_a_column_of_mixed_types_in_parquet(tmp_path: Path) 
     back = pd.read_parquet(files["truth_nodes.parquet"])
     assert back["path_deposit_mm"].tolist()[:2] == ["8.2", "8.2;1.1"] and pd.isna(back["path_deposit_mm"].iloc[2])
     assert pd.read_csv(files["truth_nodes.csv"])["path_deposit_mm"].tolist()[:2] == ["8.2", "8.2;1.1"]
+
+
+def test_stack_truth_tables_keeps_case_order_and_each_case_text(tmp_path: Path) -> None:
+    """Cases with the same header are parsed at once, a different header starts a new run; rows stay in case
+    order and a carried-through column keeps each case's text (``13`` stays ``13``, not ``13.0``)."""
+    from neckmatch.cohort import stack_truth_tables
+
+    texts = {"P1": "case_id,mr_node,path_deposit_mm\nP1,1,13\nP1,2,\n", "P2": "case_id,mr_node,path_deposit_mm\n",
+             "P3": "case_id,mr_node,path_deposit_mm\nP3,4,8.2;1.1\n", "P4": "case_id,mr_node\nP4,7\n",
+             "P5": "case_id,mr_node,path_deposit_mm\n005,9,2"}  # fmt: skip
+    for cid, text in texts.items():
+        (tmp_path / cid).mkdir()
+        (tmp_path / cid / "truth_nodes.csv").write_text(text)
+    recs = [CaseRecord(cid, f"/c/{cid}", "ok") for cid in texts] + [CaseRecord("P6", "/c/P6", "failed", "bad")]
+    nodes = stack_truth_tables(tmp_path, recs)["nodes"]
+    assert nodes["case_id"].tolist() == ["P1", "P1", "P3", "P4", "005"]
+    assert nodes["mr_node"].tolist() == [1, 2, 4, 7, 9]
+    deposit = nodes["path_deposit_mm"]
+    assert [deposit.iloc[i] for i in (0, 2, 4)] == ["13", "8.2;1.1", 2]  # P5 follows another header: own run
+    assert pd.isna(deposit.iloc[1]) and pd.isna(deposit.iloc[3])
+    assert stack_truth_tables(tmp_path, recs)["levels"].empty
