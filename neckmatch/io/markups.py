@@ -120,10 +120,17 @@ def _control_points(path: Path, i: int, mk: dict[str, Any]) -> list[tuple[str, n
     units = str(mk.get("coordinateUnits", "mm"))
     if units != "mm":
         raise InputError(path, f"markups[{i}].coordinateUnits", f"must be mm, got '{units}'")
+    placed = [(j, cp) for j, cp in enumerate(mk.get("controlPoints") or [])
+              if str(cp.get("positionStatus", "defined")) not in _UNPLACED]  # fmt: skip
+    try:  # all at once; the loop below finds and reports a bad point
+        pos = np.array([cp["position"] for _, cp in placed], dtype=np.float64)
+    except (KeyError, TypeError, ValueError):
+        pos = np.empty(0)
+    if placed and pos.shape == (len(placed), 3) and np.isfinite(pos).all():
+        ras = pos * _FLIP[system]
+        return [(str(cp.get("label", "")).strip(), ras[k]) for k, (_, cp) in enumerate(placed)]
     out = []
-    for j, cp in enumerate(mk.get("controlPoints") or []):
-        if str(cp.get("positionStatus", "defined")) in _UNPLACED:
-            continue
+    for j, cp in placed:
         try:
             pos = np.asarray(cp["position"], dtype=np.float64)
         except (KeyError, TypeError, ValueError):

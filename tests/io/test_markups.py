@@ -167,3 +167,17 @@ def test_writer_refuses_unknown_system(tmp_path: Path) -> None:
     lm = Landmarks(curves={"a": Curve("a", [[0, 0, 0], [0, 0, 1]])})
     with pytest.raises(InputError, match=r"coordinateSystem: must be LPS or RAS, got 'XYZ'"):
         write_markups(tmp_path / "w.mrk.json", lm, coordinate_system="XYZ")
+
+
+@pytest.mark.parametrize(("bad", "shown"), [([1.0, 2.0], r"\[1\.0, 2\.0\]"), ([1.0, float("nan"), 3.0], r"\[1\.0, nan"),
+                                            (None, "None")])  # fmt: skip
+def test_bad_position_among_good_ones_names_its_own_index(tmp_path: Path, bad: Any, shown: str) -> None:
+    """Positions are read all at once; the one bad point (after an unplaced one) is still reported by index."""
+    cps = [_cp("skull_base", [0.0, 0.0, 1.0]), _cp("hyoid_body_inferior", [9.0, 9.0, 9.0], "undefined"),
+           _cp("cricoid_arch_inferior", [0.0, 1.0, 2.0]), _cp("manubrium_superior", bad)]
+    if bad is None:
+        del cps[3]["position"]
+    doc = {"markups": [{"type": "Fiducial", "controlPoints": cps}]}
+    msg = rf"markups\[0\]\.controlPoints\[3\]\.position: need 3 finite numbers, got {shown}"
+    with pytest.raises(InputError, match=msg):
+        read_markups(_write(tmp_path, "b.mrk.json", doc), required=())
