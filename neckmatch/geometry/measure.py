@@ -108,7 +108,8 @@ def _voxel_size(axes: NDArray[np.float64], u: NDArray[np.float64]) -> float:
     return float(np.linalg.norm(axes.T @ u))
 
 
-def _feret(points: NDArray[np.float64], axes: NDArray[np.float64], pad: float) -> tuple[float, NDArray[np.float64]]:
+def _feret(points: NDArray[np.float64], axes: NDArray[np.float64], pad: float,
+           sv: NDArray[np.float64] | None = None) -> tuple[float, NDArray[np.float64]]:
     """Padded Feret diameter of ``points`` (n, d): max over pairs of ``distance + pad * voxel size along the pair``.
 
     Taking the maximum of the padded lengths (not padding the longest pair afterwards) keeps the result a
@@ -116,9 +117,9 @@ def _feret(points: NDArray[np.float64], axes: NDArray[np.float64], pad: float) -
     affine is enough to reorder them) cannot make it jump by a fraction of a voxel. Returns (length, unit direction).
 
     Exact, but only pairs that can win are padded: the voxel size along any direction lies between the smallest
-    and largest singular value of ``axes`` (s_min, s_max), so a pair shorter than the longest distance minus
-    ``|pad| * (s_max - s_min)`` cannot have the largest padded length. Ties go to the first pair (i < j) in
-    hull-vertex order, as an argmax over all pairs would.
+    and largest singular value of ``axes`` (s_min, s_max; ``sv`` when known), so a pair shorter than the longest
+    distance minus ``|pad| * (s_max - s_min)`` cannot have the largest padded length. Ties go to the first pair
+    (i < j) in hull-vertex order, as an argmax over all pairs would.
     """
     dim = points.shape[1]
     cand = points
@@ -131,18 +132,30 @@ def _feret(points: NDArray[np.float64], axes: NDArray[np.float64], pad: float) -
         unit = np.zeros(dim)
         unit[0] = 1.0
         return pad * _voxel_size(axes, unit), unit
-    length, unit, _, _ = _best_pair(cand, axes, pad)
+    length, unit, _, _ = _best_pair(cand, axes, pad, sv)
     return length, unit
 
 
-def _best_pair(cand: NDArray[np.float64], axes: NDArray[np.float64],
-               pad: float) -> tuple[float, NDArray[np.float64], int, int]:
-    """(padded length, unit direction from ``cand[i]`` to ``cand[j]``, i, j) of the best pair (i < j) of ``cand``."""
+def _candidate_pairs(cand: NDArray[np.float64], slack: float,
+                     tol: float) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Pairs (i < j, row by row) of ``cand`` at least as long as the longest minus ``slack + tol * longest``."""
+    if len(cand) <= 48:  # a small square matrix is cheaper than pdist's call overhead
+        diff = cand[:, None, :] - cand[None, :, :]
+        dist = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+        dmax = float(dist.max())
+        i, j = np.nonzero(np.triu(dist >= dmax - slack - tol * dmax, 1))
+        return i, j
     dist = pdist(cand)  # condensed: pairs (i, j), i < j, row by row
-    sv = np.linalg.svd(axes, compute_uv=False)
     dmax = float(dist.max())
-    slack = abs(pad) * float(sv[0] - sv[-1]) + 1e-9 * (dmax + float(sv[0]))  # + rounding of the bounds
-    i, j = _condensed_pairs(np.flatnonzero(dist >= dmax - slack), len(cand))
+    return _condensed_pairs(np.flatnonzero(dist >= dmax - slack - tol * dmax), len(cand))
+
+
+def _best_pair(cand: NDArray[np.float64], axes: NDArray[np.float64], pad: float,
+               sv: NDArray[np.float64] | None = None) -> tuple[float, NDArray[np.float64], int, int]:
+    """(padded length, unit direction from ``cand[i]`` to ``cand[j]``, i, j) of the best pair (i < j) of ``cand``."""
+    sv = np.linalg.svd(axes, compute_uv=False) if sv is None else sv
+    # Candidates: the bound |pad| (s_max - s_min), plus room for the rounding of the distances and the bounds.
+    i, j = _candidate_pairs(cand, abs(pad) * float(sv[0] - sv[-1]) + 1e-9 * float(sv[0]), 1e-9)
     diff = cand[i] - cand[j]
     d = np.sqrt(np.einsum("ij,ij->i", diff, diff))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -160,19 +173,38 @@ def _best_pair(cand: NDArray[np.float64], axes: NDArray[np.float64],
 _ALL_PAIRS_MAX = 2000
 
 
-def _feret_length(points: NDArray[np.float64], axes: NDArray[np.float64], pad: float) -> float:
+def _feret_length(points: NDArray[np.float64], axes: NDArray[np.float64], pad: float,
+                  sv: NDArray[np.float64] | None = None, maybe_vertex: NDArray[np.bool_] | None = None) -> float:
     """``_feret(points, axes, pad)[0]``, mostly without the convex hull.
 
-    The best pair among all points is the best among the hull vertices as soon as both of its points are hull
-    vertices; they are where each is the only point furthest along the pair's direction (an exposed point), so
-    the hull is built only when that test fails. The length is then bit for bit the one over hull vertices.
+    The best pair among the points that may be hull vertices (``maybe_vertex``: a superset of them, default all)
+    is the best among the hull vertices as soon as both of its points are hull vertices; they are where each is
+    the only point furthest along the pair's direction (an exposed point), so the hull is built only when that
+    test fails. The length is then bit for bit the one over hull vertices.
     """
-    if 4 * points.shape[1] < len(points) <= _ALL_PAIRS_MAX:
-        length, _, i, j = _best_pair(points, axes, pad)
+    keep = np.arange(len(points)) if maybe_vertex is None else np.flatnonzero(maybe_vertex)
+    if 4 * points.shape[1] < len(points) and 2 <= len(keep) <= _ALL_PAIRS_MAX:
+        length, _, i, j = _best_pair(points[keep], axes, pad, sv)
+        i, j = keep[i], keep[j]
         proj = points @ (points[i] - points[j])
         if np.count_nonzero(proj >= proj[i]) == 1 and np.count_nonzero(proj <= proj[j]) == 1:
             return length
-    return _feret(points, axes, pad)[0]
+    return _feret(points, axes, pad, sv)[0]
+
+
+def _line_ends(ras: NDArray[np.float64], starts: NDArray[np.int64], step: NDArray[np.float64],
+               tol: float) -> NDArray[np.bool_]:
+    """False for voxel centres with a neighbour ``-step`` before and ``+step`` after them in ``ras`` (same label).
+
+    Such a centre is the midpoint of two others of its node, never a hull vertex; in memory order (as
+    :func:`node_voxel_centres` gives them) these are the voxels inside a row along the fastest array axis.
+    """
+    gap = ras[1:] - ras[:-1] - step
+    follows = np.einsum("ij,ij->i", gap, gap) < tol * tol  # centre k + 1 is centre k + step
+    follows[starts[1:] - 1] = False  # never across labels
+    inner = np.zeros(len(ras), dtype=bool)
+    inner[1:-1] = follows[:-1] & follows[1:]
+    return ~inner
 
 
 def _condensed_pairs(k: NDArray[np.int64], m: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -200,9 +232,10 @@ def _axial_slab_index(ras: NDArray[np.float64], affine: NDArray[np.float64]) -> 
     return np.floor((ras[:, 2] - affine[2, 3]) / step + 0.5).astype(np.int64)
 
 
-def _axial_axes(points: NDArray[np.float64], inplane: NDArray[np.float64]) -> tuple[float, float]:
+def _axial_axes(points: NDArray[np.float64], inplane: NDArray[np.float64],
+                sv: NDArray[np.float64] | None = None) -> tuple[float, float]:
     """(axial long, short) diameters, mm, of one slab's centres (n, 2) (x, y); ``inplane`` = 2x2 voxel axes."""
-    long_padded, u = _feret(points, inplane, _FERET_PAD)
+    long_padded, u = _feret(points, inplane, _FERET_PAD, sv)
     v = np.array([-u[1], u[0]])
     along, across = points @ u, points @ v
     step_u = _voxel_size(inplane, u)
@@ -264,14 +297,18 @@ def measure_nodes(
     axes3 = label_map.affine[:3, :3]
     inplane = _inplane_axes(label_map.affine)
     slab = _axial_slab_index(ras, label_map.affine)
+    sv3, sv2 = np.linalg.svd(axes3, compute_uv=False), np.linalg.svd(inplane, compute_uv=False)
+    data = label_map.data
+    fastest = 0 if data.flags.f_contiguous and not data.flags.c_contiguous else 2  # node_voxel_centres' order
+    ends = _line_ends(ras, starts, axes3[:, fastest], 0.25 * float(sv3[-1]))
     long_3d = np.empty(len(labels))
     axial = np.empty((len(labels), 2))
     for i, part in enumerate(np.split(np.arange(len(ras)), starts[1:])):
         pts = ras[part]
-        long_3d[i] = _feret_length(pts, axes3, _FERET_PAD)
+        long_3d[i] = _feret_length(pts, axes3, _FERET_PAD, sv3, ends[part])
         sl, n_sl = np.unique(slab[part], return_counts=True)
         best = slab[part] == sl[np.argmax(n_sl)]
-        axial[i] = _axial_axes(pts[best, :2], inplane)
+        axial[i] = _axial_axes(pts[best, :2], inplane, sv2)
     return pd.DataFrame({
         "node": labels, "n_voxels": counts, "volume_mm3": counts * label_map.voxel_volume,
         "x": centroid[:, 0], "y": centroid[:, 1], "z": centroid[:, 2],

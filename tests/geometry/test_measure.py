@@ -184,10 +184,22 @@ def test_feret_equals_the_all_pairs_maximum(points, axes, pad):
 @pytest.mark.parametrize(("diam", "rot", "spacing", "grid_rot"), _cases()[::3])
 def test_feret_length_without_hull_equals_the_hull_vertex_maximum(diam, rot, spacing, grid_rot):
     """The all-points shortcut of the 3-D long axis gives bit for bit the hull-vertex result (voxel ties too)."""
-    from neckmatch.geometry.measure import _feret, _feret_length
+    from neckmatch.geometry.measure import _feret, _feret_length, _line_ends
 
     lm = _raster(diam, rot, spacing, grid_rot, np.array([1.0, 2.0, 3.0]))
     pts = label_voxels(lm)[7]
     rng = np.random.default_rng(5)
     for sub in (pts, pts[rng.random(len(pts)) < 0.3], rng.normal(size=(60, 3)) * diam):
         assert _feret_length(sub, lm.affine[:3, :3], 0.5) == _feret(sub, lm.affine[:3, :3], 0.5)[0]
+    ends = _line_ends(pts, np.array([0]), lm.affine[:3, 2], 0.1)  # label_voxels: C order, rows along k
+    assert 0.05 < ends.mean() < 0.9  # the inside of the rows is left out
+    assert _feret_length(pts, lm.affine[:3, :3], 0.5, maybe_vertex=ends) == _feret(pts, lm.affine[:3, :3], 0.5)[0]
+
+
+def test_line_ends_mark_every_centre_but_the_inside_of_rows():
+    """Rows along the step: only their first and last centres may be hull vertices; labels never join rows."""
+    from neckmatch.geometry.measure import _line_ends
+
+    ras = np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0], [3, 1, 0], [4, 1, 0], [5, 1, 0], [6, 1, 0]], float)
+    ends = _line_ends(ras, np.array([0, 5]), np.array([1.0, 0.0, 0.0]), 0.1)  # second label from row 5 on
+    assert ends.tolist() == [True, False, False, True, True, True, False, True]
