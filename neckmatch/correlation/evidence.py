@@ -31,7 +31,7 @@ from neckmatch.geometry.specimen import Specimen, Warp
 from neckmatch.model import Case, ContainerLevel, Level, Side
 
 __all__ = ["MatchParams", "MRNodes", "PathUnits", "mr_nodes", "path_units", "level_weights", "size_weights",
-           "position_weights", "axis_log_lik", "piece_size_weights", "merge_prior", "harvest_weights",
+           "position_weights", "axis_log_lik", "size_evidence", "piece_size_weights", "merge_prior", "harvest_weights",
            "fit_shrinkage", "fit_warp", "fit_warp_soft", "order_warps", "adjacent_levels"]
 
 FloatArray = NDArray[np.float64]
@@ -300,9 +300,10 @@ def _size_terms(mr: MRNodes, units: PathUnits, params: MatchParams, log_k: float
     return single, piece, only
 
 
-def size_weights(mr: MRNodes, units: PathUnits, params: MatchParams, log_k: float,
-                 merge_p: FloatArray | None = None) -> FloatArray:
-    """Size log-likelihood ratio, shape (n, m); 0 where either size is unknown.
+def size_evidence(mr: MRNodes, units: PathUnits, params: MatchParams, log_k: float,
+                  merge_p: FloatArray | None = None) -> tuple[FloatArray, FloatArray]:
+    """Size log-likelihood ratios, each shape (n, m), 0 where either size is unknown: of a pair (against a
+    pathology-only node) and of the unit being a *piece* of a merged MR label.
 
     With ``merge_p`` (n,), the prior probability that each MR label holds two merged nodes, the pair density is
     the mixture ``(1 - p) f_single + p f_piece`` (a merged label's partner is smaller than its long axis)."""
@@ -310,16 +311,19 @@ def size_weights(mr: MRNodes, units: PathUnits, params: MatchParams, log_k: floa
     if merge_p is not None:
         p = np.clip(merge_p, 1e-12, 1 - 1e-12)[:, None]
         single = np.where(merge_p[:, None] > 0, np.logaddexp(np.log1p(-p) + single, np.log(p) + piece), single)
-    out = single - only
-    return np.where(np.isfinite(out), out, 0.0)
+    pair, part = single - only, piece - only
+    return np.where(np.isfinite(pair), pair, 0.0), np.where(np.isfinite(part), part, 0.0)
+
+
+def size_weights(mr: MRNodes, units: PathUnits, params: MatchParams, log_k: float,
+                 merge_p: FloatArray | None = None) -> FloatArray:
+    """Size log-likelihood ratio of a pair, shape (n, m) (first output of :func:`size_evidence`)."""
+    return size_evidence(mr, units, params, log_k, merge_p)[0]
 
 
 def piece_size_weights(mr: MRNodes, units: PathUnits, params: MatchParams, log_k: float) -> FloatArray:
-    """Size log-likelihood ratio of a unit being a *piece* of a merged MR label vs pathology-only, (n, m);
-    0 where either size is unknown."""
-    _, piece, only = _size_terms(mr, units, params, log_k)
-    out = piece - only
-    return np.where(np.isfinite(out), out, 0.0)
+    """Size log-likelihood ratio of a unit being a piece of a merged MR label vs pathology-only, (n, m)."""
+    return size_evidence(mr, units, params, log_k)[1]
 
 
 def merge_prior(mr: MRNodes, params: MatchParams) -> FloatArray:
@@ -424,15 +428,20 @@ def _fit_axis(x: FloatArray, y: FloatArray, params: MatchParams, q: FloatArray |
     w = q.copy()
     a, b = params.stretch_prior_mean, 0.0
     lo, hi = (y <= -0.5 + 1e-9), (y >= 0.5 - 1e-9)
+    cens = (lo | hi) & params.pos_censored
+    pa, pb = 1 / params.stretch_prior_sd**2, 1 / params.shift_prior_sd**2
+    s2 = params.pos_sd**2
     for _ in range(5):
-        pred = a * x + b
-        t = np.where((lo & (pred < y)) | (hi & (pred > y)), pred, y) if params.pos_censored else y
-        s2 = params.pos_sd**2
-        A = np.array([[np.sum(w * x * x) / s2 + 1 / params.stretch_prior_sd**2, np.sum(w * x) / s2],
-                      [np.sum(w * x) / s2, np.sum(w) / s2 + 1 / params.shift_prior_sd**2]])
-        rhs = np.array([np.sum(w * x * t) / s2 + params.stretch_prior_mean / params.stretch_prior_sd**2,
-                        np.sum(w * t) / s2])
-        a, b = np.linalg.solve(A, rhs)
+        t = y
+        if cens.any():
+            pred = a * x + b
+            t = np.where((lo & (pred < y)) | (hi & (pred > y)), pred, y)
+        wx = w * x
+        sw, swx, swxx, swt, swxt = w.sum(), wx.sum(), wx @ x, w @ t, wx @ t
+        det = (swxx / s2 + pa) * (sw / s2 + pb) - (swx / s2) ** 2
+        ra, rb = swxt / s2 + params.stretch_prior_mean * pa, swt / s2
+        a = (ra * (sw / s2 + pb) - rb * swx / s2) / det
+        b = ((swxx / s2 + pa) * rb - swx / s2 * ra) / det
         r = (t - a * x - b) / (2 * params.pos_sd)
         w = q / (1.0 + r**2)
     return float(a), float(b)

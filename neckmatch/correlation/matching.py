@@ -38,9 +38,9 @@ from neckmatch.correlation.evidence import (
     mr_nodes,
     order_warps,
     path_units,
-    piece_size_weights,
     position_weights,
     relative_positions,
+    size_evidence,
     size_weights,
 )
 from neckmatch.errors import InputError
@@ -158,15 +158,12 @@ def _weights(base: NDArray[np.float64], harvest: NDArray[np.float64], mr: MRNode
     the node's first partner keeps the single/piece size mixture, and ``correction`` holds, per (node, unit),
     how much that mixture overstates the first partner once the label is known to be merged."""
     n = len(mr.node)
-    size = size_weights(mr, units, params, log_k, merge_p)
+    size, piece = size_evidence(mr, units, params, log_k, merge_p)
     unit_warps = [warps.get(u, warps.get(c, Warp())) for u, c in zip(units.unit, units.container, strict=True)]
     pos = position_weights(rel, units, unit_warps, params, sd_scale)
     w = base + harvest[:, None] + params.pair_log_odds + size + pos
     cand = np.flatnonzero(merge_p >= params.merge_min) if params.merge else np.zeros(0, dtype=np.int64)
-    piece = piece_size_weights(mr, units, params, log_k)
-    with np.errstate(divide="ignore"):
-        correction = np.log(np.maximum(merge_p, 1e-300))[:, None] + piece - size_weights(mr, units, params, log_k,
-                                                                                         merge_p)
+    correction = np.log(np.maximum(merge_p, 1e-300))[:, None] + piece - size
     slot = base[cand] + pos[cand] + piece[cand] + params.merge_log_odds
     parts = {"level": base, "size": size, "position": pos, "harvest": np.broadcast_to(harvest[:, None], base.shape)}
     slot_parts = {"level": base[cand], "size": piece[cand], "position": pos[cand],
