@@ -232,6 +232,20 @@ def _axial_slab_index(ras: NDArray[np.float64], affine: NDArray[np.float64]) -> 
     return np.floor((ras[:, 2] - affine[2, 3]) / step + 0.5).astype(np.int64)
 
 
+def _in_fullest_slab(slab: NDArray[np.int64], counts: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Whether each voxel lies in its node's slab with the most voxels (ties: the lowest slab).
+
+    ``slab`` (M,) holds the voxels' slab indices grouped by node, ``counts`` (L,) the voxels per node.
+    """
+    node = np.repeat(np.arange(len(counts)), counts)
+    s0 = slab - slab.min()
+    width = int(s0.max()) + 1
+    key, n = np.unique(node * width + s0, return_counts=True)
+    order = np.lexsort((key, -n, key // width))  # by node, most voxels first, then lowest slab
+    first = np.unique(key[order] // width, return_index=True)[1]
+    return s0 == (key[order][first] % width)[node]
+
+
 def _axial_axes(points: NDArray[np.float64], inplane: NDArray[np.float64],
                 sv: NDArray[np.float64] | None = None) -> tuple[float, float]:
     """(axial long, short) diameters, mm, of one slab's centres (n, 2) (x, y); ``inplane`` = 2x2 voxel axes."""
@@ -303,12 +317,11 @@ def measure_nodes(
     ends = _line_ends(ras, starts, axes3[:, fastest], 0.25 * float(sv3[-1]))
     long_3d = np.empty(len(labels))
     axial = np.empty((len(labels), 2))
+    in_best = _in_fullest_slab(slab, counts)
     for i, part in enumerate(np.split(np.arange(len(ras)), starts[1:])):
         pts = ras[part]
         long_3d[i] = _feret_length(pts, axes3, _FERET_PAD, sv3, ends[part])
-        sl, n_sl = np.unique(slab[part], return_counts=True)
-        best = slab[part] == sl[np.argmax(n_sl)]
-        axial[i] = _axial_axes(pts[best, :2], inplane, sv2)
+        axial[i] = _axial_axes(pts[in_best[part], :2], inplane, sv2)
     return pd.DataFrame({
         "node": labels, "n_voxels": counts, "volume_mm3": counts * label_map.voxel_volume,
         "x": centroid[:, 0], "y": centroid[:, 1], "z": centroid[:, 2],

@@ -203,3 +203,10 @@ def test_line_ends_mark_every_centre_but_the_inside_of_rows():
     ras = np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0], [3, 1, 0], [4, 1, 0], [5, 1, 0], [6, 1, 0]], float)
     ends = _line_ends(ras, np.array([0, 5]), np.array([1.0, 0.0, 0.0]), 0.1)  # second label from row 5 on
     assert ends.tolist() == [True, False, False, True, True, True, False, True]
+
+
+def test_fullest_slab_per_node_ties_go_to_the_lowest():
+    from neckmatch.geometry.measure import _in_fullest_slab
+
+    slab = np.array([6, 5, 5, 6, 7, 2, 3, 3])  # node 0: slabs 5 and 6 tie (2 each); node 1: slab 3
+    assert _in_fullest_slab(slab, np.array([5, 3])).tolist() == [False, True, True, False, False, False, True, True]
