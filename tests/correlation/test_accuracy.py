@@ -164,3 +164,15 @@ def test_wilson_ends_are_exact_for_zero_and_full_counts(n):
     assert wilson_interval(n, n)[1] == 1.0
     lo, hi = wilson_interval(np.array([0, n]), np.array([n, n]))
     assert lo[0] == 0.0 and hi[1] == 1.0 and 0.0 < hi[0] < lo[1] < 1.0
+
+
+def test_gee_fit_of_the_same_units_is_reused_and_other_labels_give_the_same_fit():
+    from neckmatch.correlation.accuracy import _gee_fit
+
+    d = _clustered_data()
+    first = gee_proportion(d["call"].to_numpy(), d["case_id"].to_numpy())
+    hits = _gee_fit.cache_info().hits
+    renamed = gee_proportion(d["call"].to_numpy(), ("patient-" + d["case_id"].astype(str)).to_numpy())
+    assert renamed == first and _gee_fit.cache_info().hits == hits + 1  # same units, same cluster structure
+    other = gee_proportion(~d["call"].to_numpy(), d["case_id"].to_numpy())
+    assert other.estimate == pytest.approx(1 - first.estimate) and _gee_fit.cache_info().hits == hits + 1
