@@ -3,8 +3,11 @@
     python benchmarks/matching.py [--n 48] [--seed 2024] [--sweep] [--calibrate]
 
 Prints, side by side, for neckmatch, a plain Hungarian on the same unary costs (no EM, no warps, no dummy-free
-confidence), pygmtools RRWM and IPFP (numpy backend) on the same affinities, and an oracle neckmatch that knows
-the generator's noise parameters: pair precision / recall / F1, auto-decision precision and coverage of the
+confidence), pygmtools RRWM and IPFP (numpy backend) on the same affinities, and oracle rows: neckmatch with
+the generator's noise parameters ("oracle params"), with each container's warp fitted on all its true pairs
+("oracle warps": in-sample, it leaks a unit's own answer into the warp that judges it) and fitted leave-one-out
+("oracle warps LOO": a unit's warp from the other units' true pairs; the honest warp-knowledge limit):
+pair precision / recall / F1, auto-decision precision and coverage of the
 true pairs, recall of pairs involving metastatic nodes, MR-node outcome accuracy (the pathology status each MR
 node inherits is right), expected calibration error and match time per case; for cases with cc/ap positions,
 without, and all. ``--sweep`` varies the generator's difficulty knobs; ``--calibrate`` fits, on a calibration
@@ -142,7 +145,7 @@ def _rows_from_partner(item: dict, partner: np.ndarray, conf_pair: np.ndarray, c
 
 def run_hungarian(item: dict) -> tuple[pd.DataFrame, float]:
     """Plain Hungarian on the unary costs (no EM, no warp): every allowed pair must be used, no confidence."""
-    params = MatchParams(estimate_shrinkage=False, estimate_warp=False, n_iter=1)
+    params = MatchParams(estimate_shrinkage=False, estimate_warp=False, estimate_pos_sd=False, n_iter=1)
     w = match_case(item["case"], item["levels"], item["spec"], params=params).weights.to_numpy()
     t0 = time.perf_counter()
     partner = np.full(w.shape[0], -1)
@@ -225,7 +228,7 @@ def oracle_params(sp: SynthParams) -> MatchParams:
     return MatchParams(shrinkage=1 - sp.shrinkage_mean, shrinkage_prior_sd=0.02, pos_sd=sp.position_noise,
                        stretch_prior_sd=sp.stretch_sd, shift_prior_sd=max(sp.shift_sd, 1e-3),
                        miss_max=sp.harvest_miss_rate, miss_half_mm=sp.harvest_miss_size_mm, miss_floor=0.005,
-                       p_runner=sp.container_error_rate)
+                       p_runner=sp.container_error_rate, estimate_pos_sd=False)
 
 
 def true_warps(item: dict, params: MatchParams) -> dict:

@@ -9,7 +9,7 @@ parameter in docs/matching.md. Reads and pathology status are never looked at.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ from neckmatch.correlation.evidence import (
     MRNodes,
     PathUnits,
     axis_log_lik,
+    fit_pos_sd,
     fit_shrinkage,
     fit_warp,
     fit_warp_soft,
@@ -246,9 +247,9 @@ def _em(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDArray[n
     of the final warps and its best assignment (per extended row)."""
     n = len(mr.node)
     log_k = float(np.log(params.shrinkage))
-    prev = None
+    prev, cur = None, params  # cur: params with this case's position noise (estimate_pos_sd)
     for t in range(max(params.n_iter, 1)):
-        fit = _weights(base, harvest, mr, units, rel, params, log_k, warps, loose if t == 0 else 1.0, merge_p)
+        fit = _weights(base, harvest, mr, units, rel, cur, log_k, warps, loose if t == 0 else 1.0, merge_p)
         partner = _solve_merges(fit, n)
         if prev is not None and np.array_equal(partner, prev):
             break
@@ -260,8 +261,9 @@ def _em(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDArray[n
         single = np.array(sorted({(int(r), int(partner[r])) for r in used if r < n and r not in merged} | fixed),
                           dtype=np.int64).reshape(-1, 2)
         log_k = fit_shrinkage(mr, units, single, params)
-        warps = fit_warp(rel, units, pairs, params) | known
-    fit = _weights(base, harvest, mr, units, rel, params, log_k, warps, 1.0, merge_p)
+        warps = fit_warp(rel, units, pairs, cur) | known
+        cur = replace(params, pos_sd=fit_pos_sd(rel, units, pairs, warps, params))
+    fit = _weights(base, harvest, mr, units, rel, cur, log_k, warps, 1.0, merge_p)
     return fit, _solve_merges(fit, n)
 
 

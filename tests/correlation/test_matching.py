@@ -316,3 +316,20 @@ def test_shifted_and_compressed_layout_is_recovered():
     assert pairs(res) == {(k + 1, f"n{k}") for k in range(8)}
     w = res.specimen.warps["R-II"]
     assert w.stretch_cc == pytest.approx(0.75, abs=0.08) and w.shift_cc == pytest.approx(0.12, abs=0.04)
+
+
+def test_position_noise_is_estimated_per_case():
+    from neckmatch.correlation.evidence import fit_pos_sd
+    from neckmatch.geometry.specimen import Warp
+
+    rng = np.random.default_rng(11)
+    x = rng.uniform(0.2, 0.8, 200)
+    y = np.clip(x + rng.normal(0.0, 0.15, 200), 0.0, 1.0)
+    rel = np.repeat(np.column_stack([x, x])[:, None, :], 200, axis=1)
+    pairs = np.column_stack([np.arange(200), np.arange(200)])
+    units = _units(y, np.full(200, np.nan))
+    sd = fit_pos_sd(rel, units, pairs, {"R-II": Warp()}, MatchParams())
+    # 1.28 x ~0.15 (edge reports left out) with 10 pseudo-residuals of 0.10: about 0.19
+    assert 0.16 < sd < 0.22
+    assert fit_pos_sd(rel, units, pairs, {}, MatchParams(estimate_pos_sd=False)) == 0.10
+    assert fit_pos_sd(rel, units, pairs[:2], {}, MatchParams()) == 0.10  # too few residuals: the prior
