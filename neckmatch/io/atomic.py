@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["atomic_path", "atomic_dir", "write_csv", "write_text"]
@@ -73,11 +74,16 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write ``frame`` as CSV atomically (no index; booleans as ``true`` / ``false``)."""
+    """Write ``frame`` as CSV atomically (no index; booleans, nullable ones too, as ``true`` / ``false``; missing
+    values empty)."""
     out = frame.copy()
     for col in out.columns:
-        if out[col].dtype == bool:
-            out[col] = out[col].map({True: "true", False: "false"})
+        if out[col].dtype == bool or isinstance(out[col].dtype, pd.BooleanDtype):
+            out[col] = out[col].astype(object).map({True: "true", False: "false"})
+        elif out[col].dtype == object:  # booleans among other values (a column built row by row)
+            is_bool = out[col].map(lambda v: isinstance(v, (bool, np.bool_)))
+            if is_bool.any():
+                out.loc[is_bool, col] = out.loc[is_bool, col].map(lambda v: "true" if v else "false")
     with atomic_path(path) as tmp:
         out.to_csv(tmp, index=False, float_format="%.6g")
     return Path(path)

@@ -40,3 +40,13 @@ def test_atomic_dir_replaces_whole_folder(tmp_path):
     with atomic_dir(target) as d:
         (d / "new.txt").write_text("new")
     assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+
+
+def test_booleans_of_every_kind_are_written_as_true_false(tmp_path):
+    frame = pd.DataFrame({
+        "plain": [True, False, True],
+        "nullable": pd.array([True, None, False], dtype="boolean"),
+        "mixed": [True, "x", None],
+    })
+    text = write_csv(frame, tmp_path / "b.csv").read_text()
+    assert text.splitlines() == ["plain,nullable,mixed", "true,true,true", "false,,x", "true,false,"]
