@@ -31,8 +31,9 @@ from neckmatch.geometry.specimen import Specimen, Warp
 from neckmatch.model import Case, ContainerLevel, Level, Side
 
 __all__ = ["MatchParams", "MRNodes", "PathUnits", "mr_nodes", "path_units", "level_weights", "size_weights",
-           "position_weights", "axis_log_lik", "size_evidence", "piece_size_weights", "merge_prior", "harvest_weights",
-           "fit_shrinkage", "fit_warp", "fit_warp_soft", "fit_pos_sd", "order_warps", "adjacent_levels"]
+           "position_weights", "axis_log_lik", "size_evidence", "round_step", "piece_size_weights", "merge_prior",
+           "harvest_weights", "fit_shrinkage", "fit_warp", "fit_warp_soft", "fit_pos_sd", "order_warps",
+           "adjacent_levels"]
 
 FloatArray = NDArray[np.float64]
 _MIDLINE = frozenset({"IA", "VI", "VII"})
@@ -54,6 +55,7 @@ class MatchParams:
     shrinkage_prior_sd: float = 0.10  # log units
     estimate_shrinkage: bool = True
     size_sd: float = 0.12  # log-normal noise of the size ratio (shrinkage spread, 1 mm rounding, MR measurement)
+    size_round_mm: float | None = 0.0  # extra rounding term (step mm; None: 1 if all sizes are whole mm); off
     size_outlier: float = 0.10  # weight of a broad (sd 0.7) component: merged MR labels, fragments, rounding
     path_only_median_mm: float = 3.0  # pathology-only (MR-invisible) node sizes: log-normal
     path_only_sd: float = 0.45
@@ -290,12 +292,27 @@ def _log_normal_pdf(x: FloatArray, mu: float, sd: float) -> FloatArray:
     return -0.5 * ((x - mu) / sd) ** 2 - np.log(sd) - _LOG_SQRT_2PI
 
 
+def round_step(size_mm: FloatArray) -> float:
+    """Rounding step of reported sizes (mm): 1 where every known size is a whole number, else 0.
+
+    Examples
+    --------
+    >>> round_step(np.array([3.0, 12.0, np.nan])), round_step(np.array([3.0, 4.5]))
+    (1.0, 0.0)
+    """
+    known = size_mm[np.isfinite(size_mm)]
+    return 1.0 if len(known) and bool(np.all(known == np.round(known))) else 0.0
+
+
 def _size_terms(mr: MRNodes, units: PathUnits, params: MatchParams, log_k: float
                 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Log-densities (n, m) of the size log-ratio ``r = log P - log L - log k`` for a single node and for a piece
     of a merged label, and (1, m) of ``log P`` for a pathology-only node."""
     r = np.log(units.size_mm)[None, :] - np.log(mr.long_mm)[:, None] - log_k
-    single = np.logaddexp(np.log1p(-params.size_outlier) + _log_normal_pdf(r, 0.0, params.size_sd),
+    # sizes reported in whole mm: rounding adds a log-sd of about step / sqrt(12) / P
+    step = params.size_round_mm if params.size_round_mm is not None else round_step(units.size_mm)
+    sd = np.sqrt(params.size_sd**2 + (step / np.sqrt(12.0) / units.size_mm[None, :]) ** 2)
+    single = np.logaddexp(np.log1p(-params.size_outlier) + _log_normal_pdf(r, 0.0, sd),
                           np.log(params.size_outlier) + _log_normal_pdf(r, 0.0, 0.7))
     mu1, sd1, mu2, sd2 = params.merge_piece
     piece = np.logaddexp(_log_normal_pdf(r, mu1, sd1), _log_normal_pdf(r, mu2, sd2)) - np.log(2.0)
