@@ -94,7 +94,8 @@ class MatchResult:
 
     ``matches``: DataFrame with :data:`MATCH_COLUMNS` (docs/outputs.md matches.csv): every MR node and every
     pathology node once, except that fragments of one node (``fragment_of``) each get a row with the MR node
-    they share. ``specimen``: the reconstructed specimen with the estimated warps. ``shrinkage``: estimated
+    they share, and an MR label judged to hold two touching nodes has a row per partner (``merged`` true).
+    ``specimen``: the reconstructed specimen with the estimated warps. ``shrinkage``: estimated
     pathology/MR size ratio. ``weights``: the final pair log-likelihood ratios, DataFrame (MR labels x units).
     """
 
