@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neckmatch.correlation.roc import auc_bootstrap, auc_mann_whitney, roc_by_reader, roc_curve, youden_threshold
+from neckmatch.correlation.roc import (
+    auc_bootstrap,
+    auc_bootstrap_note,
+    auc_mann_whitney,
+    roc_by_reader,
+    roc_curve,
+    youden_threshold,
+)
 
 SCORES = [1, 2, 2, 3, 4, 5, 3, 4, 5, 5]
 LABELS = ["negative"] * 6 + ["positive"] * 4
@@ -88,3 +95,40 @@ def test_auc_bootstrap_equals_resampling_the_units(seed):
     s[rng.random(n) < 0.1] = np.nan
     got = auc_bootstrap(s, y, cl, n_boot=150, seed=seed)
     assert got == _auc_bootstrap_by_resampling(s, y, cl, 150, seed)
+
+
+def _reads_of(n_patients: int, seed: int = 3) -> pd.DataFrame:
+    """Four nodes per patient, two positive and two negative, scores 1-5 (positives one higher on average)."""
+    rng = np.random.default_rng(seed)
+    n = 4 * n_patients
+    y = np.tile([True, True, False, False], n_patients)
+    return pd.DataFrame({"case_id": np.repeat([f"P{i}" for i in range(n_patients)], 4), "reader": "r1",
+                         "score": rng.integers(1, 5, n) + y, "path_status": np.where(y, "positive", "negative")})
+
+
+def test_bootstrap_ci_nan_below_five_patients_with_a_note():
+    summary, _ = roc_by_reader(_reads_of(4), n_boot=200)
+    row = summary.iloc[0]
+    assert row["n_patients"] == 4 and np.isfinite(row["auc"])  # the AUC itself is still reported
+    assert np.isnan(row["auc_low_boot"]) and np.isnan(row["auc_high_boot"])
+    assert row["auc_note"] == "CI n/a: scores from 4 patients (< 5)"
+
+
+def test_bootstrap_ci_from_five_patients_brackets_the_auc():
+    summary, _ = roc_by_reader(_reads_of(5), n_boot=200)
+    row = summary.iloc[0]
+    assert row["auc_low_boot"] <= row["auc"] <= row["auc_high_boot"]
+    assert row["auc_low_boot"] < row["auc_high_boot"] and row["auc_note"] == ""
+
+
+def test_bootstrap_ci_nan_when_the_rare_class_is_often_not_drawn():
+    # one positive node in one of 8 patients: a resample misses it with probability (7/8)^8 = 0.34
+    s = np.arange(16.0)
+    y = np.zeros(16, bool)
+    y[15] = True
+    cl = np.repeat(np.arange(8), 2)
+    assert np.isnan(auc_bootstrap(s, y, cl, n_boot=500)).all()
+    note = auc_bootstrap_note(s, y, cl, n_boot=500)
+    assert note.startswith("CI n/a: both classes in ") and note.endswith("/500 resamples (< 90 %)")
+    valid = int(note.removeprefix("CI n/a: both classes in ").split("/")[0])
+    assert 0.55 * 500 < valid < 0.77 * 500  # about 1 - 0.34 of the resamples hold both classes
