@@ -148,7 +148,7 @@ def _boot_interval(aucs: Any, n_c: int, n_boot: int, alpha: float, min_patients:
                    min_valid: float) -> tuple[float, float, str]:
     """``(low, high, note)`` from the resampled AUCs: the percentile interval, or NaN with the reason."""
     if n_c < min_patients:
-        return float("nan"), float("nan"), f"CI n/a: scores from {n_c} patients (< {min_patients})"
+        return float("nan"), float("nan"), f"CI n/a: scores from {n_c} patient{'s' * (n_c != 1)} (< {min_patients})"
     if aucs.size == 0 or aucs.size < min_valid * n_boot:
         note = f"CI n/a: both classes in {aucs.size}/{n_boot} resamples (< {100 * min_valid:.0f} %)"
         return float("nan"), float("nan"), note

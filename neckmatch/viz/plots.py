@@ -20,7 +20,7 @@ from neckmatch.io.atomic import atomic_path
 from neckmatch.model import SurgicalLevel
 from neckmatch.viz.colors import OUTCOME_COLORS
 
-__all__ = ["save_figure", "plot_roc", "plot_forest", "plot_node_sizes", "cohort_figures"]
+__all__ = ["save_figure", "plot_roc", "plot_forest", "plot_node_sizes", "cohort_figures", "level_sort_key"]
 
 _LEVEL_ORDER = [s.value for s in SurgicalLevel] + ["RP", "SC"]
 
@@ -48,8 +48,12 @@ def _figure(w: float, h: float) -> Figure:
     return fig
 
 
+_STYLES = ("-", "--", ":", "-.")
+
+
 def plot_roc(curves: pd.DataFrame, stem: str | Path, summary: pd.DataFrame | None = None) -> list[Path]:
-    """ROC curve per reader with a pointwise 95 % band, PNG and SVG.
+    """ROC curve per reader, PNG and SVG; a light pointwise 95 % band for one curve only (the ``consensus``
+    reader, else the only reader) so that the curves stay distinct.
 
     Parameters
     ----------
@@ -60,23 +64,26 @@ def plot_roc(curves: pd.DataFrame, stem: str | Path, summary: pd.DataFrame | Non
     stem : str or Path
         Output path without suffix.
     summary : DataFrame, optional
-        ``reader, auc, auc_low_boot, auc_high_boot, n_positive`` (``roc.csv``) for the legend and band.
+        ``reader, auc, auc_low_boot, auc_high_boot, n_positive`` (``roc.csv``) for the legend and band; a reader
+        whose bootstrap interval is NaN reads "CI n/a" in the legend.
     """
     _need(curves, ["reader", "fpr", "tpr"], "roc_curve")
     info = summary.set_index("reader") if summary is not None and "reader" in summary.columns else pd.DataFrame()
+    readers = sorted(curves["reader"].unique(), key=lambda r: (str(r) == "consensus", str(r)))
+    banded = "consensus" if "consensus" in readers else (readers[0] if len(readers) == 1 else None)
     fig = _figure(6.0, 6.0)
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="chance")
-    for i, (reader, grp) in enumerate(curves.groupby("reader", sort=True)):
-        grp = grp.sort_values(["fpr", "tpr"])
-        color = f"C{i % 10}"
-        label = str(reader)
+    for i, reader in enumerate(readers):
+        grp = curves[curves["reader"] == reader].sort_values(["fpr", "tpr"])
+        cons = str(reader) == "consensus"
+        color = "#1d2330" if cons else f"C{i % 10}"
         row = info.loc[reader] if reader in info.index else None
-        if row is not None and pd.notna(row.get("auc")):
-            label += f": AUC {row['auc']:.2f}"
-            if pd.notna(row.get("auc_low_boot")) and pd.notna(row.get("auc_high_boot")):
-                label += f" ({row['auc_low_boot']:.2f}-{row['auc_high_boot']:.2f})"
-        ax.step(grp["fpr"], grp["tpr"], where="post", color=color, linewidth=2, label=label)
+        ax.step(grp["fpr"], grp["tpr"], where="post", color=color, linewidth=2.6 if cons else 1.6,
+                linestyle="-" if cons else _STYLES[i % len(_STYLES)], label=_roc_label(reader, row),
+                zorder=2 if cons else 3)
+        if reader != banded:
+            continue
         if {"tpr_low", "tpr_high"} <= set(grp.columns):
             lo, hi = grp["tpr_low"], grp["tpr_high"]
         elif row is not None and pd.notna(row.get("n_positive")) and int(row["n_positive"]) > 0:
@@ -84,18 +91,48 @@ def plot_roc(curves: pd.DataFrame, stem: str | Path, summary: pd.DataFrame | Non
             lo, hi = proportion_confint(np.round(grp["tpr"] * n), n, alpha=0.05, method="wilson")
         else:
             continue
-        ax.fill_between(grp["fpr"], lo, hi, step="post", color=color, alpha=0.18, linewidth=0)
+        ax.fill_between(grp["fpr"], lo, hi, step="post", color=color, alpha=0.08, linewidth=0, zorder=1)
+    title = "ROC by reader" + (f"\n(band: pointwise 95 % CI of {banded})" if banded is not None else "")
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="1 - specificity (false-positive rate)",
-           ylabel="sensitivity (true-positive rate)", title="ROC by reader (band: pointwise 95 % CI)")
+           ylabel="sensitivity (true-positive rate)", title=title)
     ax.set_aspect("equal")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8, title="AUC (95 % CI, patient bootstrap)", title_fontsize=8)
     return save_figure(fig, stem)
 
 
-def _level_key(level: object) -> tuple[int, str]:
+def _roc_label(reader: object, row: pd.Series | None) -> str:
+    """Legend text: ``R1: AUC 0.79 (0.73-0.90)``, ``R3: AUC 0.97 (CI n/a)`` without an interval."""
+    label = str(reader)
+    if row is None or pd.isna(row.get("auc")):
+        return label
+    label += f": AUC {row['auc']:.2f}"
+    if pd.notna(row.get("auc_low_boot")) and pd.notna(row.get("auc_high_boot")):
+        return label + f" ({row['auc_low_boot']:.2f}-{row['auc_high_boot']:.2f})"
+    return label + " (CI n/a)"
+
+
+def level_sort_key(level: object) -> tuple[int, str]:
+    """Sort key of a level text in anatomical order (I, IA ... VII, RP, SC, then anything else); lyDATA's
+    lower-case sublevels sort as upper-case (``IIa`` as ``IIA``); ``III+IV`` sorts with ``III``.
+
+    Examples
+    --------
+    >>> sorted(["III", "IIb", "all", "IIA", "I", "III+IV"], key=level_sort_key)
+    ['I', 'IIA', 'IIb', 'III', 'III+IV', 'all']
+    """
     text = "" if pd.isna(level) else str(level)
-    first = text.split("+")[0]
-    return (_LEVEL_ORDER.index(first) if first in _LEVEL_ORDER else len(_LEVEL_ORDER), text)
+    first = text.split("+")[0].upper()
+    return (_LEVEL_ORDER.index(first) if first in _LEVEL_ORDER else len(_LEVEL_ORDER), text.upper())
+
+
+def _pooled_label(level: object, side: object) -> str:
+    """Row label of a forest plot: ``IIA R``; pooled rows in words (``all levels, both sides``)."""
+    lv = "" if pd.isna(level) else str(level)
+    sd = "" if pd.isna(side) else str(side)
+    if lv in ("", "all", "any"):
+        lv = "all levels" if lv != "any" else "any level"
+        return f"{lv}, both sides" if sd in ("", "both") else f"{lv}, side {sd}"
+    return f"{lv} {'' if sd == 'both' else sd}".strip()
 
 
 def _forest_rows(accuracy: pd.DataFrame, unit: str) -> pd.DataFrame:
@@ -103,11 +140,10 @@ def _forest_rows(accuracy: pd.DataFrame, unit: str) -> pd.DataFrame:
     if "analysis" in rows.columns and rows["analysis"].notna().any():
         main = "main" if (rows["analysis"] == "main").any() else rows["analysis"].dropna().iloc[0]
         rows = rows[rows["analysis"].isna() | (rows["analysis"] == main)]
-    rows = rows.assign(_k=[_level_key(lv) for lv in rows["level"]])
+    rows = rows.assign(_k=[level_sort_key(lv) for lv in rows["level"]])
     rows = rows.assign(_side=rows["side"].fillna("").astype(str) if "side" in rows.columns else "")
     rows = rows.sort_values(["_k", "_side"], ascending=[False, False])
-    labels = [f"{'all' if pd.isna(lv) or lv == '' else lv} {sd}".strip()
-              for lv, sd in zip(rows["level"], rows["_side"], strict=True)]
+    labels = [_pooled_label(lv, sd) for lv, sd in zip(rows["level"], rows["_side"], strict=True)]
     return rows.assign(_label=labels)
 
 
@@ -143,7 +179,14 @@ def plot_forest(accuracy: pd.DataFrame, stem: str | Path, unit: str = "level") -
         ax.set(xlim=(0, 1), xlabel=metric, title=f"{metric} (95 % CI)")
         ax.grid(axis="x", color="#e5e5e5")
     axes[0].set_yticks(y, rows["_label"])
-    axes[0].set_ylabel(f"{unit} (side)")
+    pooled = rows["level"].isna().to_numpy() | rows["level"].astype(str).isin(["", "all", "any"]).to_numpy()
+    for tick, is_pooled in zip(axes[0].get_yticklabels(), pooled, strict=True):
+        tick.set_fontweight("bold" if is_pooled else "normal")
+    for ax in axes:
+        for yi in np.flatnonzero(pooled):
+            ax.axhline(yi + 0.5, color="#9aa5b8", linewidth=0.8)
+    axes[0].set_ylabel("level (side)")
+    fig.suptitle(f"{unit}-level accuracy by level and side (Wilson 95 % CI)", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, stem)
 

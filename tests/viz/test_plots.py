@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from neckmatch.errors import InputError
-from neckmatch.viz.plots import cohort_figures, plot_forest, plot_node_sizes, plot_roc
+from neckmatch.viz.plots import _forest_rows, cohort_figures, level_sort_key, plot_forest, plot_node_sizes, plot_roc
 
 
 @pytest.fixture()
@@ -81,3 +81,44 @@ def test_cohort_figures_from_a_stats_folder(curves, summary, accuracy, tmp_path)
     assert sorted(p.name for p in written) == ["forest_levels.png", "forest_levels.svg", "node_sizes.png",
                                                "node_sizes.svg", "roc.png", "roc.svg"]
     assert all(p.stat().st_size > 1000 for p in written)
+
+
+def _pooled(accuracy: pd.DataFrame) -> pd.DataFrame:
+    row = accuracy.iloc[0].to_dict() | {"level": "all", "side": "both", "tp": 6, "fn": 3, "tn": 31, "fp": 2}
+    return pd.concat([accuracy, pd.DataFrame([row])], ignore_index=True)
+
+
+def test_forest_labels_levels_and_the_pooled_row_in_words(accuracy, tmp_path):
+    _png, svg = plot_forest(_pooled(accuracy).assign(unit="node"), tmp_path / "forest", unit="node")
+    text = svg.read_text()
+    assert "level (side)" in text and "node (side)" not in text  # the rows are levels, whatever the unit
+    assert "all levels, both sides" in text and "all both" not in text
+    assert "6/9" in text and "31/33" in text
+
+
+def test_forest_rows_in_anatomical_order_lower_case_sublevels_too(accuracy):
+    acc = _pooled(accuracy)
+    acc.loc[len(acc)] = acc.iloc[0].to_dict() | {"level": "IIb", "side": "R"}
+    acc.loc[len(acc)] = acc.iloc[0].to_dict() | {"level": "IIa", "side": "L"}
+    acc.loc[len(acc)] = acc.iloc[0].to_dict() | {"level": "IIA", "side": "R"}
+    labels = _forest_rows(acc, "level")["_label"].tolist()[::-1]  # drawn bottom-up: read top-down
+    assert labels == ["II R", "IIa L", "IIA R", "IIb R", "III+IV L", "V R", "all levels, both sides"]
+    assert sorted(["VB", "IIb", "I", "SC", "IIA", "x"], key=level_sort_key) == ["I", "IIA", "IIb", "VB", "SC", "x"]
+
+
+def test_roc_legend_says_ci_na_without_an_interval(curves, summary, tmp_path):
+    summary = summary.assign(auc_low_boot=[0.7, np.nan], auc_high_boot=[0.95, np.nan])
+    _png, svg = plot_roc(curves, tmp_path / "roc", summary)
+    text = svg.read_text()
+    assert "A: AUC 0.84 (0.70-0.95)" in text and "B: AUC 0.50 (CI n/a)" in text
+
+
+def test_roc_band_only_for_the_consensus(curves, summary, tmp_path):
+    # two readers without a consensus: no band (bands of several readers overlap into a mass)
+    _png, svg = plot_roc(curves, tmp_path / "roc", summary)
+    assert svg.read_text().count('PolyCollection_') == 0
+    cons_curve = curves[curves["reader"] == "A"].assign(reader="consensus")
+    cons = summary.iloc[[0]].assign(reader="consensus")
+    _png, svg = plot_roc(pd.concat([curves, cons_curve]), tmp_path / "roc2", pd.concat([summary, cons]))
+    text = svg.read_text()
+    assert text.count('PolyCollection_') == 1 and "pointwise 95 % CI of consensus" in text
