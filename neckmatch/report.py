@@ -90,7 +90,7 @@ table.t th{background:#f3f5f9} .cards{display:flex;gap:1rem;flex-wrap:wrap} .car
 border-radius:8px;padding:.7rem 1rem;min-width:9rem} .card b{font-size:1.5rem;display:block} .fail{color:#a61b1b}
 img{max-width:100%;border:1px solid #e6e9ef;margin:.4rem 0} h3{margin:1.2rem 0 .3rem;font-size:1.02rem}
 table.acc td{white-space:nowrap;vertical-align:top}
-table.t small{color:#5b6577} table.t td.l,table.last-l td:last-child{text-align:left}
+table.t small{color:#5b6577} table.t td.l,table.last-l td:last-child,table.t th:first-child{text-align:left}
 .note{color:#5b6577;font-size:.8rem} details{margin:.6rem 0}
 summary{cursor:pointer;color:#1f3d7a} code{background:#f3f5f9;padding:0 .2rem;border-radius:3px}
 svg.flow{max-width:1130px;font-size:13px} svg.flow rect{fill:#fff;stroke:#6b7fa8;stroke-width:1.2}

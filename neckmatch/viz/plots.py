@@ -186,7 +186,8 @@ def plot_forest(accuracy: pd.DataFrame, stem: str | Path, unit: str = "level") -
         for yi in np.flatnonzero(pooled):
             ax.axhline(yi + 0.5, color="#9aa5b8", linewidth=0.8)
     axes[0].set_ylabel("level (side)")
-    fig.suptitle(f"{unit}-level accuracy by level and side (Wilson 95 % CI)", fontsize=10)
+    what = {"node": "Node-to-node", "level": "Level-to-level"}.get(unit, unit)
+    fig.suptitle(f"{what} accuracy by level and side (Wilson 95 % CI)", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, stem)
 
