@@ -44,6 +44,7 @@ __all__ = [
     "records_frame",
     "run_case_task",
     "run_cohort",
+    "stack_case_csvs",
     "stack_truth_tables",
     "write_tables",
 ]
@@ -445,15 +446,19 @@ def records_frame(records: Iterable[CaseRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def stack_case_csvs(out_dir: Path, records: Iterable[CaseRecord], name: str) -> pd.DataFrame:
+    """Concatenate one per-case CSV (``OUT/<case_id>/<name>``) of the finished (ok or skipped) cases, in case
+    order; an empty frame where no case has it."""
+    done = [r for r in records if r.status != "failed"]
+    paths = [p for p in (out_dir / r.case_id / name for r in done) if p.is_file()]
+    frames = [_read_stacked(chunk) for chunk in _same_header_runs(paths)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def stack_truth_tables(out_dir: Path, records: Iterable[CaseRecord]) -> dict[str, pd.DataFrame]:
     """Concatenate the per-case truth tables of the finished (ok or skipped) cases, in case order."""
-    done = [r for r in records if r.status != "failed"]
-    out = {}
-    for key in TRUTH_KEYS:
-        paths = [p for p in (out_dir / r.case_id / f"truth_{key}.csv" for r in done) if p.exists()]
-        frames = [_read_stacked(chunk) for chunk in _same_header_runs(paths)]
-        out[key] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return out
+    records = list(records)
+    return {key: stack_case_csvs(out_dir, records, f"truth_{key}.csv") for key in TRUTH_KEYS}
 
 
 def _same_header_runs(paths: list[Path]) -> Iterator[list[str]]:

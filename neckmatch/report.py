@@ -42,14 +42,12 @@ def write_cohort_outputs(out_dir: Path, records: Sequence[Any]) -> dict[str, Pat
 def _stack_matches(out_dir: Path, records: Sequence[Any]) -> dict[str, Path]:
     """``tables/matches.csv``: the finished cases' ``matches.csv`` stacked, so that the statistics (STARD flow)
     see why nodes were left unmatched. Nothing is written without any."""
-    from neckmatch.cohort import _read_stacked, _same_header_runs
+    from neckmatch.cohort import stack_case_csvs
 
-    done = [r for r in records if r.status != "failed"]
-    paths = [p for p in (out_dir / r.case_id / "matches.csv" for r in done) if p.is_file()]
-    frames = [_read_stacked(chunk) for chunk in _same_header_runs(paths)]
-    if not frames:
+    matches = stack_case_csvs(out_dir, records, "matches.csv")
+    if matches.empty:
         return {}
-    return {"matches.csv": write_csv(pd.concat(frames, ignore_index=True), out_dir / "tables" / "matches.csv")}
+    return {"matches.csv": write_csv(matches, out_dir / "tables" / "matches.csv")}
 
 
 def _statistics(tables_dir: Path, stats_dir: Path, tables: dict[str, pd.DataFrame]) -> dict[str, Path]:
