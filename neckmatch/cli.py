@@ -109,6 +109,10 @@ def levels(
     from neckmatch.io.case import read_case
 
     case = read_case(case_dir)
+    if case.landmarks is None:
+        from neckmatch.errors import InputError
+
+        raise InputError(Path(case_dir) / "case.json", "mri.landmarks", "the case has no landmarks; levels need them")
     table = levels_table(case, tolerance_mm=tolerance)
     path = write_csv(table, Path(out) / "levels.csv")
     if level_map or meshes:

@@ -233,7 +233,9 @@ class _Task:
 
 def _plan(cases: Iterable[Path], out_dir: Path, settings_fp: str, force: bool) -> tuple[list[_Task], list[CaseRecord]]:
     """Split cases into those to run and those whose finished output is still current."""
-    todo, skipped, seen = [], [], {}
+    todo: list[_Task] = []
+    skipped: list[CaseRecord] = []
+    seen: dict[str, Path] = {}
     for case_dir in cases:
         cid = _case_id(case_dir)
         if cid in seen:

@@ -39,6 +39,7 @@ __all__ = [
     "Container",
     "Read",
     "Case",
+    "optional_float",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -387,9 +388,23 @@ class LabelMap:
         return ras @ inv[:3, :3].T + inv[:3, 3]
 
 
-def _opt_float(
+def optional_float(
     value: Any, what: str, lo: float | None = None, hi: float | None = None, positive: bool = False
 ) -> float | None:
+    """An optional number from a value or its text: None for None, NaN or blank text, else a finite float.
+
+    Raises ValueError naming ``what`` and showing the value as given if it is not a finite number, not > 0
+    (``positive``) or outside [``lo``, ``hi``].
+
+    Examples
+    --------
+    >>> optional_float(" ", "cc"), optional_float("0.25", "cc", 0.0, 1.0)
+    (None, 0.25)
+    >>> optional_float("0", "size_mm", positive=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: size_mm must be > 0, got 0
+    """
     if (
         value is None
         or (isinstance(value, float) and math.isnan(value))
@@ -435,9 +450,9 @@ class PathNode:
         if not isinstance(self.level, ContainerLevel):
             object.__setattr__(self, "level", ContainerLevel.parse(str(self.level)))
         object.__setattr__(self, "status", Status(self.status))
-        object.__setattr__(self, "size_mm", _opt_float(self.size_mm, "size_mm", positive=True))
-        object.__setattr__(self, "cc", _opt_float(self.cc, "cc", 0.0, 1.0))
-        object.__setattr__(self, "ap", _opt_float(self.ap, "ap", 0.0, 1.0))
+        object.__setattr__(self, "size_mm", optional_float(self.size_mm, "size_mm", positive=True))
+        object.__setattr__(self, "cc", optional_float(self.cc, "cc", 0.0, 1.0))
+        object.__setattr__(self, "ap", optional_float(self.ap, "ap", 0.0, 1.0))
         frag = self.fragment_of
         if frag is not None and (str(frag).strip() == "" or str(frag) == "nan"):
             frag = None

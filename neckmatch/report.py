@@ -168,8 +168,10 @@ def _flow(stard: Mapping[str, Any], cases: pd.DataFrame) -> str:
     if not mr and not pn:
         return _svg_wrap(svg, y_b + _box_h(analysed) + 10)
     svg.append(_branch(560, y_b + _box_h(analysed), [290, 850], y_n))
-    heads = [(290, "mr_nodes.total", ["MR nodes segmented", f"n = {mr.get('total', 0)}"], mr.get("total", 0)),
-             (850, "path_nodes.total", ["Pathology nodes", f"n = {pn.get('total', 0)}"], pn.get("total", 0))]
+    heads: list[tuple[float, str, list[str], Any]] = [
+        (290, "mr_nodes.total", ["MR nodes segmented", f"n = {mr.get('total', 0)}"], mr.get("total", 0)),
+        (850, "path_nodes.total", ["Pathology nodes", f"n = {pn.get('total', 0)}"], pn.get("total", 0)),
+    ]
     for cx, key, lines, n in heads:
         svg.append(_svg_box(cx, y_n, 360, lines, key, n, _box_h(lines)))
     y_c = y_n + _box_h(heads[0][2]) + 56

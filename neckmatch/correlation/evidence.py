@@ -231,7 +231,7 @@ def adjacent_levels() -> dict[str, frozenset[str]]:
         g = level_graph()
         pairs = [(_level_name(a), _level_name(b)) for a, b in g.edges() if _same_side(a, b)]
     except ImportError:
-        pairs = [tuple(e.split("-")) for e in _ADJACENT]
+        pairs = [(a, b) for a, b in (e.split("-") for e in _ADJACENT)]
     out: dict[str, set[str]] = {lv.value: set() for lv in Level}
     for a, b in pairs:
         if a in out and b in out and a != b:

@@ -398,9 +398,9 @@ def _decision_table(case: Case, mr: MRNodes, units: PathUnits, fit: _Fit, partne
     linked: dict[int, list[tuple[int, int]]] = {}  # MR index -> [(extended row, unit)]
     for i, j in sorted(cons["must"]):
         linked.setdefault(i, []).append((i, j))
-    for r in np.flatnonzero(partner >= 0):
-        if int(fit.owner[r]) not in {i for i, _ in cons["must"]}:
-            linked.setdefault(int(fit.owner[r]), []).append((int(r), int(partner[r])))
+    for rp in np.flatnonzero(partner >= 0):
+        if int(fit.owner[rp]) not in {i for i, _ in cons["must"]}:
+            linked.setdefault(int(fit.owner[rp]), []).append((int(rp), int(partner[rp])))
     matched_units = {j for v in linked.values() for _, j in v}
     for i in range(n):
         base = {"mr_node": int(mr.node[i]), "mr_level": mr.level[i], "mr_side": mr.side[i],

@@ -380,8 +380,9 @@ def _demo_landmarks() -> Landmarks:
     from neckmatch.model import Curve
 
     return Landmarks(
-        points={"skull_base": [0.0, 0.0, 40.0], "hyoid_body_inferior": [0.0, 20.0, 0.0],
-                "cricoid_arch_inferior": [0.0, 20.0, -30.0], "manubrium_superior": [0.0, 20.0, -65.0],
-                "clavicle_superior_R": [60.0, 0.0, -55.0], "clavicle_superior_L": [-60.0, 0.0, -55.0]},
+        points={k: np.array(v) for k, v in {
+            "skull_base": [0.0, 0.0, 40.0], "hyoid_body_inferior": [0.0, 20.0, 0.0],
+            "cricoid_arch_inferior": [0.0, 20.0, -30.0], "manubrium_superior": [0.0, 20.0, -65.0],
+            "clavicle_superior_R": [60.0, 0.0, -55.0], "clavicle_superior_L": [-60.0, 0.0, -55.0]}.items()},
         curves={k: Curve(k, v) for k, v in curves.items()},
     )

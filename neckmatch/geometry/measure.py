@@ -153,7 +153,7 @@ def _candidate_pairs(cand: NDArray[np.float64], slack: float,
 def _best_pair(cand: NDArray[np.float64], axes: NDArray[np.float64], pad: float,
                sv: NDArray[np.float64] | None = None) -> tuple[float, NDArray[np.float64], int, int]:
     """(padded length, unit direction from ``cand[i]`` to ``cand[j]``, i, j) of the best pair (i < j) of ``cand``."""
-    sv = np.linalg.svd(axes, compute_uv=False) if sv is None else sv
+    sv = np.asarray(np.linalg.svd(axes, compute_uv=False), dtype=np.float64) if sv is None else sv
     # Candidates: the bound |pad| (s_max - s_min), plus room for the rounding of the distances and the bounds.
     i, j = _candidate_pairs(cand, abs(pad) * float(sv[0] - sv[-1]) + 1e-9 * float(sv[0]), 1e-9)
     diff = cand[i] - cand[j]
@@ -311,7 +311,7 @@ def measure_nodes(
     axes3 = label_map.affine[:3, :3]
     inplane = _inplane_axes(label_map.affine)
     slab = _axial_slab_index(ras, label_map.affine)
-    sv3, sv2 = np.linalg.svd(axes3, compute_uv=False), np.linalg.svd(inplane, compute_uv=False)
+    sv3, sv2 = (np.asarray(np.linalg.svd(a, compute_uv=False), dtype=np.float64) for a in (axes3, inplane))
     data = label_map.data
     fastest = 0 if data.flags.f_contiguous and not data.flags.c_contiguous else 2  # node_voxel_centres' order
     ends = _line_ends(ras, starts, axes3[:, fastest], 0.25 * float(sv3[-1]))

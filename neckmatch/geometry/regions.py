@@ -365,7 +365,8 @@ def parse_level_name(name: str, source: str = "level name") -> tuple[Side | None
     """
     tokens = [t for t in re.split(r"[\s_\-./,:;()]+", str(name).lower()) if t]
     tokens = [re.sub(r"^(level|lvl)(?=[ivx\d])", "", t) for t in tokens]
-    side, level = None, None
+    side: Side | None = None
+    level: Level | SurgicalLevel | None = None
     for tok in tokens:
         if tok in _NOISE:
             continue

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from neckmatch.model import Case, ContainerLevel, Landmarks, Level, PathNode, Side
 
@@ -82,12 +82,12 @@ class Warp:
     stretch_ap: float = 1.0
     shift_ap: float = 0.0
 
-    def apply(self, cc: FloatArray, ap: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def apply(self, cc: ArrayLike, ap: ArrayLike) -> tuple[FloatArray, FloatArray]:
         """MR-relative (cc, ap) -> expected pathology-relative (cc, ap); arrays of any equal shape, unitless."""
         cc, ap = np.asarray(cc, dtype=np.float64), np.asarray(ap, dtype=np.float64)
         return (0.5 + self.stretch_cc * (cc - 0.5) + self.shift_cc, 0.5 + self.stretch_ap * (ap - 0.5) + self.shift_ap)
 
-    def invert(self, cc: FloatArray, ap: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def invert(self, cc: ArrayLike, ap: ArrayLike) -> tuple[FloatArray, FloatArray]:
         """Pathology-relative (cc, ap) -> MR-relative (cc, ap)."""
         cc, ap = np.asarray(cc, dtype=np.float64), np.asarray(ap, dtype=np.float64)
         return (0.5 + (cc - 0.5 - self.shift_cc) / self.stretch_cc, 0.5 + (ap - 0.5 - self.shift_ap) / self.stretch_ap)
@@ -330,11 +330,9 @@ def place_nodes(specimen: Specimen, path_nodes: tuple[PathNode, ...], sd_rel: fl
         if reg is None:
             continue
         w = specimen.warp(p.container)
-        cc_mr, ap_mr = w.invert(0.5 if p.cc is None else p.cc, 0.5 if p.ap is None else p.ap)
-        if p.cc is None:
-            cc_mr = 0.5
-        if p.ap is None:
-            ap_mr = 0.5
+        inv_cc, inv_ap = w.invert(0.5 if p.cc is None else p.cc, 0.5 if p.ap is None else p.ap)
+        cc_mr = 0.5 if p.cc is None else float(inv_cc)
+        ap_mr = 0.5 if p.ap is None else float(inv_ap)
         (x, y, z), (ecc, eap) = reg.absolute([cc_mr], [ap_mr])[0], reg.extents_mm()
         sd_cc = ecc / np.sqrt(12.0) if p.cc is None else sd_rel * ecc / abs(w.stretch_cc)
         sd_ap = eap / np.sqrt(12.0) if p.ap is None else sd_rel * eap / abs(w.stretch_ap)

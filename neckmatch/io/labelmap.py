@@ -135,6 +135,7 @@ def _read_nrrd(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[int,
         raise InputError(path, "space directions", "missing: the voxel -> world mapping is unknown")
     rows = [None if d is None else np.asarray(d, dtype=np.float64) for d in header["space directions"]]
     spatial = [i for i, d in enumerate(rows) if d is not None and np.all(np.isfinite(d))]
+    spatial_rows = [d for d in rows if d is not None and np.all(np.isfinite(d))]  # rows[i] for i in spatial
     other = [i for i in range(data.ndim) if i not in spatial]
     if len(spatial) != 3:
         raise InputError(
@@ -152,7 +153,7 @@ def _read_nrrd(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[int,
         raise InputError(path, "space origin", f"need 3 finite numbers, got {header.get('space origin')}")
     flip = np.diag(NRRD_SPACES[space])
     affine = np.eye(4)
-    affine[:3, :3] = flip @ np.stack([rows[i] for i in spatial], axis=1)
+    affine[:3, :3] = flip @ np.stack(spatial_rows, axis=1)
     affine[:3, 3] = flip @ origin
     return data, affine, _segment_names(path, header)
 

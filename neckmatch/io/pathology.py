@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from neckmatch.errors import InputError
-from neckmatch.model import Container, ContainerLevel, PathNode, Side, Status
+from neckmatch.model import Container, ContainerLevel, PathNode, Side, Status, optional_float
 
 __all__ = ["read_path_nodes", "read_containers", "derive_containers", "check_containers", "NODE_COLUMNS"]
 
@@ -92,7 +92,9 @@ def _path_node(path: Path, row: int, rec: dict[str, str], extras: Sequence[str])
         return PathNode(
             node=rec["node"], container=rec["container"], side=_parse_side(path, row, rec["side"]),
             level=_parse_level(path, row, rec["level"]), status=_parse_status(path, row, rec["status"]),
-            size_mm=rec.get("size_mm"), cc=rec.get("cc"), ap=rec.get("ap"), fragment_of=rec.get("fragment_of"),
+            size_mm=optional_float(rec.get("size_mm"), "size_mm", positive=True),
+            cc=optional_float(rec.get("cc"), "cc", 0.0, 1.0), ap=optional_float(rec.get("ap"), "ap", 0.0, 1.0),
+            fragment_of=rec.get("fragment_of"),
             extra=extra,
         )
     except (ValueError, TypeError) as exc:

@@ -106,7 +106,7 @@ def _local_landmarks(z_scale: float, xy_scale: float, shift: dict[str, tuple[flo
         dx, dy = shift[side]
         z_cl = h["clavicle"] + cl_dz[side]
         points[f"clavicle_superior_{side}"] = [sign * (40.0 * xy_scale + dx), 10.0 * xy_scale + dy, z_cl]
-    return Landmarks(points=points, curves=curves)
+    return Landmarks(points={k: np.array(v) for k, v in points.items()}, curves=curves)
 
 
 def make_phantom(rng: np.random.Generator, params: SynthParams) -> Phantom:

@@ -183,8 +183,8 @@ def plot_forest(accuracy: pd.DataFrame, stem: str | Path, unit: str = "level") -
     for tick, is_pooled in zip(axes[0].get_yticklabels(), pooled, strict=True):
         tick.set_fontweight("bold" if is_pooled else "normal")
     for ax in axes:
-        for yi in np.flatnonzero(pooled):
-            ax.axhline(yi + 0.5, color="#9aa5b8", linewidth=0.8)
+        for yp in np.flatnonzero(pooled):
+            ax.axhline(yp + 0.5, color="#9aa5b8", linewidth=0.8)
     axes[0].set_ylabel("level (side)")
     what = {"node": "Node-to-node", "level": "Level-to-level"}.get(unit, unit)
     fig.suptitle(f"{what} accuracy by level and side (Wilson 95 % CI)", fontsize=10)

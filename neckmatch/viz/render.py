@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import vtk
 from matplotlib import patheffects
+from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -362,8 +363,9 @@ def _orientation(ax, view: View, shape: tuple[int, ...]) -> None:
 
 
 def _legends(fig: Figure, scene: Scene, x: float) -> None:
-    edge = _OUTLINE_RGB / 255.0
-    lv = [Patch(facecolor=c, edgecolor=edge, label=f"level {k}") for k, c in scene.level_legend.items()]
+    r, g, b = (float(c) / 255.0 for c in _OUTLINE_RGB)
+    edge = (r, g, b)
+    lv: list[Artist] = [Patch(facecolor=c, edgecolor=edge, label=f"level {k}") for k, c in scene.level_legend.items()]
     lv.append(Line2D([], [], color="#555555", linestyle=(0, (5, 3)), linewidth=1.6, label="(level): behind others"))
     fig.legend(handles=lv, loc="upper left", bbox_to_anchor=(x, 0.90), title="Level regions",
                fontsize=10, title_fontsize=11, frameon=False, handlelength=2.2, handleheight=1.4)
