@@ -13,8 +13,10 @@ Conventions
   node-level reference: ``path_status`` and ``outcome`` stay empty and ``container_status`` holds the
   container's status.
 - Level units are the pathology containers per side (merged containers stay merged, e.g. ``III+IV``), plus
-  dissected surgical levels without any container (no nodes found, reference negative), plus imaged levels
-  that were not dissected (``dissected=False``, no reference).
+  dissected surgical levels without any container (no nodes found, reference negative; the uncovered
+  sublevels of a partly covered ``I``/``II``/``V``), plus imaged levels that were not dissected
+  (``dissected=False``, no reference). A central-level node (``IA``, ``VI``, ``VII``) without a unit on its own
+  side joins the other side's dissected unit (one container holds both sides' nodes, as in matching).
 - Side and patient MR calls cover the dissected levels only where anything was dissected (the territory the
   reference verified); an undissected side's call covers all its levels and has no reference.
 """
@@ -146,11 +148,25 @@ def _dissected_units(case: Case) -> list[_Unit]:
     for side, surgical in case.dissected.items():
         covered = frozenset().union(*[u.imaging for u in units if u.side == side.value])
         for s in sorted(surgical, key=lambda s: list(SurgicalLevel).index(s)):
-            imaging = ContainerLevel((s,)).imaging_levels()
-            if not (imaging - {Level.SC}) & covered:  # SC is shared by IV and V: it does not make V covered
-                units.append(_Unit(side.value, s.value, imaging, (), True, 0, 0))
-                covered = covered | imaging
+            # a split level partly covered by containers (II dissected, only IIA sent): its empty sublevels
+            for part in (s,) if not _covered(s, covered) else _SUBLEVELS.get(s, ()):
+                if not _covered(part, covered):
+                    imaging = ContainerLevel((part,)).imaging_levels()
+                    units.append(_Unit(side.value, part.value, imaging, (), True, 0, 0))
+                    covered = covered | imaging
     return units
+
+
+_SUBLEVELS = {SurgicalLevel.I: (SurgicalLevel.IA, SurgicalLevel.IB),
+              SurgicalLevel.II: (SurgicalLevel.IIA, SurgicalLevel.IIB),
+              SurgicalLevel.V: (SurgicalLevel.VA, SurgicalLevel.VB)}  # fmt: skip
+# Central levels: one container, recorded on one side, holds the nodes of both sides (as matching treats them).
+_MIDLINE = frozenset({Level.IA, Level.VI, Level.VII})
+
+
+def _covered(level: SurgicalLevel, covered: frozenset[Level]) -> bool:
+    """True where units already hold any imaging level of ``level`` (SC, shared by IV and V, does not count)."""
+    return bool((ContainerLevel((level,)).imaging_levels() - {Level.SC}) & covered)
 
 
 def _unit_of(units: list[_Unit], side: str, level: str, runner_up: str = "") -> int | None:
@@ -158,6 +174,8 @@ def _unit_of(units: list[_Unit], side: str, level: str, runner_up: str = "") -> 
     if not level:
         return None
     cands = [i for i, u in enumerate(units) if u.side == side and Level(level) in u.imaging]
+    if not cands and Level(level) in _MIDLINE:
+        cands = [i for i, u in enumerate(units) if u.dissected and Level(level) in u.imaging]
     if len(cands) > 1 and runner_up:
         preferred = [i for i in cands if runner_up in {lv.value for lv in units[i].imaging}]
         cands = preferred or cands

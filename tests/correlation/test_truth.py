@@ -251,3 +251,29 @@ def test_level_v_is_not_covered_by_a_level_iv_container():
     t = truth_tables(_case([], cont, (), dissected), lv, m)
     assert t["levels"]["level"].tolist() == ["IV", "V"]
     assert t["levels"]["path_nodes"].tolist() == [3, 0]
+
+
+def test_midline_level_node_joins_the_other_sides_container():
+    # Level VI is central: one container, recorded on one side, holds the nodes of both sides (as in matching).
+    cont = [Container("R-II", "R", "II", 2, 0), Container("R-VI", "R", "VI", 1, 1)]
+    dissected = {Side.R: frozenset({SurgicalLevel.II, SurgicalLevel.VI})}
+    lv = _levels([(1, "R", "IIA", "", 8.0), (2, "L", "VI", "", 6.0), (3, "L", "IIA", "", 5.0)])
+    m = _matches([(k, None, "mr-unmatched", 1.0, "auto") for k in (1, 2, 3)])
+    t = truth_tables(_case([], cont, _reads({1: [False], 2: [True], 3: [False]}), dissected), lv, m)
+    got = {(r.side, r.level): _v([r.dissected, r.mr_nodes, r.outcome]) for r in t["levels"].itertuples()}
+    assert got == {("R", "II"): [True, 1, "TN"], ("R", "VI"): [True, 1, "TP"], ("L", "IIA"): [False, 1, None]}
+    nodes = t["nodes"].set_index("mr_node")
+    assert (nodes.loc[2, "match_kind"], nodes.loc[2, "container"]) == ("level-only", "R-VI")
+    assert _v(t["patient"]["outcome"]) == ["TP"]
+
+
+def test_uncovered_sublevel_of_a_dissected_level_is_dissected_and_negative():
+    # Level II was dissected but only a IIA container came back: IIB was removed and held no node.
+    cont = [Container("R-IIA", "R", "IIA", 2, 0)]
+    dissected = {Side.R: frozenset({SurgicalLevel.II})}
+    lv = _levels([(1, "R", "IIB", "", 8.0)])
+    m = _matches([(1, None, "mr-unmatched", 1.0, "auto")])
+    t = truth_tables(_case([], cont, _reads({1: [True]}), dissected), lv, m)
+    got = {r.level: _v([r.dissected, r.mr_nodes, r.path_nodes, r.outcome]) for r in t["levels"].itertuples()}
+    assert got == {"IIA": [True, 0, 2, "TN"], "IIB": [True, 1, 0, "FP"]}
+    assert _v(t["sides"]["outcome"]) == ["FP", None]
