@@ -25,11 +25,12 @@ def _count(series: pd.Series) -> dict[str, int]:
 def _nodes_flow(nodes: pd.DataFrame, matches: pd.DataFrame | None) -> dict[str, Any]:
     is_mr = ~nodes["mr_node"].map(_empty)
     mr, path_only = nodes[is_mr], nodes[~is_mr]
-    path_matched = nodes[~nodes["path_node"].map(_empty) & is_mr]
+    # pathology nodes matched to one MR node (fragments, a merged label's partners) share its row, joined with ';'
+    n_matched = sum(len(str(v).split(";")) for v in mr["path_node"] if not _empty(v))
     out: dict[str, Any] = {
         "mr_nodes": {"total": int(len(mr)), **{k: 0 for k in ("matched", "level-only", "unmatched")},
                      **_count(mr["match_kind"])},
-        "path_nodes": {"total": int(len(path_matched) + len(path_only)), "matched": int(len(path_matched)),
+        "path_nodes": {"total": int(n_matched + len(path_only)), "matched": int(n_matched),
                        "unseen_on_mr": int(len(path_only)), "in_undissected_levels": 0},
     }
     if "decision" in mr:

@@ -22,3 +22,14 @@ def test_cross_tabulations_per_unit():
     assert ct.loc["node", ["tp", "fp", "fn", "tn"]].tolist() == [2, 1, 1, 2]
     assert ct.loc["level", ["tp", "fp", "fn", "tn", "missing"]].tolist() == [2, 0, 1, 1, 0]
     assert ct.loc["patient", ["tp", "fp", "fn", "tn"]].tolist() == [2, 0, 0, 0]
+
+
+def test_path_nodes_joined_on_one_mr_row_count_each():
+    # fragments (or a merged label's partners) matched to one MR node share its truth row, joined with ';'
+    tables = truth_tables()
+    nodes = tables["nodes"]
+    nodes.loc[0, "path_node"] = "R-II-1;R-II-1b"
+    s = stard_counts(tables)
+    assert s["path_nodes"]["matched"] == 7
+    assert s["path_nodes"]["total"] == 9
+    assert s["mr_nodes"]["matched"] == 6
