@@ -22,7 +22,7 @@ import pandas as pd
 from neckmatch.correlation.accuracy import _as_bool_array, accuracy_columns, accuracy_table
 from neckmatch.errors import InputError
 from neckmatch.io.atomic import atomic_path
-from neckmatch.model import ContainerLevel
+from neckmatch.model import ContainerLevel, Level
 
 __all__ = [
     "LYDATA_LEVELS", "SUPERLEVELS", "read_lydata", "involvement", "lydata_accuracy", "write_lydata", "run_lydata_stats",
@@ -32,6 +32,7 @@ LYDATA_LEVELS: tuple[str, ...] = ("I", "Ia", "Ib", "II", "IIa", "IIb", "III", "I
 SUPERLEVELS: dict[str, tuple[str, ...]] = {"I": ("Ia", "Ib"), "II": ("IIa", "IIb"), "V": ("Va", "Vb")}
 POOLED_LEVELS: tuple[str, ...] = ("I", "II", "III", "IV", "V")
 _SEP = "|"
+_IMAGING_ONLY = frozenset({Level.RP.value, Level.SC.value})  # imaging levels no surgical level is named after
 
 
 def read_lydata(path: str | Path) -> pd.DataFrame:
@@ -153,9 +154,10 @@ def _level_values(levels: str, value: float) -> dict[str, float]:
     """lyDATA columns set by one container level and its value (1/0/NaN).
 
     A single level sets its own column. A merged container sets every part when negative; when positive only
-    the superlevel that holds all parts (if any), since which part held the metastasis is unknown.
+    the superlevel that holds all parts (if any), since which part held the metastasis is unknown. Imaging-only
+    levels of undissected rows (``RP``, ``SC``) have no lyDATA column and set nothing.
     """
-    if value != value:
+    if value != value or levels in _IMAGING_ONLY:
         return {}
     parts = [_TO_LYDATA[p.value] for p in ContainerLevel.parse(levels).parts if p.value in _TO_LYDATA]
     if len(parts) == 1:

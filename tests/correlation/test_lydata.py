@@ -128,3 +128,14 @@ def test_written_csv_validates_with_lydata_and_loads_in_lymph(tmp_path):
     model.set_modality("pathology", spec=1.0, sens=1.0)
     model.load_patient_data(data, mapping=lambda t: "early" if t <= 2 else "late")
     assert len(model.patient_data) == 2
+
+
+def test_write_lydata_skips_imaging_only_levels(tmp_path):
+    # truth_levels holds undissected imaged levels by their imaging name: RP and SC have no lyDATA column
+    lv = pd.DataFrame([("C1", "R", "II", True, True, "positive"), ("C1", "R", "RP", False, True, None),
+                       ("C1", "L", "SC", False, True, None), ("C1", "L", "IIA", False, True, None)],
+                      columns=["case_id", "side", "level", "dissected", "mr_call", "path_status"])
+    path = write_lydata(lv, pd.DataFrame({"case_id": ["C1"], "primary_side": ["R"]}), tmp_path / "c.csv")
+    mri = involvement(read_lydata(path), "MRI").set_index(["patient", "side", "level"])["value"]
+    assert mri["C1", "ipsi", "II"] == 1.0 and mri["C1", "contra", "IIa"] == 1.0
+    assert np.isnan(mri["C1", "contra", "IV"]) and np.isnan(mri["C1", "contra", "Vb"])
