@@ -43,7 +43,7 @@ from numpy.typing import ArrayLike, NDArray
 from neckmatch.errors import InputError
 from neckmatch.model import REQUIRED_LANDMARKS, Case, Landmarks, Level, Side
 
-__all__ = ["LevelAssignment", "assign_levels", "level_graph", "levels_table", "SYSTEM"]
+__all__ = ["LevelAssignment", "assign_levels", "level_graph", "levels_table", "require_landmarks", "SYSTEM"]
 
 SYSTEM = "som1999"
 
@@ -105,10 +105,26 @@ def _check_points(points: ArrayLike) -> NDArray[np.float64]:
     return pts
 
 
-def _check_landmarks(landmarks: Landmarks) -> None:
+def require_landmarks(landmarks: Landmarks | None, where: str = "landmarks") -> Landmarks:
+    """``landmarks`` if it holds every name of ``model.REQUIRED_LANDMARKS``, else raise InputError.
+
+    ``where`` names the source in the error (a case folder, a file). The field is the first missing
+    landmark; the message lists them all.
+
+    Examples
+    --------
+    >>> require_landmarks(Landmarks(), "P1")
+    Traceback (most recent call last):
+    ...
+    neckmatch.errors.InputError: P1: landmark 'skull_base': required for the som1999 rules, missing (20 missing: ...
+    """
+    if landmarks is None:
+        raise InputError(where, "mri.landmarks", "the case has no landmarks; levels need them")
     missing = landmarks.missing(REQUIRED_LANDMARKS)
     if missing:
-        raise InputError("landmarks", ", ".join(missing), "required landmark(s) missing for the som1999 rules")
+        raise InputError(where, f"landmark '{missing[0]}'",
+                         f"required for the som1999 rules, missing ({len(missing)} missing: {', '.join(missing)})")
+    return landmarks
 
 
 def _signed_line_distance(p: NDArray, s: NDArray, a: NDArray, c: NDArray) -> NDArray[np.float64]:
@@ -286,7 +302,7 @@ def assign_levels(points: ArrayLike, landmarks: Landmarks, tolerance_mm: float =
     if not np.isfinite(tol) or tol < 0:
         raise InputError("options", "tolerance_mm", f"must be a finite number >= 0, got {tolerance_mm}")
     pts = _check_points(points)
-    _check_landmarks(landmarks)
+    require_landmarks(landmarks)
     q = _quantities(pts, landmarks)
     codes = _rule_levels(q)
     dist, beyond = _boundaries(codes, q)
@@ -343,16 +359,11 @@ def levels_table(case: Case, tolerance_mm: float = 3.0) -> pd.DataFrame:
     """
     from neckmatch.geometry.measure import measure_nodes, node_voxel_centres
 
-    where = str(case.root) if case.root is not None else case.case_id
-    if case.landmarks is None:
-        raise InputError(where, "mri.landmarks", "the case has no landmarks; levels need them")
-    missing = case.landmarks.missing(REQUIRED_LANDMARKS)
-    if missing:
-        raise InputError(where, "mri.landmarks", f"required landmark(s) missing: {', '.join(missing)}")
+    landmarks = require_landmarks(case.landmarks, str(case.root) if case.root is not None else case.case_id)
     labels, starts, ras = centres = node_voxel_centres(case.label_map)
     nodes = measure_nodes(case.label_map, centres)
-    res = assign_levels(nodes[["x", "y", "z"]].to_numpy(), case.landmarks, tolerance_mm)
-    voxel_codes = _rule_levels(_quantities(ras, case.landmarks))
+    res = assign_levels(nodes[["x", "y", "z"]].to_numpy(), landmarks, tolerance_mm)
+    voxel_codes = _rule_levels(_quantities(ras, landmarks))
     node_index = np.repeat(np.arange(len(labels)), np.diff(np.append(starts, len(ras))))
     fractions = _format_fractions(node_index, voxel_codes, len(labels))
     frame = pd.DataFrame({"case_id": case.case_id, "node": nodes["node"].to_numpy()})

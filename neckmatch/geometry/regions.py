@@ -34,7 +34,7 @@ import trimesh
 from numpy.typing import NDArray
 
 from neckmatch.errors import InputError
-from neckmatch.geometry.levels import assign_levels
+from neckmatch.geometry.levels import assign_levels, require_landmarks
 from neckmatch.model import LabelMap, Landmarks, Level, Side, SurgicalLevel
 
 __all__ = [
@@ -95,8 +95,8 @@ def in_neck_envelope(points: FloatArray, landmarks: Landmarks, margin_mm: float 
     -------
     ndarray of shape (N,), bool
     """
+    lm = require_landmarks(landmarks)
     x, y, z = points[:, 0], points[:, 1], points[:, 2]
-    lm = landmarks
     xm = lm.x_mid(z)
     right = x > xm
     dlat = np.abs(x - xm)
@@ -179,7 +179,13 @@ def level_label_map(
         uint8 values of :data:`LEVEL_LABELS`, 0 outside the envelope or outside every level.
     names : dict of int to str
         Label value -> TG-263 style name, for the values present.
+
+    Raises
+    ------
+    InputError
+        A required landmark is missing (named), or neither ``reference`` nor a positive ``spacing_mm``.
     """
+    require_landmarks(landmarks)
     if spacing_mm is not None:
         if not np.isfinite(spacing_mm) or spacing_mm <= 0:
             raise InputError("options", "spacing_mm", f"must be > 0, got {spacing_mm}")

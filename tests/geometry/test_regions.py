@@ -158,6 +158,14 @@ def test_bad_grid_options(landmarks):
         level_label_map(landmarks, spacing_mm=-1)
 
 
+@pytest.mark.parametrize("missing", ["trapezius_anterior_R", "skull_base", "carotid_medial_L"])
+def test_missing_landmark_is_an_input_error_naming_it(landmarks, missing):
+    broken = Landmarks(points={k: v for k, v in landmarks.points.items() if k != missing},
+                       curves={k: v for k, v in landmarks.curves.items() if k != missing})
+    with pytest.raises(InputError, match=f"landmark '{missing}'"):
+        level_label_map(broken, spacing_mm=10.0)
+
+
 @pytest.mark.parametrize("flip", [False, True])
 def test_meshes_closed_with_voxel_volume(level_map, flip):
     lm, names = level_map
