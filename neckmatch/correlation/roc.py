@@ -223,7 +223,7 @@ def roc_by_reader(
         lo, hi, note = _boot_interval(aucs, n_c, n_boot, 0.05, MIN_BOOT_PATIENTS, MIN_BOOT_VALID)
         you = youden_threshold(grp[score], grp[reference])
         rows.append({"reader": name, "n": len(s), "n_positive": int(y.sum()), "n_negative": int((~y).sum()),
-                     "n_patients": int(grp[cluster].nunique()), "auc": auc_mann_whitney(grp[score], grp[reference]),
+                     "n_patients": n_c, "auc": auc_mann_whitney(grp[score], grp[reference]),
                      "auc_low_boot": lo, "auc_high_boot": hi, "youden_threshold": you["threshold"],
                      "youden_sensitivity": you["sensitivity"], "youden_specificity": you["specificity"],
                      "youden_j": you["youden_j"], "auc_note": note})

@@ -132,3 +132,11 @@ def test_bootstrap_ci_nan_when_the_rare_class_is_often_not_drawn():
     assert note.startswith("CI n/a: both classes in ") and note.endswith("/500 resamples (< 90 %)")
     valid = int(note.removeprefix("CI n/a: both classes in ").split("/")[0])
     assert 0.55 * 500 < valid < 0.77 * 500  # about 1 - 0.34 of the resamples hold both classes
+
+
+def test_n_patients_counts_the_patients_whose_scores_are_used():
+    # a fifth patient whose nodes have no reference adds no score: 4 patients, no CI, and the row says 4
+    reads = pd.concat([_reads_of(4), _reads_of(1).assign(case_id="P9", path_status="")], ignore_index=True)
+    row = roc_by_reader(reads, n_boot=200)[0].iloc[0]
+    assert (row["n"], row["n_patients"]) == (16, 4)
+    assert row["auc_note"] == "CI n/a: scores from 4 patients (< 5)"
