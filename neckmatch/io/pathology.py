@@ -21,6 +21,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -155,12 +156,24 @@ def _int_cell(path: Path, row: int, col: str, value: str) -> int:
         f = float(value)
     except ValueError:
         f = float("nan")
-    if not f == f or f != int(f) or f < 0:
+    if not math.isfinite(f) or f != int(f) or f < 0:
         raise InputError(path, f"row {row}: {col}", f"must be a whole number >= 0, got '{value}'")
     return int(f)
 
 
-def _bool_cell(path: Path, row: int, col: str, value: str) -> bool | None:
+def _deposit_cell(path: Path, row: int, value: str) -> float | None:
+    """``largest_deposit_mm``: empty (None) or a finite number >= 0, mm."""
+    try:
+        v = optional_float(value, "largest_deposit_mm")
+    except ValueError as exc:
+        raise InputError(path, f"row {row}: largest_deposit_mm", str(exc).removeprefix("largest_deposit_mm ")) from None
+    if v is not None and v < 0:
+        raise InputError(path, f"row {row}: largest_deposit_mm", f"must be >= 0, got {value}")
+    return v
+
+
+def yes_no_cell(path: Path, row: int, col: str, value: str) -> bool | None:
+    """A yes/no cell (``yes/no``, ``true/false``, ``y/n``, ``1/0``, any case): True, False, or None where empty."""
     v = value.lower()
     if v == "":
         return None
@@ -172,18 +185,14 @@ def _bool_cell(path: Path, row: int, col: str, value: str) -> bool | None:
 def _container(path: Path, row: int, rec: dict[str, Any]) -> Container:
     if not rec["container"]:
         raise InputError(path, f"row {row}: container", "must not be empty, got ''")
-    deposit = rec.get("largest_deposit_mm", "") or None
-    try:
-        deposit_mm = None if deposit is None else float(deposit)
-    except ValueError:
-        raise InputError(path, f"row {row}: largest_deposit_mm", f"must be a number, got '{deposit}'") from None
     try:
         return Container(
             container=rec["container"], side=_parse_side(path, row, rec["side"]),
             level=_parse_level(path, row, rec["level"]),
             nodes_examined=_int_cell(path, row, "nodes_examined", rec["nodes_examined"]),
             nodes_positive=_int_cell(path, row, "nodes_positive", rec["nodes_positive"]),
-            largest_deposit_mm=deposit_mm, ene=_bool_cell(path, row, "ene", rec.get("ene", "")),
+            largest_deposit_mm=_deposit_cell(path, row, rec.get("largest_deposit_mm", "")),
+            ene=yes_no_cell(path, row, "ene", rec.get("ene", "")),
         )
     except ValueError as exc:
         if isinstance(exc, InputError):

@@ -19,14 +19,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from neckmatch.errors import InputError
-from neckmatch.io.pathology import read_table
+from neckmatch.io.pathology import read_table, yes_no_cell
 from neckmatch.model import Read
 
 __all__ = ["read_reads"]
-
-_YES = {"yes", "true", "1", "y"}
-_NO = {"no", "false", "0", "n"}
-
 
 def _node(path: Path, row: int, value: str, labels: set[int]) -> int:
     try:
@@ -52,15 +48,6 @@ def _score(path: Path, row: int, value: str) -> float | None:
     if not math.isfinite(v):
         raise InputError(path, f"row {row}: score", f"must be a number, got '{value}'")
     return v
-
-
-def _malignant(path: Path, row: int, value: str) -> bool | None:
-    v = value.lower()
-    if v == "":
-        return None
-    if v in _YES or v in _NO:
-        return v in _YES
-    raise InputError(path, f"row {row}: malignant", f"must be yes or no, got '{value}'")
 
 
 def read_reads(path: str | Path, labels: Iterable[int]) -> list[Read]:
@@ -95,5 +82,5 @@ def read_reads(path: str | Path, labels: Iterable[int]) -> list[Read]:
             raise InputError(path, f"row {row}: reader", msg)
         seen[node, reader] = row
         out.append(Read(node=node, reader=reader, score=_score(path, row, rec["score"]),
-                        malignant=_malignant(path, row, rec["malignant"])))
+                        malignant=yes_no_cell(path, row, "malignant", rec["malignant"])))
     return out

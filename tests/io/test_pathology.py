@@ -129,6 +129,23 @@ def test_container_count_not_a_whole_number(tmp_path: Path) -> None:
         read_containers(path)
 
 
+@pytest.mark.parametrize(("row", "message"), [
+    ("R-II,R,II,inf,0,,", r"row 1: nodes_examined: must be a whole number >= 0, got 'inf'"),
+    ("R-II,R,II,3,1,nan,", r"row 1: largest_deposit_mm: must be a finite number, got 'nan'"),
+    ("R-II,R,II,3,1,-4,", r"row 1: largest_deposit_mm: must be >= 0, got -4"),
+    ("R-II,R,II,3,1,wide,", r"row 1: largest_deposit_mm: must be a number, got 'wide'"),
+])
+def test_bad_container_cells(tmp_path: Path, row: str, message: str) -> None:
+    path = _csv(tmp_path, CONTAINERS + row + "\n", "containers.csv")
+    with pytest.raises(InputError, match=message):
+        read_containers(path)
+
+
+def test_container_deposit_is_read(tmp_path: Path) -> None:
+    path = _csv(tmp_path, CONTAINERS + "R-II,R,II,3,1,0,no\nR-III,R,III,3,1,7.5,yes\n", "containers.csv")
+    assert [(c.largest_deposit_mm, c.ene) for c in read_containers(path)] == [(0.0, False), (7.5, True)]
+
+
 # ---- reads ---------------------------------------------------------------------------------------------------
 def test_reads_known_answer(tmp_path: Path) -> None:
     path = _csv(tmp_path, "node,reader,score,malignant\n3,A,5,Yes\n3,B,1,no\n4,A,2.5,\n", "r.csv")
