@@ -62,8 +62,9 @@ def read_markups(path: str | Path, required: Iterable[str] | None = REQUIRED_LAN
     Raises
     ------
     InputError
-        Unreadable JSON, an unknown ``coordinateSystem``, a curve with fewer than 2 placed points, a point
-        landmark named twice, or a required landmark missing.
+        Unreadable JSON, an unknown ``coordinateSystem``, control points that are not a list of objects, a
+        curve with fewer than 2 placed points, a point landmark or a curve named twice, or a required landmark
+        missing.
     """
     path = Path(path)
     points: dict[str, np.ndarray] = {}
@@ -81,6 +82,8 @@ def read_markups(path: str | Path, required: Iterable[str] | None = REQUIRED_LAN
             name = str(mk.get("name", "")).strip()
             if not name:
                 raise InputError(path, f"markups[{i}].name", "a Curve markup needs a name (the curve landmark name)")
+            if name in curves:
+                raise InputError(path, f"markups[{i}].name", f"curve '{name}' is given twice")
             pts = np.array([p for _, p in _control_points(path, i, mk)]).reshape(-1, 3)
             try:
                 curves[name] = Curve(name, pts)
@@ -120,7 +123,11 @@ def _control_points(path: Path, i: int, mk: dict[str, Any]) -> list[tuple[str, n
     units = str(mk.get("coordinateUnits", "mm"))
     if units != "mm":
         raise InputError(path, f"markups[{i}].coordinateUnits", f"must be mm, got '{units}'")
-    placed = [(j, cp) for j, cp in enumerate(mk.get("controlPoints") or [])
+    given = mk.get("controlPoints") or []
+    if not isinstance(given, list) or not all(isinstance(cp, dict) for cp in given):
+        msg = f"expected a list of control point objects, got {given!r}"
+        raise InputError(path, f"markups[{i}].controlPoints", msg)
+    placed = [(j, cp) for j, cp in enumerate(given)
               if str(cp.get("positionStatus", "defined")) not in _UNPLACED]  # fmt: skip
     try:  # all at once; the loop below finds and reports a bad point
         pos = np.array([cp["position"] for _, cp in placed], dtype=np.float64)

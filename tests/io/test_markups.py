@@ -181,3 +181,20 @@ def test_bad_position_among_good_ones_names_its_own_index(tmp_path: Path, bad: A
     msg = rf"markups\[0\]\.controlPoints\[3\]\.position: need 3 finite numbers, got {shown}"
     with pytest.raises(InputError, match=msg):
         read_markups(_write(tmp_path, "b.mrk.json", doc), required=())
+
+
+def test_curve_given_twice(tmp_path: Path) -> None:
+    """A second Curve of the same name is an error (it silently replaced the first)."""
+    doc = _doc("RAS", 1.0)
+    doc["markups"].append(json.loads(json.dumps(doc["markups"][1])))
+    name = doc["markups"][1]["name"]
+    with pytest.raises(InputError, match=rf"markups\[{len(doc['markups']) - 1}\]\.name: curve '{name}' is given twice"):
+        read_markups(_write(tmp_path, "c.mrk.json", doc))
+
+
+@pytest.mark.parametrize(("control_points", "shown"), [(["x"], r"\['x'\]"), ({"a": 1}, r"\{'a': 1\}")])
+def test_control_points_not_a_list_of_objects(tmp_path: Path, control_points: Any, shown: str) -> None:
+    doc = {"markups": [{"type": "Fiducial", "controlPoints": control_points}]}
+    msg = rf"markups\[0\]\.controlPoints: expected a list of control point objects, got {shown}"
+    with pytest.raises(InputError, match=msg):
+        read_markups(_write(tmp_path, "p.mrk.json", doc), required=())
