@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 __all__ = [
     "Side",
     "Level",
+    "MIDLINE_LEVELS",
     "SurgicalLevel",
     "ContainerLevel",
     "Status",
@@ -73,6 +74,11 @@ class Level(StrEnum):
     SC = "SC"
 
 
+# Central levels: adjacent to the same level of the other side (shared/spec/levels.md); one container may hold both
+# sides' nodes.
+MIDLINE_LEVELS: frozenset[Level] = frozenset({Level.IA, Level.VI, Level.VII})
+
+
 class SurgicalLevel(StrEnum):
     """Surgical levels a pathology container can carry (alone or joined with ``+``)."""
 
@@ -116,11 +122,13 @@ _SURGICAL_NAMES = ", ".join(s.value for s in SurgicalLevel)
 class ContainerLevel:
     """The level of a specimen container: one surgical level or several merged (``"III+IV"``).
 
+    ``parts`` are kept in :class:`SurgicalLevel` order, so ``IV+III`` and ``III+IV`` are one level.
+
     Examples
     --------
-    >>> lv = ContainerLevel.parse("III+IV")
-    >>> str(lv), sorted(x.value for x in lv.imaging_levels())
-    ('III+IV', ['III', 'IV', 'SC'])
+    >>> lv = ContainerLevel.parse("IV+III")
+    >>> str(lv), sorted(x.value for x in lv.imaging_levels()), lv == ContainerLevel.parse("III+IV")
+    ('III+IV', ['III', 'IV', 'SC'], True)
     """
 
     parts: tuple[SurgicalLevel, ...]
@@ -130,6 +138,8 @@ class ContainerLevel:
             raise ValueError("a container level needs at least one surgical level")
         if len(set(self.parts)) != len(self.parts):
             raise ValueError(f"'{self}' names a level twice")
+        order = list(SurgicalLevel)
+        object.__setattr__(self, "parts", tuple(sorted(self.parts, key=order.index)))
 
     @classmethod
     def parse(cls, text: str) -> ContainerLevel:

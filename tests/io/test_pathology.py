@@ -37,6 +37,16 @@ def test_every_column_is_read(tmp_path: Path) -> None:
     assert got == (Side.L, "III+IV", Status.NEGATIVE, 1.0, 0.0)
 
 
+def test_merged_level_in_either_order_is_one_level(tmp_path: Path) -> None:
+    """'IV+III' and 'III+IV' name the same container level (they were unequal: a false disagreement)."""
+    rows = "a,L-34,L,III+IV,,negative\nb,L-34,L,IV+III,,negative\n"
+    nodes = read_path_nodes(_csv(tmp_path, "node,container,side,level,size_mm,status\n" + rows))
+    assert [str(n.level) for n in nodes] == ["III+IV", "III+IV"]
+    path = _csv(tmp_path, CONTAINERS + "L-34,L,iv + iii,2,0,,\n", "containers.csv")
+    (c,) = read_containers(path, nodes)
+    assert c.level == nodes[0].level and str(c.level) == "III+IV"
+
+
 def test_containers_derived_from_rows_skip_fragments(tmp_path: Path) -> None:
     cs = derive_containers(read_path_nodes(_csv(tmp_path, HEADER + ROWS)))
     assert [(c.container, c.side.value, str(c.level), c.nodes_examined, c.nodes_positive) for c in cs] == [
