@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from scipy.special import ndtr
 
 from neckmatch.geometry.specimen import Specimen, Warp
-from neckmatch.model import Case, ContainerLevel, Level, Side
+from neckmatch.model import MIDLINE_LEVELS, Case, ContainerLevel, Level, Side
 
 __all__ = ["MatchParams", "MRNodes", "PathUnits", "mr_nodes", "path_units", "level_weights", "size_weights",
            "position_weights", "axis_log_lik", "size_evidence", "round_step", "piece_size_weights", "merge_prior",
@@ -36,7 +36,6 @@ __all__ = ["MatchParams", "MRNodes", "PathUnits", "mr_nodes", "path_units", "lev
            "adjacent_levels"]
 
 FloatArray = NDArray[np.float64]
-_MIDLINE = frozenset({"IA", "VI", "VII"})
 _LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
 
 # Spec adjacency (shared/spec/levels.md), used where geometry.levels.level_graph is not available.
@@ -150,7 +149,7 @@ def mr_nodes(case: Case, levels: pd.DataFrame) -> MRNodes:
     for k, (s, l) in enumerate(zip(side, level, strict=True)):
         if l not in Level.__members__ or s not in ("R", "L"):
             reason[k], matchable[k] = "no-counterpart", False
-        elif not (case.is_dissected(s, l) or (l in _MIDLINE and case.is_dissected(Side(s).other, l))):
+        elif not (case.is_dissected(s, l) or (l in MIDLINE_LEVELS and case.is_dissected(Side(s).other, l))):
             reason[k] = "undissected"
             run = runner[k]
             matchable[k] = run in adj.get(l, ()) and run in Level.__members__ and case.is_dissected(s, run)
@@ -258,7 +257,7 @@ def level_weights(mr: MRNodes, units: PathUnits, params: MatchParams) -> FloatAr
         names = {lv.value for lv in ContainerLevel.parse(clevel).imaging_levels()}
         for i in np.flatnonzero(mr.matchable):
             l, s = mr.level[i], mr.side[i]
-            side_term = 0.0 if s == cside else (params.midline_other_side if l in _MIDLINE else -np.inf)
+            side_term = 0.0 if s == cside else (params.midline_other_side if l in MIDLINE_LEVELS else -np.inf)
             if l in names:
                 val = lp_same[i]
             elif mr.runner_up[i] in names:

@@ -46,7 +46,7 @@ from neckmatch.correlation.evidence import (
 )
 from neckmatch.errors import InputError
 from neckmatch.geometry.specimen import Specimen, Warp, reconstruct_specimen
-from neckmatch.model import Case, Decision
+from neckmatch.model import MIDLINE_LEVELS, Case, Decision, Level
 
 __all__ = ["Constraints", "MatchResult", "MatchParams", "match_case", "MATCH_COLUMNS"]
 
@@ -377,10 +377,12 @@ def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = Non
 
 
 def _mr_container(case: Case, side: str, level: str) -> str:
-    for c in case.containers:
-        if c.side.value == side and level and c.level.contains(level):
-            return c.container
-    return ""
+    """The container holding imaging ``level`` on ``side`` (a central level IA/VI/VII: else the other side's)."""
+    if not level or level not in Level.__members__:
+        return ""
+    own = [c.container for c in case.containers if c.side.value == side and c.level.contains(level)]
+    other = [c.container for c in case.containers if c.side.value != side and c.level.contains(level)]
+    return (own or (other if level in MIDLINE_LEVELS else []) or [""])[0]
 
 
 def _decision_table(case: Case, mr: MRNodes, units: PathUnits, fit: _Fit, partner: NDArray[np.int64],

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from neckmatch.model import Case, ContainerLevel, Level, MatchKind, Outcome, Side, Status, SurgicalLevel
+from neckmatch.model import MIDLINE_LEVELS, Case, ContainerLevel, Level, MatchKind, Outcome, Side, Status, SurgicalLevel
 
 __all__ = [
     "mr_calls",
@@ -160,8 +160,6 @@ def _dissected_units(case: Case) -> list[_Unit]:
 _SUBLEVELS = {SurgicalLevel.I: (SurgicalLevel.IA, SurgicalLevel.IB),
               SurgicalLevel.II: (SurgicalLevel.IIA, SurgicalLevel.IIB),
               SurgicalLevel.V: (SurgicalLevel.VA, SurgicalLevel.VB)}  # fmt: skip
-# Central levels: one container, recorded on one side, holds the nodes of both sides (as matching treats them).
-_MIDLINE = frozenset({Level.IA, Level.VI, Level.VII})
 
 
 def _covered(level: SurgicalLevel, covered: frozenset[Level]) -> bool:
@@ -174,7 +172,7 @@ def _unit_of(units: list[_Unit], side: str, level: str, runner_up: str = "") -> 
     if not level:
         return None
     cands = [i for i, u in enumerate(units) if u.side == side and Level(level) in u.imaging]
-    if not cands and Level(level) in _MIDLINE:
+    if not cands and Level(level) in MIDLINE_LEVELS:
         cands = [i for i, u in enumerate(units) if u.dissected and Level(level) in u.imaging]
     if len(cands) > 1 and runner_up:
         preferred = [i for i in cands if runner_up in {lv.value for lv in units[i].imaging}]

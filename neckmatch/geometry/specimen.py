@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-from neckmatch.model import Case, ContainerLevel, Landmarks, Level, PathNode, Side
+from neckmatch.model import MIDLINE_LEVELS, Case, ContainerLevel, Landmarks, Level, PathNode, Side
 
 __all__ = ["Warp", "ContainerRegion", "Specimen", "reconstruct_specimen", "container_regions"]
 
@@ -63,7 +63,6 @@ _AP_LIMITS: dict[Level, tuple[tuple[str, float], tuple[str, float]]] = {
     Level.VII: (("carotid_medial", 25.0), ("carotid_medial", -10.0)),
     Level.SC: (("carotid_medial", 10.0), ("trapezius_anterior", 0.0)),
 }
-_MIDLINE_LEVELS = frozenset({Level.IA, Level.VI, Level.VII})
 
 
 @dataclass(frozen=True)
@@ -178,7 +177,7 @@ def _level_profile(lm: Landmarks, level: Level, side: Side, z: FloatArray) -> tu
     lo, hi = np.minimum(ant, post), np.maximum(ant, post)
     hi = np.maximum(hi, lo + _MIN_EXTENT_MM)
     x = 0.5 * (a[:, 0] + p[:, 0])
-    if level in _MIDLINE_LEVELS:
+    if level in MIDLINE_LEVELS:
         mid = lm.x_mid(z)
         x = mid + np.sign(x - mid) * 5.0
     return hi, lo, x

@@ -179,6 +179,18 @@ def test_count_only_case_leaves_every_mr_node_unmatched():
     assert (m["kind"] == "mr-unmatched").all() and len(m) == 2
 
 
+
+def test_unmatched_central_node_names_the_other_sides_container():
+    # a left level VI node lies in the central compartment removed as one container recorded on the right
+    from neckmatch.model import Container
+
+    lm = LabelMap(np.zeros((2, 2, 2), dtype=np.int16), np.eye(4))
+    case = Case("T1", "R", {Side.R: frozenset({SurgicalLevel.VI})}, lm, None, (),
+                (Container("R-VI", "R", "VI", 2, 0),))
+    m = match_case(case, mr_table([(1, "L", "VI", 6.0, -20, 10), (2, "L", "IV", 6.0, -30, 0)])).matches
+    assert m["container"].fillna("").tolist() == ["R-VI", ""]
+    assert m["reason"].tolist() == ["not-harvested", "undissected"]
+
 def test_synthetic_case_contract_and_auto_precision(tmp_path):
     from neckmatch.geometry.levels import levels_table
     from neckmatch.io.case import read_case
