@@ -315,12 +315,16 @@ class Landmarks:
     def curve(self, name: str) -> Curve:
         return self.curves[name]
 
-    def x_mid(self, z: Any) -> FloatArray:
-        """Midline x at height(s) z, from the three midline points, linear in z, clamped."""
+    def midline_points(self) -> FloatArray:
+        """The three midline points (hyoid, cricoid, manubrium) sorted by z: ndarray of shape (3, 3), mm, RAS."""
         mids = np.array(
             [self.points[n] for n in ("hyoid_body_inferior", "cricoid_arch_inferior", "manubrium_superior")]
         )
-        mids = mids[np.argsort(mids[:, 2], kind="stable")]
+        return mids[np.argsort(mids[:, 2], kind="stable")]
+
+    def x_mid(self, z: Any) -> FloatArray:
+        """Midline x at height(s) z, from the three midline points, linear in z, clamped."""
+        mids = self.midline_points()
         return np.interp(np.asarray(z, dtype=np.float64), mids[:, 2], mids[:, 0])
 
     def transformed(self, matrix: NDArray[np.float64]) -> Landmarks:

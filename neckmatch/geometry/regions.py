@@ -72,14 +72,6 @@ def level_name(side: Side | str, level: Level | str) -> str:
 LEVEL_NAMES: dict[int, str] = {v: level_name(s, lv) for (s, lv), v in LEVEL_LABELS.items()}
 
 
-def _ypts(landmarks: Landmarks) -> tuple[FloatArray, FloatArray]:
-    mids = np.array(
-        [landmarks.points[n] for n in ("hyoid_body_inferior", "cricoid_arch_inferior", "manubrium_superior")]
-    )
-    mids = mids[np.argsort(mids[:, 2], kind="stable")]
-    return mids[:, 2], mids[:, 1]
-
-
 def in_neck_envelope(points: FloatArray, landmarks: Landmarks, margin_mm: float = 10.0) -> NDArray[np.bool_]:
     """True where points lie inside the plausible neck envelope of the module docstring.
 
@@ -116,8 +108,8 @@ def in_neck_envelope(points: FloatArray, landmarks: Landmarks, margin_mm: float 
         axis=0,
     )
     keep &= dlat <= lateral + margin_mm
-    zm, ym = _ypts(lm)
-    fronts = [np.interp(z, zm, ym)]
+    mids = lm.midline_points()
+    fronts = [np.interp(z, mids[:, 2], mids[:, 1])]
     fronts += [lm.curve(f"{s}_{sd}").at(z)[:, 1] for s in ("digastric_anterior", "SMG_posterior") for sd in "LR"]
     keep &= y <= np.max(fronts, axis=0) + margin_mm
     return keep
