@@ -51,9 +51,6 @@ SYSTEM = "som1999"
 _NAMES: tuple[str, ...] = ("",) + tuple(lv.value for lv in Level)
 _CODE = {name: i for i, name in enumerate(_NAMES)}
 _NAME_ARRAY = np.array(_NAMES)
-_OUT = 0
-_CURVE_STEMS = ("carotid_medial", "SMG_posterior", "SCM_posterior", "IJV_posterior", "digastric_anterior",
-                "scalene_anterior", "trapezius_anterior")
 
 # Spec adjacency (same side), plus IA, VI, VII across sides.
 _ADJACENT = ("IA-IB IA-VI IB-IIA IB-III IIA-IIB IIA-III IIA-RP IIB-III IIB-VA III-IV III-VA III-VI IV-VB "
@@ -142,12 +139,6 @@ def _signed_line_distance(p: NDArray, s: NDArray, a: NDArray, c: NDArray) -> NDA
     return out
 
 
-def _curve_coord(lm: Landmarks, name: str, axis: int, z: NDArray[np.float64]) -> NDArray[np.float64]:
-    """x (axis 0) or y (axis 1) of curve ``name`` at heights ``z``: linear in z, clamped (as ``Curve.at``)."""
-    cp = lm.curve(name).points
-    return np.interp(z, cp[:, 2], cp[:, axis])
-
-
 def _quantities(pts: NDArray[np.float64], lm: Landmarks) -> dict[str, NDArray]:
     """Every per-point quantity the rules use (arrays of shape (N,), mm), curves taken on the point's side."""
     x, y, z = pts[:, 0], pts[:, 1], pts[:, 2]
@@ -159,18 +150,16 @@ def _quantities(pts: NDArray[np.float64], lm: Landmarks) -> dict[str, NDArray]:
         idx = np.flatnonzero(mask)
         zz, xmid = z[idx], xm[idx]
 
-        def at(stem: str, axis: int, zz=zz, side=side) -> NDArray[np.float64]:
-            return _curve_coord(lm, f"{stem}_{side}", axis, zz)
+        def at(stem: str, zz=zz, side=side) -> NDArray[np.float64]:  # (n, 2) curve (x, y) at the points' z
+            return lm.curve(f"{stem}_{side}").at(zz)
 
-        car = np.column_stack([at("carotid_medial", 0), at("carotid_medial", 1)])
-        scm = np.column_stack([at("SCM_posterior", 0), at("SCM_posterior", 1)])
-        sca = np.column_stack([at("scalene_anterior", 0), at("scalene_anterior", 1)])
+        car, scm, sca = at("carotid_medial"), at("SCM_posterior"), at("scalene_anterior")
         q["dcar"][idx] = np.abs(car[:, 0] - xmid)
-        q["lat_dig"][idx] = np.abs(at("digastric_anterior", 0) - xmid)
-        q["smg"][idx] = at("SMG_posterior", 1)
+        q["lat_dig"][idx] = np.abs(at("digastric_anterior")[:, 0] - xmid)
+        q["smg"][idx] = at("SMG_posterior")[:, 1]
         q["scm"][idx] = scm[:, 1]
-        q["ijv"][idx] = at("IJV_posterior", 1)
-        q["trap"][idx] = at("trapezius_anterior", 1)
+        q["ijv"][idx] = at("IJV_posterior")[:, 1]
+        q["trap"][idx] = at("trapezius_anterior")[:, 1]
         q["sd"][idx] = _signed_line_distance(pts[idx, :2], scm, sca, car)
         q["z_cl"][idx] = lm.point(f"clavicle_superior_{side}")[2]
     q.update(x=x, y=y, z=z, right=right, dlat=np.abs(x - xm))
