@@ -1,7 +1,8 @@
 """The ``neckmatch`` command line: parse, call one library function, print. No science here.
 
 Every :class:`neckmatch.errors.NeckmatchError` (and bad-input ``ValueError`` raised by readers as
-:class:`~neckmatch.errors.InputError`) becomes one line on stderr and exit code 2, never a traceback.
+:class:`~neckmatch.errors.InputError`) and every ``OSError`` (a path that cannot be read or written) becomes one
+line on stderr and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -104,21 +105,10 @@ def levels(
     meshes: bool = typer.Option(False, "--meshes", help="Also write OUT/level_meshes/<name>.ply per level region."),
 ) -> None:
     """Assign every MR node its side and som1999 neck level; write OUT/levels.csv and the level map."""
-    from neckmatch.geometry.levels import levels_table
-    from neckmatch.io.atomic import write_csv
-    from neckmatch.io.case import read_case
+    from neckmatch.pipeline import write_levels
 
-    case = read_case(case_dir)
-    if case.landmarks is None:
-        from neckmatch.errors import InputError
-
-        raise InputError(Path(case_dir) / "case.json", "mri.landmarks", "the case has no landmarks; levels need them")
-    table = levels_table(case, tolerance_mm=tolerance)
-    path = write_csv(table, Path(out) / "levels.csv")
-    if level_map or meshes:
-        from neckmatch.geometry.regions import write_level_regions
-
-        write_level_regions(out, case.landmarks, case.label_map, meshes=meshes)
+    table = write_levels(case_dir, out, tolerance_mm=tolerance, level_map=level_map, meshes=meshes)
+    path = Path(out) / "levels.csv"
     counts = table.groupby(["side", "level"]).size()
     per_level = ", ".join(f"{s}-{lv or 'outside'}: {n}" for (s, lv), n in counts.items())
     console.print(f"wrote {path}: {len(table)} nodes ({int(table['borderline'].sum())} borderline); {per_level}",
@@ -310,6 +300,10 @@ def main() -> None:
         app(standalone_mode=False)
     except NeckmatchError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except OSError as exc:  # a file or folder that cannot be read or written (permissions, a file in the way ...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(f"error: {where}{exc.strerror or exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except (typer.Exit, SystemExit) as exc:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))

@@ -19,7 +19,7 @@ import pandas as pd
 
 from neckmatch import __version__
 from neckmatch.errors import InputError
-from neckmatch.io.atomic import atomic_dir
+from neckmatch.io.atomic import atomic_dir, atomic_files
 
 __all__ = [
     "Settings",
@@ -30,6 +30,7 @@ __all__ = [
     "format_summary",
     "process_case",
     "summarise",
+    "write_levels",
     "write_outputs",
 ]
 
@@ -253,6 +254,51 @@ def process_case(case_dir: str | Path, out_dir: str | Path, settings: Settings |
     with atomic_dir(out_dir) as tmp:
         write_outputs(outputs, tmp)
     return outputs.summary
+
+
+def write_levels(
+    case_dir: str | Path, out_dir: str | Path, tolerance_mm: float = 3.0, level_map: bool = True,
+    meshes: bool = False,
+) -> pd.DataFrame:
+    """``neckmatch levels``: write ``levels.csv`` of one case (and its level regions) into ``out_dir``.
+
+    Everything is computed in a staging folder and moved into ``out_dir`` only when complete, so a failure writes
+    nothing (other files in ``out_dir`` are kept).
+
+    Parameters
+    ----------
+    case_dir, out_dir : str or Path
+    tolerance_mm : float
+        Borderline tolerance of the level assignment, mm.
+    level_map : bool
+        Also write ``level_map.nii.gz`` and ``level_map.json``.
+    meshes : bool
+        Also write ``level_meshes/<name>.ply`` (implies the level map).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The levels table, one row per MR node (docs/outputs.md).
+
+    Raises
+    ------
+    InputError
+        For a bad case, or a case without landmarks (nothing is written).
+    """
+    from neckmatch.geometry.levels import levels_table
+    from neckmatch.geometry.regions import write_level_regions
+    from neckmatch.io.atomic import write_csv
+    from neckmatch.io.case import read_case
+
+    case = read_case(case_dir)
+    if case.landmarks is None:
+        raise InputError(Path(case_dir) / "case.json", "mri.landmarks", "the case has no landmarks; levels need them")
+    table = levels_table(case, tolerance_mm=tolerance_mm)
+    with atomic_files(out_dir) as stage:
+        write_csv(table, stage / "levels.csv")
+        if level_map or meshes:
+            write_level_regions(stage, case.landmarks, case.label_map, meshes=meshes)
+    return table
 
 
 def _fmt_counts(counts: dict[str, int]) -> str:

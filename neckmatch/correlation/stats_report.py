@@ -19,7 +19,7 @@ from neckmatch.correlation.agreement import agreement_table
 from neckmatch.correlation.roc import roc_by_reader
 from neckmatch.correlation.stard import cross_tabulations, stard_counts
 from neckmatch.errors import InputError
-from neckmatch.io.atomic import write_csv, write_text
+from neckmatch.io.atomic import atomic_files, write_csv, write_text
 
 __all__ = ["TRUTH_KEYS", "SIZE_BANDS", "read_truth_tables", "node_accuracy", "truth_accuracy", "run_stats"]
 
@@ -175,14 +175,15 @@ def run_stats(truth_dir: str | Path, out_dir: str | Path, n_boot: int = 2000, se
     """
     tables = read_truth_tables(truth_dir)
     out = Path(out_dir)
-    written = [write_csv(truth_accuracy(tables, n_boot=n_boot, seed=seed), out / "accuracy.csv")]
-    summary, curves = _roc_tables(tables, n_boot, seed)
-    written += [write_csv(summary, out / "roc.csv"), write_csv(curves, out / "roc_curve.csv")]
-    reads = tables.get("reads")
-    agreement = agreement_table(reads) if reads is not None else agreement_table(
-        pd.DataFrame(columns=["case_id", "mr_node", "reader"]))
-    written.append(write_csv(agreement, out / "agreement.csv"))
-    written.append(write_csv(cross_tabulations(tables), out / "crosstab.csv"))
-    stard = stard_counts(tables, tables.get("matches"))
-    written.append(write_text(json.dumps(stard, indent=2) + "\n", out / "stard.json"))
-    return {"files": [str(p) for p in written], "stard": stard}
+    with atomic_files(out) as stage:  # a failure half-way writes nothing
+        written = [write_csv(truth_accuracy(tables, n_boot=n_boot, seed=seed), stage / "accuracy.csv")]
+        summary, curves = _roc_tables(tables, n_boot, seed)
+        written += [write_csv(summary, stage / "roc.csv"), write_csv(curves, stage / "roc_curve.csv")]
+        reads = tables.get("reads")
+        agreement = agreement_table(reads) if reads is not None else agreement_table(
+            pd.DataFrame(columns=["case_id", "mr_node", "reader"]))
+        written.append(write_csv(agreement, stage / "agreement.csv"))
+        written.append(write_csv(cross_tabulations(tables), stage / "crosstab.csv"))
+        stard = stard_counts(tables, tables.get("matches"))
+        written.append(write_text(json.dumps(stard, indent=2) + "\n", stage / "stard.json"))
+    return {"files": [str(out / p.name) for p in written], "stard": stard}

@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_path", "atomic_dir", "write_csv", "write_text"]
+from neckmatch.errors import InputError
+
+__all__ = ["atomic_path", "atomic_dir", "atomic_files", "write_csv", "write_text"]
 
 
 def _umask() -> int:
@@ -71,6 +73,36 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextmanager
+def atomic_files(out_dir: str | Path) -> Iterator[Path]:
+    """Yield a staging folder beside ``out_dir``; on success move every entry of it into ``out_dir`` (created if
+    needed; same-named entries replaced, others kept), on failure delete it, so a failed command writes nothing.
+
+    For commands that add several files to a folder the user may share with other outputs (``neckmatch
+    levels``, ``render``, ``stats``): folders are moved in before files (a ``.vtm`` appears after its parts).
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "", "output folder is an existing file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield stage
+        out.mkdir(exist_ok=True)
+        for entry in sorted(stage.iterdir(), key=lambda p: (not p.is_dir(), p.name)):
+            target = out / entry.name
+            if entry.is_dir() and target.is_dir():
+                old = out / f".{entry.name}.old"
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(target, old)
+                os.replace(entry, target)
+                shutil.rmtree(old)
+            else:
+                os.replace(entry, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:

@@ -30,7 +30,7 @@ from scipy import ndimage
 from vtk.util.numpy_support import vtk_to_numpy
 
 from neckmatch.errors import InputError, RenderError
-from neckmatch.io.atomic import atomic_path
+from neckmatch.io.atomic import atomic_files, atomic_path
 from neckmatch.model import Case, LabelMap
 from neckmatch.viz.export import write_glb, write_level_segmentation, write_node_markups, write_vtm
 from neckmatch.viz.scene import OUTCOME_LABELS, Scene, SceneMesh, build_scene, label_surfaces, mesh_polydata
@@ -522,23 +522,30 @@ def case_scene(
 def render_case(case: Case, out_dir: str | Path, results_dir: str | Path | None = None) -> dict[str, Path]:
     """Write the maps of one case into ``out_dir``: PNG, GLB, VTK multiblock, level seg.nrrd, node markups.
 
-    Nodes are coloured by outcome when ``results_dir`` holds ``truth_nodes.csv`` (from ``neckmatch match``),
-    else by level (levels are then computed from the case). Files are named ``<case_id>_map.png``,
+    Nodes are coloured by outcome from ``results_dir`` (the outputs of ``neckmatch match``: ``truth_nodes.csv``),
+    without it by level (levels are then computed from the case). Files are named ``<case_id>_map.png``,
     ``<case_id>_scene.glb``, ``<case_id>_scene.vtm`` (+ folder), ``<case_id>_levels.seg.nrrd`` (with landmarks)
     and ``<case_id>_nodes.mrk.json``.
+
+    The files are made in a staging folder and moved into ``out_dir`` together once all are written: a failure
+    writes nothing (other files in ``out_dir`` are kept).
 
     Raises
     ------
     RenderError
         Without a usable off-screen OpenGL context.
+    InputError
+        When ``results_dir`` is given but holds no ``truth_nodes.csv``.
     """
-    out = Path(out_dir)
+    if results_dir is not None and not (Path(results_dir) / "truth_nodes.csv").is_file():
+        raise InputError(results_dir, "", "holds no truth_nodes.csv (the output of neckmatch match)")
     scene, level_map, names = case_scene(case, results_dir)
-    stem = out / case.case_id
-    paths = {"png": render_scene(scene, f"{stem}_map.png")}
-    paths["glb"] = write_glb(scene, f"{stem}_scene.glb")
-    paths["vtm"] = write_vtm(scene, f"{stem}_scene.vtm")
-    if level_map is not None:
-        paths["segmentation"] = write_level_segmentation(level_map, names, f"{stem}_levels.seg.nrrd")
-    paths["markups"] = write_node_markups(scene, f"{stem}_nodes.mrk.json")
-    return paths
+    with atomic_files(out_dir) as stage:
+        stem = stage / case.case_id
+        paths = {"png": render_scene(scene, f"{stem}_map.png")}
+        paths["glb"] = write_glb(scene, f"{stem}_scene.glb")
+        paths["vtm"] = write_vtm(scene, f"{stem}_scene.vtm")
+        if level_map is not None:
+            paths["segmentation"] = write_level_segmentation(level_map, names, f"{stem}_levels.seg.nrrd")
+        paths["markups"] = write_node_markups(scene, f"{stem}_nodes.mrk.json")
+    return {key: Path(out_dir) / path.name for key, path in paths.items()}
