@@ -137,7 +137,13 @@ def read_path_nodes(path: str | Path) -> list[PathNode]:
 
 
 def derive_containers(nodes: Iterable[PathNode]) -> list[Container]:
-    """Containers implied by node rows (first-appearance order); fragments (``fragment_of``) are not counted."""
+    """Containers implied by node rows (first-appearance order).
+
+    Fragments (``fragment_of``) are not counted as nodes, but a node is positive if it or any of its fragments is
+    (as in the node truth table).
+    """
+    nodes = list(nodes)
+    positive = {n.fragment_of if n.fragment_of is not None else n.node for n in nodes if n.positive}
     groups: dict[str, list[PathNode]] = {}
     for n in nodes:
         groups.setdefault(n.container, []).append(n)
@@ -146,7 +152,7 @@ def derive_containers(nodes: Iterable[PathNode]) -> list[Container]:
         whole = [n for n in members if n.fragment_of is None]
         out.append(Container(
             container=name, side=members[0].side, level=members[0].level,
-            nodes_examined=len(whole), nodes_positive=sum(n.positive for n in whole),
+            nodes_examined=len(whole), nodes_positive=sum(n.node in positive for n in whole),
         ))
     return out
 

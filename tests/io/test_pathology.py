@@ -54,6 +54,14 @@ def test_containers_derived_from_rows_skip_fragments(tmp_path: Path) -> None:
     ]
 
 
+def test_a_positive_fragment_makes_its_node_and_container_positive(tmp_path: Path) -> None:
+    """The deposit was found in one piece of a bisected node: the node, so its container, is positive."""
+    rows = "a,R-III,R,III,8,negative,\na2,R-III,R,III,3,positive,a\nb,R-III,R,III,4,negative,\n"
+    nodes = read_path_nodes(_csv(tmp_path, "node,container,side,level,size_mm,status,fragment_of\n" + rows))
+    (c,) = derive_containers(nodes)
+    assert (c.nodes_examined, c.nodes_positive) == (2, 1)
+
+
 def test_lydata_style_range_level(tmp_path: Path) -> None:
     (n,) = read_path_nodes(_csv(tmp_path, "node,container,side,level,status\na,c,R,Ib_to_III,negative\n"))
     assert str(n.level) == "IB+II+III"
