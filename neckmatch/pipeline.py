@@ -19,7 +19,7 @@ import pandas as pd
 
 from neckmatch import __version__
 from neckmatch.errors import InputError
-from neckmatch.io.atomic import atomic_dir, atomic_files
+from neckmatch.io.atomic import atomic_dir, atomic_files, write_csv, write_text
 
 __all__ = [
     "Settings",
@@ -191,27 +191,12 @@ def _file_name(path: str | None) -> str | None:
     return None if path is None else Path(path).name
 
 
-def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
-    """Booleans (plain and nullable) as ``true`` / ``false`` / empty, as docs/outputs.md says."""
-    bools = [c for c, t in frame.dtypes.items() if pd.api.types.is_bool_dtype(t)]
-    if not bools:
-        return frame
-    out = frame.copy(deep=False)  # only the boolean columns are replaced
-    for col in bools:
-        text = np.full(len(out), None, dtype=object)
-        values = out[col].to_numpy(dtype=object, na_value=None)
-        text[values == True] = "true"  # noqa: E712 (elementwise; None stays None)
-        text[values == False] = "false"  # noqa: E712
-        out[col] = text
-    return out
-
-
 def write_outputs(outputs: CaseOutputs, folder: Path) -> None:
     """Write every output file of one case into ``folder`` (an existing, empty folder)."""
     for stem, frame in outputs.tables.items():
-        _csv_ready(frame).to_csv(folder / f"{stem}.csv", index=False, float_format="%.6g")
-    (folder / "specimen.json").write_text(json.dumps(outputs.specimen, indent=2, default=_json_default) + "\n")
-    (folder / "summary.json").write_text(json.dumps(outputs.summary, indent=2, default=_json_default) + "\n")
+        write_csv(frame, folder / f"{stem}.csv")
+    for stem, doc in (("specimen", outputs.specimen), ("summary", outputs.summary)):
+        write_text(json.dumps(doc, indent=2, default=_json_default) + "\n", folder / f"{stem}.json")
 
 
 def _json_default(value: Any) -> Any:
@@ -287,7 +272,6 @@ def write_levels(
     """
     from neckmatch.geometry.levels import levels_table
     from neckmatch.geometry.regions import write_level_regions
-    from neckmatch.io.atomic import write_csv
     from neckmatch.io.case import read_case
 
     case = read_case(case_dir)

@@ -485,11 +485,6 @@ def _review_section(review: pd.DataFrame) -> str:
     return per_case.to_html(index=False, border=0, classes="t", escape=False)
 
 
-def write_json(data: Any, path: Path) -> Path:
-    """Write JSON atomically (indent 2)."""
-    return write_text(json.dumps(data, indent=2, default=str), path)
-
-
 def iter_report_links(html_text: str) -> list[str]:
     """Relative link targets (``href``) in a report, unescaped, without ``#fragment``, for checking that they
     resolve; absolute URLs (``https:``, ``mailto:`` ...) and in-page anchors are left out.

@@ -233,9 +233,11 @@ def test_other_pathology_columns_are_carried_to_truth_nodes(out: Path) -> None:
     assert pd.isna(nodes.loc["R-II-01", "path_ene"])  # an empty cell stays empty
 
 
-def test_csv_ready_writes_booleans_as_true_false_or_empty_and_leaves_the_input_alone():
+def test_case_tables_write_booleans_as_true_false_or_empty_and_leave_the_input_alone(tmp_path: Path) -> None:
     frame = pd.DataFrame({"flag": [True, False, True], "call": pd.array([True, None, False], dtype="boolean"),
                           "n": [1, 2, 3]})
-    text = pipeline._csv_ready(frame).to_csv(index=False)
+    outputs = pipeline.CaseOutputs("P1", {"levels": frame}, {}, {})
+    pipeline.write_outputs(outputs, tmp_path)
+    text = (tmp_path / "levels.csv").read_text()
     assert text.splitlines() == ["flag,call,n", "true,true,1", "false,,2", "true,false,3"]
     assert frame["flag"].dtype == bool and isinstance(frame["call"].dtype, pd.BooleanDtype)
