@@ -51,6 +51,8 @@ __all__ = [
 
 STAMP = "run.json"
 STAGING = ".staging"
+# Names the cohort run writes at the top of OUT: a case id may not be one of them.
+RESERVED_NAMES = frozenset({"tables", "stats", "figures", "cases.csv", "report.html", "run.json"})
 TRUTH_KEYS = ("nodes", "reads", "levels", "sides", "patient")
 _BLAS_ENV = (
     "OMP_NUM_THREADS",
@@ -238,6 +240,9 @@ def _plan(cases: Iterable[Path], out_dir: Path, settings_fp: str, force: bool) -
     seen: dict[str, Path] = {}
     for case_dir in cases:
         cid = _case_id(case_dir)
+        if cid in RESERVED_NAMES:
+            raise InputError(case_dir / "case.json", "case_id",
+                             f"'{cid}' is reserved for the cohort's own outputs ({', '.join(sorted(RESERVED_NAMES))})")
         if cid in seen:
             raise InputError(case_dir / "case.json", "case_id", f"'{cid}' is also the case id of {seen[cid]}")
         seen[cid] = case_dir

@@ -346,3 +346,13 @@ def test_stack_truth_tables_keeps_case_order_and_each_case_text(tmp_path: Path) 
     assert [deposit.iloc[i] for i in (0, 2, 4)] == ["13", "8.2;1.1", 2]  # P5 follows another header: own run
     assert pd.isna(deposit.iloc[1]) and pd.isna(deposit.iloc[3])
     assert stack_truth_tables(tmp_path, recs)["levels"].empty
+
+
+def test_a_case_id_that_names_a_cohort_output_is_refused(cohort: Path, tmp_path: Path) -> None:
+    """A case called 'tables' would be written over by (or over) the stacked tables folder."""
+    one = _copy(cohort / "SYN001", tmp_path / "c" / "x")
+    manifest = json.loads((one / "case.json").read_text())
+    (one / "case.json").write_text(json.dumps({**manifest, "case_id": "tables"}))
+    with pytest.raises(InputError, match="'tables' is reserved for the cohort's own outputs"):
+        run_cohort(tmp_path / "c", tmp_path / "out", workers=1, maps=False)
+    assert not (tmp_path / "out" / "tables").exists()
