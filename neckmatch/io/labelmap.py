@@ -1,9 +1,9 @@
-"""Read and write MR node label maps: NIfTI (nibabel) and NRRD / 3D Slicer ``.seg.nrrd`` (pynrrd).
+"""Read and write MR node label maps: NIfTI (nibabel), NRRD / 3D Slicer ``.seg.nrrd`` (pynrrd); read DICOM SEG.
 
 Every reader returns a :class:`neckmatch.model.LabelMap` whose affine maps voxel indices to patient **RAS mm**,
 whatever the file's orientation, spacing, axis order or anatomical space (NRRD ``left-posterior-superior``,
-``right-anterior-superior``, ``left-anterior-superior`` and their abbreviations). Bad files raise
-:class:`neckmatch.errors.InputError` naming the file, the field and the value.
+``right-anterior-superior``, ``left-anterior-superior`` and their abbreviations; DICOM SEG in LPS via highdicom).
+Bad files raise :class:`neckmatch.errors.InputError` naming the file, the field and the value.
 
 Examples
 --------
@@ -53,18 +53,23 @@ _READ_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, 
 
 
 def label_map_format(path: str | Path) -> str:
-    """``"nifti"`` or ``"nrrd"`` from the file name, else raise InputError.
+    """``"nifti"``, ``"nrrd"`` or ``"dicom"`` (a ``.dcm`` file or an existing folder) from the name, else InputError.
 
     >>> label_map_format("mri/nodes.nii.gz"), label_map_format("seg/Segmentation.seg.nrrd")
     ('nifti', 'nrrd')
+    >>> label_map_format("mri/nodes_seg.dcm")
+    'dicom'
     """
     name = Path(path).name.lower()
     if name.endswith((".nii", ".nii.gz")):
         return "nifti"
     if name.endswith((".nrrd", ".nhdr")):
         return "nrrd"
+    if name.endswith(".dcm") or Path(path).is_dir():
+        return "dicom"
     raise InputError(
-        path, "", f"unsupported label map format '{Path(path).name}' (use .nii, .nii.gz, .nrrd, .seg.nrrd)"
+        path, "", f"unsupported label map format '{Path(path).name}' (use .nii, .nii.gz, .nrrd, .seg.nrrd, "
+        "a DICOM SEG .dcm or a folder holding one)"
     )
 
 
@@ -75,27 +80,34 @@ def read_label_map(path: str | Path) -> LabelMap:
     ----------
     path : str or Path
         ``.nii`` / ``.nii.gz`` (the NIfTI affine, sform or qform, as nibabel resolves it) or ``.nrrd`` /
-        ``.seg.nrrd`` / ``.nhdr`` (``space``, ``space directions`` and ``space origin`` honoured exactly).
+        ``.seg.nrrd`` / ``.nhdr`` (``space``, ``space directions`` and ``space origin`` honoured exactly), or a
+        DICOM SEG: a ``.dcm`` file or a folder holding exactly one SEG file (geometry from its functional groups,
+        LPS -> RAS; label value = ``SegmentNumber``; a FRACTIONAL segment counts where its fraction is >= 0.5).
 
     Returns
     -------
     LabelMap
         ``data`` ndarray of shape (I, J, K), integer; ``affine`` (4, 4) voxel -> RAS mm; ``names`` from the
-        ``SegmentN_Name`` / ``SegmentN_LabelValue`` fields of a 3D Slicer segmentation (else empty).
+        ``SegmentN_Name`` / ``SegmentN_LabelValue`` fields of a 3D Slicer segmentation, or the ``SegmentLabel``
+        of each DICOM SEG segment (else empty).
 
     Raises
     ------
     InputError
         Missing, corrupt or truncated file; not 3-D; non-integer values; negative labels; non-invertible affine;
-        unknown NRRD space; a multi-layer (4-D) segmentation.
+        unknown NRRD space; a multi-layer (4-D) segmentation; a DICOM file that is not a SEG (names the
+        Modality); DICOM segments that overlap (names the two segments); not a regularly spaced volume.
     """
     path = Path(path)
-    if not path.is_file():
+    if not (path.is_file() or (path.is_dir() and label_map_format(path) == "dicom")):
         raise InputError(path, "", "file does not exist")
-    if label_map_format(path) == "nifti":
+    fmt = label_map_format(path)
+    if fmt == "nifti":
         data, affine, names = _read_nifti(path)
-    else:
+    elif fmt == "nrrd":
         data, affine, names = _read_nrrd(path)
+    else:
+        data, affine, names = _read_dicom_seg(_dicom_seg_file(path))
     labels = _as_labels(path, data)
     det = float(np.linalg.det(affine[:3, :3])) if np.all(np.isfinite(affine)) else float("nan")
     if not np.isfinite(det) or abs(det) < 1e-9:
@@ -156,6 +168,68 @@ def _read_nrrd(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[int,
     affine[:3, :3] = flip @ np.stack(spatial_rows, axis=1)
     affine[:3, 3] = flip @ origin
     return data, affine, _segment_names(path, header)
+
+
+def _dicom_seg_file(path: Path) -> Path:
+    """``path`` itself, or the one DICOM SEG file in folder ``path`` (other DICOM files there are ignored)."""
+    if path.is_file():
+        return path
+    import pydicom  # here, not at the top: pydicom / highdicom cost ~0.7 s on every CLI start
+
+    segs = []
+    for f in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["Modality"])
+        except (pydicom.errors.InvalidDicomError, *_READ_ERRORS):
+            continue
+        if str(ds.get("Modality", "")).upper() == "SEG":
+            segs.append(f)
+    if len(segs) != 1:
+        raise InputError(path, "", f"need exactly one DICOM SEG file in the folder, found {len(segs)}: "
+                         f"{[p.name for p in segs]}")
+    return segs[0]
+
+
+def _read_dicom_seg(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[int, str]]:
+    """A DICOM SEG as (labels (I, J, K) = (slice, row, column), voxel -> RAS affine, {SegmentNumber: label})."""
+    import highdicom as hd  # here, not at the top: pydicom / highdicom cost ~0.7 s on every CLI start
+    import pydicom
+
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+    except (pydicom.errors.InvalidDicomError, *_READ_ERRORS) as exc:
+        raise InputError(path, "", f"cannot read DICOM (corrupt or truncated?): {type(exc).__name__}: {exc}") from None
+    modality = str(header.get("Modality", ""))
+    if modality.upper() != "SEG":
+        raise InputError(path, "Modality", f"not a DICOM SEG: Modality is '{modality}', need 'SEG'")
+    try:
+        seg = hd.seg.segread(path)
+        numbers = [int(n) for n in seg.segment_numbers]
+        volume = seg.get_volume(segment_numbers=numbers, combine_segments=False, skip_overlap_checks=True)
+    except (RuntimeError, AttributeError, *_READ_ERRORS) as exc:
+        message = f"cannot read DICOM SEG as a regular 3-D volume: {type(exc).__name__}: {exc}"
+        raise InputError(path, "", message) from None
+    masks = np.asarray(volume.array).reshape(*volume.spatial_shape, len(numbers)) >= 0.5  # (I, J, K, S)
+    _check_overlap(path, masks, numbers)
+    labels = np.zeros(volume.spatial_shape, dtype=np.int32)
+    for s, number in enumerate(numbers):
+        labels[masks[..., s]] = number
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(volume.affine, dtype=np.float64)  # LPS -> RAS
+    names = {n: str(seg.get_segment_description(n).segment_label) for n in numbers}
+    return labels, affine, names
+
+
+def _check_overlap(path: Path, masks: NDArray[np.bool_], numbers: list[int]) -> None:
+    """InputError naming two segments that share a voxel (masks of shape (I, J, K, S), segment s = numbers[s])."""
+    shared = masks.sum(axis=-1) > 1
+    if not shared.any():
+        return
+    voxel = np.argwhere(shared)[0]
+    a, b = (numbers[s] for s in np.flatnonzero(masks[tuple(voxel)])[:2])
+    raise InputError(
+        path, "SegmentSequence", f"segments {a} and {b} overlap ({int(shared.sum())} voxels, e.g. voxel "
+        f"{voxel.tolist()}); every voxel may belong to one node only"
+    )
 
 
 def _segment_names(path: Path, header: Mapping[str, Any]) -> dict[int, str]:
@@ -220,6 +294,8 @@ def write_label_map(path: str | Path, label_map: LabelMap, names: Mapping[int, s
     """
     path = Path(path)
     fmt = label_map_format(path)
+    if fmt == "dicom":
+        raise InputError(path, "", "writing DICOM SEG is not supported (use .nii, .nii.gz, .nrrd or .seg.nrrd)")
     data = _compact(label_map.data)
     with atomic_path(path) as tmp:
         if fmt == "nifti":
