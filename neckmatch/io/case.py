@@ -96,7 +96,8 @@ def _files(path: Path, case_dir: Path, doc: dict[str, Any]) -> dict[str, Path]:
             if not isinstance(value, str) or not value.strip():
                 raise InputError(path, field, f"must be a file path relative to the case folder, got {value!r}")
             target = case_dir / value
-            if not target.is_file():
+            # mri.nodes may also be a folder holding one DICOM SEG file (as PACS exports write it)
+            if not (target.is_file() or (field == "mri.nodes" and target.is_dir())):
                 raise InputError(path, field, f"names '{value}', which does not exist in {case_dir}")
             files[field] = target
     if "pathology.nodes" not in files and "pathology.containers" not in files:

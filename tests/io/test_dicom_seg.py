@@ -139,3 +139,23 @@ def test_dicom_non_seg_refused_naming_modality(tmp_path: Path) -> None:
     _mr_series()[0].save_as(path, enforce_file_format=True)
     with pytest.raises(InputError, match=r"mr\.dcm: Modality: not a DICOM SEG: Modality is 'MR'"):
         read_label_map(path)
+
+
+def test_case_json_may_name_a_seg_folder(tmp_path: Path) -> None:
+    """A case whose mri.nodes is a PACS-style export folder (MR slices + one SEG) reads like any other."""
+    import json
+    import shutil
+
+    from neckmatch.io.case import read_case
+
+    case = Path(shutil.copytree(Path(__file__).resolve().parents[2] / "examples" / "minimal_case", tmp_path / "P1"))
+    export = case / "mri" / "seg_export"
+    export.mkdir()
+    series = _mr_series()
+    for k, ds in enumerate(series):
+        ds.save_as(export / f"mr{k}.dcm", enforce_file_format=True)
+    _write_seg(export / "seg.dcm", series, _labels())
+    manifest = json.loads((case / "case.json").read_text())
+    manifest["mri"] = {k: v for k, v in manifest["mri"].items() if k != "reads"} | {"nodes": "mri/seg_export"}
+    (case / "case.json").write_text(json.dumps(manifest))
+    assert sorted(int(n) for n in read_case(case).label_map.labels()) == [1, 2, 3]
