@@ -33,11 +33,21 @@ from neckmatch.errors import InputError, RenderError
 from neckmatch.io.atomic import atomic_files, atomic_path
 from neckmatch.model import Case, LabelMap
 from neckmatch.viz.export import write_glb, write_level_segmentation, write_node_markups, write_vtm
-from neckmatch.viz.scene import OUTCOME_LABELS, Scene, SceneMesh, build_scene, label_surfaces, mesh_polydata
+from neckmatch.viz.scene import (
+    OUTCOME_LABELS,
+    PATH_STATUS_COLORS,
+    PathMarker,
+    Scene,
+    SceneMesh,
+    build_scene,
+    label_surfaces,
+    mesh_polydata,
+    unmatched_path_markers,
+)
 
 __all__ = [
-    "View", "VIEWS", "ViewImage", "render_views", "place_labels", "render_scene", "case_node_table", "case_scene",
-    "render_case",
+    "View", "VIEWS", "ViewImage", "project_points", "render_views", "place_labels", "render_scene", "scene_figure",
+    "case_node_table", "case_scene", "render_case",
 ]
 
 
@@ -76,11 +86,18 @@ class ViewImage(NamedTuple):
     labels : level-region name -> (col, row) pixel of its label, for the regions with room for one.
     hidden : level-region name -> ndarray of shape (H, W), bool: the silhouette of a region of the shown sides
     that other regions cover in this view (drawn as a dashed outline, its label in brackets).
+    containers : container name -> (col, row) pixel of the top-left corner of its outline, where its name goes
+    (views that draw containers).
+    markers : pathology node id -> (col, row) pixel of each placed pathology node without an MR partner shown
+    (views that draw containers). unplaced : how many of this view's side were not placed.
     """
 
     image: NDArray[np.uint8]
     labels: dict[str, tuple[float, float]]
     hidden: dict[str, NDArray[np.bool_]]
+    containers: dict[str, tuple[float, float]] = {}
+    markers: dict[str, tuple[float, float]] = {}
+    unplaced: int = 0
 
 
 LABEL_RADIUS_PX = 9.0  # a region needs room for a circle this large (pixels) to carry its label
@@ -175,6 +192,38 @@ def _projected_extent(scene: Scene, view: View) -> tuple[float, float]:
     corners = np.array([[(lo, hi)[i >> k & 1][k] for k in range(3)] for i in range(8)])
     right, top = _view_axes(view)
     return float(np.ptp(corners @ right)), float(np.ptp(corners @ top))
+
+
+def project_points(
+    points: NDArray[np.float64], view: View, bounds: NDArray[np.float64], size: tuple[int, int], px_per_mm: float
+) -> NDArray[np.float64]:
+    """Image pixels of RAS points in a view rendered by :func:`render_views` (camera aimed at the ``bounds`` centre).
+
+    Parameters
+    ----------
+    points : ndarray of shape (N, 3), float, mm, RAS
+    view : View
+    bounds : ndarray of shape (2, 3), float, mm, RAS
+        The scene bounds (:meth:`Scene.bounds`).
+    size : (int, int)
+        Width and height of the view's image, pixels.
+    px_per_mm : float
+
+    Returns
+    -------
+    ndarray of shape (N, 2), float
+        (col, row) with row 0 at the top; pixel centres at integers (as ``imshow`` draws them).
+
+    Examples
+    --------
+    >>> b = np.array([[-10.0, -10.0, -10.0], [10.0, 10.0, 10.0]])
+    >>> project_points(np.array([[0.0, 5.0, 2.0]]), VIEWS[1], b, (100, 80), 2.0)
+    array([[59.5, 35.5]])
+    """
+    right, top = _view_axes(view)
+    rel = np.asarray(points, dtype=np.float64).reshape(-1, 3) - bounds.mean(axis=0)
+    w, h = size
+    return np.column_stack([w / 2.0 + px_per_mm * (rel @ right) - 0.5, h / 2.0 - px_per_mm * (rel @ top) - 0.5])
 
 
 def _aim(ren: vtk.vtkRenderer, view: View, bounds: NDArray[np.float64], half_height_mm: float) -> None:
@@ -275,10 +324,32 @@ def render_views(
             labels, covered = _region_labels(ids, fore_mask, shown)
             hidden = {shown[k]: _render_ids(win, region_actors, fore_actors, {k: ""}) == k
                       for k in (covered if view.covered else [])}
-            out.append(ViewImage(_compose(ids, palette, fore, fore_mask), labels, hidden))
+            extras = _view_extras(scene, view, (w, h), px_per_mm)
+            out.append(ViewImage(_compose(ids, palette, fore, fore_mask), labels, hidden, *extras))
     finally:
         win.Finalize()
     return out
+
+
+def _view_extras(
+    scene: Scene, view: View, size: tuple[int, int], px_per_mm: float
+) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]], int]:
+    """Container name corners, placed unmatched pathology node pixels and the unplaced count of one view."""
+    if not view.containers:
+        return {}, {}, 0
+    bounds = scene.bounds()
+    corners = {}
+    for m in scene.of_kind("container"):
+        if m.side in view.sides:
+            px = project_points(m.vertices, view, bounds, size, px_per_mm)
+            corners[str(m.attrs.get("container", m.name))] = (float(px[:, 0].min()), float(px[:, 1].min()))
+    mine = [p for p in scene.path_markers if p.side in view.sides]
+    placed = [p for p in mine if p.position is not None]
+    markers = {}
+    if placed:
+        px = project_points(np.stack([p.position for p in placed]), view, bounds, size, px_per_mm)
+        markers = {p.node: (float(c), float(r)) for p, (c, r) in zip(placed, px, strict=True)}
+    return corners, markers, len(mine) - len(placed)
 
 
 def _render_ids(
@@ -298,12 +369,14 @@ def _render_ids(
 
 
 def place_labels(
-    anchors: dict[str, tuple[float, float]], dx: float = 30.0, dy: float = 15.0, tries: int = 8
+    anchors: dict[str, tuple[float, float]], dx: float = 30.0, dy: float = 15.0, tries: int = 8,
+    taken: list[tuple[float, float]] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Label positions (pixels) near their anchors such that no two labels' ``dx`` x ``dy`` boxes overlap.
 
     Greedy from the top: each label takes the first free spot among its anchor and steps of ``dy`` below and
-    above it, then of ``dx`` to the sides, further out each round (up to ``tries`` rounds).
+    above it, then of ``dx`` to the sides, further out each round (up to ``tries`` rounds). ``taken`` are the
+    centres of labels already placed (the same box size) that the new ones keep clear of.
 
     Examples
     --------
@@ -313,9 +386,11 @@ def place_labels(
     steps = [(0.0, 0.0)] + [(sx * r * dx, sy * r * dy) for r in range(1, tries + 1)
                             for sx, sy in ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (-1, 1), (1, -1), (-1, -1))]
     placed: dict[str, tuple[float, float]] = {}
+    fixed = list(taken or [])
     for name, (x, y) in sorted(anchors.items(), key=lambda kv: (kv[1][1], kv[1][0])):
         spot = next(((x + ox, y + oy) for ox, oy in steps
-                     if all(abs(x + ox - px) >= dx or abs(y + oy - py) >= dy for px, py in placed.values())),
+                     if all(abs(x + ox - px) >= dx or abs(y + oy - py) >= dy
+                            for px, py in [*fixed, *placed.values()])),
                     (x, y))
         placed[name] = spot
     return placed
@@ -326,7 +401,8 @@ def _darker(rgb: tuple[float, ...]) -> tuple[float, float, float]:
     return colorsys.hsv_to_rgb(h, max(s, 0.5), 0.45)
 
 
-def _label_levels(ax, scene: Scene, shot: ViewImage) -> None:
+def _label_levels(ax, scene: Scene, shot: ViewImage) -> list[tuple[float, float]]:
+    """Draw the level labels (and dashed outlines of covered regions); the label centres (pixels)."""
     by_name = {m.name: m for m in scene.of_kind("level")}
     anchors = dict(shot.labels)
     for name, mask in shot.hidden.items():
@@ -335,13 +411,52 @@ def _label_levels(ax, scene: Scene, shot: ViewImage) -> None:
                        linewidths=1.6, linestyles=[(0, (5, 3))])
             anchors[name] = _interior_point(mask)[:2]
     outline = [patheffects.withStroke(linewidth=2.5, foreground="white")]
-    for name, (x, y) in place_labels(anchors).items():
+    placed = place_labels(anchors)
+    for name, (x, y) in placed.items():
         level = by_name[name].attrs["level"]
         text, style = (f"({level})", "italic") if name in shot.hidden else (level, "normal")
         ax.annotate(text, xy=anchors[name], xytext=(x, y), ha="center", va="center", fontsize=10, weight="bold",
                     style=style, color="#222222", path_effects=outline, annotation_clip=True,
                     arrowprops=None if (x, y) == anchors[name] else
                     dict(arrowstyle="-", color="#444444", linewidth=0.8, shrinkA=5, shrinkB=0))
+    return list(placed.values())
+
+
+_CONTAINER_LABEL_PX = (44.0, 13.0)  # box of a container name (fontsize 8), pixels
+
+
+def _label_containers(ax, shot: ViewImage, taken: list[tuple[float, float]]) -> None:
+    """Each container's name just inside the top-left corner of its outline, clear of the other labels."""
+    dx, dy = _CONTAINER_LABEL_PX
+    anchors = {name: (c + dx / 2 + 2, r + dy / 2 + 2) for name, (c, r) in shot.containers.items()}
+    # level labels are 30 x 15 px: keep clear of both boxes
+    placed = place_labels(anchors, dx=(dx + 30.0) / 2, dy=(dy + 15.0) / 2, taken=taken)
+    outline = [patheffects.withStroke(linewidth=2.2, foreground="white")]
+    for name, (x, y) in placed.items():
+        corner = shot.containers[name]
+        ax.annotate(name, xy=corner, xytext=(x, y), ha="center", va="center", fontsize=8, color="#262626",
+                    path_effects=outline, annotation_clip=True,
+                    arrowprops=None if (x, y) == anchors[name] else
+                    dict(arrowstyle="-", color="#262626", linewidth=0.6, shrinkA=4, shrinkB=0))
+
+
+_MARKER_STYLE = {"positive": (11.0, 2.4), "negative": (7.0, 1.3), "unknown": (7.0, 1.3)}  # size pt, edge width
+
+
+def _draw_path_markers(ax, scene: Scene, shot: ViewImage) -> None:
+    """Hollow markers of the placed pathology nodes without an MR partner (positives larger, on top)."""
+    status = {p.node: p.status for p in scene.path_markers}
+    for st in ("unknown", "negative", "positive"):
+        pts = np.array([xy for node, xy in shot.markers.items() if status[node] == st]).reshape(-1, 2)
+        if len(pts):
+            size, width = _MARKER_STYLE[st]
+            ax.plot(pts[:, 0], pts[:, 1], linestyle="none", marker="o", markersize=size, markerfacecolor="none",
+                    markeredgecolor=PATH_STATUS_COLORS[st], markeredgewidth=width,
+                    path_effects=[patheffects.withStroke(linewidth=width + 2.0, foreground="white")])
+    if shot.unplaced:
+        h = shot.image.shape[0]
+        ax.text(8, h - 12, f"{shot.unplaced} unplaced pathology node{'s' if shot.unplaced > 1 else ''}"
+                " without MR partner", fontsize=8, color="#262626", ha="left", va="bottom")
 
 
 def _scale_bar(ax, shape: tuple[int, ...], px_per_mm: float, mm: float = 50.0) -> None:
@@ -377,6 +492,12 @@ def _legends(fig: Figure, scene: Scene, x: float) -> None:
         title = "MR nodes (by level)"
     if scene.of_kind("container"):
         nodes.append(Patch(facecolor="white", edgecolor="#262626", linewidth=1.5, label="pathology container"))
+    statuses = {"positive", "negative"} | {p.status for p in scene.path_markers} if scene.path_markers else set()
+    for st in [st for st in _MARKER_STYLE if st in statuses]:
+        size, width = _MARKER_STYLE[st]
+        nodes.append(Line2D([], [], linestyle="none", marker="o", markersize=size, markerfacecolor="none",
+                            markeredgecolor=PATH_STATUS_COLORS[st], markeredgewidth=width,
+                            label=f"pathology node, no MR partner ({st})"))
     fig.legend(handles=nodes, loc="upper left", bbox_to_anchor=(x, 0.36), title=title, fontsize=9,
                title_fontsize=11, frameon=False, handlelength=2.2, handleheight=1.4)
 
@@ -407,16 +528,29 @@ def render_scene(scene: Scene, path: str | Path, size: tuple[int, int] = (2000, 
     RenderError
         When no off-screen OpenGL context can be made.
     """
+    fig, _ = scene_figure(scene, size)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return Path(path)
+
+
+def scene_figure(scene: Scene, size: tuple[int, int] = (2000, 1100)) -> tuple[Figure, list[tuple[Any, ViewImage]]]:
+    """The figure of :func:`render_scene` (``size`` pixels at 100 dpi) and each view's axes and rendered image.
+
+    A point (col, row) of a :class:`ViewImage` is at ``ax.transData.transform((col, row))`` in the figure
+    (display pixels, origin bottom left).
+    """
     width, height = size
     sizes, px_per_mm = _layout(scene, width, height)
     shots = render_views(scene, VIEWS, sizes, px_per_mm)
     fig = Figure(figsize=(width / 100, height / 100), dpi=100, facecolor="white")
     FigureCanvasAgg(fig)
     fig.suptitle(scene.title, fontsize=17, weight="bold", y=0.975)
-    left = 8
+    left, panels = 8, []
     for view, shot in zip(VIEWS, shots, strict=True):
         h, w = shot.image.shape[:2]
         ax = fig.add_axes((left / width, 0.02, w / width, h / height))
+        panels.append((ax, shot))
         left += w + 10
         ax.imshow(shot.image, interpolation="nearest")
         ax.set_title(view.name, fontsize=13)
@@ -424,13 +558,13 @@ def render_scene(scene: Scene, path: str | Path, size: tuple[int, int] = (2000, 
         ax.set_yticks([])
         for s in ax.spines.values():
             s.set_color("#bbbbbb")
-        _label_levels(ax, scene, shot)
+        taken = _label_levels(ax, scene, shot)
+        _label_containers(ax, shot, taken)
+        _draw_path_markers(ax, scene, shot)
         _orientation(ax, view, shot.image.shape)
         _scale_bar(ax, shot.image.shape, px_per_mm)
     _legends(fig, scene, (left + 10) / width)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return Path(path)
+    return fig, panels
 
 
 _LEVEL_COLUMNS = ["node", "side", "level", "x", "y", "z", "volume_mm3", "short_axis_mm", "long_axis_mm",
@@ -478,6 +612,19 @@ def case_node_table(case: Case, results_dir: str | Path | None = None) -> pd.Dat
     return table.merge(truth[keep], on="node", how="left")
 
 
+def _path_markers(results_dir: str | Path | None, containers: list[dict[str, Any]]) -> list[PathMarker]:
+    """The pathology nodes of ``truth_nodes.csv`` in ``results_dir`` without an MR partner (none without it)."""
+    path = Path(results_dir) / "truth_nodes.csv" if results_dir is not None else None
+    if path is None or not path.is_file():
+        return []
+    truth = _read_csv(path)
+    if "path_node" not in truth.columns:
+        return []  # a table of MR nodes only: no pathology node to draw
+    if "mr_node" not in truth.columns:
+        raise InputError(path, "mr_node", f"missing column (got {list(truth)})")
+    return unmatched_path_markers(truth, containers)
+
+
 def _containers(results_dir: str | Path | None) -> list[dict[str, Any]]:
     """The ``containers`` of ``specimen.json`` in ``results_dir`` (none without it)."""
     path = Path(results_dir) / "specimen.json" if results_dir is not None else None
@@ -515,7 +662,9 @@ def case_scene(
     if level_map is not None:
         meshes = {names[k]: m for k, m in label_surfaces(level_map, smooth_iterations=15).items() if k in names}
     nodes = case_node_table(case, results_dir)
-    scene = build_scene(case.case_id, label_surfaces(case.label_map), nodes, meshes, _containers(results_dir))
+    containers = _containers(results_dir)
+    scene = build_scene(case.case_id, label_surfaces(case.label_map), nodes, meshes, containers,
+                        path_markers=_path_markers(results_dir, containers))
     return scene, level_map, names
 
 

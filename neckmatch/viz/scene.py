@@ -42,8 +42,18 @@ __all__ = [
     "node_category",
     "container_outline",
     "mesh_polydata",
+    "PATH_STATUS_COLORS",
+    "PathMarker",
+    "unmatched_path_markers",
     "build_scene",
 ]
+
+# Pathology nodes without an MR partner (hollow markers): a positive one must stand out from the MR nodes.
+PATH_STATUS_COLORS: dict[str, RGB] = {
+    "positive": (1.0, 0.27, 0.0),  # vivid orange-red, not an outcome colour
+    "negative": (0.1, 0.1, 0.1),
+    "unknown": (0.55, 0.55, 0.55),
+}
 
 _LEVEL_NAME = re.compile(r"^(?:LN_Neck_)?(?P<level>[A-Z]+)_(?P<side>[RL])$", re.IGNORECASE)
 
@@ -75,6 +85,21 @@ class SceneMesh:
         return self.vertices.mean(axis=0)
 
 
+@dataclass(frozen=True)
+class PathMarker:
+    """A pathology node that no MR node was matched to, drawn as a hollow marker where the specimen placed it.
+
+    node : pathology node id. side : ``R`` / ``L``. status : ``positive`` / ``negative`` / ``unknown``.
+    container : its container id. position : ndarray of shape (3,), float, mm, RAS, or None where not placed.
+    """
+
+    node: str
+    side: str
+    status: str
+    container: str
+    position: NDArray[np.float64] | None
+
+
 @dataclass
 class Scene:
     """Everything drawn for one case, plus the title and the legends."""
@@ -85,6 +110,7 @@ class Scene:
     level_legend: dict[str, RGB]
     node_legend: dict[str, RGB]
     node_coloring: str  # "outcome" or "level"
+    path_markers: list[PathMarker] = field(default_factory=list)
 
     def of_kind(self, kind: str) -> list[SceneMesh]:
         """The meshes of one kind, in scene order."""
@@ -92,7 +118,8 @@ class Scene:
 
     def bounds(self) -> NDArray[np.float64]:
         """Axis-aligned bounds of all vertices, ndarray of shape (2, 3): min and max, float, mm, RAS."""
-        allv = np.concatenate([m.vertices for m in self.meshes]) if self.meshes else np.zeros((1, 3))
+        placed = [p.position.reshape(1, 3) for p in self.path_markers if p.position is not None]
+        allv = np.concatenate([m.vertices for m in self.meshes] + placed) if self.meshes else np.zeros((1, 3))
         return np.stack([allv.min(axis=0), allv.max(axis=0)])
 
 
@@ -296,6 +323,51 @@ def _container_meshes(containers: Sequence[Mapping[str, Any]]) -> list[SceneMesh
     return out
 
 
+def unmatched_path_markers(truth: pd.DataFrame, containers: Sequence[Mapping[str, Any]]) -> list[PathMarker]:
+    """The pathology nodes of ``truth_nodes.csv`` without an MR partner, placed from ``specimen.json``.
+
+    Parameters
+    ----------
+    truth : pandas.DataFrame
+        ``truth_nodes.csv``: the rows with an empty ``mr_node`` and a ``path_node`` are the unmatched pathology
+        nodes (``path_status``, ``side``, ``container`` as there).
+    containers : list of dict
+        The ``containers`` of ``specimen.json``; their ``nodes`` entries give ``position_ras_mm`` (mm, RAS) of
+        the nodes with ``positioned: true``.
+
+    Returns
+    -------
+    list of PathMarker
+        In table order; ``position`` None for a node the specimen did not place.
+
+    Examples
+    --------
+    >>> truth = pd.DataFrame({"mr_node": [1.0, None], "path_node": ["R-II-01", "R-II-02"], "side": ["R", "R"],
+    ...                       "container": ["R-II", "R-II"], "path_status": ["positive", "negative"]})
+    >>> spec = [{"container": "R-II", "side": "R", "nodes": [
+    ...     {"node": "R-II-02", "position_ras_mm": [40.0, -5.0, 20.0], "positioned": True}]}]
+    >>> [(m.node, m.status, m.position.tolist()) for m in unmatched_path_markers(truth, spec)]
+    [('R-II-02', 'negative', [40.0, -5.0, 20.0])]
+    """
+    placed: dict[str, tuple[str, NDArray[np.float64]]] = {}
+    for c in containers:
+        for n in c.get("nodes", []) or []:
+            pos = n.get("position_ras_mm") if isinstance(n, Mapping) else None
+            if n.get("positioned") is True and isinstance(pos, list) and len(pos) == 3:
+                placed[str(n.get("node"))] = (str(c.get("side", "")), np.asarray(pos, dtype=np.float64))
+    if truth.empty or "path_node" not in truth.columns:
+        return []
+    rows = truth[truth["mr_node"].isna() & truth["path_node"].notna()] if "mr_node" in truth.columns else truth
+    out = []
+    for _, row in rows.iterrows():
+        status = str(row.get("path_status", "") or "").strip().lower()
+        status = status if status in ("positive", "negative") else "unknown"
+        for node in str(row["path_node"]).split(";"):
+            side, pos = placed.get(node.strip(), (str(row.get("side", "") or ""), None))
+            out.append(PathMarker(node.strip(), side, status, str(row.get("container", "") or ""), pos))
+    return out
+
+
 def _title(case_id: str, nodes: pd.DataFrame, coloring: str, n_levels: int) -> str:
     n = len(nodes)
     if coloring != "outcome" or "outcome" not in nodes.columns:
@@ -312,6 +384,7 @@ def build_scene(
     level_meshes: Mapping[str, trimesh.Trimesh] | None = None,
     containers: Sequence[Mapping[str, Any]] | None = None,
     level_alpha: float = 0.3,
+    path_markers: Sequence[PathMarker] | None = None,
 ) -> Scene:
     """Assemble the scene of one case.
 
@@ -330,6 +403,8 @@ def build_scene(
         ``side``, ``level`` and ``profile``; see :func:`container_outline`).
     level_alpha : float
         Opacity of the level regions.
+    path_markers : list of PathMarker, optional
+        Pathology nodes without an MR partner (see :func:`unmatched_path_markers`); counted in the title.
     """
     coloring = "outcome" if "outcome" in nodes.columns else "level"
     levels = _level_meshes(level_meshes or {}, level_alpha)
@@ -342,4 +417,8 @@ def build_scene(
     else:
         node_legend = {f"node in {lv}": NODE_LEVEL_COLORS[lv] for lv in level_legend}
     title = _title(case_id, nodes, coloring, len(levels))
-    return Scene(case_id, levels + node_meshes + boxes, title, level_legend, node_legend, coloring)
+    markers = list(path_markers or [])
+    if markers:
+        n_pos = sum(m.status == "positive" for m in markers)
+        title += f"; {len(markers)} pathology nodes without MR partner ({n_pos} positive)"
+    return Scene(case_id, levels + node_meshes + boxes, title, level_legend, node_legend, coloring, markers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import matplotlib.image as mpimg
@@ -9,24 +10,32 @@ import numpy as np
 import pandas as pd
 import pytest
 import trimesh
+from matplotlib.figure import Figure
 
 from neckmatch.errors import InputError
 from neckmatch.viz.render import (
     LABEL_RADIUS_PX,
     VIEWS,
     _containers,
+    _legends,
+    _path_markers,
     case_node_table,
     place_labels,
+    project_points,
     render_scene,
     render_views,
+    scene_figure,
 )
 from neckmatch.viz.scene import (
     LEVEL_COLORS,
     OUTCOME_COLORS,
+    PATH_STATUS_COLORS,
+    PathMarker,
     _volume_mm3,
     build_scene,
     label_surfaces,
     parse_level_name,
+    unmatched_path_markers,
 )
 
 
@@ -178,3 +187,135 @@ def test_level_region_volumes_in_the_scene(scene):
     vols = {m.name: m.attrs["volume_ml"] for m in scene.of_kind("level")}
     assert vols["LN_Neck_IA_R"] == pytest.approx(10 * 20 * 20 / 1000.0, rel=0.15)  # the 10 x 20 x 20 mm box
     assert vols["LN_Neck_IV_L"] == pytest.approx(25 * 25 * 30 / 1000.0, rel=0.15)
+
+
+# Pathology nodes without an MR partner: a positive one in the right IIB box (no MR node near), a negative one in
+# the left IV box, and a right one the specimen did not place.
+MARKERS = [
+    PathMarker("R-II-05", "R", "positive", "R-II", np.array([35.0, -12.0, 30.0])),
+    PathMarker("L-III+IV-02", "L", "negative", "L-III+IV", np.array([-32.0, 5.0, -40.0])),
+    PathMarker("R-II-06", "R", "negative", "R-II", None),
+]
+
+
+@pytest.fixture(scope="module")
+def marked(scene):
+    return dataclasses.replace(scene, path_markers=list(MARKERS))
+
+
+@pytest.fixture(scope="module")
+def marked_shots(marked):
+    return render_views(marked, VIEWS, [(300, 300)] * 3, px_per_mm=2.0)
+
+
+def test_project_points_lands_on_the_rendered_node(shots, scene):
+    # The TP ball (radius 7 mm, centre (30, 5, 25)) in the right lateral view: its red pixels centre on the
+    # projected centre.
+    rows, cols = np.nonzero(_pixels_of(shots[1].image, OUTCOME_COLORS["TP"]) | (
+        np.abs(shots[1].image.astype(float) - np.array(OUTCOME_COLORS["TP"]) * 255).sum(axis=-1) < 120))
+    col, row = project_points(np.array([[30.0, 5.0, 25.0]]), VIEWS[1], scene.bounds(), (300, 300), 2.0)[0]
+    assert cols.mean() == pytest.approx(col, abs=1.0)
+    assert rows.mean() == pytest.approx(row, abs=1.0)
+
+
+def test_unmatched_path_nodes_are_placed_in_the_lateral_views_of_their_side(marked, marked_shots):
+    ant, rlat, llat = marked_shots
+    assert ant.markers == {} and ant.containers == {}  # the anterior view draws no containers
+    assert set(rlat.markers) == {"R-II-05"} and rlat.unplaced == 1
+    assert set(llat.markers) == {"L-III+IV-02"} and llat.unplaced == 0
+    # by hand: (y -12, z 30) lies 8 mm anterior of and 10 mm below the R-II corner (y -20, z 40); at 2 px/mm
+    # with anterior on the image right that is 16 px right and 20 px down
+    col, row = rlat.markers["R-II-05"]
+    ccol, crow = rlat.containers["R-II"]
+    assert (col - ccol, row - crow) == pytest.approx((16.0, 20.0))
+
+
+def test_container_names_sit_at_the_top_left_corner_of_their_outline(marked, marked_shots):
+    _ant, rlat, llat = marked_shots
+    assert set(rlat.containers) == {"R-II"} and set(llat.containers) == {"L-III+IV"}
+    # R-II spans y -20..15 (image left is posterior) and z 10..40 mm: its top-left corner is (y -20, z 40).
+    corner = project_points(np.array([[35.0, -20.0, 40.0]]), VIEWS[1], marked.bounds(), (300, 300), 2.0)[0]
+    assert rlat.containers["R-II"] == pytest.approx(tuple(corner))
+
+
+@pytest.fixture(scope="module")
+def marked_figure(marked):
+    fig, panels = scene_figure(marked, size=(1600, 1000))
+    fig.canvas.draw()
+    img = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    return fig, panels, img
+
+
+def test_the_positive_marker_is_drawn_where_the_node_was_placed(marked_figure):
+    fig, panels, img = marked_figure
+    ax, shot = panels[1]
+    x, y = ax.transData.transform(shot.markers["R-II-05"])
+    r, c = int(round(img.shape[0] - y)), int(round(x))
+    near = img[r - 12 : r + 13, c - 12 : c + 13]
+    assert _has_color(near, PATH_STATUS_COLORS["positive"], min_pixels=15)
+    away = np.ones(img.shape[:2], dtype=bool)
+    away[r - 12 : r + 13, c - 12 : c + 13] = False
+    away[:, 1250:] = False  # the legend
+    assert not _has_color(img[away], PATH_STATUS_COLORS["positive"], min_pixels=1)
+
+
+def test_legend_and_labels_name_the_new_marks(marked_figure):
+    fig, panels, _img = marked_figure
+    legend = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+    assert "pathology node, no MR partner (positive)" in legend
+    assert "pathology node, no MR partner (negative)" in legend
+    texts = [[t.get_text() for t in ax.texts] for ax, _shot in panels]
+    assert "R-II" in texts[1] and "L-III+IV" not in texts[1] and "L-III+IV" in texts[2]
+    assert not any(t in texts[0] for t in ("R-II", "L-III+IV"))
+    assert "1 unplaced pathology node without MR partner" in texts[1]
+
+
+def test_container_names_keep_clear_of_the_other_labels(marked_figure):
+    _fig, panels, _img = marked_figure
+    for ax, _shot in panels[1:]:
+        names = [t for t in ax.texts if t.get_text() in ("R-II", "L-III+IV")]
+        others = [t.get_window_extent() for t in ax.texts if t not in names and t.get_text()]
+        assert len(names) == 1 and len(others) >= 5  # level labels, orientation letters, scale bar
+        box = names[0].get_window_extent()
+        assert not any(box.overlaps(b) for b in others), names[0].get_text()
+
+
+def test_no_markers_no_legend_entry(scene):
+    fig = Figure()
+    _legends(fig, scene, 0.8)
+    legend = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+    assert "pathology container" in legend and not any("no MR partner" in t for t in legend)
+
+
+def test_unmatched_path_markers_from_the_truth_table_and_specimen():
+    truth = pd.DataFrame({
+        "mr_node": [3.0, np.nan, np.nan, np.nan],
+        "path_node": ["R-II-01", "R-II-02", "L-IV-01", "L-IV-02"],
+        "side": ["R", "R", "L", "L"],
+        "container": ["R-II", "R-II", "L-IV", "L-IV"],
+        "path_status": ["positive", "positive", "negative", np.nan],
+    })
+    spec = [{"container": "R-II", "side": "R", "nodes": [
+        {"node": "R-II-01", "position_ras_mm": [1.0, 2.0, 3.0], "positioned": True},
+        {"node": "R-II-02", "position_ras_mm": [40.0, -5.0, 20.0], "positioned": True}]},
+        {"container": "L-IV", "side": "L", "nodes": [
+            {"node": "L-IV-01", "position_ras_mm": [-40.0, 0.0, -30.0], "positioned": False}]}]
+    got = unmatched_path_markers(truth, spec)
+    assert [(m.node, m.side, m.status) for m in got] == [
+        ("R-II-02", "R", "positive"), ("L-IV-01", "L", "negative"), ("L-IV-02", "L", "unknown")]
+    assert got[0].position.tolist() == [40.0, -5.0, 20.0]
+    assert got[1].position is None and got[2].position is None  # not positioned / not in the specimen
+
+
+def test_marker_title_counts(scene):
+    titled = build_scene("SYN1", {}, pd.DataFrame({"node": [], "outcome": []}), path_markers=MARKERS)
+    assert titled.title.endswith("; 3 pathology nodes without MR partner (1 positive)")
+    assert "MR partner" not in scene.title
+
+
+def test_truth_table_columns_for_the_markers(tmp_path):
+    pd.DataFrame({"mr_node": [1], "outcome": ["TP"]}).to_csv(tmp_path / "truth_nodes.csv", index=False)
+    assert _path_markers(tmp_path, []) == []  # MR nodes only: nothing to mark
+    pd.DataFrame({"path_node": ["R-II-01"], "outcome": [""]}).to_csv(tmp_path / "truth_nodes.csv", index=False)
+    with pytest.raises(InputError, match="mr_node: missing column"):
+        _path_markers(tmp_path, [])
