@@ -347,7 +347,8 @@ def _view_extras(
     placed = [p for p in mine if p.position is not None]
     markers = {}
     if placed:
-        px = project_points(np.stack([p.position for p in placed]), view, bounds, size, px_per_mm)
+        positions = np.array([p.position for p in placed if p.position is not None], dtype=np.float64)
+        px = project_points(positions, view, bounds, size, px_per_mm)
         markers = {p.node: (float(c), float(r)) for p, (c, r) in zip(placed, px, strict=True)}
     return corners, markers, len(mine) - len(placed)
 
@@ -485,7 +486,9 @@ def _legends(fig: Figure, scene: Scene, x: float) -> None:
     fig.legend(handles=lv, loc="upper left", bbox_to_anchor=(x, 0.90), title="Level regions",
                fontsize=10, title_fontsize=11, frameon=False, handlelength=2.2, handleheight=1.4)
     if scene.node_coloring == "outcome":
-        nodes = [Patch(facecolor=c, edgecolor=c, label=OUTCOME_LABELS[k]) for k, c in scene.node_legend.items()]
+        nodes: list[Artist] = [
+            Patch(facecolor=c, edgecolor=c, label=OUTCOME_LABELS[k]) for k, c in scene.node_legend.items()
+        ]
         title = "MR nodes by outcome"
     else:
         nodes = [Patch(facecolor=c, edgecolor=c, label=k) for k, c in scene.node_legend.items()]
