@@ -456,8 +456,9 @@ def _draw_path_markers(ax, scene: Scene, shot: ViewImage) -> None:
                     path_effects=[patheffects.withStroke(linewidth=width + 2.0, foreground="white")])
     if shot.unplaced:
         h = shot.image.shape[0]
-        ax.text(8, h - 12, f"{shot.unplaced} unplaced pathology node{'s' if shot.unplaced > 1 else ''}"
-                " without MR partner", fontsize=8, color="#262626", ha="left", va="bottom")
+        # two short lines in the bottom-left corner: clear of the centred 'I' letter and the scale bar
+        ax.text(8, h - 8, f"{shot.unplaced} unplaced pathology node{'s' if shot.unplaced > 1 else ''}\n"
+                "without MR partner", fontsize=8, color="#262626", ha="left", va="bottom")
 
 
 def _scale_bar(ax, shape: tuple[int, ...], px_per_mm: float, mm: float = 50.0) -> None:

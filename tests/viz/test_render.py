@@ -267,7 +267,7 @@ def test_legend_and_labels_name_the_new_marks(marked_figure):
     texts = [[t.get_text() for t in ax.texts] for ax, _shot in panels]
     assert "R-II" in texts[1] and "L-III+IV" not in texts[1] and "L-III+IV" in texts[2]
     assert not any(t in texts[0] for t in ("R-II", "L-III+IV"))
-    assert "1 unplaced pathology node without MR partner" in texts[1]
+    assert "1 unplaced pathology node without MR partner" in [" ".join(t.split()) for t in texts[1]]
 
 
 def test_container_names_keep_clear_of_the_other_labels(marked_figure):
