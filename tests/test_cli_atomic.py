@@ -3,25 +3,15 @@ path that cannot be written is one line and exit code 2 (``io.atomic.atomic_file
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-from neckmatch.cli import main
 from neckmatch.errors import InputError, RenderError
 from neckmatch.io.atomic import atomic_files
+from tests.cli_helpers import run_main as _run
 
 MINIMAL = Path(__file__).resolve().parents[1] / "examples" / "minimal_case"
-
-
-def _run(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["neckmatch", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
-from neckmatch.cli import main
+from tests.cli_helpers import run_main as _run
 
 MINIMAL = Path(__file__).resolve().parents[1] / "examples" / "minimal_case"
-
-
-def _run(monkeypatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["neckmatch", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_match_writes_outputs_and_prints_summary(tmp_path, monkeypatch, capsys):

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pandas as pd
 import pytest
 
-from neckmatch.cli import main
 from neckmatch.correlation.stats_report import read_truth_tables, truth_accuracy
 from neckmatch.errors import InputError
+from tests.cli_helpers import run_main as _run
 from tests.correlation.truth_fixtures import write_cohort
 
 REQUIRED = ["unit", "level", "side", "tp", "fp", "fn", "tn", "sensitivity", "sensitivity_low", "sensitivity_high",
             "specificity", "specificity_low", "specificity_high"]
-
-
-def _run(monkeypatch, *args):
-    monkeypatch.setattr(sys, "argv", ["neckmatch", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return exc.code
-    return 0
 
 
 def _cells(table, **where):

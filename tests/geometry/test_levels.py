@@ -9,7 +9,6 @@ i.e. y = x - 50, and sd = (y - x + 50) / sqrt(2) (the carotid at (10, 0) is on t
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from neckmatch.errors import InputError
 from neckmatch.geometry.levels import _demo_landmarks, assign_levels, level_graph, levels_table
 from neckmatch.geometry.measure import measure_nodes
 from neckmatch.model import Case, Curve, LabelMap, Landmarks
+from tests.cli_helpers import run_main as _run_cli
 
 S2 = math.sqrt(2.0)
 
@@ -331,17 +331,6 @@ def test_levels_table_of_an_empty_map_has_the_columns():
 
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "minimal_case"
-
-
-def _run_cli(monkeypatch, *args: str) -> int:
-    from neckmatch import cli
-
-    monkeypatch.setattr(sys, "argv", ["neckmatch", *args])
-    try:
-        cli.main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_cli_levels_writes_the_table(monkeypatch, tmp_path, capsys):

@@ -12,6 +12,7 @@ import pytest
 from neckmatch.errors import InputError
 from neckmatch.geometry.masks import find_masks, landmarks_from_masks, read_mask
 from neckmatch.model import REQUIRED_LANDMARKS
+from tests.cli_helpers import run_main as _run_cli
 
 # Right-side boxes (x0, x1, y0, y1, z0, z1), RAS mm, inclusive; the left side is the mirror image in x.
 SIDED = {
@@ -233,19 +234,6 @@ def test_real_submandibular_annotators_agree(shared_data):
         assert dist.mean() < 3.0 and dist.max() < 6.0
         assert dy.max() < 3.0  # the spread the 3 mm borderline tolerance is meant to cover
         assert np.all(np.sign(ca.points[:, 0]) == (-1 if name.endswith("_L") else 1))
-
-
-def _run_cli(monkeypatch, *args: str) -> int:
-    import sys
-
-    from neckmatch import cli
-
-    monkeypatch.setattr(sys, "argv", ["neckmatch", *args])
-    try:
-        cli.main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_cli_landmarks_writes_markups(monkeypatch, tmp_path, capsys, axial_dir, axial):

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import trimesh
 
-from neckmatch.cli import main
 from neckmatch.synth import generate_cohort
+from tests.cli_helpers import run_main as _run
 
 
 @pytest.fixture(scope="module")
 def case_dir(tmp_path_factory):
     return generate_cohort(1, 5, tmp_path_factory.mktemp("cohort"))[0]
-
-
-def _run(monkeypatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["neckmatch", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_render_reuses_match_outputs_and_writes_every_map(case_dir, tmp_path, monkeypatch, capsys):
