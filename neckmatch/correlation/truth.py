@@ -243,17 +243,18 @@ def truth_nodes(case: Case, levels: pd.DataFrame, matches: pd.DataFrame) -> pd.D
     units, owner = _level_units(case, levels)
     pairs = m[m["mr_node"].notna() & m["path_node"].notna()]
     mr_only = m[m["mr_node"].notna() & m["path_node"].isna()]
-    empty = m.iloc[:0]
-    pair_of = {int(k): g for k, g in pairs.groupby("mr_node")}
-    mr_only_of = {int(k): g for k, g in mr_only.groupby("mr_node")}
-    path_rows_of = {str(k): g for k, g in m[m["mr_node"].isna()].groupby("path_node")}
+    partners_of: dict[int, list[str]] = {}
+    for mr, pn in zip(pairs["mr_node"], pairs["path_node"], strict=True):
+        partners_of.setdefault(int(mr), []).append(str(pn))
+    pair_decision = _decisions_by(pairs, "mr_node", int)
+    mr_only_decision = _decisions_by(mr_only, "mr_node", int)
+    path_decision = _decisions_by(m[m["mr_node"].isna()], "path_node", str)
     rows = []
     for i, r in enumerate(levels.to_dict("records")):
         node = int(r["node"])
         row = _mr_row(case.case_id, node, r, calls)
-        partners = pair_of.get(node, empty)
-        if len(partners):
-            pn = [paths[p] for p in partners["path_node"]]
+        if node in partners_of:
+            pn = [paths[p] for p in partners_of[node]]
             cont = sorted({p.container for p in pn})
             row |= {
                 "path_node": ";".join(p.node for p in pn),
@@ -263,7 +264,7 @@ def truth_nodes(case: Case, levels: pd.DataFrame, matches: pd.DataFrame) -> pd.D
                 "path_status": _any_positive(p.status.value for p in pn),
                 "match_kind": MatchKind.MATCHED.value,
             }
-            row |= _decision_of(partners)
+            row |= pair_decision[node]
         else:
             own = owner[i]
             unit = units[own] if own is not None else None
@@ -273,13 +274,13 @@ def truth_nodes(case: Case, levels: pd.DataFrame, matches: pd.DataFrame) -> pd.D
                     "container_status": _any_positive(cstatus[c] for c in unit.containers),
                     "match_kind": MatchKind.LEVEL_ONLY.value,
                 }
-            row |= _decision_of(mr_only_of.get(node, empty))
+            row |= mr_only_decision.get(node, _NO_DECISION)
         row["outcome"] = outcome(row["mr_call"], row["path_status"])
         rows.append(row)
     matched_paths = {p for p in pairs["path_node"]}
     for p in case.path_nodes:
         if p.node not in matched_paths:
-            rows.append(_path_row(case.case_id, p, cstatus, path_rows_of.get(p.node, empty)))
+            rows.append(_path_row(case.case_id, p, cstatus) | path_decision.get(p.node, _NO_DECISION))
     return _with_path_extras(_nodes_frame(rows), case)
 
 
@@ -311,25 +312,33 @@ def _mr_row(case_id: str, node: int, r: dict, calls: pd.DataFrame) -> dict:
     }  # fmt: skip
 
 
-def _path_row(case_id: str, p, cstatus: dict[str, str], decision: pd.DataFrame) -> dict:
-    row = {
+def _path_row(case_id: str, p, cstatus: dict[str, str]) -> dict:
+    return {
         "case_id": case_id, "mr_node": pd.NA, "path_node": p.node, "side": p.side.value, "level": str(p.level),
         "container": p.container, "container_status": cstatus.get(p.container), "short_axis_mm": np.nan,
         "long_axis_mm": np.nan, "path_size_mm": np.nan if p.size_mm is None else p.size_mm, "mr_call": None,
         "mr_score": np.nan, "path_status": p.status.value, "outcome": None,
-        "match_kind": MatchKind.UNMATCHED.value,
+        "match_kind": MatchKind.UNMATCHED.value, "confidence": np.nan, "decision": None,
     }  # fmt: skip
-    return row | _decision_of(decision)
 
 
-def _decision_of(rows: pd.DataFrame) -> dict:
-    """Confidence (lowest) and decision (``review`` if any) of one or more match rows; empty without rows."""
-    if rows.empty:
-        return {"confidence": np.nan, "decision": None}
-    conf = pd.to_numeric(rows["confidence"], errors="coerce") if "confidence" in rows else pd.Series([np.nan])
-    dec = [str(d) for d in rows["decision"] if not pd.isna(d)] if "decision" in rows else []
-    decision = "review" if "review" in dec else (dec[0] if dec else None)
-    return {"confidence": float(conf.min()) if conf.notna().any() else np.nan, "decision": decision}
+_NO_DECISION: dict = {"confidence": np.nan, "decision": None}
+
+
+def _decisions_by(rows: pd.DataFrame, key: str, kind: type) -> dict:
+    """Per value of ``key`` (converted with ``kind``), the confidence (lowest) and decision (``review`` if any, else
+    the first given) of its match rows, in one pass over ``rows``."""
+    n = len(rows)
+    confs = pd.to_numeric(rows["confidence"], errors="coerce") if "confidence" in rows else pd.Series([np.nan] * n)
+    decs = rows["decision"] if "decision" in rows else pd.Series([None] * n)
+    out: dict = {}
+    for k, c, d in zip(rows[key], confs, decs, strict=True):
+        got = out.setdefault(kind(k), {"confidence": np.nan, "decision": None})
+        if not pd.isna(c) and not c >= got["confidence"]:  # NaN-aware minimum
+            got["confidence"] = float(c)
+        if not pd.isna(d) and (got["decision"] is None or str(d) == "review"):
+            got["decision"] = str(d)
+    return out
 
 
 def _any_positive(statuses: Iterable[str]) -> str | None:
