@@ -33,7 +33,7 @@ import pandas as pd
 
 from neckmatch import __version__
 from neckmatch.errors import InputError, NeckmatchError
-from neckmatch.io.atomic import atomic_path, write_csv, write_text
+from neckmatch.io.atomic import atomic_path, replace_dir, write_csv, write_text
 
 __all__ = [
     "CaseRecord",
@@ -177,7 +177,7 @@ def run_case_task(
         seconds = time.perf_counter() - t0
         stamp = {"fingerprint": fingerprint, "neckmatch": __version__, "seconds": round(seconds, 3), "summary": summary}
         (staging / STAMP).write_text(json.dumps(stamp, indent=2, default=str), encoding="utf-8")
-        _replace_dir(staging, final)
+        replace_dir(staging, final)
         return CaseRecord(case_id, str(case_dir), "ok", "", seconds, dict(summary or {}), fingerprint)
     except Exception as exc:  # a bad case is recorded, the run goes on
         shutil.rmtree(staging, ignore_errors=True)
@@ -213,17 +213,6 @@ def _clean_leftovers(out_dir: Path) -> None:
                 tmp.unlink(missing_ok=True)
             elif tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move a finished staging folder onto ``dst`` (replacing an older result) with renames only."""
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old.{os.getpid()}")
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
 
 
 @dataclass(frozen=True)

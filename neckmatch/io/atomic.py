@@ -15,7 +15,7 @@ import pandas as pd
 
 from neckmatch.errors import InputError
 
-__all__ = ["atomic_path", "atomic_dir", "atomic_files", "write_csv", "write_text"]
+__all__ = ["atomic_path", "atomic_dir", "replace_dir", "atomic_files", "write_csv", "write_text"]
 
 
 def _umask() -> int:
@@ -52,6 +52,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def replace_dir(src: str | Path, dst: str | Path) -> None:
+    """Put the finished folder ``src`` in place of ``dst`` by renames only: an older ``dst`` is renamed aside
+    (a name unique to this process) before ``src`` takes its name, then removed, so ``dst`` is never seen
+    half-written or half-deleted."""
+    src, dst = Path(src), Path(dst)
+    if not dst.exists():
+        os.replace(src, dst)
+        return
+    old = dst.with_name(f".{dst.name}.old.{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(dst, old)
+    os.replace(src, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path`` whole, on failure it is removed."""
@@ -61,15 +76,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         _publish_mode(tmp, directory=True)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -93,12 +100,8 @@ def atomic_files(out_dir: str | Path) -> Iterator[Path]:
         out.mkdir(exist_ok=True)
         for entry in sorted(stage.iterdir(), key=lambda p: (not p.is_dir(), p.name)):
             target = out / entry.name
-            if entry.is_dir() and target.is_dir():
-                old = out / f".{entry.name}.old"
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(target, old)
-                os.replace(entry, target)
-                shutil.rmtree(old)
+            if entry.is_dir():
+                replace_dir(entry, target)
             else:
                 os.replace(entry, target)
     finally:
