@@ -74,7 +74,12 @@ def youden_threshold(scores: ArrayLike, labels: ArrayLike) -> dict[str, float]:
     >>> youden_threshold([1, 2, 3, 4], [False, False, True, True])["threshold"]
     3.0
     """
-    curve = roc_curve(scores, labels).iloc[1:]
+    return _youden(roc_curve(scores, labels))
+
+
+def _youden(curve: pd.DataFrame) -> dict[str, float]:
+    """:func:`youden_threshold` from an already computed :func:`roc_curve`."""
+    curve = curve.iloc[1:]
     if curve.empty:
         return {"threshold": float("nan"), "sensitivity": float("nan"), "specificity": float("nan"),
                 "youden_j": float("nan")}
@@ -221,13 +226,13 @@ def roc_by_reader(
         s, y = _clean(grp[score], grp[reference])
         aucs, n_c = _bootstrap_aucs(grp[score], grp[reference], grp[cluster], n_boot, seed)
         lo, hi, note = _boot_interval(aucs, n_c, n_boot, 0.05, MIN_BOOT_PATIENTS, MIN_BOOT_VALID)
-        you = youden_threshold(grp[score], grp[reference])
+        curve = roc_curve(grp[score], grp[reference])
+        you = _youden(curve)
         rows.append({"reader": name, "n": len(s), "n_positive": int(y.sum()), "n_negative": int((~y).sum()),
                      "n_patients": n_c, "auc": auc_mann_whitney(grp[score], grp[reference]),
                      "auc_low_boot": lo, "auc_high_boot": hi, "youden_threshold": you["threshold"],
                      "youden_sensitivity": you["sensitivity"], "youden_specificity": you["specificity"],
                      "youden_j": you["youden_j"], "auc_note": note})
-        curve = roc_curve(grp[score], grp[reference])
         curve.insert(0, "reader", name)
         curves.append(curve)
     summary = pd.DataFrame(rows, columns=["reader", "n", "n_positive", "n_negative", "n_patients", "auc",
