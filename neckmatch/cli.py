@@ -247,7 +247,7 @@ def stats(
         import click
 
         raise click.UsageError("usage: neckmatch stats TRUTH_DIR --out DIR  (or: neckmatch stats lydata FILE ...)")
-    from neckmatch.correlation.stats_report import run_stats
+    from neckmatch.stats.report import run_stats
 
     result = run_stats(truth_dir, out, n_boot=n_boot, seed=seed)
     console.print("\n".join(f"wrote {f}" for f in result["files"]), markup=False, soft_wrap=True)
@@ -263,7 +263,7 @@ def stats_lydata(
     n_boot: int = typer.Option(2000, "--n-boot", help="Cluster-bootstrap resamples."),
 ) -> None:
     """Level-wise accuracy of one lyDATA modality against another (per level and side, pooled, patient)."""
-    from neckmatch.correlation.lydata import run_lydata_stats
+    from neckmatch.stats.lydata import run_lydata_stats
 
     path = run_lydata_stats(file, out, index=index, reference=reference, n_boot=n_boot, seed=seed)
     console.print(f"wrote {path}", markup=False, soft_wrap=True)

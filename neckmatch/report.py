@@ -51,10 +51,10 @@ def _stack_matches(out_dir: Path, records: Sequence[Any]) -> dict[str, Path]:
 
 
 def _statistics(tables_dir: Path, stats_dir: Path, tables: dict[str, pd.DataFrame]) -> dict[str, Path]:
-    """The study statistics of the stacked truth tables (neckmatch.correlation.stats_report)."""
+    """The study statistics of the stacked truth tables (neckmatch.stats.report)."""
     if all(t.empty for t in tables.values()):
         return {}
-    from neckmatch.correlation.stats_report import run_stats
+    from neckmatch.stats.report import run_stats
 
     return {f"stats/{Path(p).name}": Path(p) for p in run_stats(tables_dir, stats_dir)["files"]}
 
@@ -102,7 +102,7 @@ def _stard(out_dir: Path, tables: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
     path = out_dir / "stats" / "stard.json"
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
-    from neckmatch.correlation.stard import stard_counts
+    from neckmatch.stats.stard import stard_counts
 
     return stard_counts({k: v for k, v in tables.items() if v is not None and "case_id" in v})
 

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from neckmatch.correlation.lydata import lydata_accuracy, read_lydata
+from neckmatch.stats.lydata import lydata_accuracy, read_lydata
 from neckmatch.io.atomic import write_csv
 from neckmatch.viz.plots import plot_forest
 

@@ -15,7 +15,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.stats import rankdata
 
-from neckmatch.correlation.accuracy import _as_bool_array
+from neckmatch.stats.accuracy import _as_bool_array
 
 __all__ = ["MIN_BOOT_PATIENTS", "MIN_BOOT_VALID", "auc_mann_whitney", "roc_curve", "youden_threshold",
            "auc_bootstrap", "auc_bootstrap_note", "roc_by_reader"]

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neckmatch.correlation.lydata import involvement, lydata_accuracy, read_lydata, write_lydata
 from neckmatch.errors import InputError
+from neckmatch.stats.lydata import involvement, lydata_accuracy, read_lydata, write_lydata
 
 ISB = "lydata/2023-isb-multisite/data.csv"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from neckmatch.correlation.stard import cross_tabulations, stard_counts
+from neckmatch.stats.stard import cross_tabulations, stard_counts
 from tests.correlation.truth_fixtures import truth_tables
 
 

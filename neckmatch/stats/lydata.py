@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from neckmatch.correlation.accuracy import _as_bool_array, accuracy_columns, accuracy_table
 from neckmatch.errors import InputError
 from neckmatch.io.atomic import atomic_path
 from neckmatch.model import ContainerLevel, Level
+from neckmatch.stats.accuracy import _as_bool_array, accuracy_columns, accuracy_table
 
 __all__ = [
     "LYDATA_LEVELS", "SUPERLEVELS", "read_lydata", "involvement", "lydata_accuracy", "write_lydata", "run_lydata_stats",

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neckmatch.correlation.roc import (
+from neckmatch.stats.roc import (
     auc_bootstrap,
     auc_bootstrap_note,
     auc_mann_whitney,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from neckmatch.correlation.accuracy import _as_bool_array, confusion_counts
+from neckmatch.stats.accuracy import _as_bool_array, confusion_counts
 
 __all__ = ["stard_counts", "cross_tabulations"]
 

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from neckmatch.correlation.stats_report import read_truth_tables, truth_accuracy
 from neckmatch.errors import InputError
+from neckmatch.stats.report import read_truth_tables, truth_accuracy
 from tests.cli_helpers import run_main as _run
 from tests.correlation.truth_fixtures import write_cohort
 

@@ -12,7 +12,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa, fleiss_kappa
 
-from neckmatch.correlation.accuracy import _as_bool_array
+from neckmatch.stats.accuracy import _as_bool_array
 
 __all__ = ["landis_koch", "weighted_kappa", "fleiss", "agreement_table"]
 

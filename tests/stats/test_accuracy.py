@@ -8,7 +8,7 @@ import pytest
 import statsmodels.api as sm
 from scipy.special import expit
 
-from neckmatch.correlation.accuracy import (
+from neckmatch.stats.accuracy import (
     accuracy_columns,
     accuracy_row,
     accuracy_table,
@@ -167,7 +167,7 @@ def test_wilson_ends_are_exact_for_zero_and_full_counts(n):
 
 
 def test_gee_fit_of_the_same_units_is_reused_and_other_labels_give_the_same_fit():
-    from neckmatch.correlation.accuracy import _gee_fit
+    from neckmatch.stats.accuracy import _gee_fit
 
     d = _clustered_data()
     first = gee_proportion(d["call"].to_numpy(), d["case_id"].to_numpy())

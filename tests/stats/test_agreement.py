@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neckmatch.correlation.agreement import agreement_table, fleiss, landis_koch, weighted_kappa
+from neckmatch.stats.agreement import agreement_table, fleiss, landis_koch, weighted_kappa
 
 A, B = [1, 2, 3, 1], [1, 2, 3, 2]
 

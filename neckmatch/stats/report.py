@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from neckmatch.correlation.accuracy import _as_bool_array, accuracy_columns, accuracy_table
-from neckmatch.correlation.agreement import agreement_table
-from neckmatch.correlation.roc import roc_by_reader
-from neckmatch.correlation.stard import cross_tabulations, stard_counts
 from neckmatch.errors import InputError
 from neckmatch.io.atomic import atomic_files, write_csv, write_text
+from neckmatch.stats.accuracy import _as_bool_array, accuracy_columns, accuracy_table
+from neckmatch.stats.agreement import agreement_table
+from neckmatch.stats.roc import roc_by_reader
+from neckmatch.stats.stard import cross_tabulations, stard_counts
 
 __all__ = ["TRUTH_KEYS", "SIZE_BANDS", "read_truth_tables", "node_accuracy", "truth_accuracy", "run_stats"]
 
