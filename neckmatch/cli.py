@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from neckmatch import __version__
+from neckmatch._version import __version__
 from neckmatch.errors import NeckmatchError
 
 

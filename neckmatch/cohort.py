@@ -1,7 +1,7 @@
 """Cohort runs: every case of a study folder, in parallel, resumable, with a progress bar and a report.
 
 ``run_cohort(cohort_dir, out_dir)`` finds every case folder (a folder holding ``case.json``), runs the per-case
-pipeline (:func:`neckmatch.pipeline.process_case`: levels, specimen, matching, truth tables) and the maps on each,
+pipeline (:func:`neckmatch.pipeline.run_case`: levels, specimen, matching, truth tables) and the maps on each,
 in a process pool (or on a dask.distributed cluster), then stacks the truth tables, computes the study statistics,
 draws the figures and writes a self-contained ``report.html``.
 
@@ -16,7 +16,6 @@ A case that fails is recorded with its one-line error (``cases.csv``, the report
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -29,11 +28,11 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from neckmatch import __version__
+from neckmatch._version import __version__
 from neckmatch.errors import InputError, NeckmatchError
-from neckmatch.io.atomic import atomic_path, replace_dir, write_csv, write_text
+from neckmatch.io.atomic import replace_dir, write_text
+from neckmatch.io.results import CaseResult
+from neckmatch.model import Case
 
 __all__ = [
     "CaseRecord",
@@ -41,12 +40,8 @@ __all__ = [
     "default_workers",
     "find_cases",
     "input_fingerprint",
-    "records_frame",
     "run_case_task",
     "run_cohort",
-    "stack_case_csvs",
-    "stack_truth_tables",
-    "write_tables",
 ]
 
 STAMP = "run.json"
@@ -164,32 +159,37 @@ def run_case_task(
 
     This is the unit of work sent to a process pool or a dask worker.
     """
-    from neckmatch.pipeline import process_case
+    from neckmatch.io.case import read_case
+    from neckmatch.io.results import write_results
+    from neckmatch.pipeline import run_case
 
     t0 = time.perf_counter()
     staging = Path(out_root) / STAGING / f"{case_id}.{os.getpid()}"
     final = Path(out_root) / case_id
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        summary = process_case(case_dir, staging, settings)
+        case = read_case(case_dir)  # read once: the pipeline and the maps share it
+        result = run_case(case, settings)
+        staging.mkdir(parents=True)
+        write_results(result, staging)
         if maps:
-            _render_maps(case_dir, staging)
+            _render_maps(case, result, staging)
         seconds = time.perf_counter() - t0
-        stamp = {"fingerprint": fingerprint, "neckmatch": __version__, "seconds": round(seconds, 3), "summary": summary}
+        stamp = {"fingerprint": fingerprint, "neckmatch": __version__, "seconds": round(seconds, 3),
+                 "summary": result.summary}
         (staging / STAMP).write_text(json.dumps(stamp, indent=2, default=str), encoding="utf-8")
         replace_dir(staging, final)
-        return CaseRecord(case_id, str(case_dir), "ok", "", seconds, dict(summary or {}), fingerprint)
+        return CaseRecord(case_id, str(case_dir), "ok", "", seconds, dict(result.summary), fingerprint)
     except Exception as exc:  # a bad case is recorded, the run goes on
         shutil.rmtree(staging, ignore_errors=True)
         _remove_dir(final)  # an older result of inputs that now fail would contradict cases.csv
         return CaseRecord(case_id, str(case_dir), "failed", _one_line(exc, case_dir, case_id), time.perf_counter() - t0)
 
 
-def _render_maps(case_dir: str, results_dir: Path) -> None:
-    from neckmatch.io.case import read_case
+def _render_maps(case: Case, result: CaseResult, results_dir: Path) -> None:
     from neckmatch.viz.render import render_case
 
-    render_case(read_case(case_dir), results_dir / "maps", results_dir=results_dir)
+    render_case(case, results_dir / "maps", results_dir=results_dir)
 
 
 def _remove_dir(path: Path) -> None:
@@ -421,89 +421,3 @@ def _current_outputs(out_dir: Path, key: str) -> dict[str, Path] | None:
         return None
     files = {name: out_dir / rel for name, rel in (stamp.get("files") or {}).items()}
     return files if files and all(p.is_file() for p in files.values()) else None
-
-
-def records_frame(records: Iterable[CaseRecord]) -> pd.DataFrame:
-    """One row per case: id, status, error, seconds and the per-case summary counts."""
-    rows = []
-    for r in records:
-        row: dict[str, Any] = {
-            "case_id": r.case_id,
-            "status": r.status,
-            "error": r.error,
-            "seconds": round(r.seconds, 3),
-        }
-        for k, v in (r.summary or {}).items():
-            if isinstance(v, dict):  # e.g. decisions: {auto: 14, review: 72} -> decisions.auto, decisions.review
-                row.update({f"{k}.{sub}": n for sub, n in v.items() if isinstance(n, (int, float, str, bool))})
-            elif isinstance(v, (int, float, str, bool)):
-                row[k] = v
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def stack_case_csvs(out_dir: Path, records: Iterable[CaseRecord], name: str) -> pd.DataFrame:
-    """Concatenate one per-case CSV (``OUT/<case_id>/<name>``) of the finished (ok or skipped) cases, in case
-    order; an empty frame where no case has it."""
-    done = [r for r in records if r.status != "failed"]
-    paths = [p for p in (out_dir / r.case_id / name for r in done) if p.is_file()]
-    frames = [_read_stacked(chunk) for chunk in _same_header_runs(paths)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def stack_truth_tables(out_dir: Path, records: Iterable[CaseRecord]) -> dict[str, pd.DataFrame]:
-    """Concatenate the per-case truth tables of the finished (ok or skipped) cases, in case order."""
-    records = list(records)
-    return {key: stack_case_csvs(out_dir, records, f"truth_{key}.csv") for key in TRUTH_KEYS}
-
-
-def _same_header_runs(paths: list[Path]) -> Iterator[list[str]]:
-    """The files' texts in runs of consecutive files with the same header line (usually one run)."""
-    run: list[str] = []
-    for path in paths:
-        text = path.read_text(encoding="utf-8")
-        if run and text.partition("\n")[0] != run[0].partition("\n")[0]:
-            yield run
-            run = []
-        run.append(text)
-    if run:
-        yield run
-
-
-def _read_stacked(texts: list[str]) -> pd.DataFrame:
-    """One frame from CSV texts with the same header, parsed at once (one dtype per column from all rows)."""
-    head, _, first = texts[0].partition("\n")
-    bodies = [first] + [t.partition("\n")[2] for t in texts[1:]]
-    body = "".join(b if not b or b.endswith("\n") else b + "\n" for b in bodies)
-    return pd.read_csv(io.StringIO(f"{head}\n{body}"), keep_default_na=False, na_values=[""], dtype={"case_id": str})
-
-
-def _parquet_ready(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with every column of mixed value types as text (Parquet needs one type per column).
-
-    A carried-through pathology column (``path_deposit_mm``) reads as numbers in one case and as text in another
-    (fragments joined: ``8.2;1.1``), so the stacked column mixes float and str.
-
-    Examples
-    --------
-    >>> out = _parquet_ready(pd.DataFrame({"a": [8.2, "8.2;1.1", None], "b": [1, 2, 3]}))
-    >>> out["a"].tolist()[:2], bool(out["a"].isna().iloc[2]), out["b"].tolist()
-    (['8.2', '8.2;1.1'], True, [1, 2, 3])
-    """
-    out = frame
-    for col in [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c])]:
-        if len({type(v) for v in frame[col] if not pd.isna(v)}) > 1:
-            out = frame.copy() if out is frame else out
-            out[col] = [None if pd.isna(v) else str(v) for v in frame[col]]
-    return out
-
-
-def write_tables(frames: dict[str, pd.DataFrame], tables_dir: Path) -> dict[str, Path]:
-    """Write stacked truth tables as CSV and Parquet, atomically."""
-    files = {}
-    for key, frame in frames.items():
-        files[f"truth_{key}.csv"] = write_csv(frame, tables_dir / f"truth_{key}.csv")
-        with atomic_path(tables_dir / f"truth_{key}.parquet") as tmp:
-            _parquet_ready(frame).to_parquet(tmp, index=False)
-        files[f"truth_{key}.parquet"] = tables_dir / f"truth_{key}.parquet"
-    return files

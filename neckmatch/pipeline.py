@@ -14,37 +14,26 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from neckmatch import __version__
+from neckmatch._version import __version__
 from neckmatch.errors import InputError
-from neckmatch.io.atomic import atomic_dir, atomic_files, write_csv, write_text
+from neckmatch.io.atomic import atomic_dir, atomic_files, write_csv
+from neckmatch.io.results import RESULT_FILES, CaseResult, write_results
+from neckmatch.model import Case
 
 __all__ = [
     "Settings",
-    "CaseOutputs",
     "OUTPUT_FILES",
-    "apply_auto_threshold",
     "compute_case",
     "format_summary",
     "process_case",
+    "run_case",
     "summarise",
     "write_levels",
-    "write_outputs",
 ]
 
-OUTPUT_FILES = (
-    "levels.csv",
-    "matches.csv",
-    "truth_nodes.csv",
-    "truth_reads.csv",
-    "truth_levels.csv",
-    "truth_sides.csv",
-    "truth_patient.csv",
-    "specimen.json",
-    "summary.json",
-)
+OUTPUT_FILES = RESULT_FILES  # the files of one case, in the order written (neckmatch.io.results)
 
 
 @dataclass(frozen=True)
@@ -96,62 +85,56 @@ class Settings:
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class CaseOutputs:
-    """Everything one case produces, in memory: tables (by file stem), the specimen JSON and the summary."""
+def run_case(case: Case, settings: Settings | None = None) -> CaseResult:
+    """Run one case that is already in memory: levels -> specimen -> matching (with constraints) -> truth tables.
 
-    case_id: str
-    tables: dict[str, pd.DataFrame]
-    specimen: dict[str, Any]
-    summary: dict[str, Any]
+    Parameters
+    ----------
+    case : Case
+        From :func:`neckmatch.io.case.read_case`.
+    settings : Settings, optional
 
-
-def compute_case(case_dir: str | Path, settings: Settings | None = None) -> CaseOutputs:
-    """Run one case in memory: read -> levels -> specimen -> matching (with constraints) -> truth tables.
+    Returns
+    -------
+    CaseResult
+        Levels, matches, truth tables, the fitted specimen and the summary of the case.
 
     Raises
     ------
     InputError
-        For a bad case folder or constraints file (nothing is written).
+        For a bad constraints file.
     """
     from neckmatch.correlation.constraints import read_constraints
     from neckmatch.correlation.matching import match_case
-    from neckmatch.correlation.truth import truth_tables
     from neckmatch.geometry.levels import levels_table
     from neckmatch.geometry.specimen import reconstruct_specimen
-    from neckmatch.io.case import read_case
 
     settings = settings if settings is not None else Settings()
-    case = read_case(case_dir)
     constraints = read_constraints(settings.constraints, case) if settings.constraints else None
     levels = _with_case_id(levels_table(case, tolerance_mm=settings.tolerance_mm), case.case_id)
     specimen = reconstruct_specimen(case, levels)
-    result = match_case(case, levels, specimen=specimen, constraints=constraints)
-    matches = _with_case_id(apply_auto_threshold(result.matches, settings.auto_threshold), case.case_id)
-    truth = truth_tables(case, levels, matches)
+    result = match_case(case, levels, specimen=specimen, constraints=constraints,
+                        auto_threshold=settings.auto_threshold)
+    matches = _with_case_id(result.matches, case.case_id)
+    truth = {k: v for k, v in result.truth_tables.items()}
     tables = {"levels": levels, "matches": matches} | {f"truth_{k}": v for k, v in truth.items()}
-    fitted = getattr(result, "specimen", None) or specimen
     summary = summarise(case.case_id, tables, settings)
     summary["path_nodes"] = len(case.path_nodes)
     summary["containers"] = len(case.containers)
-    return CaseOutputs(case.case_id, tables, fitted.to_json(), summary)
+    return CaseResult(case.case_id, levels, matches, truth, result.specimen.to_json(), summary)
 
 
-def apply_auto_threshold(matches: pd.DataFrame, threshold: float | None) -> pd.DataFrame:
-    """Re-decide ``auto`` / ``review`` from ``confidence`` where a threshold is given (else unchanged).
+def compute_case(case_dir: str | Path, settings: Settings | None = None) -> CaseResult:
+    """Read the case folder ``case_dir`` and run it in memory (:func:`run_case`); nothing is written.
 
-    Examples
-    --------
-    >>> m = pd.DataFrame({"confidence": [0.99, 0.5], "decision": ["auto", "auto"]})
-    >>> apply_auto_threshold(m, 0.9)["decision"].tolist()
-    ['auto', 'review']
+    Raises
+    ------
+    InputError
+        For a bad case folder or constraints file.
     """
-    if threshold is None:
-        return matches
-    out = matches.copy()
-    conf = pd.to_numeric(out["confidence"], errors="coerce").to_numpy(dtype=float)
-    out["decision"] = np.where(conf >= threshold, "auto", "review")
-    return out
+    from neckmatch.io.case import read_case
+
+    return run_case(read_case(case_dir), settings)
 
 
 def _with_case_id(frame: pd.DataFrame, case_id: str) -> pd.DataFrame:
@@ -191,22 +174,6 @@ def _file_name(path: str | None) -> str | None:
     return None if path is None else Path(path).name
 
 
-def write_outputs(outputs: CaseOutputs, folder: Path) -> None:
-    """Write every output file of one case into ``folder`` (an existing, empty folder)."""
-    for stem, frame in outputs.tables.items():
-        write_csv(frame, folder / f"{stem}.csv")
-    for stem, doc in (("specimen", outputs.specimen), ("summary", outputs.summary)):
-        write_text(json.dumps(doc, indent=2, default=_json_default) + "\n", folder / f"{stem}.json")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
-
-
 def _check_out_dir(out_dir: Path) -> None:
     """Refuse to replace a file, or a non-empty folder that is not an earlier neckmatch case output."""
     if out_dir.exists() and not out_dir.is_dir():
@@ -235,10 +202,10 @@ def process_case(case_dir: str | Path, out_dir: str | Path, settings: Settings |
     """
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
-    outputs = compute_case(case_dir, settings)
+    result = compute_case(case_dir, settings)
     with atomic_dir(out_dir) as tmp:
-        write_outputs(outputs, tmp)
-    return outputs.summary
+        write_results(result, tmp)
+    return result.summary
 
 
 def write_levels(

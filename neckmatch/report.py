@@ -9,27 +9,26 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from neckmatch import __version__
+from neckmatch._version import __version__
 from neckmatch.io.atomic import write_csv, write_text
+from neckmatch.io.results import stack_results, stack_truth_tables, write_stacked_tables
 
-__all__ = ["write_cohort_outputs", "render_report_html"]
+__all__ = ["write_cohort_outputs", "render_report_html", "records_frame"]
 
 
 def write_cohort_outputs(out_dir: Path, records: Sequence[Any]) -> dict[str, Path]:
     """Write ``cases.csv``, ``tables/``, ``stats/``, ``figures/`` and ``report.html`` for a finished run."""
-    from neckmatch.cohort import records_frame, stack_truth_tables, write_tables
-
     files: dict[str, Path] = {}
     cases = records_frame(records)
     files["cases.csv"] = write_csv(cases, out_dir / "cases.csv")
-    tables = stack_truth_tables(out_dir, records)
-    files.update(write_tables(tables, out_dir / "tables"))
+    tables = stack_truth_tables(out_dir, _finished(records))
+    files.update(write_stacked_tables(tables, out_dir / "tables"))
     files.update(_stack_matches(out_dir, records))
     files.update(_statistics(out_dir / "tables", out_dir / "stats", tables))
     figures = _figures(tables, out_dir / "stats", out_dir / "figures")
@@ -39,12 +38,34 @@ def write_cohort_outputs(out_dir: Path, records: Sequence[Any]) -> dict[str, Pat
     return files
 
 
+def records_frame(records: Iterable[Any]) -> pd.DataFrame:
+    """One row per case: id, status, error, seconds and the per-case summary counts."""
+    rows = []
+    for r in records:
+        row: dict[str, Any] = {
+            "case_id": r.case_id,
+            "status": r.status,
+            "error": r.error,
+            "seconds": round(r.seconds, 3),
+        }
+        for k, v in (r.summary or {}).items():
+            if isinstance(v, dict):  # e.g. decisions: {auto: 14, review: 72} -> decisions.auto, decisions.review
+                row.update({f"{k}.{sub}": n for sub, n in v.items() if isinstance(n, (int, float, str, bool))})
+            elif isinstance(v, (int, float, str, bool)):
+                row[k] = v
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _finished(records: Iterable[Any]) -> list[str]:
+    """The case ids of the finished (ok or skipped) cases, in order: the ones with results folders."""
+    return [r.case_id for r in records if r.status != "failed"]
+
+
 def _stack_matches(out_dir: Path, records: Sequence[Any]) -> dict[str, Path]:
     """``tables/matches.csv``: the finished cases' ``matches.csv`` stacked, so that the statistics (STARD flow)
     see why nodes were left unmatched. Nothing is written without any."""
-    from neckmatch.cohort import stack_case_csvs
-
-    matches = stack_case_csvs(out_dir, records, "matches.csv")
+    matches = stack_results(out_dir, _finished(records), "matches.csv")
     if matches.empty:
         return {}
     return {"matches.csv": write_csv(matches, out_dir / "tables" / "matches.csv")}

@@ -18,15 +18,14 @@ from typer.testing import CliRunner
 
 from neckmatch import cli
 from neckmatch.cohort import (
-    TRUTH_KEYS,
     CaseRecord,
     CohortResult,
     find_cases,
     input_fingerprint,
-    records_frame,
     run_cohort,
 )
 from neckmatch.errors import InputError
+from neckmatch.io.results import TRUTH_KINDS
 from neckmatch.pipeline import OUTPUT_FILES, Settings
 from neckmatch.progress import format_cohort_summary
 from neckmatch.report import iter_report_links
@@ -63,7 +62,7 @@ def _assert_same_results(out: Path, reference: Path) -> None:
     for cid in CASES:
         for name in CASE_CSVS:
             assert (out / cid / name).read_bytes() == (reference / cid / name).read_bytes(), f"{cid}/{name}"
-    for key in TRUTH_KEYS:
+    for key in TRUTH_KINDS:
         assert (out / "tables" / f"truth_{key}.csv").read_bytes() == (
             reference / "tables" / f"truth_{key}.csv"
         ).read_bytes()
@@ -89,7 +88,7 @@ def test_small_cohort_end_to_end(baseline: Path) -> None:
         assert {p.name for p in (baseline / cid).iterdir()} == {*OUTPUT_FILES, "run.json"}
         stamp = json.loads((baseline / cid / "run.json").read_text())
         assert len(stamp["fingerprint"]) == 64 and stamp["summary"]["case_id"] == cid
-    for key in TRUTH_KEYS:
+    for key in TRUTH_KINDS:
         csv = pd.read_csv(baseline / "tables" / f"truth_{key}.csv", dtype={"case_id": str})
         parquet = pd.read_parquet(baseline / "tables" / f"truth_{key}.parquet")
         assert sorted(csv["case_id"].unique()) == list(CASES) == sorted(parquet["case_id"].unique())
@@ -289,18 +288,6 @@ def test_input_fingerprint_follows_bytes_names_and_settings(tmp_path: Path) -> N
     assert input_fingerprint(case) != base
 
 
-def test_records_frame_flattens_summary_counts() -> None:
-    recs = [
-        CaseRecord("P1", "/c/P1", "ok", "", 1.23456, {"pairs": 3, "decisions": {"auto": 2, "review": 1}}),
-        CaseRecord("P2", "/c/P2", "failed", "P2/case.json: bad"),
-    ]
-    frame = records_frame(recs)
-    assert list(frame.columns) == ["case_id", "status", "error", "seconds", "pairs", "decisions.auto",
-                                   "decisions.review"]  # fmt: skip
-    assert frame.loc[0, "seconds"] == 1.235 and frame.loc[0, "decisions.review"] == 1
-    assert pd.isna(frame.loc[1, "pairs"]) and frame.loc[1, "error"] == "P2/case.json: bad"
-
-
 def test_format_cohort_summary_counts() -> None:
     recs = (
         CaseRecord("P1", "/c/P1", "ok", summary={"pairs": 4, "decisions": {"auto": 3, "review": 1}}),
@@ -314,38 +301,6 @@ def test_format_cohort_summary_counts() -> None:
         "  failed P3: P3/case.json: case_id: missing",
         "report: out/report.html",
     ]
-
-
-def test_write_tables_stores_a_column_of_mixed_types_in_parquet(tmp_path: Path) -> None:
-    """A carried-through report column read as a number in one case and as joined fragments in another."""
-    from neckmatch.cohort import write_tables
-
-    frame = pd.DataFrame({"case_id": ["P1", "P2", "P3"], "path_deposit_mm": [8.2, "8.2;1.1", None]})
-    files = write_tables({"nodes": frame}, tmp_path)
-    back = pd.read_parquet(files["truth_nodes.parquet"])
-    assert back["path_deposit_mm"].tolist()[:2] == ["8.2", "8.2;1.1"] and pd.isna(back["path_deposit_mm"].iloc[2])
-    assert pd.read_csv(files["truth_nodes.csv"])["path_deposit_mm"].tolist()[:2] == ["8.2", "8.2;1.1"]
-
-
-def test_stack_truth_tables_keeps_case_order_and_each_case_text(tmp_path: Path) -> None:
-    """Cases with the same header are parsed at once, a different header starts a new run; rows stay in case
-    order and a carried-through column keeps each case's text (``13`` stays ``13``, not ``13.0``)."""
-    from neckmatch.cohort import stack_truth_tables
-
-    texts = {"P1": "case_id,mr_node,path_deposit_mm\nP1,1,13\nP1,2,\n", "P2": "case_id,mr_node,path_deposit_mm\n",
-             "P3": "case_id,mr_node,path_deposit_mm\nP3,4,8.2;1.1\n", "P4": "case_id,mr_node\nP4,7\n",
-             "P5": "case_id,mr_node,path_deposit_mm\n005,9,2"}  # fmt: skip
-    for cid, text in texts.items():
-        (tmp_path / cid).mkdir()
-        (tmp_path / cid / "truth_nodes.csv").write_text(text)
-    recs = [CaseRecord(cid, f"/c/{cid}", "ok") for cid in texts] + [CaseRecord("P6", "/c/P6", "failed", "bad")]
-    nodes = stack_truth_tables(tmp_path, recs)["nodes"]
-    assert nodes["case_id"].tolist() == ["P1", "P1", "P3", "P4", "005"]
-    assert nodes["mr_node"].tolist() == [1, 2, 4, 7, 9]
-    deposit = nodes["path_deposit_mm"]
-    assert [deposit.iloc[i] for i in (0, 2, 4)] == ["13", "8.2;1.1", 2]  # P5 follows another header: own run
-    assert pd.isna(deposit.iloc[1]) and pd.isna(deposit.iloc[3])
-    assert stack_truth_tables(tmp_path, recs)["levels"].empty
 
 
 def test_a_case_id_that_names_a_cohort_output_is_refused(cohort: Path, tmp_path: Path) -> None:

@@ -78,6 +78,28 @@ def test_levels_example(tmp_path: Path) -> None:
     check_png(out / "level_slices.png", min_width=1500, min_kb=80)
 
 
+def test_public_api_example_uses_only_nm_and_reproduces_the_pipeline(tmp_path: Path) -> None:
+    script = EXAMPLES / "api" / "public_api.py"
+    tree = ast.parse(script.read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "neckmatch" in imported
+    assert not [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and "neckmatch" in (n.module or "")]
+    out, stdout = run_example(script, tmp_path)
+    cases = sorted(p.name for p in (out / "cohort").iterdir() if p.is_dir())
+    assert cases == ["SYN001", "SYN002", "SYN003"]
+    for cid in cases:  # what the API wrote equals what the CLI pipeline writes for the same case
+        from neckmatch.pipeline import process_case
+
+        process_case(out / "cohort" / cid, tmp_path / "cli" / cid)
+        for name in ("matches.csv", "truth_nodes.csv", "truth_patient.csv"):
+            assert (out / "results" / cid / name).read_bytes() == (tmp_path / "cli" / cid / name).read_bytes()
+    acc = pd.read_csv(out / "accuracy.csv")
+    pooled = acc[(acc["analysis"] == "main") & acc["level"].isin(["all", "any"]) & (acc["side"] == "both")]
+    assert sorted(pooled["unit"]) == ["level", "node", "patient", "side"]
+    first = re.search(r"^(SYN001): (\d+) MR nodes", stdout, re.M)
+    assert first is not None and int(first[2]) == len(pd.read_csv(out / "results" / "SYN001" / "levels.csv"))
+
+
 def test_matching_example(tmp_path: Path) -> None:
     out, stdout = run_example(EXAMPLES / "matching" / "match_one_case.py", tmp_path)
     case_dir = out / "cohort" / "SYN001"

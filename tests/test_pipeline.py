@@ -12,7 +12,8 @@ import pytest
 from neckmatch import pipeline
 from neckmatch.correlation.truth import LEVEL_COLUMNS, NODE_COLUMNS, PATIENT_COLUMNS, READ_COLUMNS, SIDE_COLUMNS
 from neckmatch.errors import InputError
-from neckmatch.pipeline import OUTPUT_FILES, Settings, process_case
+from neckmatch.io.results import CaseResult, write_results
+from neckmatch.pipeline import OUTPUT_FILES, Settings, compute_case, process_case
 
 MINIMAL = Path(__file__).resolve().parents[1] / "examples" / "minimal_case"
 LEVELS_SPEC = ["node", "side", "level", "boundary_mm", "runner_up", "x", "y", "z", "volume_mm3", "short_axis_mm",
@@ -118,6 +119,18 @@ def test_rerun_replaces_the_folder_whole(tmp_path):
     assert set(_csv(out, "matches.csv")["decision"]) == {"auto"}
 
 
+@pytest.mark.parametrize("threshold", [0.0, 1.0])
+def test_auto_threshold_decides_level_only_too(threshold: float) -> None:
+    """A re-thresholded decision and its level_only flag come from one rule: nothing auto is level-only, and
+    every undecided row with a container is."""
+    matches = compute_case(MINIMAL, Settings(auto_threshold=threshold)).matches
+    auto = matches["decision"] == "auto"
+    assert (auto == (matches["confidence"] >= threshold)).all() and (auto.all() or threshold > 0.0)
+    has_container = matches["container"].fillna("") != ""
+    assert (matches["level_only"] == (~auto & has_container)).all()
+    assert matches["level_only"].any() == (threshold == 1.0)  # the minimal case has undecided pairs at 1.0
+
+
 def test_bad_case_leaves_no_output(tmp_path):
     out = tmp_path / "o"
     with pytest.raises(InputError, match="IIc"):
@@ -130,7 +143,7 @@ def test_failure_while_writing_leaves_no_output(tmp_path, monkeypatch):
         (folder / "levels.csv").write_text("partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(pipeline, "write_outputs", broken)
+    monkeypatch.setattr(pipeline, "write_results", broken)
     out = tmp_path / "o"
     with pytest.raises(OSError, match="disk full"):
         process_case(MINIMAL, out)
@@ -236,8 +249,7 @@ def test_other_pathology_columns_are_carried_to_truth_nodes(out: Path) -> None:
 def test_case_tables_write_booleans_as_true_false_or_empty_and_leave_the_input_alone(tmp_path: Path) -> None:
     frame = pd.DataFrame({"flag": [True, False, True], "call": pd.array([True, None, False], dtype="boolean"),
                           "n": [1, 2, 3]})
-    outputs = pipeline.CaseOutputs("P1", {"levels": frame}, {}, {})
-    pipeline.write_outputs(outputs, tmp_path)
+    write_results(CaseResult("P1", frame, pd.DataFrame(), {}, {}, {}), tmp_path)
     text = (tmp_path / "levels.csv").read_text()
     assert text.splitlines() == ["flag,call,n", "true,true,1", "false,,2", "true,false,3"]
     assert frame["flag"].dtype == bool and isinstance(frame["call"].dtype, pd.BooleanDtype)

@@ -11,7 +11,7 @@ import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
 from neckmatch.cohort import CaseRecord
-from neckmatch.report import iter_report_links, render_report_html, write_cohort_outputs
+from neckmatch.report import iter_report_links, records_frame, render_report_html, write_cohort_outputs
 
 
 def _cases() -> pd.DataFrame:
@@ -181,3 +181,15 @@ def test_report_without_any_finished_case(tmp_path: Path) -> None:
     assert cases.to_dict("records") == [
         {"case_id": "P9", "status": "failed", "error": "P9/case.json: case_id: missing", "seconds": 0.0}
     ]
+
+
+def test_records_frame_flattens_summary_counts() -> None:
+    recs = [
+        CaseRecord("P1", "/c/P1", "ok", "", 1.23456, {"pairs": 3, "decisions": {"auto": 2, "review": 1}}),
+        CaseRecord("P2", "/c/P2", "failed", "P2/case.json: bad"),
+    ]
+    frame = records_frame(recs)
+    assert list(frame.columns) == ["case_id", "status", "error", "seconds", "pairs", "decisions.auto",
+                                   "decisions.review"]  # fmt: skip
+    assert frame.loc[0, "seconds"] == 1.235 and frame.loc[0, "decisions.review"] == 1
+    assert pd.isna(frame.loc[1, "pairs"]) and frame.loc[1, "error"] == "P2/case.json: bad"

@@ -10,6 +10,7 @@ parameter in docs/matching.md. Reads and pathology status are never looked at.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -44,11 +45,12 @@ from neckmatch.correlation.evidence import (
     size_evidence,
     size_weights,
 )
+from neckmatch.correlation.truth import truth_tables
 from neckmatch.errors import InputError
 from neckmatch.geometry.specimen import Specimen, Warp, reconstruct_specimen
 from neckmatch.model import MIDLINE_LEVELS, Case, Decision, Level
 
-__all__ = ["Constraints", "MatchResult", "MatchParams", "match_case", "MATCH_COLUMNS"]
+__all__ = ["Constraints", "MatchResult", "MatchParams", "decide", "match_case", "MATCH_COLUMNS"]
 
 MATCH_COLUMNS = [
     "case_id", "mr_node", "path_node", "confidence", "decision", "kind", "reason", "level_only", "constrained",
@@ -97,6 +99,8 @@ class MatchResult:
     they share, and an MR label judged to hold two touching nodes has a row per partner (``merged`` true).
     ``specimen``: the reconstructed specimen with the estimated warps. ``shrinkage``: estimated
     pathology/MR size ratio. ``weights``: the final pair log-likelihood ratios, DataFrame (MR labels x units).
+    ``truth_tables``: the node, reads, level, side and patient truth tables that follow from ``matches``
+    (:func:`neckmatch.correlation.truth.truth_tables`; computed on first use).
     """
 
     matches: pd.DataFrame
@@ -104,6 +108,15 @@ class MatchResult:
     shrinkage: float
     weights: pd.DataFrame = field(default_factory=pd.DataFrame)
     params: MatchParams = field(default_factory=MatchParams)
+    case: Case | None = field(default=None, repr=False)
+    levels: pd.DataFrame | None = field(default=None, repr=False)
+
+    @cached_property
+    def truth_tables(self) -> dict[str, pd.DataFrame]:
+        """Truth tables by kind (``nodes``, ``reads``, ``levels``, ``sides``, ``patient``) of this matching."""
+        if self.case is None or self.levels is None:
+            raise ValueError("this MatchResult was made without its case and levels; call truth_tables() directly")
+        return truth_tables(self.case, self.levels, self.matches)
 
 
 def _index_constraints(c: Constraints, mr: MRNodes, units: PathUnits) -> dict[str, Any]:
@@ -332,7 +345,7 @@ def _estimate(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDA
 
 def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = None,
                constraints: Constraints | None = None, params: MatchParams | None = None,
-               warps: dict[str, Warp] | None = None) -> MatchResult:
+               warps: dict[str, Warp] | None = None, auto_threshold: float | None = None) -> MatchResult:
     """Match the MR nodes of ``case`` to its pathology nodes.
 
     Parameters
@@ -349,6 +362,9 @@ def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = Non
     warps : dict of str to Warp, optional
         Known specimen warps per container (used as given, not estimated), e.g. the benchmark's oracle; a key
         naming a pathology unit (its head node id) sets the warp for that unit alone (leave-one-out oracle).
+    auto_threshold : float, optional
+        A decision is ``auto`` where its confidence is at least this (0-1); default the calibrated
+        :data:`~neckmatch.correlation.calibration.AUTO_THRESHOLD`. ``level_only`` follows the same decision.
 
     Returns
     -------
@@ -372,8 +388,9 @@ def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = Non
         partner[i] = j
     specimen = specimen.with_warps(fit.warps, case.path_nodes, params.pos_sd)
     table = _decision_table(case, mr, units, fit, partner, row_m, col_m, cons, specimen)
+    table = decide(table, AUTO_THRESHOLD if auto_threshold is None else auto_threshold)
     weights = pd.DataFrame(fit.w[: len(mr.node)], index=pd.Index(mr.node, name="mr_node"), columns=list(units.unit))
-    return MatchResult(table, specimen, float(np.exp(fit.log_k)), weights, params)
+    return MatchResult(table, specimen, float(np.exp(fit.log_k)), weights, params, case, levels)
 
 
 def _mr_container(case: Case, side: str, level: str) -> str:
@@ -445,13 +462,31 @@ def _finish(case: Case, rows: list[dict[str, Any]]) -> pd.DataFrame:
     conf = calibrate(margin, df["kind"].to_numpy(dtype=str))
     fixed = df["fixed"].fillna(False).to_numpy(dtype=bool)
     df["confidence"] = np.where(fixed, 1.0, conf)
-    auto = df["confidence"].to_numpy() >= AUTO_THRESHOLD
-    df["decision"] = np.where(auto, Decision.AUTO.value, Decision.REVIEW.value)
-    df["level_only"] = ~auto & (df["container"].fillna("") != "").to_numpy()
     df["constrained"] = df["constrained"].fillna(False).astype(bool)
     df["merged"] = df["merged"].fillna(False).astype(bool)
     df["size_ratio"] = pd.to_numeric(df["path_size_mm"], errors="coerce") / pd.to_numeric(df["mr_long_mm"],
                                                                                          errors="coerce")
     df["case_id"] = case.case_id
     df["mr_node"] = df["mr_node"].astype("Int64")
+    df["decision"], df["level_only"] = Decision.REVIEW.value, False  # set by decide()
     return df[MATCH_COLUMNS]
+
+
+def decide(matches: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """``matches`` with ``decision`` (``auto`` where ``confidence`` >= ``threshold``, else ``review``) and
+    ``level_only`` (an undecided row that still has a container: usable level-to-level) set from one rule.
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"confidence": [0.99, 0.5, 0.5], "container": ["R-II", "R-II", None]})
+    >>> d = decide(m, 0.9)
+    >>> d["decision"].tolist(), d["level_only"].tolist()
+    (['auto', 'review', 'review'], [False, True, False])
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"auto threshold must lie in [0, 1], got {threshold!r}")
+    out = matches.copy()
+    auto = pd.to_numeric(out["confidence"], errors="coerce").to_numpy(dtype=float) >= threshold
+    out["decision"] = np.where(auto, Decision.AUTO.value, Decision.REVIEW.value)
+    out["level_only"] = ~auto & (out["container"].fillna("") != "").to_numpy()
+    return out
