@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from statsmodels.stats.proportion import proportion_confint
@@ -26,12 +27,17 @@ _LEVEL_ORDER = [s.value for s in SurgicalLevel] + ["RP", "SC"]
 
 
 def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
-    """Write ``fig`` as ``<stem>.png`` (150 dpi) and ``<stem>.svg``, atomically; return both paths."""
+    """Write ``fig`` as ``<stem>.png`` (150 dpi) and ``<stem>.svg``, atomically; return both paths.
+
+    The SVG is reproducible: no date in its metadata, element ids from a fixed salt, so a rerun on the same
+    tables writes the same bytes.
+    """
     out = []
     for ext in ("png", "svg"):
         path = Path(f"{stem}.{ext}")
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+        with atomic_path(path) as tmp, rc_context({"svg.hashsalt": "neckmatch"}):
+            meta = {"Date": None} if ext == "svg" else None
+            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight", metadata=meta)
         out.append(path)
     return out
 

@@ -122,3 +122,14 @@ def test_roc_band_only_for_the_consensus(curves, summary, tmp_path):
     _png, svg = plot_roc(pd.concat([curves, cons_curve]), tmp_path / "roc2", pd.concat([summary, cons]))
     text = svg.read_text()
     assert text.count('PolyCollection_') == 1 and "pointwise 95 % CI of consensus" in text
+
+
+def test_saved_svg_is_reproducible(tmp_path) -> None:
+    """Two saves of the same figure write the same SVG bytes (no date, fixed element ids)."""
+    from neckmatch.viz.plots import _figure, save_figure
+
+    fig = _figure(3, 2)
+    fig.add_subplot().plot([0, 1], [1, 0], marker="o")
+    a = save_figure(fig, tmp_path / "a")[1].read_bytes()
+    b = save_figure(fig, tmp_path / "b")[1].read_bytes()
+    assert a == b and b"<dc:date>" not in a
