@@ -54,7 +54,7 @@ MATCH_COLUMNS = [
     "case_id", "mr_node", "path_node", "confidence", "decision", "kind", "reason", "level_only", "constrained",
     "merged",
     "mr_level", "mr_side", "container", "path_level", "mr_long_mm", "path_size_mm", "size_ratio", "position_mm",
-    "cost", "cost_level", "cost_size", "cost_position", "cost_harvest", "margin",
+    "cost", "cost_level", "cost_size", "cost_position", "cost_harvest", "margin", "decided_by",
 ]
 
 
@@ -450,6 +450,7 @@ def _finish(case: Case, rows: list[dict[str, Any]]) -> pd.DataFrame:
     df["level_only"] = ~auto & (df["container"].fillna("") != "").to_numpy()
     df["constrained"] = df["constrained"].fillna(False).astype(bool)
     df["merged"] = df["merged"].fillna(False).astype(bool)
+    df["decided_by"] = np.where(df["constrained"].to_numpy(), "person", df["decision"].to_numpy())  # provenance
     df["size_ratio"] = pd.to_numeric(df["path_size_mm"], errors="coerce") / pd.to_numeric(df["mr_long_mm"],
                                                                                          errors="coerce")
     df["case_id"] = case.case_id
