@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 from scipy.special import expit
+from scipy.stats import t as student_t
 
 from neckmatch.stats.accuracy import (
     accuracy_columns,
@@ -101,12 +102,14 @@ def test_gee_matches_direct_statsmodels_fit():
     g = gee_proportion(d["call"].to_numpy(), d["case_id"].to_numpy())
     codes = pd.factorize(d["case_id"], sort=True)[0]
     res = sm.GEE(d["call"].astype(float).to_numpy(), np.ones((len(d), 1)), groups=codes,
-                 family=sm.families.Binomial(), cov_struct=sm.cov_struct.Exchangeable()).fit()
-    b, se = res.params[0], res.bse[0]
+                 family=sm.families.Binomial(), cov_struct=sm.cov_struct.Exchangeable()).fit(cov_type="bias_reduced")
+    b, se, se_robust = res.params[0], res.bse[0], np.sqrt(res.cov_robust[0, 0])
+    t = student_t.ppf(0.975, d["case_id"].nunique() - 1)  # small-sample t(C - 1), bias-reduced sandwich
+    assert se > se_robust
     assert g.estimate == pytest.approx(expit(b))
-    assert g.low == pytest.approx(expit(b - 1.959963984540054 * se))
-    assert g.high == pytest.approx(expit(b + 1.959963984540054 * se))
-    assert g.design_effect == pytest.approx(se**2 * len(d) * expit(b) * (1 - expit(b)))
+    assert g.low == pytest.approx(expit(b - t * se))
+    assert g.high == pytest.approx(expit(b + t * se))
+    assert g.design_effect == pytest.approx(se_robust**2 * len(d) * expit(b) * (1 - expit(b)))
     assert g.note == ""
 
 
@@ -154,7 +157,11 @@ def test_accuracy_table_groups_and_pooled_row():
     assert (ii.tp, ii.fp, ii.fn, ii.tn) == (1, 1, 1, 0)
     pooled = out.iloc[-1]
     assert (pooled.tp, pooled.fp, pooled.fn, pooled.tn) == (2, 1, 1, 2)
-    assert pooled.max_units_per_patient == 2 and not np.isnan(pooled.accuracy_low_boot)
+    assert pooled.max_units_per_patient == 2
+    # 3 patients: no bootstrap (its note says why), the Wilson-deff interval is the row's interval
+    assert np.isnan(pooled.accuracy_low_boot) and pooled.boot_note == "3 patients < 20"
+    assert pooled.ci_method == "wilson-deff t(C-1)" and ii.ci_method == "wilson"
+    assert 0 < pooled.accuracy_low < pooled.accuracy < pooled.accuracy_high < 1
 
 
 @pytest.mark.parametrize("n", [7, 18, 19, 36])
