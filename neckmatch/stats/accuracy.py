@@ -40,7 +40,6 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import expit
-from scipy.stats import norm
 from scipy.stats import t as student_t
 from statsmodels.stats.proportion import proportion_confint
 
@@ -317,9 +316,10 @@ def gee_proportion(success: ArrayLike, clusters: ArrayLike, alpha: float = 0.05)
     working correlation within clusters; the interval is ``expit(b0 -+ t se)`` with the bias-reduced sandwich
     standard error (Mancl & DeRouen 2001, statsmodels ``cov_type="bias_reduced"``) and the ``t`` quantile with
     ``C - 1`` degrees of freedom (small-sample correction for few clusters). The design effect is
-    ``se_robust**2 * n * p * (1 - p)`` (the plain sandwich standard error) with ``p = expit(b0)``: the sandwich variance of the logit over its binomial
-    variance under independence. Zero cells (all successes or none) separate the model: the result is
-    NaN with a note, as it is with fewer than two clusters or when the fit fails.
+    ``se_robust**2 * n * p * (1 - p)`` with the plain sandwich standard error and ``p = expit(b0)``: the sandwich
+    variance of the logit over its binomial variance under independence. Zero cells (all successes or none)
+    separate the model: the result is NaN with a note, as it is with fewer than two clusters or when the fit
+    fails.
 
     Parameters
     ----------
