@@ -387,8 +387,8 @@ def accuracy_columns() -> list[str]:
         cols += [m, f"{m}_low", f"{m}_high"]
     for m in METRICS:
         cols += [f"{m}_low_boot", f"{m}_high_boot", f"{m}_gee", f"{m}_low_gee", f"{m}_high_gee", f"{m}_deff"]
-    return [*cols, "design_effect", "max_units_per_patient", "gee_note", "ci_method", "boot_method", "boot_note",
-            "gee_method"]
+    return [*cols, "design_effect", "max_units_per_patient", "gee_note", "ci_method", "ci_note", "boot_method",
+            "boot_note", "gee_method"]
 
 
 CI_WILSON = "wilson"
@@ -427,7 +427,7 @@ def accuracy_row(
     for m in METRICS:
         for suffix in ("low_boot", "high_boot", "gee", "low_gee", "high_gee", "deff"):
             row[f"{m}_{suffix}"] = float("nan")
-    row |= {"design_effect": float("nan"), "ci_method": CI_WILSON, "boot_method": "", "boot_note": "",
+    row |= {"design_effect": float("nan"), "ci_method": CI_WILSON, "ci_note": "", "boot_method": "", "boot_note": "",
             "gee_method": "", "gee_note": ""}
     do_cluster = row["max_units_per_patient"] > 1 if clustered is None else clustered
     if do_cluster and len(idx):
@@ -444,7 +444,7 @@ def _clustered_columns(idx: NDArray[np.bool_], ref: NDArray[np.bool_], cl: NDArr
     out: dict[str, Any] = {"ci_method": CI_CLUSTERED if n_c >= 2 else f"{CI_WILSON} (1 patient)"}
     boot = cluster_bootstrap(idx, ref, cl, n_boot=n_boot, seed=seed, alpha=alpha) if n_c >= BOOT_MIN_PATIENTS \
         else None
-    boot_notes, gee_notes = [], []
+    boot_notes, gee_notes, ci_notes = [], [], []
     if boot is None:
         boot_notes.append(f"{n_c} patients < {BOOT_MIN_PATIENTS}")
     else:
@@ -453,7 +453,10 @@ def _clustered_columns(idx: NDArray[np.bool_], ref: NDArray[np.bool_], cl: NDArr
         k, n = per_cluster[:, _NUM[m]].sum(axis=1), per_cluster[:, _DEN[m]].sum(axis=1)
         if n_c >= 2:
             cw = clustered_wilson(k, n, alpha)
-            out |= {f"{m}_low": cw["low"], f"{m}_high": cw["high"], f"{m}_deff": cw["deff"]}
+            if np.isfinite(cw["low"]):
+                out |= {f"{m}_low": cw["low"], f"{m}_high": cw["high"], f"{m}_deff": cw["deff"]}
+            elif n.sum() > 0:  # every unit of this metric in one patient: no design effect to estimate
+                ci_notes.append(f"{m}: 1 patient, {CI_WILSON}")
         if boot is not None:
             if 0 < k.sum() < n.sum():
                 out[f"{m}_low_boot"], out[f"{m}_high_boot"] = boot[m]
@@ -466,7 +469,7 @@ def _clustered_columns(idx: NDArray[np.bool_], ref: NDArray[np.bool_], cl: NDArr
             gee_notes.append(f"{m}: {g.note}")
     out["gee_method"] = GEE_METHOD
     out["design_effect"] = out.get("accuracy_deff", float("nan"))
-    out["boot_note"], out["gee_note"] = "; ".join(boot_notes), "; ".join(gee_notes)
+    out["boot_note"], out["gee_note"], out["ci_note"] = "; ".join(boot_notes), "; ".join(gee_notes), "; ".join(ci_notes)
     return out
 
 

@@ -248,3 +248,13 @@ def test_clustered_interval_coverage_simulation():
     assert 0.93 <= coverage <= 0.97
     lo, hi = wilson_interval(tp.sum(axis=1), pos.sum(axis=1))
     assert np.mean((lo <= truth) & (truth <= hi)) < 0.93  # ignoring the clustering is not honest here
+
+
+def test_a_metric_held_by_one_patient_keeps_its_wilson_interval_with_a_note():
+    # sensitivity: the only positive units belong to patient A; specificity spreads over three patients
+    row = accuracy_row([True, True, False, False, False, True], [True, True, False, False, False, False],
+                       ["A", "A", "B", "B", "C", "C"], n_boot=10)
+    lo, hi = wilson_interval(2, 2)
+    assert (row["sensitivity_low"], row["sensitivity_high"]) == (lo, hi)
+    assert row["ci_note"] == "sensitivity: 1 patient, wilson"  # PPV: index positives in A and C
+    assert row["specificity_low"] != wilson_interval(3, 4)[0]  # clustered: Wilson-deff
