@@ -145,16 +145,16 @@ def _bounds(nodes: pd.DataFrame, is_mr: pd.Series, matched: pd.DataFrame, level_
     return out
 
 
-def _container_fractions(levels: pd.DataFrame | None) -> dict[str, tuple[float, float]]:
-    """Container id -> (pathology nodes, positive nodes) of its level unit, from truth_levels rows."""
-    out: dict[str, tuple[float, float]] = {}
+def _container_fractions(levels: pd.DataFrame | None) -> dict[tuple[str, str], tuple[float, float]]:
+    """(case_id, container id) -> (pathology nodes, positive nodes) of its level unit, from truth_levels rows."""
+    out: dict[tuple[str, str], tuple[float, float]] = {}
     if levels is None or "container" not in levels:
         return out
-    for cont, n, pos in zip(levels["container"], levels.get("path_nodes"), levels.get("path_positive_nodes"),
-                            strict=True):
+    for case, cont, n, pos in zip(levels["case_id"].astype(str), levels["container"], levels.get("path_nodes"),
+                                  levels.get("path_positive_nodes"), strict=True):
         if isinstance(cont, str) and cont and pd.notna(n) and pd.notna(pos):
             for c in cont.split(";"):
-                out[c] = (float(n), float(pos))
+                out[(case, c)] = (float(n), float(pos))
     return out
 
 
@@ -175,7 +175,7 @@ def expected_inputs(nodes: pd.DataFrame, levels: pd.DataFrame | None = None) -> 
         kind = r.get("match_kind")
         if _blank(r.get("mr_node")) or kind not in ("matched", "undecided", "level-only"):
             continue
-        conts = [c for c in str(r.get("container") or "").split(";") if c and c != "nan"]
+        conts = [(str(r["case_id"]), c) for c in str(r.get("container") or "").split(";") if c and c != "nan"]
         cstat = _as_bool_array([r.get("container_status")])[0]
         n = sum(frac[c][0] for c in dict.fromkeys(conts) if c in frac)
         pos = sum(frac[c][1] for c in dict.fromkeys(conts) if c in frac)
