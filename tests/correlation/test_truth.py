@@ -316,3 +316,31 @@ def test_patient_without_any_dissected_level_has_no_reference():
     assert _v(t[["path_status", "reference", "outcome"]].iloc[0]) == [None, None, None]
     t = truth_tables(_with_pn(_case([], [], _reads({1: [True]}), {}), "pN1"), lv, m)["patient"]
     assert _v(t[["path_status", "reference", "outcome"]].iloc[0]) == ["positive", "pN", "TP"]
+
+
+def test_on_a_synthetic_case_no_pair_awaiting_review_is_a_node_level_fact(tmp_path):
+    """Through the engine: every MR node with a ``review`` pair row is ``undecided`` (no outcome); once a person
+    decides that pair (a must_link constraint) it is ``matched`` and ``decided_by=person``."""
+    from neckmatch.correlation.matching import Constraints, match_case
+    from neckmatch.geometry.levels import levels_table
+    from neckmatch.io.case import read_case
+    from neckmatch.synth import generate_cohort
+
+    case = read_case(generate_cohort(1, 31, tmp_path)[0])
+    levels = levels_table(case)
+    matches = match_case(case, levels).matches
+    review = matches[(matches["kind"] == "pair") & (matches["decided_by"] == "review")]
+    assert len(review) > 0 and set(matches["decided_by"]) <= {"auto", "review"}
+    nodes = truth_tables(case, levels, matches)["nodes"]
+    mr = nodes[nodes["mr_node"].notna()].set_index("mr_node")
+    under_review = sorted({int(v) for v in review["mr_node"]})
+    assert (mr.loc[under_review, "match_kind"] == "undecided").all()
+    assert mr.loc[under_review, "outcome"].isna().all()
+    assert set(mr.loc[mr["match_kind"] == "matched", "decided_by"]) == {"auto"}
+    first = review.iloc[0]
+    decided = match_case(case, levels, constraints=Constraints(must_link={(int(first.mr_node), first.path_node)}))
+    row = decided.matches[decided.matches["mr_node"] == int(first.mr_node)].iloc[0]
+    assert (row["decided_by"], bool(row["constrained"])) == ("person", True)
+    mr = truth_tables(case, levels, decided.matches)["nodes"].set_index("mr_node")
+    assert (mr.loc[int(first.mr_node), "match_kind"], mr.loc[int(first.mr_node), "decided_by"]) == ("matched",
+                                                                                                   "person")
