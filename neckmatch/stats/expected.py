@@ -42,7 +42,7 @@ def expected_counts(call: ArrayLike, p_pos: ArrayLike, p_has: ArrayLike) -> dict
 
     Examples
     --------
-    >>> expected_counts([True, False], [0.9, 0.2], [1.0, 0.5])
+    >>> {k: round(v, 3) for k, v in expected_counts([True, False], [0.9, 0.2], [1.0, 0.5]).items()}
     {'tp': 0.9, 'fp': 0.1, 'fn': 0.1, 'tn': 0.4}
     """
     c, p, h = (np.asarray(v, dtype=float) for v in (call, p_pos, p_has))
