@@ -22,8 +22,8 @@ from neckmatch.stats.expected import expected_row
 from neckmatch.stats.roc import roc_by_reader
 from neckmatch.stats.stard import cross_tabulations, stard_counts
 
-__all__ = ["TRUTH_KEYS", "SIZE_BANDS", "read_truth_tables", "node_accuracy", "expected_inputs", "expected_accuracy",
-           "truth_accuracy", "run_stats"]
+__all__ = ["TRUTH_KEYS", "SIZE_BANDS", "read_truth_tables", "trusted_kinds", "node_accuracy", "expected_inputs",
+           "expected_accuracy", "truth_accuracy", "run_stats"]
 
 TRUTH_KEYS: tuple[str, ...] = ("nodes", "reads", "levels", "sides", "patient")
 # Size bands of the MR short axis, mm: [low, high).
@@ -59,6 +59,30 @@ def read_truth_tables(truth_dir: str | Path) -> dict[str, pd.DataFrame]:
         out[key] = pd.concat(frames, ignore_index=True)
     if not any(k in out for k in TRUTH_KEYS):
         raise InputError(root, "", "no truth_*.csv files found (truth_nodes.csv, truth_levels.csv, ...)")
+    if "nodes" in out:
+        out["nodes"] = trusted_kinds(out["nodes"])
+    return out
+
+
+def trusted_kinds(nodes: pd.DataFrame) -> pd.DataFrame:
+    """Truth nodes written before ``decided_by`` existed counted ``review`` pairs as ``matched``: there a matched
+    row whose ``decision`` is ``review`` becomes ``undecided`` (no outcome), and ``decided_by`` is the decision.
+
+    Examples
+    --------
+    >>> old = pd.DataFrame({"match_kind": ["matched", "matched"], "decision": ["auto", "review"],
+    ...                     "outcome": ["TP", "FP"]})
+    >>> trusted_kinds(old)[["match_kind", "decided_by", "outcome"]].values.tolist()
+    [['matched', 'auto', 'TP'], ['undecided', 'review', None]]
+    """
+    if "decided_by" in nodes or "decision" not in nodes or "match_kind" not in nodes:
+        return nodes
+    out = nodes.copy()
+    out["decided_by"] = out["decision"]
+    review = (out["match_kind"] == "matched") & (out["decision"] == "review")
+    out.loc[review, "match_kind"] = "undecided"
+    if "outcome" in out:
+        out["outcome"] = out["outcome"].astype(object).where(~review, None)
     return out
 
 

@@ -105,3 +105,17 @@ def test_level_only_nodes_count_only_where_their_container_is_negative():
     acc = truth_accuracy({"nodes": pd.DataFrame(rows)}, n_boot=50)
     row = acc[(acc["analysis"] == "with-level-only") & (acc["unit"] == "node")].iloc[0]
     assert (row["tp"], row["fp"], row["fn"], row["tn"]) == (0, 1, 0, 2)
+
+
+def test_old_truth_tables_do_not_count_review_pairs(tmp_path):
+    """Truth tables written before decided_by existed called a review pair 'matched': it is still left out."""
+    from tests.correlation.truth_fixtures import truth_tables
+
+    tables = truth_tables()
+    nodes = tables["nodes"].drop(columns="decided_by")
+    nodes.loc[nodes["match_kind"] == "undecided", ["match_kind", "outcome"]] = ["matched", "TN"]
+    tables["nodes"] = nodes
+    for key, frame in tables.items():
+        frame.to_csv(tmp_path / f"truth_{key}.csv", index=False)
+    acc = truth_accuracy(read_truth_tables(tmp_path), n_boot=20)
+    assert _cells(acc, analysis="main", unit="node", level="all") == [2, 1, 1, 1]
