@@ -48,7 +48,7 @@ from neckmatch.errors import InputError
 from neckmatch.geometry.specimen import Specimen, Warp, reconstruct_specimen
 from neckmatch.model import MIDLINE_LEVELS, Case, Decision, Level
 
-__all__ = ["Constraints", "MatchResult", "MatchParams", "match_case", "MATCH_COLUMNS"]
+__all__ = ["Constraints", "MatchResult", "MatchParams", "match_case", "provenance", "MATCH_COLUMNS"]
 
 MATCH_COLUMNS = [
     "case_id", "mr_node", "path_node", "confidence", "decision", "kind", "reason", "level_only", "constrained",
@@ -372,6 +372,7 @@ def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = Non
         partner[i] = j
     specimen = specimen.with_warps(fit.warps, case.path_nodes, params.pos_sd)
     table = _decision_table(case, mr, units, fit, partner, row_m, col_m, cons, specimen)
+    table["decided_by"] = provenance(table)  # after every change of `decision`
     weights = pd.DataFrame(fit.w[: len(mr.node)], index=pd.Index(mr.node, name="mr_node"), columns=list(units.unit))
     return MatchResult(table, specimen, float(np.exp(fit.log_k)), weights, params)
 
@@ -437,6 +438,18 @@ def _decision_table(case: Case, mr: MRNodes, units: PathUnits, fit: _Fit, partne
     return _finish(case, rows)
 
 
+def provenance(matches: pd.DataFrame) -> NDArray[np.str_]:
+    """Who decided each row (``decided_by``): ``person`` where a constraint fixed it, else its ``decision``.
+
+    Examples
+    --------
+    >>> provenance(pd.DataFrame({"constrained": [True, False, False], "decision": ["auto", "auto", "review"]})).tolist()
+    ['person', 'auto', 'review']
+    """
+    person = matches["constrained"].fillna(False).astype(bool).to_numpy()
+    return np.where(person, "person", matches["decision"].astype(str).to_numpy())
+
+
 def _finish(case: Case, rows: list[dict[str, Any]]) -> pd.DataFrame:
     rows = sorted(rows, key=lambda r: (r["kind"] == "path-unmatched", r["mr_node"] if r["mr_node"] is not None
                                        else -1, r["path_node"] or ""))
@@ -450,7 +463,6 @@ def _finish(case: Case, rows: list[dict[str, Any]]) -> pd.DataFrame:
     df["level_only"] = ~auto & (df["container"].fillna("") != "").to_numpy()
     df["constrained"] = df["constrained"].fillna(False).astype(bool)
     df["merged"] = df["merged"].fillna(False).astype(bool)
-    df["decided_by"] = np.where(df["constrained"].to_numpy(), "person", df["decision"].to_numpy())  # provenance
     df["size_ratio"] = pd.to_numeric(df["path_size_mm"], errors="coerce") / pd.to_numeric(df["mr_long_mm"],
                                                                                          errors="coerce")
     df["case_id"] = case.case_id

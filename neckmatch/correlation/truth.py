@@ -344,16 +344,24 @@ _REVIEW, _PERSON, _AUTO = "review", "person", "auto"
 def _provenance(rows: pd.DataFrame) -> list[str | None]:
     """Who decided each match row: ``person`` (a constraint), ``auto`` or ``review`` (awaiting a person).
 
-    Read from ``decided_by`` where given, else derived from ``constrained`` and ``decision`` (matches.csv files
-    written before the column existed). A constrained row is a person's decision whatever its confidence.
+    ``person`` where ``constrained`` is true or ``decided_by`` says ``person`` (a constrained decision is a
+    person's whatever its confidence); otherwise the row's ``decision`` (``auto`` / ``review``), so a
+    ``decided_by`` column never outlives a re-decision; ``decided_by`` alone where there is no ``decision``.
     """
-    if "decided_by" in rows:
-        return [None if _missing(v) or str(v) == "" else str(v) for v in rows["decided_by"]]
     n = len(rows)
-    decs = rows["decision"] if "decision" in rows else pd.Series([None] * n)
-    cons = rows["constrained"] if "constrained" in rows else pd.Series([False] * n)
-    return [_PERSON if str(c).strip().lower() == "true" else None if _missing(d) else str(d)
-            for d, c in zip(decs, cons, strict=True)]
+    blank = pd.Series([None] * n, index=rows.index)
+    decs = rows["decision"] if "decision" in rows else blank
+    cons = rows["constrained"] if "constrained" in rows else blank
+    given = rows["decided_by"] if "decided_by" in rows else blank
+    out: list[str | None] = []
+    for d, c, g in zip(decs, cons, given, strict=True):
+        if str(c).strip().lower() == "true" or str(g) == _PERSON:
+            out.append(_PERSON)
+        elif not _missing(d) and str(d) != "":
+            out.append(str(d))
+        else:
+            out.append(None if _missing(g) or str(g) == "" else str(g))
+    return out
 
 
 def _decisions_by(rows: pd.DataFrame, key: str, kind: type) -> dict:

@@ -101,7 +101,11 @@ def test_a_persons_decision_is_trusted_whatever_its_confidence():
         "matched", "person", "FP")
     by_column = MATCHES.assign(decided_by=["auto", "person", "auto", "auto", "auto", "auto", "review"])
     nodes = truth_tables(_case(PN, CONT, READS), LEVELS, by_column)["nodes"].set_index("mr_node")
-    assert nodes.loc[2, "match_kind"] == "matched"  # decided_by wins over decision
+    assert nodes.loc[2, "match_kind"] == "matched"  # a person's decision, from decided_by alone
+    stale = MATCHES.assign(decided_by=["review", "auto", "auto", "auto", "auto", "auto", "auto"])
+    nodes = truth_tables(_case(PN, CONT, READS), LEVELS, stale)["nodes"].set_index("mr_node")
+    # a stale decided_by never outlives the decision: node 1 is auto, node 2 still awaits review
+    assert _v(nodes.loc[[1, 2], "match_kind"]) == ["matched", "undecided"]
 
 
 def test_level_only_keeps_container_status_apart(tables):
