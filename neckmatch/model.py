@@ -11,6 +11,7 @@ file and field.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -41,6 +42,7 @@ __all__ = [
     "Read",
     "Case",
     "optional_float",
+    "pn_status",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -190,6 +192,34 @@ class Status(StrEnum):
     NEGATIVE = "negative"
 
 
+_PN = re.compile(r"^(?:y?p)?N(X|[0-3](?:mi|[abc])?)(?:\s*\(.*\))?$", re.IGNORECASE)
+
+
+def pn_status(value: object) -> Status | None:
+    """Patient-level reference from a pathological N category: ``pN0`` negative, ``pN1`` ... ``pN3b`` positive,
+    ``pNX`` or missing None.
+
+    Raises
+    ------
+    ValueError
+        For text that is not an N category.
+
+    Examples
+    --------
+    >>> pn_status("pN0"), pn_status("pN2b"), pn_status("pN1mi"), pn_status("pNX"), pn_status(None)
+    (<Status.NEGATIVE: 'negative'>, <Status.POSITIVE: 'positive'>, <Status.POSITIVE: 'positive'>, None, None)
+    """
+    if value is None or (isinstance(value, float) and value != value) or str(value).strip() == "":
+        return None
+    m = _PN.match(str(value).strip())
+    if m is None:
+        raise ValueError(f"not a pathological N category (pN0, pN1, pN2a ... pN3b, pNX): '{value}'")
+    grade = m.group(1).upper()
+    if grade == "X":
+        return None
+    return Status.NEGATIVE if grade == "0" else Status.POSITIVE
+
+
 class Decision(StrEnum):
     """What a match decision needs: nothing (``auto``) or a person (``review``)."""
 
@@ -209,7 +239,8 @@ class Outcome(StrEnum):
 class MatchKind(StrEnum):
     """How an MR node was correlated with pathology."""
 
-    MATCHED = "matched"  # node-to-node
+    MATCHED = "matched"  # node-to-node, decided (auto or by a person): a node-level fact
+    UNDECIDED = "undecided"  # node-to-node proposed, awaiting review: not a node-level fact
     LEVEL_ONLY = "level-only"  # only its level / container is known
     UNMATCHED = "unmatched"  # no pathology counterpart (not harvested, undissected level, ...)
 

@@ -224,7 +224,7 @@ def _documented_columns(name: str) -> set[str]:
     section = next(s for s in doc.split("\n## ") if f"`{name}`" in s.splitlines()[0])
     ticked = re.findall(r"`([^`]+)`", section.split("\n", 1)[1])
     return {w.strip().replace("<", "").replace(">", "") for t in ticked for w in t.split(",")
-            if re.fullmatch(r"[a-z][a-z0-9_<>]*", w.strip())}
+            if re.fullmatch(r"[a-z][a-z0-9_<>]*|pN", w.strip())}
 
 
 @pytest.mark.parametrize("name", ["levels.csv", "matches.csv", "truth_nodes.csv", "truth_reads.csv",

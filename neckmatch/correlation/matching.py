@@ -50,13 +50,13 @@ from neckmatch.errors import InputError
 from neckmatch.geometry.specimen import Specimen, Warp, reconstruct_specimen
 from neckmatch.model import MIDLINE_LEVELS, Case, Decision, Level
 
-__all__ = ["Constraints", "MatchResult", "MatchParams", "decide", "match_case", "MATCH_COLUMNS"]
+__all__ = ["Constraints", "MatchResult", "MatchParams", "decide", "match_case", "provenance", "MATCH_COLUMNS"]
 
 MATCH_COLUMNS = [
     "case_id", "mr_node", "path_node", "confidence", "decision", "kind", "reason", "level_only", "constrained",
     "merged",
     "mr_level", "mr_side", "container", "path_level", "mr_long_mm", "path_size_mm", "size_ratio", "position_mm",
-    "cost", "cost_level", "cost_size", "cost_position", "cost_harvest", "margin",
+    "cost", "cost_level", "cost_size", "cost_position", "cost_harvest", "margin", "decided_by",
 ]
 
 
@@ -454,6 +454,20 @@ def _decision_table(case: Case, mr: MRNodes, units: PathUnits, fit: _Fit, partne
     return _finish(case, rows)
 
 
+def provenance(matches: pd.DataFrame) -> NDArray[np.str_]:
+    """Who decided each row (``decided_by``): ``person`` where a constraint fixed it, else its ``decision``
+    (set together with the decision by :func:`decide`).
+
+    Examples
+    --------
+    >>> provenance(pd.DataFrame({"constrained": [True, False, False], "decision": ["auto", "auto", "review"]})).tolist()
+    ['person', 'auto', 'review']
+    """
+    constrained = matches["constrained"] if "constrained" in matches else pd.Series(False, index=matches.index)
+    person = constrained.fillna(False).astype(bool).to_numpy()
+    return np.where(person, "person", matches["decision"].astype(str).to_numpy())
+
+
 def _finish(case: Case, rows: list[dict[str, Any]]) -> pd.DataFrame:
     rows = sorted(rows, key=lambda r: (r["kind"] == "path-unmatched", r["mr_node"] if r["mr_node"] is not None
                                        else -1, r["path_node"] or ""))
@@ -489,4 +503,5 @@ def decide(matches: pd.DataFrame, threshold: float) -> pd.DataFrame:
     auto = pd.to_numeric(out["confidence"], errors="coerce").to_numpy(dtype=float) >= threshold
     out["decision"] = np.where(auto, Decision.AUTO.value, Decision.REVIEW.value)
     out["level_only"] = ~auto & (out["container"].fillna("") != "").to_numpy()
+    out["decided_by"] = provenance(out)
     return out

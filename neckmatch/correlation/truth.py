@@ -29,7 +29,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from neckmatch.model import MIDLINE_LEVELS, Case, ContainerLevel, Level, MatchKind, Outcome, Side, Status, SurgicalLevel
+from neckmatch.model import (
+    MIDLINE_LEVELS,
+    Case,
+    ContainerLevel,
+    Level,
+    MatchKind,
+    Outcome,
+    Side,
+    Status,
+    SurgicalLevel,
+    pn_status,
+)
 
 __all__ = [
     "mr_calls",
@@ -50,7 +61,7 @@ __all__ = [
 NODE_COLUMNS = [
     "case_id", "mr_node", "path_node", "side", "level", "container", "container_status",
     "short_axis_mm", "long_axis_mm", "path_size_mm", "mr_call", "mr_score", "path_status", "outcome",
-    "match_kind", "confidence", "decision",
+    "match_kind", "confidence", "decision", "decided_by",
 ]  # fmt: skip
 READ_COLUMNS = [
     "case_id", "mr_node", "reader", "score", "malignant", "path_status", "match_kind", "decision", "level",
@@ -61,7 +72,7 @@ LEVEL_COLUMNS = [
     "path_nodes", "path_positive_nodes", "path_status", "outcome",
 ]  # fmt: skip
 SIDE_COLUMNS = ["case_id", "side", "mr_call", "path_status", "outcome", "dissected"]
-PATIENT_COLUMNS = ["case_id", "mr_call", "path_status", "outcome"]
+PATIENT_COLUMNS = ["case_id", "mr_call", "path_status", "outcome", "pN", "reference"]
 
 
 def outcome(call: object, status: object) -> str | None:
@@ -265,6 +276,8 @@ def truth_nodes(case: Case, levels: pd.DataFrame, matches: pd.DataFrame) -> pd.D
                 "match_kind": MatchKind.MATCHED.value,
             }
             row |= pair_decision[node]
+            if row["decided_by"] == _REVIEW:  # proposed, not decided: not a node-level fact until reviewed
+                row["match_kind"] = MatchKind.UNDECIDED.value
         else:
             own = owner[i]
             unit = units[own] if own is not None else None
@@ -275,7 +288,8 @@ def truth_nodes(case: Case, levels: pd.DataFrame, matches: pd.DataFrame) -> pd.D
                     "match_kind": MatchKind.LEVEL_ONLY.value,
                 }
             row |= mr_only_decision.get(node, _NO_DECISION)
-        row["outcome"] = outcome(row["mr_call"], row["path_status"])
+        trusted = row["match_kind"] == MatchKind.MATCHED.value
+        row["outcome"] = outcome(row["mr_call"], row["path_status"]) if trusted else None
         rows.append(row)
     matched_paths = {p for p in pairs["path_node"]}
     for p in case.path_nodes:
@@ -309,6 +323,7 @@ def _mr_row(case_id: str, node: int, r: dict, calls: pd.DataFrame) -> dict:
         "short_axis_mm": r.get("short_axis_mm", np.nan), "long_axis_mm": r.get("long_axis_mm", np.nan),
         "path_size_mm": np.nan, "mr_call": None if pd.isna(call) else bool(call), "mr_score": score,
         "path_status": None, "match_kind": MatchKind.UNMATCHED.value, "confidence": np.nan, "decision": None,
+        "decided_by": None,
     }  # fmt: skip
 
 
@@ -318,26 +333,54 @@ def _path_row(case_id: str, p, cstatus: dict[str, str]) -> dict:
         "container": p.container, "container_status": cstatus.get(p.container), "short_axis_mm": np.nan,
         "long_axis_mm": np.nan, "path_size_mm": np.nan if p.size_mm is None else p.size_mm, "mr_call": None,
         "mr_score": np.nan, "path_status": p.status.value, "outcome": None,
-        "match_kind": MatchKind.UNMATCHED.value, "confidence": np.nan, "decision": None,
+        "match_kind": MatchKind.UNMATCHED.value, "confidence": np.nan, "decision": None, "decided_by": None,
     }  # fmt: skip
 
 
-_NO_DECISION: dict = {"confidence": np.nan, "decision": None}
+_NO_DECISION: dict = {"confidence": np.nan, "decision": None, "decided_by": None}
+_REVIEW, _PERSON, _AUTO = "review", "person", "auto"
+
+
+def _provenance(rows: pd.DataFrame) -> list[str | None]:
+    """Who decided each match row: ``person`` (a constraint), ``auto`` or ``review`` (awaiting a person).
+
+    ``person`` where ``constrained`` is true or ``decided_by`` says ``person`` (a constrained decision is a
+    person's whatever its confidence); otherwise the row's ``decision`` (``auto`` / ``review``), so a
+    ``decided_by`` column never outlives a re-decision; ``decided_by`` alone where there is no ``decision``.
+    """
+    n = len(rows)
+    blank = pd.Series([None] * n, index=rows.index)
+    decs = rows["decision"] if "decision" in rows else blank
+    cons = rows["constrained"] if "constrained" in rows else blank
+    given = rows["decided_by"] if "decided_by" in rows else blank
+    out: list[str | None] = []
+    for d, c, g in zip(decs, cons, given, strict=True):
+        if str(c).strip().lower() == "true" or str(g) == _PERSON:
+            out.append(_PERSON)
+        elif not _missing(d) and str(d) != "":
+            out.append(str(d))
+        else:
+            out.append(None if _missing(g) or str(g) == "" else str(g))
+    return out
 
 
 def _decisions_by(rows: pd.DataFrame, key: str, kind: type) -> dict:
-    """Per value of ``key`` (converted with ``kind``), the confidence (lowest) and decision (``review`` if any, else
-    the first given) of its match rows, in one pass over ``rows``."""
+    """Per value of ``key`` (converted with ``kind``), the confidence (lowest), decision (``review`` if any, else
+    the first given) and provenance ``decided_by`` (``review`` if any row awaits review, else ``person`` if a
+    person decided any, else ``auto``) of its match rows, in one pass over ``rows``."""
     n = len(rows)
     confs = pd.to_numeric(rows["confidence"], errors="coerce") if "confidence" in rows else pd.Series([np.nan] * n)
     decs = rows["decision"] if "decision" in rows else pd.Series([None] * n)
+    rank = {None: 0, _AUTO: 1, _PERSON: 2, _REVIEW: 3}
     out: dict = {}
-    for k, c, d in zip(rows[key], confs, decs, strict=True):
-        got = out.setdefault(kind(k), {"confidence": np.nan, "decision": None})
+    for k, c, d, by in zip(rows[key], confs, decs, _provenance(rows), strict=True):
+        got = out.setdefault(kind(k), {"confidence": np.nan, "decision": None, "decided_by": None})
         if not pd.isna(c) and not c >= got["confidence"]:  # NaN-aware minimum
             got["confidence"] = float(c)
         if not pd.isna(d) and (got["decision"] is None or str(d) == "review"):
             got["decision"] = str(d)
+        if rank.get(by, 3) > rank.get(got["decided_by"], 0):
+            got["decided_by"] = by
     return out
 
 
@@ -467,11 +510,38 @@ def truth_sides(case: Case, level_table: pd.DataFrame) -> pd.DataFrame:
 
 
 def truth_patient(case: Case, level_table: pd.DataFrame) -> pd.DataFrame:
-    """One-row patient truth table: positive if any (dissected) level is positive."""
+    """One-row patient truth table with one patient-level reference.
+
+    The reference (``path_status``; ``reference`` says where it came from) is the case's pathological N category
+    (case.json ``pN``: ``pN0`` negative, ``pN1``-``pN3`` positive; ``reference=pN``) where given; otherwise from the
+    dissected levels (``reference=levels``): positive if any is positive, negative only when levels were dissected
+    and every one of them has a reference and is negative; otherwise empty (``reference`` empty: unknown, left out
+    of the patient-level statistics and counted in the STARD flow). The MR call covers the dissected levels.
+    """
     row = _roll_up(case.case_id, level_table, len(case.reads) > 0)
+    pn = case.extra.get("pN")
+    by_pn = pn_status(pn)
+    row["pN"] = None if _missing(pn) else str(pn)
+    if by_pn is not None:
+        row["path_status"], row["reference"] = by_pn.value, "pN"
+    else:
+        row["path_status"] = _levels_reference(level_table)
+        row["reference"] = "levels" if row["path_status"] is not None else None
+    row["outcome"] = outcome(row["mr_call"], row["path_status"])
     frame = pd.DataFrame([row])[PATIENT_COLUMNS]
     frame["mr_call"] = frame["mr_call"].astype("boolean")
     return frame
+
+
+def _levels_reference(level_table: pd.DataFrame) -> str | None:
+    """Positive if any dissected level is positive; negative if levels were dissected and all are known negative."""
+    dissected = level_table[level_table["dissected"].astype(bool)] if len(level_table) else level_table
+    statuses = [None if _missing(v) else str(v) for v in dissected["path_status"]] if len(dissected) else []
+    if Status.POSITIVE.value in statuses:
+        return Status.POSITIVE.value
+    if statuses and all(v == Status.NEGATIVE.value for v in statuses):
+        return Status.NEGATIVE.value
+    return None
 
 
 def truth_tables(case: Case, levels: pd.DataFrame, matches: pd.DataFrame) -> dict[str, pd.DataFrame]:

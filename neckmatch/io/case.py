@@ -23,7 +23,7 @@ from neckmatch.io.labelmap import read_label_map
 from neckmatch.io.markups import read_markups
 from neckmatch.io.pathology import derive_containers, read_containers, read_path_nodes
 from neckmatch.io.reads import read_reads
-from neckmatch.model import REQUIRED_LANDMARKS, Case, Side, SurgicalLevel
+from neckmatch.model import REQUIRED_LANDMARKS, Case, Side, SurgicalLevel, pn_status
 
 __all__ = ["read_case", "read_manifest", "CASE_FORMAT"]
 
@@ -124,6 +124,10 @@ def read_case(case_dir: str | Path, required_landmarks: Iterable[str] | None = R
     doc = read_manifest(case_dir)
     files = doc["files"]
     manifest = Path(case_dir) / "case.json"
+    try:
+        pn_status(doc.get("pN"))  # optional pathological N category: the patient-level reference
+    except ValueError as exc:
+        raise InputError(manifest, "pN", str(exc)) from None
     label_map = read_label_map(files["mri.nodes"])
     landmarks = read_markups(files["mri.landmarks"], required_landmarks) if "mri.landmarks" in files else None
     reads = read_reads(files["mri.reads"], label_map.labels()) if "mri.reads" in files else []

@@ -12,12 +12,20 @@ metric          units counted (``n``)           successes (``k``)
 ``accuracy``    all (TP + FP + FN + TN)         index == reference
 =============== ============================== ==========================
 
-Naive intervals are Wilson score intervals (``statsmodels`` ``proportion_confint(method="wilson")``), defined
-for zero cells too. Where units are clustered in patients (several nodes or levels per patient), two clustered
-intervals are added: a patient-level cluster bootstrap (percentile, seeded) and a GEE logistic model with an
-intercept only, exchangeable working correlation and the sandwich (robust) standard error, whose interval is
-computed on the logit scale and back-transformed. The design effect is the ratio of the sandwich variance of
-the logit to its binomial variance under independence, ``1 / (n p (1 - p))``.
+Each row's main interval (``<metric>_low/_high``, method in ``ci_method``) is honest for its units:
+
+- one unit per patient: the Wilson score interval (``statsmodels`` ``proportion_confint(method="wilson")``);
+- units clustered in patients (several nodes or levels per patient): the Wilson interval with a design effect
+  (:func:`clustered_wilson`): the effective sample size ``n / deff``, where ``deff`` (floored at 1) is the
+  cluster-robust (CR1) variance of the pooled proportion over its binomial variance, and the ``t`` quantile with
+  ``C - 1`` degrees of freedom for ``C`` patients. Valid for few clusters, never of zero width.
+
+Two further clustered intervals are added where units cluster: a patient-level cluster bootstrap (percentile,
+seeded) only with at least :data:`BOOT_MIN_PATIENTS` patients and a metric with successes and failures (a zero
+cell resamples to a zero-width interval), and a GEE logistic model with an intercept only, exchangeable working
+correlation and the bias-reduced sandwich standard error (Mancl & DeRouen 2001) with a ``t(C - 1)`` quantile,
+computed on the logit scale and back-transformed. Every interval's method is named in the row
+(``ci_method``, ``boot_method``, ``gee_method``) and every missing one's reason (``boot_note``, ``gee_note``).
 """
 
 from __future__ import annotations
@@ -32,12 +40,15 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import expit
-from scipy.stats import norm
+from scipy.stats import t as student_t
 from statsmodels.stats.proportion import proportion_confint
 
 __all__ = [
     "METRICS",
+    "BOOT_MIN_PATIENTS",
     "GeeResult",
+    "cluster_robust_variance",
+    "clustered_wilson",
     "confusion_counts",
     "wilson_interval",
     "diagnostic_metrics",
@@ -50,6 +61,10 @@ __all__ = [
 ]
 
 METRICS: tuple[str, ...] = ("sensitivity", "specificity", "ppv", "npv", "accuracy")
+# A percentile cluster bootstrap needs enough clusters: with fewer than ~20 the resampled clusters hold too few
+# distinct patterns and its intervals undercover (Field & Welsh 2007; Cameron & Miller 2015, J Hum Resour 50:317,
+# section VI); below this count the Wilson-deff interval with t(C - 1) stands alone.
+BOOT_MIN_PATIENTS = 20
 
 # Cell order used throughout: TP, FP, FN, TN. Per metric: which cells are successes and which are counted.
 _CELLS = ("tp", "fp", "fn", "tn")
@@ -120,6 +135,91 @@ def wilson_interval(count: ArrayLike, nobs: ArrayLike, alpha: float = 0.05) -> t
     if lo.ndim == 0:
         return float(lo), float(hi)
     return lo, hi
+
+
+def _wilson_z(k: Any, n: Any, z: Any) -> tuple[Any, Any]:
+    """Wilson score interval of ``k / n`` (arrays, ``n > 0``) for the quantile ``z``; exact ends at 0 and 1."""
+    p = k / n
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z / (1 + z**2 / n) * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    lo = np.where(k <= 0, 0.0, np.clip(centre - half, 0.0, 1.0))
+    hi = np.where(k >= n, 1.0, np.clip(centre + half, 0.0, 1.0))
+    return lo, hi
+
+
+def cluster_robust_variance(k: ArrayLike, n: ArrayLike) -> tuple[Any, Any]:
+    """Pooled proportion ``p = sum k / sum n`` over clusters and its cluster-robust (CR1) variance.
+
+    ``var = C / (C - 1) * sum_c (k_c - p n_c)**2 / N**2`` over the ``C`` clusters with ``n_c > 0``: the sandwich
+    variance of an intercept-only GEE with independence working correlation (identity scale), with the usual
+    small-sample factor ``C / (C - 1)``.
+
+    Parameters
+    ----------
+    k, n : array_like of shape (..., C)
+        Successes and units per cluster; leading axes are independent problems (e.g. replicates).
+
+    Returns
+    -------
+    p, var : ndarray of shape (...)
+        NaN where ``N = 0``; ``var`` NaN with fewer than two clusters holding units.
+
+    Examples
+    --------
+    >>> p, v = cluster_robust_variance([2, 0, 1], [2, 1, 1])
+    >>> round(float(p), 3), round(float(v), 4)  # 1.5 * (0.5**2 + 0.75**2 + 0.25**2) / 4**2
+    (0.75, 0.082)
+    """
+    k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    big_n = n.sum(axis=-1)
+    p = np.divide(k.sum(axis=-1), big_n, out=np.full(big_n.shape, np.nan), where=big_n > 0)
+    c = (n > 0).sum(axis=-1)
+    resid = ((k - p[..., None] * n) ** 2).sum(axis=-1)
+    ok = (c >= 2) & (big_n > 0)
+    var = np.divide(c * resid, (c - 1) * big_n**2, out=np.full(big_n.shape, np.nan), where=ok)
+    return p, var
+
+
+def clustered_wilson(k: ArrayLike, n: ArrayLike, alpha: float = 0.05) -> dict[str, Any]:
+    """Wilson interval with a design effect for a proportion pooled over clusters (patients).
+
+    ``deff = max(1, var_CR1 / (p (1 - p) / N))`` (:func:`cluster_robust_variance`; 1 where ``p`` is 0 or 1, so a
+    zero cell keeps a Wilson interval of positive width), effective size ``N / deff``, and the ``t`` quantile
+    with ``C - 1`` degrees of freedom. The floor at 1 keeps the interval at least as wide as the independent
+    Wilson interval (a negative within-patient correlation is not credited).
+
+    Parameters
+    ----------
+    k, n : array_like of shape (..., C)
+        Successes and units per cluster.
+
+    Returns
+    -------
+    dict
+        ``estimate, low, high, deff, n_clusters`` (arrays of shape (...), or floats); NaN where ``N = 0`` or
+        fewer than two clusters hold units.
+
+    Examples
+    --------
+    >>> r = clustered_wilson([3, 3, 3, 3], [3, 3, 3, 3])  # no errors at all: a Wilson interval, not [1, 1]
+    >>> r["estimate"], r["high"], round(r["low"], 3), r["deff"]
+    (1.0, 1.0, 0.542, 1.0)
+    """
+    k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    p, var = cluster_robust_variance(k, n)
+    big_n, c = n.sum(axis=-1), (n > 0).sum(axis=-1)
+    binom = np.divide(p * (1 - p), big_n, out=np.zeros(big_n.shape), where=big_n > 0)
+    raw = np.divide(var, binom, out=np.ones(big_n.shape), where=binom > 0)
+    deff = np.where(np.isnan(var), np.nan, np.maximum(raw, 1.0))
+    ok = np.isfinite(deff)
+    n_eff = np.where(ok, big_n / np.where(ok, deff, 1.0), 1.0)
+    t = student_t.ppf(1 - alpha / 2, np.maximum(c - 1, 1))
+    lo, hi = _wilson_z(np.where(ok, p, 0.5) * n_eff, n_eff, t)
+    out = {"estimate": p, "low": np.where(ok, lo, np.nan), "high": np.where(ok, hi, np.nan), "deff": deff,
+           "n_clusters": c}
+    if np.ndim(p) == 0:
+        return {key: float(v) for key, v in out.items()}
+    return out
 
 
 def diagnostic_metrics(tp: int, fp: int, fn: int, tn: int, alpha: float = 0.05) -> dict[str, float]:
@@ -213,10 +313,13 @@ def gee_proportion(success: ArrayLike, clusters: ArrayLike, alpha: float = 0.05)
     """Proportion of successes with a GEE (logit link, exchangeable, sandwich SE) interval.
 
     The model is ``logit P(y = 1) = b0`` fitted by ``statsmodels`` GEE with a Binomial family and exchangeable
-    working correlation within clusters; the interval is ``expit(b0 -+ z se_robust)``. The design effect is
-    ``se_robust**2 * n * p * (1 - p)`` with ``p = expit(b0)``: the sandwich variance of the logit over its
-    binomial variance under independence. Zero cells (all successes or none) separate the model: the result is
-    NaN with a note, as it is with fewer than two clusters or when the fit fails.
+    working correlation within clusters; the interval is ``expit(b0 -+ t se)`` with the bias-reduced sandwich
+    standard error (Mancl & DeRouen 2001, statsmodels ``cov_type="bias_reduced"``) and the ``t`` quantile with
+    ``C - 1`` degrees of freedom (small-sample correction for few clusters). The design effect is
+    ``se_robust**2 * n * p * (1 - p)`` with the plain sandwich standard error and ``p = expit(b0)``: the sandwich
+    variance of the logit over its binomial variance under independence. Zero cells (all successes or none)
+    separate the model: the result is NaN with a note, as it is with fewer than two clusters or when the fit
+    fails.
 
     Parameters
     ----------
@@ -248,16 +351,17 @@ def _gee_fit(y_bytes: bytes, groups_bytes: bytes, alpha: float) -> GeeResult:
         warnings.simplefilter("always")
         try:
             res = GEE(y, np.ones((n, 1)), groups=groups, family=families.Binomial(),
-                      cov_struct=cov_struct.Exchangeable()).fit()
-            b0, se = float(res.params[0]), float(res.bse[0])
+                      cov_struct=cov_struct.Exchangeable()).fit(cov_type="bias_reduced")
+            b0, se = float(res.params[0]), float(res.bse[0])  # bias-reduced (Mancl-DeRouen)
+            se_robust = float(np.sqrt(res.cov_robust[0, 0]))  # plain sandwich, for the design effect
         except (ValueError, np.linalg.LinAlgError, ZeroDivisionError) as exc:
             return GeeResult(nan, nan, nan, nan, f"GEE failed: {exc}")
     notes = sorted({type(w.message).__name__ for w in caught})
     if not (np.isfinite(b0) and np.isfinite(se)) or any("Convergence" in s or "IterationLimit" in s for s in notes):
         return GeeResult(nan, nan, nan, nan, "GEE did not converge")
-    z = float(norm.ppf(1 - alpha / 2))
+    z = float(student_t.ppf(1 - alpha / 2, max(len(np.unique(groups)) - 1, 1)))
     p = float(expit(b0))
-    deff = se**2 * n * p * (1 - p)
+    deff = se_robust**2 * n * p * (1 - p)
     return GeeResult(p, float(expit(b0 - z * se)), float(expit(b0 + z * se)), float(deff), "; ".join(notes))
 
 
@@ -283,7 +387,14 @@ def accuracy_columns() -> list[str]:
         cols += [m, f"{m}_low", f"{m}_high"]
     for m in METRICS:
         cols += [f"{m}_low_boot", f"{m}_high_boot", f"{m}_gee", f"{m}_low_gee", f"{m}_high_gee", f"{m}_deff"]
-    return [*cols, "design_effect", "max_units_per_patient", "gee_note"]
+    return [*cols, "design_effect", "max_units_per_patient", "gee_note", "ci_method", "ci_note", "boot_method",
+            "boot_note", "gee_method"]
+
+
+CI_WILSON = "wilson"
+CI_CLUSTERED = "wilson-deff t(C-1)"
+BOOT_METHOD = "cluster bootstrap percentile"
+GEE_METHOD = "GEE logit exchangeable, bias-reduced sandwich, t(C-1)"
 
 
 def accuracy_row(
@@ -296,10 +407,12 @@ def accuracy_row(
     seed: int = 0,
     alpha: float = 0.05,
 ) -> dict[str, Any]:
-    """Counts, metrics, Wilson intervals and (where units cluster) bootstrap and GEE intervals for one row.
+    """Counts, metrics and honest intervals for one row (the module docstring names the methods).
 
-    Units with a missing index or reference are dropped first. ``clustered=None`` adds the clustered
-    intervals only where some patient contributes more than one unit; otherwise those columns are NaN.
+    Units with a missing index or reference are dropped first. ``clustered=None`` treats the units as clustered
+    where some patient contributes more than one unit: then ``<metric>_low/_high`` are Wilson-deff intervals and
+    the bootstrap (>= :data:`BOOT_MIN_PATIENTS` patients) and GEE columns are filled; otherwise they are Wilson
+    intervals and the clustered columns are NaN.
     """
     idx, ref = _as_bool_array(index), _as_bool_array(reference)
     cl = np.asarray(clusters, dtype=object)
@@ -314,22 +427,50 @@ def accuracy_row(
     for m in METRICS:
         for suffix in ("low_boot", "high_boot", "gee", "low_gee", "high_gee", "deff"):
             row[f"{m}_{suffix}"] = float("nan")
-    row["design_effect"] = float("nan")
+    row |= {"design_effect": float("nan"), "ci_method": CI_WILSON, "ci_note": "", "boot_method": "", "boot_note": "",
+            "gee_method": "", "gee_note": ""}
     do_cluster = row["max_units_per_patient"] > 1 if clustered is None else clustered
-    notes = []
     if do_cluster and len(idx):
-        boot = cluster_bootstrap(idx, ref, cl, n_boot=n_boot, seed=seed, alpha=alpha)
-        for m in METRICS:
-            row[f"{m}_low_boot"], row[f"{m}_high_boot"] = boot[m]
-            mask, succ = metric_outcomes(m, idx, ref)
-            g = gee_proportion(succ[mask], cl[mask], alpha=alpha)
-            row.update({f"{m}_gee": g.estimate, f"{m}_low_gee": g.low, f"{m}_high_gee": g.high,
-                        f"{m}_deff": g.design_effect})
-            if g.note:
-                notes.append(f"{m}: {g.note}")
-        row["design_effect"] = row["accuracy_deff"]
-    row["gee_note"] = "; ".join(notes)
+        row.update(_clustered_columns(idx, ref, cl, n_boot=n_boot, seed=seed, alpha=alpha))
     return row
+
+
+def _clustered_columns(idx: NDArray[np.bool_], ref: NDArray[np.bool_], cl: NDArray[Any], *, n_boot: int,
+                       seed: int, alpha: float) -> dict[str, Any]:
+    """Wilson-deff main intervals, the bootstrap (enough patients, no zero cell) and GEE columns of one row."""
+    codes, uniq = pd.factorize(pd.Series(cl), sort=True)
+    per_cluster = _cluster_cells(idx, ref, np.asarray(codes), len(uniq))
+    n_c = len(uniq)
+    out: dict[str, Any] = {"ci_method": CI_CLUSTERED if n_c >= 2 else f"{CI_WILSON} (1 patient)"}
+    boot = cluster_bootstrap(idx, ref, cl, n_boot=n_boot, seed=seed, alpha=alpha) if n_c >= BOOT_MIN_PATIENTS \
+        else None
+    boot_notes, gee_notes, ci_notes = [], [], []
+    if boot is None:
+        boot_notes.append(f"{n_c} patients < {BOOT_MIN_PATIENTS}")
+    else:
+        out["boot_method"] = f"{BOOT_METHOD}, {n_boot} resamples, seed {seed}"
+    for m in METRICS:
+        k, n = per_cluster[:, _NUM[m]].sum(axis=1), per_cluster[:, _DEN[m]].sum(axis=1)
+        if n_c >= 2:
+            cw = clustered_wilson(k, n, alpha)
+            if np.isfinite(cw["low"]):
+                out |= {f"{m}_low": cw["low"], f"{m}_high": cw["high"], f"{m}_deff": cw["deff"]}
+            elif n.sum() > 0:  # every unit of this metric in one patient: no design effect to estimate
+                ci_notes.append(f"{m}: 1 patient, {CI_WILSON}")
+        if boot is not None:
+            if 0 < k.sum() < n.sum():
+                out[f"{m}_low_boot"], out[f"{m}_high_boot"] = boot[m]
+            elif n.sum() > 0:
+                boot_notes.append(f"{m}: zero cell ({int(k.sum())}/{int(n.sum())})")
+        mask, succ = metric_outcomes(m, idx, ref)
+        g = gee_proportion(succ[mask], cl[mask], alpha=alpha)
+        out |= {f"{m}_gee": g.estimate, f"{m}_low_gee": g.low, f"{m}_high_gee": g.high}
+        if g.note:
+            gee_notes.append(f"{m}: {g.note}")
+    out["gee_method"] = GEE_METHOD
+    out["design_effect"] = out.get("accuracy_deff", float("nan"))
+    out["boot_note"], out["gee_note"], out["ci_note"] = "; ".join(boot_notes), "; ".join(gee_notes), "; ".join(ci_notes)
+    return out
 
 
 def accuracy_table(

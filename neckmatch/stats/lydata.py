@@ -21,11 +21,12 @@ import pandas as pd
 
 from neckmatch.errors import InputError
 from neckmatch.io.atomic import atomic_path
-from neckmatch.model import ContainerLevel, Level
+from neckmatch.model import ContainerLevel, Level, Status, pn_status
 from neckmatch.stats.accuracy import _as_bool_array, accuracy_columns, accuracy_table
 
 __all__ = [
-    "LYDATA_LEVELS", "SUPERLEVELS", "read_lydata", "involvement", "lydata_accuracy", "write_lydata", "run_lydata_stats",
+    "LYDATA_LEVELS", "SUPERLEVELS", "read_lydata", "involvement", "lydata_accuracy", "patient_reference",
+    "write_lydata", "run_lydata_stats",
 ]
 
 LYDATA_LEVELS: tuple[str, ...] = ("I", "Ia", "Ib", "II", "IIa", "IIb", "III", "IV", "V", "Va", "Vb")
@@ -96,11 +97,78 @@ def involvement(frame: pd.DataFrame, modality: str, source: str | Path = "lyDATA
 
 
 def _patient_any(table: pd.DataFrame, column: str) -> pd.Series:
-    """Per patient: 1 if any pooled level is positive, 0 if none is but one is known, else NaN."""
+    """Index test per patient: 1 if any pooled level is positive, 0 if none is but one is known, else NaN.
+
+    (Imaging reads the whole neck: a level without a value was read as not reported.)
+    """
     sub = table[table["level"].isin(POOLED_LEVELS)]
     pos = sub.groupby("patient")[column].apply(lambda v: (v == 1).any())
     known = sub.groupby("patient")[column].apply(lambda v: v.notna().any())
     return pd.Series(np.where(pos, 1.0, np.where(known, 0.0, np.nan)), index=pos.index)
+
+
+def _patient_all(table: pd.DataFrame, column: str) -> pd.Series:
+    """Reference from levels per patient: 1 if any pooled level is positive, 0 only if every pooled level of both
+    sides is known negative, else NaN (a positive node may lie in a level not assessed or sent en bloc)."""
+    sub = table[table["level"].isin(POOLED_LEVELS)]
+    pos = sub.groupby("patient")[column].apply(lambda v: (v == 1).any())
+    all_neg = sub.groupby("patient")[column].apply(lambda v: bool((v == 0).all()))
+    return pd.Series(np.where(pos, 1.0, np.where(all_neg, 0.0, np.nan)), index=pos.index)
+
+
+def _n_positive(value: Any) -> float:
+    """1.0 / 0.0 from an N category given as a number (``0``-``3``) or text (``N2b``, ``pN0``); NaN if unknown.
+
+    Examples
+    --------
+    >>> _n_positive(0), _n_positive("2"), _n_positive("pN1"), _n_positive("NX"), _n_positive(None)
+    (0.0, 1.0, 1.0, nan, nan)
+    """
+    num = pd.to_numeric(pd.Series([value], dtype=object), errors="coerce").iloc[0]
+    if num == num:
+        return 1.0 if num > 0 else 0.0
+    try:
+        status = pn_status(value)
+    except ValueError:
+        return float("nan")
+    return float("nan") if status is None else float(status is Status.POSITIVE)
+
+
+def patient_reference(frame: pd.DataFrame, table: pd.DataFrame, reference: str) -> tuple[pd.Series, str]:
+    """Patient-level reference: the pathological N category where the reference is pathology, else from levels.
+
+    With ``reference="pathology"`` and a ``patient / # / n_stage`` column: ``n_stage > 0`` for patients who had a
+    neck dissection (``neck_dissection`` not False) and whose pathology was assessed in at least one level (their
+    N category is pathological); the level rule (:func:`_patient_all`) where ``n_stage`` is missing; others have
+    no reference. Otherwise the level rule alone.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        From :func:`read_lydata`.
+    table : DataFrame
+        Long per-level table with ``patient, level, reference`` (1.0 / 0.0 / NaN).
+
+    Returns
+    -------
+    values : Series
+        Per patient 1.0 / 0.0 / NaN.
+    name : str
+        The reference used, for the row's ``reference`` column.
+    """
+    by_levels = _patient_all(table, "reference")
+    n_col = next((c for c in ("patient|#|n_stage", "patient|core|n_stage") if c in frame), None)
+    if reference != "pathology" or n_col is None:
+        return by_levels, f"{reference} (levels)"
+    ids = _patient_ids(frame).to_numpy()
+    n_stage = pd.Series([_n_positive(v) for v in frame[n_col]], index=ids)
+    nd_col = next((c for c in ("patient|#|neck_dissection", "patient|core|neck_dissection") if c in frame), None)
+    operated = _as_bool_array(frame[nd_col].to_numpy(dtype=object)) != 0 if nd_col else np.ones(len(ids), bool)
+    assessed = table.groupby("patient")["reference"].apply(lambda v: v.notna().any())
+    ok = pd.Series(operated, index=ids).reindex(by_levels.index).fillna(False).astype(bool) & assessed.reindex(
+        by_levels.index).fillna(False).astype(bool)
+    ref = n_stage.reindex(by_levels.index).where(ok)
+    return ref.where(ref.notna(), by_levels.where(ok)), "pathology N category (patient/#/n_stage)"
 
 
 def lydata_accuracy(
@@ -111,8 +179,10 @@ def lydata_accuracy(
 
     Rows: one per (level, side) for :data:`LYDATA_LEVELS` and ``ipsi`` / ``contra`` (units: patients with both
     values); a pooled row (``level=all``, ``side=both``) over levels I-V of both sides, clustered by patient
-    (bootstrap and GEE intervals); a patient row (``unit=patient``, ``level=any``, ``side=both``): positive if
-    any of I-V on either side is positive, negative if none is and at least one is known.
+    (bootstrap and GEE intervals); a patient row (``unit=patient``, ``level=any``, ``side=both``): index positive if
+    any of I-V on either side is positive, negative if none is and at least one is known; reference from
+    :func:`patient_reference` (the pathological N category for ``reference="pathology"``), named in the row's
+    ``reference`` column.
     """
     idx = involvement(frame, index, source).rename(columns={"value": "index"})
     ref = involvement(frame, reference, source)
@@ -127,12 +197,15 @@ def lydata_accuracy(
     pooled = both[both["level"].isin(POOLED_LEVELS)]
     rows.append(accuracy_table(pooled, "index", "reference", cluster="patient", by=(), unit="level",
                                n_boot=n_boot, seed=seed).assign(level="all", side="both"))
-    pat = pd.DataFrame({"index": _patient_any(table, "index"), "reference": _patient_any(table, "reference")})
+    ref, ref_name = patient_reference(frame, table, reference)
+    pat = pd.DataFrame({"index": _patient_any(table, "index"), "reference": ref})
     pat = pat.dropna().rename_axis("patient").reset_index()
     rows.append(accuracy_table(pat, "index", "reference", cluster="patient", by=(), unit="patient",
                                n_boot=n_boot, seed=seed).assign(level="any", side="both"))
     records = [r for f in rows for r in f.to_dict("records")]
-    return pd.DataFrame(records, columns=accuracy_columns()).assign(index=index, reference=reference)
+    out = pd.DataFrame(records, columns=accuracy_columns()).assign(index=index, reference=reference)
+    out.loc[out["unit"] == "patient", "reference"] = ref_name
+    return out
 
 
 _PATIENT_FIELDS = ("id", "institution", "sex", "age", "diagnose_date", "alcohol_abuse", "nicotine_abuse",

@@ -18,10 +18,12 @@ from neckmatch.errors import InputError
 from neckmatch.io.atomic import atomic_files, write_csv, write_text
 from neckmatch.stats.accuracy import _as_bool_array, accuracy_columns, accuracy_table
 from neckmatch.stats.agreement import agreement_table
+from neckmatch.stats.expected import expected_row
 from neckmatch.stats.roc import roc_by_reader
 from neckmatch.stats.stard import cross_tabulations, stard_counts
 
-__all__ = ["TRUTH_KEYS", "SIZE_BANDS", "read_truth_tables", "node_accuracy", "truth_accuracy", "run_stats"]
+__all__ = ["TRUTH_KEYS", "SIZE_BANDS", "read_truth_tables", "trusted_kinds", "node_accuracy", "expected_inputs",
+           "expected_accuracy", "truth_accuracy", "run_stats"]
 
 TRUTH_KEYS: tuple[str, ...] = ("nodes", "reads", "levels", "sides", "patient")
 # Size bands of the MR short axis, mm: [low, high).
@@ -57,6 +59,30 @@ def read_truth_tables(truth_dir: str | Path) -> dict[str, pd.DataFrame]:
         out[key] = pd.concat(frames, ignore_index=True)
     if not any(k in out for k in TRUTH_KEYS):
         raise InputError(root, "", "no truth_*.csv files found (truth_nodes.csv, truth_levels.csv, ...)")
+    if "nodes" in out:
+        out["nodes"] = trusted_kinds(out["nodes"])
+    return out
+
+
+def trusted_kinds(nodes: pd.DataFrame) -> pd.DataFrame:
+    """Truth nodes written before ``decided_by`` existed counted ``review`` pairs as ``matched``: there a matched
+    row whose ``decision`` is ``review`` becomes ``undecided`` (no outcome), and ``decided_by`` is the decision.
+
+    Examples
+    --------
+    >>> old = pd.DataFrame({"match_kind": ["matched", "matched"], "decision": ["auto", "review"],
+    ...                     "outcome": ["TP", "FP"]})
+    >>> trusted_kinds(old)[["match_kind", "decided_by", "outcome"]].values.tolist()
+    [['matched', 'auto', 'TP'], ['undecided', 'review', None]]
+    """
+    if "decided_by" in nodes or "decision" not in nodes or "match_kind" not in nodes:
+        return nodes
+    out = nodes.copy()
+    out["decided_by"] = out["decision"]
+    review = (out["match_kind"] == "matched") & (out["decision"] == "review")
+    out.loc[review, "match_kind"] = "undecided"
+    if "outcome" in out:
+        out["outcome"] = out["outcome"].astype(object).where(~review, None)
     return out
 
 
@@ -89,12 +115,18 @@ def _calls(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _node_subsets(nodes: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """(analysis name, unit rows) for the node-level main and sensitivity analyses."""
+    """(analysis name, unit rows) for the node-level main and sensitivity analyses.
+
+    The main analysis counts decided pairs only (``match_kind=matched``: ``auto`` or a person's decision); pairs
+    awaiting review (``undecided``) enter only the expected analysis and the best / worst cases.
+    """
     nodes = _calls(nodes)
     is_mr = nodes["mr_node"].notna() & (nodes["mr_node"].astype(str).str.strip() != "")
     matched = nodes[is_mr & (nodes["match_kind"] == "matched")]
     out = [("main", matched)]
-    if "decision" in nodes:
+    if "decided_by" in nodes:
+        out.append(("auto-only", matched[matched["decided_by"] == "auto"]))
+    elif "decision" in nodes:
         out.append(("auto-only", matched[matched["decision"] == "auto"]))
     level_only = nodes[is_mr & (nodes["match_kind"] == "level-only")].copy()
     if "container_status" in level_only:
@@ -103,26 +135,112 @@ def _node_subsets(nodes: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         container = _as_bool_array(level_only["container_status"].to_numpy(dtype=object))
         level_only["_ref"] = np.where(container == 0, 0.0, np.nan)
     out.append(("with-level-only", _stack([matched, level_only])))
-    path_only = nodes[~is_mr & nodes["_ref"].notna()].copy()
-    best, worst = path_only.copy(), path_only.copy()
-    best["_index"] = best["_ref"]  # best case: every unseen pathology node counted as correctly called
-    worst["_index"] = 0.0  # worst case: every unseen pathology node counted as called negative
-    out += [("best-case", _stack([matched, best])), ("worst-case", _stack([matched, worst]))]
+    out += _bounds(nodes, is_mr, matched, level_only)
     size = pd.to_numeric(matched.get("short_axis_mm"), errors="coerce")
     for name, lo, hi in SIZE_BANDS:
         out.append((f"size {name}", matched[(size >= lo) & (size < hi)]))
     return out
 
 
-def node_accuracy(nodes: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Node-unit accuracy: main analysis (matched nodes) per level and side and pooled, then the sensitivity
-    analyses (pooled rows only): auto-only, with-level-only, best-case, worst-case and the size bands."""
+def _bounds(nodes: pd.DataFrame, is_mr: pd.Series, matched: pd.DataFrame, level_only: pd.DataFrame
+            ) -> list[tuple[str, pd.DataFrame]]:
+    """Best and worst case over every node without a decided node-level reference, in both directions.
+
+    Undecided pairs and level-only MR nodes in a positive container (reference unknown) take the reference that
+    makes their call right (best) or wrong (worst); level-only nodes in a negative container keep their known
+    negative reference; pathology nodes without an MR partner take the call that is right (best) or wrong
+    (worst: a positive one missed, a negative one called positive). Both bound sensitivity and specificity alike.
+    """
+    undecided = nodes[is_mr & (nodes["match_kind"] == "undecided")].copy()
+    unknown = _stack([undecided, level_only[level_only["_ref"].isna()]])
+    known_neg = level_only[level_only["_ref"].notna()]
+    unknown = unknown[pd.to_numeric(unknown["_index"], errors="coerce").notna()] if len(unknown) else unknown
+    path_only = nodes[~is_mr & nodes["_ref"].notna()]
+    out = []
+    for name, right in (("best-case", True), ("worst-case", False)):
+        mr_side, path_side = unknown.copy(), path_only.copy()
+        if len(mr_side):
+            call = pd.to_numeric(mr_side["_index"]).to_numpy(dtype=float)
+            mr_side["_ref"] = call if right else 1.0 - call
+        if len(path_side):
+            ref = path_side["_ref"].to_numpy(dtype=float)
+            path_side["_index"] = ref if right else 1.0 - ref
+        out.append((name, _stack([matched, known_neg, mr_side, path_side])))
+    return out
+
+
+def _container_fractions(levels: pd.DataFrame | None) -> dict[tuple[str, str], tuple[float, float]]:
+    """(case_id, container id) -> (pathology nodes, positive nodes) of its level unit, from truth_levels rows."""
+    out: dict[tuple[str, str], tuple[float, float]] = {}
+    if levels is None or "container" not in levels:
+        return out
+    for case, cont, n, pos in zip(levels["case_id"].astype(str), levels["container"], levels.get("path_nodes"),
+                                  levels.get("path_positive_nodes"), strict=True):
+        if isinstance(cont, str) and cont and pd.notna(n) and pd.notna(pos):
+            for c in cont.split(";"):
+                out[(case, c)] = (float(n), float(pos))
+    return out
+
+
+def expected_inputs(nodes: pd.DataFrame, levels: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per MR node that may have a pathology partner: ``case_id, call, p_pos, p_has`` (stats.expected).
+
+    Proposed pairs (matched or undecided) have ``p_has = 1`` and ``p_pos = c s + (1 - c) q`` with ``c`` the
+    pair's confidence (1 for a person's decision), ``s`` the proposed partner's status and ``q`` the positive
+    fraction of the container's other nodes (truth_levels counts; 0 in a negative container; the cohort's
+    positive fraction of pathology nodes where the counts are missing). Level-only nodes have
+    ``p_has = 1 - confidence`` (the confidence that they have no partner) and ``p_pos = q`` of their container.
+    """
+    frac = _container_fractions(levels)
+    path_ref = _as_bool_array(nodes["path_status"].to_numpy(dtype=object))
+    fallback = float(np.nanmean(path_ref)) if np.isfinite(path_ref).any() else 0.5
+    rows = []
+    for r in nodes.to_dict("records"):
+        kind = r.get("match_kind")
+        if _blank(r.get("mr_node")) or kind not in ("matched", "undecided", "level-only"):
+            continue
+        conts = [(str(r["case_id"]), c) for c in str(r.get("container") or "").split(";") if c and c != "nan"]
+        cstat = _as_bool_array([r.get("container_status")])[0]
+        n = sum(frac[c][0] for c in dict.fromkeys(conts) if c in frac)
+        pos = sum(frac[c][1] for c in dict.fromkeys(conts) if c in frac)
+        conf = float(r.get("confidence")) if not _blank(r.get("confidence")) else 1.0
+        if kind == "level-only":
+            q = 0.0 if cstat == 0 else (pos / n if n > 0 else fallback)
+            rows.append((r["case_id"], r.get("mr_call"), q, 1.0 - conf))
+            continue
+        s = _as_bool_array([r.get("path_status")])[0]
+        c = 1.0 if r.get("decided_by") == "person" else conf
+        q = 0.0 if cstat == 0 else ((pos - s) / (n - 1) if n > 1 and np.isfinite(s) else fallback)
+        rows.append((r["case_id"], r.get("mr_call"), c * s + (1 - c) * min(max(q, 0.0), 1.0), 1.0))
+    return pd.DataFrame(rows, columns=["case_id", "call", "p_pos", "p_has"])
+
+
+def _blank(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or str(v).strip() in ("", "nan")
+
+
+def node_accuracy(nodes: pd.DataFrame, n_boot: int = 2000, seed: int = 0, levels: pd.DataFrame | None = None,
+                  n_imp: int = 50) -> pd.DataFrame:
+    """Node-unit accuracy: main analysis (decided pairs) per level and side and pooled, then the pooled
+    sensitivity analyses: auto-only, with-level-only, best-case, worst-case, expected and the size bands."""
     frames = []
     for name, rows in _node_subsets(nodes):
         by = ("level", "side") if name == "main" else ()
         frames.append(accuracy_table(rows, "_index", "_ref", by=by, unit="node", analysis=name,
                                      n_boot=n_boot, seed=seed))
+        if name == "worst-case":
+            frames.append(expected_accuracy(nodes, levels, n_imp=n_imp, seed=seed))
     return _stack(frames, accuracy_columns())
+
+
+def expected_accuracy(nodes: pd.DataFrame, levels: pd.DataFrame | None = None, n_imp: int = 50, seed: int = 0
+                      ) -> pd.DataFrame:
+    """The ``analysis=expected`` row (pooled node level): every MR node with its matching posterior."""
+    inp = expected_inputs(nodes, levels)
+    row = expected_row(inp["call"].to_numpy(dtype=object), inp["p_pos"], inp["p_has"], inp["case_id"],
+                       n_imp=n_imp, seed=seed)
+    row |= {"analysis": "expected", "unit": "node", "level": "all", "side": "both"}
+    return pd.DataFrame([row]).reindex(columns=accuracy_columns())
 
 
 def _dissected(frame: pd.DataFrame) -> pd.DataFrame:
@@ -135,7 +253,7 @@ def truth_accuracy(tables: dict[str, pd.DataFrame], n_boot: int = 2000, seed: in
     """accuracy.csv rows from truth tables: node (with sensitivity analyses), level, side, patient units."""
     frames = []
     if "nodes" in tables:
-        frames.append(node_accuracy(tables["nodes"], n_boot=n_boot, seed=seed))
+        frames.append(node_accuracy(tables["nodes"], n_boot=n_boot, seed=seed, levels=tables.get("levels")))
     if "levels" in tables:
         lv = _calls(_dissected(tables["levels"]))
         frames.append(accuracy_table(lv, "_index", "_ref", by=("level", "side"), unit="level",

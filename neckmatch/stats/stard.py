@@ -22,19 +22,28 @@ def _count(series: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in series.value_counts(dropna=True).sort_index().items()}
 
 
+def _partners(rows: pd.DataFrame) -> int:
+    """Pathology nodes named by MR rows (fragments, a merged label's partners share one row, joined with ';')."""
+    return sum(len(str(v).split(";")) for v in rows["path_node"] if not _empty(v))
+
+
 def _nodes_flow(nodes: pd.DataFrame, matches: pd.DataFrame | None) -> dict[str, Any]:
     is_mr = ~nodes["mr_node"].map(_empty)
     mr, path_only = nodes[is_mr], nodes[~is_mr]
-    # pathology nodes matched to one MR node (fragments, a merged label's partners) share its row, joined with ';'
-    n_matched = sum(len(str(v).split(";")) for v in mr["path_node"] if not _empty(v))
+    matched, undecided = mr[mr["match_kind"] == "matched"], mr[mr["match_kind"] == "undecided"]
+    n_matched, n_awaiting = _partners(matched), _partners(undecided)
     out: dict[str, Any] = {
-        "mr_nodes": {"total": int(len(mr)), **{k: 0 for k in ("matched", "level-only", "unmatched")},
+        "mr_nodes": {"total": int(len(mr)), **{k: 0 for k in ("matched", "undecided", "level-only", "unmatched")},
                      **_count(mr["match_kind"])},
-        "path_nodes": {"total": int(n_matched + len(path_only)), "matched": int(n_matched),
-                       "unseen_on_mr": int(len(path_only)), "in_undissected_levels": 0},
+        "path_nodes": {"total": int(n_matched + n_awaiting + len(path_only)), "matched": int(n_matched),
+                       "awaiting_review": int(n_awaiting), "unseen_on_mr": int(len(path_only)),
+                       "in_undissected_levels": 0},
     }
-    if "decision" in mr:
-        out["mr_nodes"]["matched_auto"] = int(((mr["match_kind"] == "matched") & (mr["decision"] == "auto")).sum())
+    out["mr_nodes"]["awaiting_review"] = out["mr_nodes"]["undecided"]
+    by = matched["decided_by"] if "decided_by" in matched else matched.get("decision")
+    if by is not None:
+        out["mr_nodes"]["matched_auto"] = int((by == "auto").sum())
+        out["mr_nodes"]["matched_person"] = int((by == "person").sum())
     if matches is not None and "reason" in matches:
         mr_unm = matches[matches["kind"] == "mr-unmatched"]
         path_unm = matches[matches["kind"] == "path-unmatched"]
@@ -59,8 +68,10 @@ def stard_counts(tables: Mapping[str, pd.DataFrame], matches: pd.DataFrame | Non
     -------
     dict
         JSON-able: ``patients``, ``sides`` (total, dissected), ``levels`` (total, dissected, with_reference),
-        ``mr_nodes`` (total, matched, level-only, unmatched, matched_auto, unmatched_by_reason) and
-        ``path_nodes`` (total, matched, unseen_on_mr, in_undissected_levels, unseen_by_reason).
+        ``mr_nodes`` (total, matched (decided pairs), undecided = awaiting_review, level-only, unmatched,
+        matched_auto, matched_person, unmatched_by_reason), ``path_nodes`` (total, matched, awaiting_review,
+        unseen_on_mr, in_undissected_levels, unseen_by_reason) and ``patient_reference`` (pN, levels, unknown:
+        patients without a patient-level reference, left out of the patient row).
     """
     ids: set[str] = set()
     for frame in tables.values():
@@ -78,13 +89,21 @@ def stard_counts(tables: Mapping[str, pd.DataFrame], matches: pd.DataFrame | Non
         out[key] = entry
     if tables.get("nodes") is not None:
         out.update(_nodes_flow(tables["nodes"], matches))
+    patient = tables.get("patient")
+    if patient is not None:
+        source = patient["reference"] if "reference" in patient else pd.Series([None] * len(patient))
+        has_ref = ~patient["path_status"].map(_empty)
+        src = source.where(has_ref, None).map(lambda v: "levels" if _empty(v) else str(v))
+        out["patient_reference"] = {"pN": int(((src == "pN") & has_ref).sum()),
+                                    "levels": int(((src != "pN") & has_ref).sum()),
+                                    "unknown": int((~has_ref).sum())}
     return out
 
 
 def cross_tabulations(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """The 2x2 table (index ``mr_call`` x reference ``path_status``) per unit.
 
-    Units: ``node`` (matched MR nodes), ``level`` and ``side`` (dissected only), ``patient``.
+    Units: ``node`` (decided pairs: ``match_kind=matched``), ``level`` and ``side`` (dissected only), ``patient``.
 
     Returns
     -------

@@ -84,10 +84,28 @@ def test_node_outcomes_and_kinds(tables):
     nodes = tables["nodes"]
     assert list(nodes.columns) == NODE_COLUMNS
     mr = nodes[nodes["mr_node"].notna()].set_index("mr_node")
-    assert _v(mr["outcome"]) == ["TP", "FP", "TN", None, None, None]
-    assert _v(mr["match_kind"]) == ["matched", "matched", "matched", "level-only", "unmatched", "unmatched"]
+    # node 2's pair awaits review: not a node-level fact (no outcome), though its proposed partner is kept
+    assert _v(mr["outcome"]) == ["TP", None, "TN", None, None, None]
+    assert _v(mr["match_kind"]) == ["matched", "undecided", "matched", "level-only", "unmatched", "unmatched"]
     assert mr.loc[2, "mr_call"]  # a 1:1 tie counts malignant
-    assert mr.loc[2, "decision"] == "review"
+    assert (mr.loc[2, "decision"], mr.loc[2, "decided_by"], mr.loc[2, "path_status"]) == ("review", "review",
+                                                                                        "negative")
+    assert _v(mr["decided_by"]) == ["auto", "review", "auto", "auto", "auto", "auto"]
+
+
+def test_a_persons_decision_is_trusted_whatever_its_confidence():
+    m = MATCHES.assign(constrained=False)
+    m.loc[m["mr_node"] == 2, ["constrained", "decision"]] = [True, "auto"]
+    nodes = truth_tables(_case(PN, CONT, READS), LEVELS, m)["nodes"].set_index("mr_node")
+    assert (nodes.loc[2, "match_kind"], nodes.loc[2, "decided_by"], nodes.loc[2, "outcome"]) == (
+        "matched", "person", "FP")
+    by_column = MATCHES.assign(decided_by=["auto", "person", "auto", "auto", "auto", "auto", "review"])
+    nodes = truth_tables(_case(PN, CONT, READS), LEVELS, by_column)["nodes"].set_index("mr_node")
+    assert nodes.loc[2, "match_kind"] == "matched"  # a person's decision, from decided_by alone
+    stale = MATCHES.assign(decided_by=["review", "auto", "auto", "auto", "auto", "auto", "auto"])
+    nodes = truth_tables(_case(PN, CONT, READS), LEVELS, stale)["nodes"].set_index("mr_node")
+    # a stale decided_by never outlives the decision: node 1 is auto, node 2 still awaits review
+    assert _v(nodes.loc[[1, 2], "match_kind"]) == ["matched", "undecided"]
 
 
 def test_level_only_keeps_container_status_apart(tables):
@@ -188,7 +206,8 @@ def test_fragments_sharing_one_mr_node():
     m = _matches([(1, "a", "pair", 0.95, "auto"), (1, "b", "pair", 0.9, "review")])
     t = truth_tables(_case(pn, cont, _reads({1: [False]})), lv, m)
     row = t["nodes"].iloc[0]
-    assert (row["path_node"], row["path_status"], row["outcome"]) == ("a;b", "positive", "FN")
+    assert (row["path_node"], row["path_status"], row["match_kind"]) == ("a;b", "positive", "undecided")
+    assert pd.isna(row["outcome"])  # one fragment awaits review: the pair is not a fact yet
     assert (row["confidence"], row["decision"], row["path_size_mm"]) == (0.9, "review", 6.0)
     assert len(t["nodes"]) == 1
 
@@ -200,15 +219,15 @@ def test_merged_mr_label_with_two_distinct_partners():
           PathNode("d", "R-III", "R", "III", "negative", size_mm=3)]  # fmt: skip
     cont = [Container("R-II", "R", "II", 1, 0), Container("R-III", "R", "III", 2, 1)]
     lv = _levels([(1, "R", "IIA", "III", 8.0), (2, "R", "III", "", 4.0)])
-    m = _matches([(1, "a", "pair", 0.95, "auto"), (1, "c", "pair", 0.7, "review"), (2, "d", "pair", 0.9, "auto")])
-    m["merged"] = [True, True, False]
+    m = _matches([(1, "a", "pair", 0.95, "auto"), (1, "c", "pair", 1.0, "auto"), (2, "d", "pair", 0.9, "auto")])
+    m["merged"], m["constrained"] = [True, True, False], [False, True, False]  # c: a person's decision
     t = truth_tables(_case(pn, cont, _reads({1: [False], 2: [False]})), lv, m)
     nodes = t["nodes"].set_index("mr_node")
     assert len(nodes) == 2  # every pathology node has a partner: no unmatched pathology rows
     row = nodes.loc[1]
     assert (row["path_node"], row["container"], row["path_status"], row["outcome"]) == (
         "a;c", "R-II;R-III", "positive", "FN")
-    assert (row["container_status"], row["path_size_mm"], row["decision"]) == ("positive", 7.0, "review")
+    assert (row["container_status"], row["path_size_mm"], row["decided_by"]) == ("positive", 7.0, "person")
     assert (nodes.loc[2, "path_status"], nodes.loc[2, "outcome"]) == ("negative", "TN")
 
 
@@ -277,3 +296,55 @@ def test_uncovered_sublevel_of_a_dissected_level_is_dissected_and_negative():
     got = {r.level: _v([r.dissected, r.mr_nodes, r.path_nodes, r.outcome]) for r in t["levels"].itertuples()}
     assert got == {"IIA": [True, 0, 2, "TN"], "IIB": [True, 1, 0, "FP"]}
     assert _v(t["sides"]["outcome"]) == ["FP", None]
+
+
+def _with_pn(case, pn):
+    from dataclasses import replace
+
+    return replace(case, extra={"pN": pn})
+
+
+@pytest.mark.parametrize(("pn", "status", "source"), [("pN0", "negative", "pN"), ("pN2b", "positive", "pN"),
+                                                      ("pNX", "positive", "levels"), (None, "positive", "levels")])
+def test_patient_reference_is_pn_where_given(pn, status, source):
+    # the levels say positive (R-II holds a positive node); a pN0 overrides them, a pNX or no pN does not
+    t = truth_tables(_with_pn(_case(PN, CONT, READS), pn), LEVELS, MATCHES)["patient"]
+    assert _v(t[["path_status", "reference"]].iloc[0]) == [status, source]
+    assert t["outcome"].iloc[0] == ("FP" if status == "negative" else "TP")
+
+
+def test_patient_without_any_dissected_level_has_no_reference():
+    lv = _levels([(1, "R", "IIA", "", 8.0)])
+    m = _matches([(1, None, "mr-unmatched", 1.0, "auto")])
+    t = truth_tables(_case([], [], _reads({1: [True]}), {}), lv, m)["patient"]
+    assert _v(t[["path_status", "reference", "outcome"]].iloc[0]) == [None, None, None]
+    t = truth_tables(_with_pn(_case([], [], _reads({1: [True]}), {}), "pN1"), lv, m)["patient"]
+    assert _v(t[["path_status", "reference", "outcome"]].iloc[0]) == ["positive", "pN", "TP"]
+
+
+def test_on_a_synthetic_case_no_pair_awaiting_review_is_a_node_level_fact(tmp_path):
+    """Through the engine: every MR node with a ``review`` pair row is ``undecided`` (no outcome); once a person
+    decides that pair (a must_link constraint) it is ``matched`` and ``decided_by=person``."""
+    from neckmatch.correlation.matching import Constraints, match_case
+    from neckmatch.geometry.levels import levels_table
+    from neckmatch.io.case import read_case
+    from neckmatch.synth import generate_cohort
+
+    case = read_case(generate_cohort(1, 31, tmp_path)[0])
+    levels = levels_table(case)
+    matches = match_case(case, levels).matches
+    review = matches[(matches["kind"] == "pair") & (matches["decided_by"] == "review")]
+    assert len(review) > 0 and set(matches["decided_by"]) <= {"auto", "review"}
+    nodes = truth_tables(case, levels, matches)["nodes"]
+    mr = nodes[nodes["mr_node"].notna()].set_index("mr_node")
+    under_review = sorted({int(v) for v in review["mr_node"]})
+    assert (mr.loc[under_review, "match_kind"] == "undecided").all()
+    assert mr.loc[under_review, "outcome"].isna().all()
+    assert set(mr.loc[mr["match_kind"] == "matched", "decided_by"]) == {"auto"}
+    first = review.iloc[0]
+    decided = match_case(case, levels, constraints=Constraints(must_link={(int(first.mr_node), first.path_node)}))
+    row = decided.matches[decided.matches["mr_node"] == int(first.mr_node)].iloc[0]
+    assert (row["decided_by"], bool(row["constrained"])) == ("person", True)
+    mr = truth_tables(case, levels, decided.matches)["nodes"].set_index("mr_node")
+    assert (mr.loc[int(first.mr_node), "match_kind"], mr.loc[int(first.mr_node), "decided_by"]) == ("matched",
+                                                                                                   "person")

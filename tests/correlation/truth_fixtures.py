@@ -11,12 +11,12 @@ NODE_COLS = ["case_id", "mr_node", "path_node", "side", "level", "container", "s
 
 
 def truth_tables() -> dict[str, pd.DataFrame]:
-    """Two cases. Matched node calls: P1 TP, FP, TN (review); P2 TP, FN, TN; level-only P1 FN; unmatched MR P2;
-    unmatched pathology nodes P1 positive, P2 negative."""
+    """Two cases. Matched node calls: P1 TP, FP, and a negative call awaiting review (undecided); P2 TP, FN, TN;
+    level-only P1 FN; unmatched MR P2; unmatched pathology nodes P1 positive, P2 negative."""
     n = [
         ("P1", "1", "R-II-1", "R", "IIA", "R-II", 12, 15, 11, "true", 5, "positive", "TP", "matched", .9, "auto"),
         ("P1", "2", "R-II-2", "R", "IIA", "R-II", 6, 8, 6, "true", 4, "negative", "FP", "matched", .8, "auto"),
-        ("P1", "3", "R-III-1", "R", "III", "R-III", 4, 5, 4, "false", 1, "negative", "TN", "matched", .5, "review"),
+        ("P1", "3", "R-III-1", "R", "III", "R-III", 4, 5, 4, "false", 1, "negative", "", "undecided", .5, "review"),
         ("P1", "4", "", "R", "III", "R-III", 5, 6, "", "false", 2, "positive", "FN", "level-only", .3, "review"),
         ("P1", "", "R-III-9", "R", "III", "R-III", "", "", 3, "", "", "positive", "", "unmatched", .6, "auto"),
         ("P2", "1", "L-II-1", "L", "IIA", "L-II", 11, 13, 10, "true", 5, "positive", "TP", "matched", .9, "auto"),
@@ -24,8 +24,9 @@ def truth_tables() -> dict[str, pd.DataFrame]:
         ("P2", "3", "L-IV-1", "L", "IV", "L-IV", 3, 4, 3, "false", 1, "negative", "TN", "matched", .9, "auto"),
         ("P2", "5", "", "L", "VB", "", 4, 5, "", "false", 1, "", "", "unmatched", .9, "auto"),
         ("P2", "", "L-IV-7", "L", "IV", "L-IV", "", "", 2, "", "", "negative", "", "unmatched", .7, "auto"),
-    ]
+    ]  # fmt: skip
     nodes = pd.DataFrame(n, columns=NODE_COLS)
+    nodes["decided_by"] = nodes["decision"]  # no person's decision here
     reads = []
     read_rows = [("P1", "1", 5, "positive", "matched"), ("P1", "2", 4, "negative", "matched"),
                  ("P1", "3", 1, "negative", "matched"), ("P2", "1", 5, "positive", "matched"),

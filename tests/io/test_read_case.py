@@ -118,6 +118,7 @@ def test_missing_case_folder(tmp_path: Path) -> None:
     ({"mri": {"nodes": "mri/gone.nii.gz"}}, r"case\.json: mri\.nodes: names 'mri/gone\.nii\.gz', which does not exist"),
     ({"pathology": {"nodes": "pathology/x.csv"}}, r"case\.json: pathology\.nodes: names 'pathology/x\.csv', which"),
     ({"pathology": {}}, r"case\.json: pathology: must name 'nodes' and/or 'containers', got neither"),
+    ({"pN": "N2x"}, r"case\.json: pN: not a pathological N category .*got|case\.json: pN: .*'N2x'"),
 ])
 def test_bad_manifest(case_dir: Path, changes: dict[str, Any], message: str) -> None:
     _manifest(case_dir, **changes)
@@ -159,3 +160,9 @@ def test_summary_orientation_of_an_lps_map(case_dir: Path) -> None:
     s = case_summary(read_case(case_dir))
     assert s["nodes"]["orientation"] == "LPS" == "".join(nib.aff2axcodes(read_case(case_dir).label_map.affine))
     assert s["nodes"]["origin_mm"] == [74.25, 59.25, -59.25]
+
+
+@pytest.mark.parametrize("pn", ["pN0", "pN2b", "pNX", "ypN1"])
+def test_pn_is_kept_for_the_patient_reference(case_dir: Path, pn: str) -> None:
+    _manifest(case_dir, pN=pn)
+    assert read_case(case_dir).extra["pN"] == pn

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from neckmatch.errors import InputError
-from neckmatch.stats.lydata import involvement, lydata_accuracy, read_lydata, write_lydata
+from neckmatch.stats.lydata import involvement, lydata_accuracy, patient_reference, read_lydata, write_lydata
 
 ISB = "lydata/2023-isb-multisite/data.csv"
 
@@ -79,6 +79,45 @@ def test_isb_counts_equal_plain_crosstab(shared_data):
     assert pooled.sensitivity_low_boot < pooled.sensitivity < pooled.sensitivity_high_boot
     patient = table[table["unit"] == "patient"].iloc[0]
     assert (patient.level, patient.side, patient.n) == ("any", "both", 275)
+
+
+def test_isb_patient_row_uses_the_pathological_n_category(shared_data):
+    """Independent computation from the raw file: MRI positive if any level is, reference pN > 0 (n_stage), for
+    patients with MRI and pathology assessed; every ISB patient had a neck dissection."""
+    raw = pd.read_csv(shared_data / ISB, header=[0, 1, 2], low_memory=False)
+    mri = raw.loc[:, [c for c in raw.columns if c[0] == "MRI" and c[1] in ("ipsi", "contra")]]
+    path = raw.loc[:, [c for c in raw.columns if c[0] == "pathology" and c[1] in ("ipsi", "contra")]]
+    ok = mri.notna().any(axis=1) & path.notna().any(axis=1)
+    call = (mri == True).any(axis=1)  # noqa: E712
+    pn_pos = raw[("patient", "#", "n_stage")] > 0
+    assert raw[("patient", "#", "neck_dissection")].all()
+    ct = [int((ok & call & pn_pos).sum()), int((ok & call & ~pn_pos).sum()), int((ok & ~call & pn_pos).sum()),
+          int((ok & ~call & ~pn_pos).sum())]
+    assert ct == [111, 35, 41, 88]
+    # the old reference (no assessed level positive = negative) calls 23 pN+ patients negative
+    old_negative = ok & ~(path == True).any(axis=1)  # noqa: E712
+    assert int((old_negative & pn_pos).sum()) == 23 and int(old_negative.sum()) == 146
+    row = lydata_accuracy(read_lydata(shared_data / ISB), n_boot=50).iloc[-1]
+    assert (row.unit, row.reference) == ("patient", "pathology N category (patient/#/n_stage)")
+    assert [row.tp, row.fp, row.fn, row.tn] == ct
+    got = [round(v, 3) for v in (row.sensitivity, row.sensitivity_low, row.sensitivity_high, row.specificity,
+                                 row.specificity_low, row.specificity_high)]
+    assert got == [0.730, 0.655, 0.794, 0.715, 0.630, 0.788]
+    assert row.ci_method == "wilson"  # one unit per patient
+
+
+def test_patient_reference_without_n_stage_needs_every_level_known():
+    ids = ["a", "b", "c"]
+    table = pd.DataFrame({"patient": np.repeat(ids, 2), "level": ["II", "III"] * 3,
+                          "reference": [1.0, np.nan, 0.0, np.nan, 0.0, 0.0]})
+    frame = pd.DataFrame({"patient|#|id": ids})
+    ref, name = patient_reference(frame, table, "pathology")
+    assert ref.to_dict() == pytest.approx({"a": 1.0, "b": np.nan, "c": 0.0}, nan_ok=True)
+    assert name == "pathology (levels)"
+    frame["patient|#|n_stage"], frame["patient|#|neck_dissection"] = [0, 2, "N1"], [True, True, False]
+    ref, name = patient_reference(frame, table, "pathology")
+    # a: pN0 overrides its positive level; b: N2; c: no neck dissection, so its N category is not pathological
+    assert ref.to_dict() == pytest.approx({"a": 0.0, "b": 1.0, "c": np.nan}, nan_ok=True)
 
 
 def _truth_levels():

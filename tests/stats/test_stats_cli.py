@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -30,19 +31,26 @@ def test_stats_truth_dir_writes_tables(tmp_path, monkeypatch, stacked):
     assert _run(monkeypatch, "stats", str(truth), "--out", str(tmp_path / "st"), "--n-boot", "100") == 0
     acc = pd.read_csv(tmp_path / "st" / "accuracy.csv", keep_default_na=False, na_values=[""])
     assert set(REQUIRED) <= set(acc.columns)
-    assert _cells(acc, analysis="main", unit="node", level="all") == [2, 1, 1, 2]
+    # P1's node 3 awaits review: it is no node-level fact and stays out of the main table
+    assert _cells(acc, analysis="main", unit="node", level="all") == [2, 1, 1, 1]
     assert _cells(acc, analysis="main", unit="node", level="IIA", side="R") == [1, 1, 0, 0]
     assert _cells(acc, analysis="auto-only", unit="node") == [2, 1, 1, 1]
-    assert _cells(acc, analysis="with-level-only", unit="node") == [2, 1, 2, 2]
-    assert _cells(acc, analysis="worst-case", unit="node") == [2, 1, 2, 3]  # unseen positive -> FN
-    assert _cells(acc, analysis="best-case", unit="node") == [3, 1, 1, 3]  # unseen positive -> TP
+    assert _cells(acc, analysis="with-level-only", unit="node") == [2, 1, 2, 1]
+    # worst: undecided negative call -> FN, unseen positive -> FN, unseen negative -> FP (called positive)
+    assert _cells(acc, analysis="worst-case", unit="node") == [2, 2, 4, 1]
+    # best: undecided negative call -> TN, unseen positive -> TP, unseen negative -> TN
+    assert _cells(acc, analysis="best-case", unit="node") == [3, 1, 2, 3]
     assert _cells(acc, analysis="size >=10mm", unit="node") == [2, 0, 0, 0]
     assert _cells(acc, analysis="size 5-10mm", unit="node") == [0, 1, 1, 0]
     assert _cells(acc, unit="level", level="all") == [2, 0, 1, 1]
     assert _cells(acc, unit="side", level="all", side="both") == [2, 0, 0, 0]
     assert _cells(acc, unit="patient") == [2, 0, 0, 0]
     pooled = acc[(acc.unit == "node") & (acc.analysis == "main") & (acc.level == "all")].iloc[0]
-    assert pooled.max_units_per_patient == 3 and pooled.accuracy_low_boot <= pooled.accuracy_high_boot
+    assert pooled.max_units_per_patient == 3 and pooled.ci_method == "wilson-deff t(C-1)"
+    assert np.isnan(pooled.accuracy_low_boot) and pooled.boot_note == "2 patients < 20"
+    expected = acc[acc.analysis == "expected"].iloc[0]
+    assert expected.ci_method.startswith("multiple imputation") and expected.level == "all"
+    assert expected.sensitivity_low < expected.sensitivity < expected.sensitivity_high
     roc = pd.read_csv(tmp_path / "st" / "roc.csv")
     assert roc["reader"].tolist() == ["A", "B", "consensus"]
     agreement = pd.read_csv(tmp_path / "st" / "agreement.csv")
@@ -97,3 +105,17 @@ def test_level_only_nodes_count_only_where_their_container_is_negative():
     acc = truth_accuracy({"nodes": pd.DataFrame(rows)}, n_boot=50)
     row = acc[(acc["analysis"] == "with-level-only") & (acc["unit"] == "node")].iloc[0]
     assert (row["tp"], row["fp"], row["fn"], row["tn"]) == (0, 1, 0, 2)
+
+
+def test_old_truth_tables_do_not_count_review_pairs(tmp_path):
+    """Truth tables written before decided_by existed called a review pair 'matched': it is still left out."""
+    from tests.correlation.truth_fixtures import truth_tables
+
+    tables = truth_tables()
+    nodes = tables["nodes"].drop(columns="decided_by")
+    nodes.loc[nodes["match_kind"] == "undecided", ["match_kind", "outcome"]] = ["matched", "TN"]
+    tables["nodes"] = nodes
+    for key, frame in tables.items():
+        frame.to_csv(tmp_path / f"truth_{key}.csv", index=False)
+    acc = truth_accuracy(read_truth_tables(tmp_path), n_boot=20)
+    assert _cells(acc, analysis="main", unit="node", level="all") == [2, 1, 1, 1]

@@ -26,7 +26,8 @@ def test_render_reuses_match_outputs_and_writes_every_map(case_dir, tmp_path, mo
     glb = trimesh.load(out / f"{cid}_scene.glb", file_type="glb")
     assert glb.metadata["node_coloring"] == "outcome"  # truth_nodes.csv in --out was reused
     nodes = [g for name, g in glb.geometry.items() if name.startswith("node_")]
-    assert nodes and all(g.metadata.get("match_kind") in ("matched", "level-only", "unmatched") for g in nodes)
+    kinds = ("matched", "undecided", "level-only", "unmatched")
+    assert nodes and all(g.metadata.get("match_kind") in kinds for g in nodes)
 
 
 def test_render_of_a_missing_case_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
