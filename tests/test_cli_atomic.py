@@ -94,7 +94,7 @@ def test_render_failing_after_the_png_leaves_nothing(tmp_path, monkeypatch, caps
 
 
 def test_stats_failing_half_way_writes_no_table(tmp_path, monkeypatch, capsys) -> None:
-    from neckmatch.correlation import stats_report
+    from neckmatch.stats import report as stats_report
 
     truth = tmp_path / "truth"
     assert _run(monkeypatch, "match", str(MINIMAL), "--out", str(truth)) == 0
