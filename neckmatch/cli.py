@@ -269,6 +269,26 @@ def stats_lydata(
     console.print(f"wrote {path}", markup=False, soft_wrap=True)
 
 
+@stats_app.command("mrmc", cls=_Command)
+def stats_mrmc(
+    file: Path = typer.Argument(..., help="A long CSV: one row per (reader, test, case) rating."),
+    reader: str = typer.Option("reader", "--reader", help="Reader column."),
+    test: str = typer.Option("test", "--test", help="Test (modality, treatment) column."),
+    case: str = typer.Option("case", "--case", help="Case column."),
+    truth: str = typer.Option("truth", "--truth", help="Truth column (0/1)."),
+    score: str = typer.Option("score", "--score", help="Score column (higher = more suspicious)."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Cluster column (patient): jackknife by cluster."),  # noqa: UP045
+    method: str = typer.Option("jackknife", "--method", help="Covariance: jackknife or delong."),
+    out: Path = typer.Option(..., "--out", help="Output folder for mrmc.csv and mrmc_readers.csv."),
+) -> None:
+    """Multi-reader multi-case ROC: Obuchowski-Rockette with Hillis' df (RRRC, FRRC, RRFC), empirical AUC."""
+    from neckmatch.stats.mrmc import run_mrmc
+
+    columns = {"reader": reader, "test": test, "case": case, "truth": truth, "score": score}
+    paths = run_mrmc(file, out, columns | ({"cluster": cluster} if cluster else {}), method=method)
+    console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)
+
+
 @app.command(cls=_Command)
 def run(
     cohort_dir: Path = typer.Argument(..., help="A folder of case folders (each with case.json)."),
