@@ -161,11 +161,12 @@ def synth(
     positions_fraction: Optional[float] = typer.Option(  # noqa: UP045
         None, "--positions-fraction", help="Fraction of cases whose pathology report has cc/ap positions."
     ),
+    study_reads: bool = typer.Option(False, "--study-reads", help="Reader-study reads: phases, order, 2 modalities."),
 ) -> None:
     """Write a synthetic cohort in the case format, with ground_truth.csv beside each case."""
     from neckmatch.synth import SynthParams, generate_cohort
 
-    params = SynthParams()
+    params = SynthParams(study_reads=study_reads)
     if positions_fraction is not None:
         if not 0.0 <= positions_fraction <= 1.0:
             from neckmatch.errors import InputError

@@ -34,6 +34,9 @@ def write_cohort_outputs(out_dir: Path, records: Sequence[Any]) -> dict[str, Pat
     files.update(_statistics(out_dir / "tables", out_dir / "stats", tables))
     figures = _figures(tables, out_dir / "stats", out_dir / "figures")
     files.update(figures)
+    from neckmatch.reader_study import write_reader_study
+
+    files.update(write_reader_study(out_dir, records, tables))
     html_text = render_report_html(out_dir, cases, tables, figures)
     files["report.html"] = write_text(html_text, out_dir / "report.html")
     return files
@@ -278,6 +281,7 @@ def render_report_html(
         _accuracy_section(accuracy),
         "<h2>Readers: ROC and agreement</h2>",
         _readers_section(out_dir / "stats"),
+        _reader_study_section(out_dir),
         "<h2>Figures</h2>",
         "".join(_img(p) for p in figures.values() if Path(p).suffix == ".png") or "<p><em>none</em></p>",
         "<h2>Cases</h2>",
@@ -291,6 +295,12 @@ def render_report_html(
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _reader_study_section(out_dir: Path) -> str:
+    from neckmatch.reader_study import reader_study_section
+
+    return reader_study_section(out_dir)
 
 
 def _files_section(out_dir: Path) -> str:

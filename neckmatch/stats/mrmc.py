@@ -72,11 +72,8 @@ class MrmcData:
 
 
 def _labels(values: pd.Series) -> list[str]:
-    uniq = pd.unique(values.astype(str))
-    try:
-        return sorted(uniq, key=float)
-    except ValueError:
-        return sorted(uniq)
+    """Distinct labels in order of first appearance (the first test is ``test_a`` of every pair it is in)."""
+    return [str(v) for v in pd.unique(values.astype(str))]
 
 
 def _truth_of(frame: pd.DataFrame, source: str) -> pd.Series:
