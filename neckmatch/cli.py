@@ -290,6 +290,41 @@ def stats_mrmc(
     console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)
 
 
+score_app = typer.Typer(cls=_Group, add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                        help="A points score from the readers' visual features: develop, then validate.")
+app.add_typer(score_app, name="score")
+
+
+@score_app.command("develop", cls=_Command)
+def score_develop(
+    results: Path = typer.Argument(..., help="A cohort results folder (reader_study/reads.csv) or that reads.csv."),
+    phase: str = typer.Option("explorative", "--phase", help="Readings to develop on."),
+    modality: Optional[str] = typer.Option(None, "--modality", help="Modality (default: the first)."),  # noqa: UP045
+    n_boot: int = typer.Option(100, "--n-boot", help="Bootstrap resamples for the optimism correction."),
+    out: Path = typer.Option(..., "--out", help="Output folder for score.json and score_table.csv."),
+) -> None:
+    """Fit a points score (penalised logistic regression, CV by patient, integer points) on one phase."""
+    from neckmatch.reader_study import run_score_develop
+
+    paths = run_score_develop(results, out, phase=phase, modality=modality, n_boot=n_boot)
+    console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)
+
+
+@score_app.command("validate", cls=_Command)
+def score_validate(
+    results: Path = typer.Argument(..., help="A cohort results folder (reader_study/reads.csv) or that reads.csv."),
+    score: Path = typer.Option(..., "--score", help="score.json from `neckmatch score develop`."),
+    phase: str = typer.Option("pilot", "--phase", help="Readings to validate on."),
+    n_boot: int = typer.Option(2000, "--n-boot", help="Cluster-bootstrap resamples."),
+    out: Path = typer.Option(..., "--out", help="Output folder for validation.json and calibration.csv."),
+) -> None:
+    """Apply a developed score to other readings: AUC (clustered CI), calibration, sensitivity / specificity."""
+    from neckmatch.reader_study import run_score_validate
+
+    paths = run_score_validate(results, score, out, phase=phase, n_boot=n_boot)
+    console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)
+
+
 @app.command(cls=_Command)
 def run(
     cohort_dir: Path = typer.Argument(..., help="A folder of case folders (each with case.json)."),

@@ -179,3 +179,71 @@ def reader_study_section(out_dir: Path) -> str:
         parts += ["<h3>Learning curves (LC-CUSUM)</h3>", f"<ul>{lines}</ul>",
                   f'<img alt="learning curves" src="data:image/png;base64,{data}">']
     return "\n".join(parts)
+
+
+def _study_reads_file(results: str | Path) -> Path:
+    path = Path(results)
+    if path.is_dir():
+        path = path / STUDY_DIR / "reads.csv"
+    if not path.is_file():
+        raise InputError(results, "", "holds no reader_study/reads.csv: run `neckmatch run` on a cohort whose reads "
+                                      "carry reader-study columns, or give that reads.csv")
+    return path
+
+
+def _phase_rows(results: str | Path, phase: str, modality: str | None) -> tuple[pd.DataFrame, Path, str]:
+    path = _study_reads_file(results)
+    reads = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for col in ("case_id", "path_status", "phase", "modality"):
+        if col not in reads:
+            raise InputError(path, "header", f"missing column '{col}'")
+    if phase not in ("explorative", "pilot"):
+        raise InputError("--phase", "", f"must be explorative or pilot, got '{phase}'")
+    modality = reads["modality"].iloc[0] if modality is None and len(reads) else modality or ""
+    rows = reads[(reads["phase"] == phase) & (reads["modality"] == modality)].copy()
+    rows["truth"] = _as_bool_array(rows["path_status"].to_numpy(dtype=object))
+    rows = rows[rows["truth"].notna()]
+    if rows.empty:
+        raise InputError(path, "phase", f"no readings in phase '{phase}' under modality '{modality}'")
+    return rows, path, str(modality)
+
+
+def run_score_develop(results: str | Path, out_dir: str | Path, *, phase: str = "explorative",
+                      modality: str | None = None, unit: float = 0.5, n_boot: int = 100,
+                      seed: int = 0) -> dict[str, Path]:
+    """``neckmatch score develop``: fit the points score on one phase's readings (default explorative) and write
+    ``score.json`` and ``score_table.csv`` (the table for paper)."""
+    from neckmatch.stats.score import develop_score, score_table
+
+    rows, path, modality = _phase_rows(results, phase, modality)
+    features = [c for c in feature_columns(rows) if rows[c].ne("").all()]
+    if not features:
+        raise InputError(path, "f_*", "no visual-feature column is filled in every reading: nothing to score")
+    score = develop_score(rows, features, unit=unit, n_boot=n_boot, seed=seed)
+    score.update({"phase": phase, "modality": modality, "features": features, "source": path.name})
+    with atomic_files(out_dir) as tmp:
+        write_text(json.dumps(score, indent=2) + "\n", tmp / "score.json")
+        write_csv(score_table(score), tmp / "score_table.csv")
+    return {"score": Path(out_dir) / "score.json", "table": Path(out_dir) / "score_table.csv"}
+
+
+def run_score_validate(results: str | Path, score_path: str | Path, out_dir: str | Path, *, phase: str = "pilot",
+                       n_boot: int = 2000, seed: int = 0) -> dict[str, Path]:
+    """``neckmatch score validate``: apply ``score.json`` to one phase's readings (default pilot) and write
+    ``validation.json`` and ``calibration.csv``. Refused when the phase is the one the score was developed on."""
+    from neckmatch.stats.score import validate_score
+
+    try:
+        score = json.loads(Path(score_path).read_text(encoding="utf-8"))
+        score["spec"], score["points"], score["development"]  # noqa: B018
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(score_path, "", f"not a score.json written by `neckmatch score develop` ({exc})") from None
+    if phase == score.get("phase"):
+        raise InputError("--phase", "", f"the score was developed on the '{phase}' readings: validate on others")
+    rows, path, _ = _phase_rows(results, phase, score.get("modality"))
+    result = validate_score(rows, score, n_boot=n_boot, seed=seed, source=str(path))
+    result.update({"phase": phase, "modality": score.get("modality"), "score": str(score_path)})
+    with atomic_files(out_dir) as tmp:
+        write_csv(pd.DataFrame(result["calibration"]["by_total"]), tmp / "calibration.csv")
+        write_text(json.dumps(result, indent=2, default=float) + "\n", tmp / "validation.json")
+    return {"validation": Path(out_dir) / "validation.json", "calibration": Path(out_dir) / "calibration.csv"}
