@@ -102,8 +102,8 @@ def design_spec(reads: pd.DataFrame, features: list[str]) -> dict[str, Any]:
 
 
 def _bin_labels(cuts: list[float]) -> list[str]:
-    edges = [f"< {cuts[0]:g}"] + [f"{a:g} to < {b:g}" for a, b in zip(cuts, cuts[1:], strict=False)] + [f">= {cuts[-1]:g}"]
-    return edges
+    middle = [f"{a:g} to < {b:g}" for a, b in zip(cuts, cuts[1:], strict=False)]
+    return [f"< {cuts[0]:g}", *middle, f">= {cuts[-1]:g}"]
 
 
 def _levels_of(reads: pd.DataFrame, f: str, spec_f: dict[str, Any]) -> pd.Series:
