@@ -209,7 +209,7 @@ def _phase_rows(results: str | Path, phase: str, modality: str | None) -> tuple[
 
 
 def run_score_develop(results: str | Path, out_dir: str | Path, *, phase: str = "explorative",
-                      modality: str | None = None, unit: float = 0.5, n_boot: int = 100,
+                      modality: str | None = None, unit: float = 1.0, n_boot: int = 100,
                       seed: int = 0) -> dict[str, Path]:
     """``neckmatch score develop``: fit the points score on one phase's readings (default explorative) and write
     ``score.json`` and ``score_table.csv`` (the table for paper)."""

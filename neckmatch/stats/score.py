@@ -4,7 +4,7 @@ Development (:func:`develop_score`): each categorical feature ``f_*`` enters as 
 frequent level is the reference); a numeric feature is first cut at its development tertiles (rounded to 0.5) so
 the score stays a table. A ridge (L2-penalised) logistic regression is fitted, its penalty chosen by
 cross-validation with folds of whole patients (out-of-fold deviance). Coefficients become integer points (Sullivan
-et al. 2004): one point per ``unit`` (default 0.5) of log-odds, rounded, then shifted so each feature's lowest
+et al. 2004): one point per ``unit`` (default 1) of log-odds, rounded, then shifted so each feature's lowest
 level scores 0 (a heavily penalised, uninformative feature scores 0 throughout). The total points map to a risk
 through a logistic recalibration on the development data, and the cut-off is the total maximising Youden's J
 there. Performance is reported apparent and optimism-corrected (Harrell's bootstrap:
@@ -213,7 +213,7 @@ def _youden_cutoff(total: NDArray[np.float64], y: NDArray[np.float64]) -> float:
     return cut
 
 
-def develop_score(reads: pd.DataFrame, features: list[str], *, unit: float = 0.5, n_boot: int = 100,
+def develop_score(reads: pd.DataFrame, features: list[str], *, unit: float = 1.0, n_boot: int = 100,
                   seed: int = 0) -> dict[str, Any]:
     """Develop the points score on ``reads`` (columns ``truth`` 0/1, ``case_id``, the ``features``).
 
