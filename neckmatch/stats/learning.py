@@ -38,7 +38,7 @@ def lc_cusum(failures: ArrayLike, p_acceptable: float = 0.10, p_unacceptable: fl
     Examples
     --------
     >>> s = lc_cusum([False, False, True], p_acceptable=0.1, p_unacceptable=0.2)
-    >>> [round(v, 4) for v in s]  # success +log(0.9/0.8) = 0.1178, failure log(0.1/0.2) = -0.6931, floor 0
+    >>> [round(float(v), 4) for v in s]  # success +log(0.9/0.8) = 0.1178, failure log(0.1/0.2) = -0.6931, floor 0
     [0.1178, 0.2356, 0.0]
     """
     w_ok, w_fail = _weights(p_acceptable, p_unacceptable)

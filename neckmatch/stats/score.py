@@ -29,7 +29,7 @@ from scipy.special import expit
 
 from neckmatch.errors import InputError
 from neckmatch.stats.accuracy import cluster_bootstrap, wilson_interval
-from neckmatch.stats.roc import auc_bootstrap, auc_mann_whitney
+from neckmatch.stats.roc import auc_bootstrap, auc_bootstrap_note, auc_mann_whitney
 
 __all__ = ["ridge_logistic", "design_spec", "design_matrix", "develop_score", "score_points", "validate_score",
            "score_table", "patient_hash", "unseen_levels"]
@@ -309,6 +309,7 @@ def validate_score(reads: pd.DataFrame, score: dict[str, Any], *, n_boot: int = 
     return {"readings": len(y), "positives": int(pos.sum()), "patients": int(np.unique(groups).size),
             "unseen_levels": unseen_levels(reads, score["spec"]),
             "auc": auc_mann_whitney(total, pos), "auc_low_boot": lo, "auc_high_boot": hi,
+            "auc_note": auc_bootstrap_note(total, pos, groups, n_boot=n_boot, seed=seed),
             "calibration": {"observed_rate": float(y.mean()), "mean_predicted": float(risk.mean()),
                             "in_the_large": cal_a, "intercept": a, "slope": b, "brier": float(np.mean((risk - y) ** 2)),
                             "by_total": by_total.to_dict("records")},

@@ -29,9 +29,10 @@ __all__ = ["StudyReadParams", "SIGNAL", "VS_FAT", "draw_study_reads", "reading_o
 SIGNAL = ("dark", "heterogeneous", "focal_bright", "bright")
 VS_FAT = ("darker", "equal", "brighter")
 # P(true signal category | benign, micrometastasis, macrometastasis)
-_SIGNAL_P = {"benign": (0.93, 0.06, 0.01, 0.0), "micro": (0.6, 0.15, 0.2, 0.05), "macro": (0.03, 0.07, 0.3, 0.6)}
+_SIGNAL_P = {"benign": (0.93, 0.065, 0.005, 0.0), "micro": (0.6, 0.15, 0.2, 0.05),
+             "macro": (0.03, 0.03, 0.3, 0.64)}
 # P(signal vs fat | signal category): residual signal of benign nodes mostly below fat, of metastases at / above
-_VS_FAT_P = {"dark": (1.0, 0.0, 0.0), "heterogeneous": (0.9, 0.08, 0.02), "focal_bright": (0.1, 0.6, 0.3),
+_VS_FAT_P = {"dark": (1.0, 0.0, 0.0), "heterogeneous": (0.95, 0.04, 0.01), "focal_bright": (0.05, 0.6, 0.35),
              "bright": (0.0, 0.25, 0.75)}
 _IRREGULAR_P = {"benign": 0.05, "micro": 0.1, "macro": 0.35}
 _HILUM_P = {"benign": 0.75, "micro": 0.6, "macro": 0.2}
