@@ -43,7 +43,8 @@ def test_learning_curve_orders_and_signals():
     assert curve["read_order"].is_monotonic_increasing and curve["index"].tolist() == list(range(1, n + 1))
     assert curve["signal"].sum() == 1
     first = int(curve.loc[curve["signal"], "index"].iloc[0])
-    assert first > 60 and curve["cusum"].iloc[first - 1] >= curve["limit"].iloc[0] > curve["cusum"].iloc[:first - 1].max()
+    assert first > 60
+    assert curve["cusum"].iloc[first - 1] >= curve["limit"].iloc[0] > curve["cusum"].iloc[:first - 1].max()
     assert curve["competent"].tolist() == [i >= first for i in range(1, n + 1)]
     assert curve["cum_accuracy"].iloc[-1] == pytest.approx(correct.mean())
 
