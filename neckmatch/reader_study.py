@@ -169,7 +169,10 @@ def reader_study_section(out_dir: Path) -> str:
                   "unit = matched node, covariance by the jackknife leaving out one patient at a time, so the "
                   "intervals account for the clustering of nodes within patients (random readers and cases "
                   "shown; FRRC and RRFC in <a href='reader_study/mrmc.csv'>mrmc.csv</a>).</p>",
-                  f"<table class='t'><tr>{head}</tr>{rows}</table>"]
+                  f"<table class='t'><tr>{head}</tr>{rows}</table>",
+                  f"<p class='meta'>{summary['mrmc']['nodes']} nodes of {summary['mrmc']['patients']} patients, "
+                  f"{summary['mrmc']['readers']} readers: the covariances rest on {summary['mrmc']['patients']} "
+                  "leave-one-patient-out estimates, imprecise with few patients.</p>"]
     parts += [f"<p class='meta'>{html.escape(n)}</p>" for n in summary.get("notes", [])]
     if (folder / "learning_curves.png").is_file():
         data = base64.b64encode((folder / "learning_curves.png").read_bytes()).decode("ascii")

@@ -85,7 +85,7 @@ def test_report_section(study):
     out, _ = study
     html = reader_study_section(out)
     assert "<h2>Reader study</h2>" in html and "jackknife leaving out one patient" in html
-    assert "data:image/png;base64," in html and "T2star" in html
+    assert "data:image/png;base64," in html and "T2star" in html and "138 nodes of 6 patients" in html
 
 
 def test_plain_reads_write_no_reader_study(tmp_path):
