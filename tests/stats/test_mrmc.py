@@ -1,5 +1,6 @@
 """Obuchowski-Rockette MRMC analysis against published results (OR-DBM MRMC 2.51 output for the VanDyke,
-Franken and FedRoc example data sets, see tests/data/README.md), hand-computed covariances, and bad designs."""
+Franken and FedRoc example data sets, and MRMCaov's DeLong analysis of VanDyke; see tests/data/README.md),
+hand-computed covariances, and bad designs."""
 
 from __future__ import annotations
 
@@ -71,6 +72,21 @@ def test_vandyke_frrc_and_rrfc_match_published():
     for test, (se, lo, hi) in {"0": (0.02482994, 0.82809808, 0.96597599),
                                "1": (0.01615303, 0.89598936, 0.98568536)}.items():
         assert tuple(_row(t, "RRFC", test)[["se", "ci_low", "ci_high"]]) == pytest.approx((se, lo, hi), abs=1e-6)
+
+
+def test_vandyke_delong_matches_mrmcaov():
+    # MRMCaov JSS paper (docs/jss/MRMCaov.tex): mrmc(empirical_auc(truth, rating), ..., data = VanDyke, cov = DeLong)
+    d = _data("vandyke")
+    comp = or_components(error_covariance(d, "delong"), 2, 5)
+    np.testing.assert_allclose([comp["var"], comp["cov1"], comp["cov2"], comp["cov3"]],
+                               [0.0007921325, 0.0003420090, 0.0003395265, 0.0002358497], atol=1e-10)
+    t = or_analysis(d, "delong")
+    g, diff = _row(t, "RRRC", ""), _row(t, "RRRC", "0", "1")
+    assert (g.statistic, g.df, g.p) == pytest.approx((4.484854, 15.06611, 0.05123303), abs=1e-6)
+    assert (diff.se, diff.ci_low, diff.ci_high) == pytest.approx((0.0206825, -0.0878671960, 0.0002665519), abs=1e-7)
+    single = _row(t, "RRRC", "0")
+    assert (single.se, single.df, single.ci_low, single.ci_high) == pytest.approx(
+        (0.03307642, 12.59597, 0.8253461, 0.9687280), abs=1e-6)
 
 
 # --- Franken (RJafroc tests/testthat/goodValues361/Iowa/Franken1.txt): Cov2 < Cov3, so max(.., 0) bites ------
