@@ -307,7 +307,7 @@ def _files_section(out_dir: Path) -> str:
     """Links to the cohort tables and statistics written so far (relative to the report)."""
     found = [out_dir / "cases.csv"] if (out_dir / "cases.csv").is_file() else []
     for folder, pattern in (("tables", "truth_*.csv"), ("tables", "truth_*.parquet"), ("tables", "matches.csv"),
-                            ("stats", "*")):
+                            ("stats", "*"), ("reader_study", "*")):
         found += sorted(p for p in (out_dir / folder).glob(pattern) if p.is_file() and not p.name.startswith("."))
     if not found:
         return "<p><em>none</em></p>"
