@@ -38,16 +38,23 @@ __all__ = ["collect_study_reads", "mrmc_long_table", "write_reader_study", "read
 STUDY_DIR = "reader_study"
 
 
-def collect_study_reads(records: Sequence[Any], nodes: pd.DataFrame) -> pd.DataFrame:
+def collect_study_reads(records: Sequence[Any], nodes: pd.DataFrame, notes: list[str] | None = None) -> pd.DataFrame:
     """Every reading of the finished cases joined to the node truth table; only trusted node pairs (matched MR
-    nodes with a known pathology status) are kept. ``truth`` is 1.0 / 0.0 (positive / negative)."""
+    nodes with a known pathology status) are kept. ``truth`` is 1.0 / 0.0 (positive / negative).
+
+    A case whose reads break the reader-study spec is left out, with the error appended to ``notes``.
+    """
     frames = []
     for rec in records:
         if rec.status == "failed":
             continue
-        path = read_manifest(rec.case_dir)["files"].get("mri.reads")
-        if path is not None:
-            frames.append(read_study_reads(path).assign(case_id=rec.case_id))
+        try:
+            path = read_manifest(rec.case_dir)["files"].get("mri.reads")
+            if path is not None:
+                frames.append(read_study_reads(path).assign(case_id=rec.case_id))
+        except InputError as exc:
+            if notes is not None:
+                notes.append(f"case {rec.case_id} left out of the reader study: {exc.field}: {exc.message}")
     if not frames or nodes.empty:
         return pd.DataFrame()
     reads = pd.concat(frames, ignore_index=True)
@@ -107,11 +114,12 @@ def _learning(reads: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def write_reader_study(out_dir: Path, records: Sequence[Any], tables: dict[str, pd.DataFrame]) -> dict[str, Path]:
     """Write ``out_dir/reader_study/`` (see the module docstring); nothing where no reads carry reader-study
     columns (``modality``, ``read_order`` / ``read_at``, ``phase``, ``f_*``)."""
-    reads = collect_study_reads(records, tables.get("nodes", pd.DataFrame()))
+    notes: list[str] = []
+    reads = collect_study_reads(records, tables.get("nodes", pd.DataFrame()), notes)
     if reads.empty or not _is_study(reads):
         return {}
     summary: dict[str, Any] = {"readings": len(reads), "patients": int(reads["case_id"].nunique()),
-                               "nodes": int(reads[["case_id", "node"]].drop_duplicates().shape[0]), "notes": []}
+                               "nodes": int(reads[["case_id", "node"]].drop_duplicates().shape[0]), "notes": notes}
     out = Path(out_dir) / STUDY_DIR
     with atomic_files(out) as tmp:
         write_csv(reads.drop(columns="truth"), tmp / "reads.csv")

@@ -30,7 +30,7 @@ def _case(root, k, rng, plain=False):
     (d / "case.json").write_text(json.dumps(doc))
     pos = rng.random(N_NODES) < 0.2
     pos[:2] = [True, False]
-    phase, orders = reading_order(5, k, N_CASES, StudyReadParams())
+    phase, orders = reading_order(5, k, N_CASES + 1, StudyReadParams())
     reads = draw_study_reads(rng, pos, np.zeros(N_NODES, bool), rng.gamma(4, 1.2, N_NODES) + 2 * pos,
                              np.arange(1, N_NODES + 1), phase, orders)
     if plain:
@@ -46,7 +46,9 @@ def _case(root, k, rng, plain=False):
 def study(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("study")
     rng = np.random.default_rng(0)
-    cases = [_case(tmp_path / "cohort", k, rng) for k in range(N_CASES)]
+    cases = [_case(tmp_path / "cohort", k, rng) for k in range(N_CASES + 1)]
+    bad = tmp_path / "cohort" / f"P{N_CASES:02d}" / "mri" / "reads.csv"  # one case breaking the spec is left out
+    bad.write_text(bad.read_text().replace(",pilot,", ",validation,", 1))
     records, nodes = [c[0] for c in cases], pd.concat([c[1] for c in cases], ignore_index=True)
     out = tmp_path / "results"
     files = write_reader_study(out, records, {"nodes": nodes})
@@ -61,6 +63,8 @@ def test_writes_mrmc_learning_curves_and_reads(study):
     reads = pd.read_csv(out / "reader_study" / "reads.csv")
     assert len(reads) == N_CASES * (N_NODES - 1) * 3 * 2  # unmatched node 1 of each case left out
     summary = json.loads((out / "reader_study" / "summary.json").read_text())
+    assert summary["notes"] == ["case P10 left out of the reader study: row 1: phase: must be explorative or pilot, "
+                                "got 'validation'"]
     assert summary["mrmc"] == {"tests": ["T2star", "T1"], "readers": 3, "nodes": 6 * (N_NODES - 1), "patients": 6}
     mrmc = pd.read_csv(out / "reader_study" / "mrmc.csv", keep_default_na=False, na_values=[""])
     diff = mrmc[(mrmc.analysis == "RRRC") & (mrmc.test_a == "T2star") & (mrmc.test_b == "T1")].iloc[0]
