@@ -304,7 +304,7 @@ def score_develop(
     out: Path = typer.Option(..., "--out", help="Output folder for score.json and score_table.csv."),
 ) -> None:
     """Fit a points score (penalised logistic regression, CV by patient, integer points) on one phase."""
-    from neckmatch.reader_study import run_score_develop
+    from neckmatch.stats.reader_study import run_score_develop
 
     paths = run_score_develop(results, out, phase=phase, modality=modality, n_boot=n_boot)
     console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)
@@ -319,7 +319,7 @@ def score_validate(
     out: Path = typer.Option(..., "--out", help="Output folder for validation.json and calibration.csv."),
 ) -> None:
     """Apply a developed score to other readings: AUC (clustered CI), calibration, sensitivity / specificity."""
-    from neckmatch.reader_study import run_score_validate
+    from neckmatch.stats.reader_study import run_score_validate
 
     paths = run_score_validate(results, score, out, phase=phase, n_boot=n_boot)
     console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)

@@ -34,9 +34,10 @@ def write_cohort_outputs(out_dir: Path, records: Sequence[Any]) -> dict[str, Pat
     files.update(_statistics(out_dir / "tables", out_dir / "stats", tables))
     figures = _figures(tables, out_dir / "stats", out_dir / "figures")
     files.update(figures)
-    from neckmatch.reader_study import write_reader_study
+    from neckmatch.stats.reader_study import write_reader_study
+    from neckmatch.viz.learning import learning_curve_figure
 
-    files.update(write_reader_study(out_dir, records, tables))
+    files.update(write_reader_study(out_dir, records, tables, draw=learning_curve_figure))
     html_text = render_report_html(out_dir, cases, tables, figures)
     files["report.html"] = write_text(html_text, out_dir / "report.html")
     return files
@@ -298,7 +299,7 @@ def render_report_html(
 
 
 def _reader_study_section(out_dir: Path) -> str:
-    from neckmatch.reader_study import reader_study_section
+    from neckmatch.stats.reader_study import reader_study_section
 
     return reader_study_section(out_dir)
 

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from neckmatch.cohort import CaseRecord
-from neckmatch.reader_study import mrmc_long_table, reader_study_section, write_reader_study
+from neckmatch.stats.reader_study import mrmc_long_table, reader_study_section, write_reader_study
 from neckmatch.synth.reads import StudyReadParams, draw_study_reads, reading_order
+from neckmatch.viz.learning import learning_curve_figure
 from tests.cli_helpers import run_main
 
 N_CASES, N_NODES = 10, 24
@@ -51,7 +52,7 @@ def study(tmp_path_factory):
     bad.write_text(bad.read_text().replace(",pilot,", ",validation,", 1))
     records, nodes = [c[0] for c in cases], pd.concat([c[1] for c in cases], ignore_index=True)
     out = tmp_path / "results"
-    files = write_reader_study(out, records, {"nodes": nodes})
+    files = write_reader_study(out, records, {"nodes": nodes}, draw=learning_curve_figure)
     return out, files
 
 

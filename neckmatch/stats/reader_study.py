@@ -10,6 +10,9 @@ Written into ``<results>/reader_study/`` by :func:`write_reader_study` (called b
   on the pilot readings, unit = matched node, jackknife by patient (clustered AUC);
 * ``learning_curve_<reader>.csv`` and ``learning_curves.png/svg``: LC-CUSUM per reader on the first modality;
 * ``summary.json``: what was analysed and why anything was not.
+
+The figure is drawn by the caller's ``draw`` (the report passes :func:`neckmatch.viz.learning.learning_curve_figure`):
+statistics do not import plotting.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import base64
 import html
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +114,14 @@ def _learning(reads: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {str(r): learning_curve(g, order=order) for r, g in rows.groupby("reader", sort=True)}
 
 
-def write_reader_study(out_dir: Path, records: Sequence[Any], tables: dict[str, pd.DataFrame]) -> dict[str, Path]:
+def write_reader_study(out_dir: Path, records: Sequence[Any], tables: dict[str, pd.DataFrame],
+                       draw: Callable[[Mapping[str, pd.DataFrame], Path], Any] | None = None) -> dict[str, Path]:
     """Write ``out_dir/reader_study/`` (see the module docstring); nothing where no reads carry reader-study
-    columns (``modality``, ``read_order`` / ``read_at``, ``phase``, ``f_*``)."""
+    columns (``modality``, ``read_order`` / ``read_at``, ``phase``, ``f_*``).
+
+    ``records`` have ``case_id``, ``case_dir`` and ``status`` (cohort run records); ``tables["nodes"]`` is the
+    stacked node truth table. ``draw(curves, stem)`` draws the learning-curve figure as ``stem.png`` / ``.svg``.
+    """
     notes: list[str] = []
     reads = collect_study_reads(records, tables.get("nodes", pd.DataFrame()), notes)
     if reads.empty or not _is_study(reads):
@@ -139,9 +147,8 @@ def write_reader_study(out_dir: Path, records: Sequence[Any], tables: dict[str, 
         for reader, curve in curves.items():
             write_csv(curve, tmp / f"learning_curve_{_safe(reader)}.csv")
         if curves:
-            from neckmatch.viz.learning import learning_curve_figure
-
-            learning_curve_figure(curves, tmp / "learning_curves")
+            if draw is not None:
+                draw(curves, tmp / "learning_curves")
             summary["learning"] = {r: {"readings": len(c), "accuracy": float(c["correct"].mean()),
                                        "limit": float(c["limit"].iloc[0]),
                                        "competent_at": int(c.loc[c["signal"], "index"].iloc[0]) if c["signal"].any()
