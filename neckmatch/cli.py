@@ -161,11 +161,12 @@ def synth(
     positions_fraction: Optional[float] = typer.Option(  # noqa: UP045
         None, "--positions-fraction", help="Fraction of cases whose pathology report has cc/ap positions."
     ),
+    study_reads: bool = typer.Option(False, "--study-reads", help="Reader-study reads: phases, order, 2 modalities."),
 ) -> None:
     """Write a synthetic cohort in the case format, with ground_truth.csv beside each case."""
     from neckmatch.synth import SynthParams, generate_cohort
 
-    params = SynthParams()
+    params = SynthParams(study_reads=study_reads)
     if positions_fraction is not None:
         if not 0.0 <= positions_fraction <= 1.0:
             from neckmatch.errors import InputError
@@ -267,6 +268,61 @@ def stats_lydata(
 
     path = run_lydata_stats(file, out, index=index, reference=reference, n_boot=n_boot, seed=seed)
     console.print(f"wrote {path}", markup=False, soft_wrap=True)
+
+
+@stats_app.command("mrmc", cls=_Command)
+def stats_mrmc(
+    file: Path = typer.Argument(..., help="A long CSV: one row per (reader, test, case) rating."),
+    reader: str = typer.Option("reader", "--reader", help="Reader column."),
+    test: str = typer.Option("test", "--test", help="Test (modality, treatment) column."),
+    case: str = typer.Option("case", "--case", help="Case column."),
+    truth: str = typer.Option("truth", "--truth", help="Truth column (0/1)."),
+    score: str = typer.Option("score", "--score", help="Score column (higher = more suspicious)."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Cluster column (patient): jackknife by cluster."),  # noqa: UP045
+    method: str = typer.Option("jackknife", "--method", help="Covariance: jackknife or delong."),
+    out: Path = typer.Option(..., "--out", help="Output folder for mrmc.csv and mrmc_readers.csv."),
+) -> None:
+    """Multi-reader multi-case ROC: Obuchowski-Rockette with Hillis' df (RRRC, FRRC, RRFC), empirical AUC."""
+    from neckmatch.stats.mrmc import run_mrmc
+
+    columns = {"reader": reader, "test": test, "case": case, "truth": truth, "score": score}
+    paths = run_mrmc(file, out, columns | ({"cluster": cluster} if cluster else {}), method=method)
+    console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)
+
+
+score_app = typer.Typer(cls=_Group, add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                        help="A points score from the readers' visual features: develop, then validate.")
+app.add_typer(score_app, name="score")
+
+
+@score_app.command("develop", cls=_Command)
+def score_develop(
+    results: Path = typer.Argument(..., help="A cohort results folder (reader_study/reads.csv) or that reads.csv."),
+    phase: str = typer.Option("explorative", "--phase", help="Readings to develop on."),
+    modality: Optional[str] = typer.Option(None, "--modality", help="Modality (default: the first)."),  # noqa: UP045
+    n_boot: int = typer.Option(100, "--n-boot", help="Bootstrap resamples for the optimism correction."),
+    out: Path = typer.Option(..., "--out", help="Output folder for score.json and score_table.csv."),
+) -> None:
+    """Fit a points score (penalised logistic regression, CV by patient, integer points) on one phase."""
+    from neckmatch.stats.reader_study import run_score_develop
+
+    paths = run_score_develop(results, out, phase=phase, modality=modality, n_boot=n_boot)
+    console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)
+
+
+@score_app.command("validate", cls=_Command)
+def score_validate(
+    results: Path = typer.Argument(..., help="A cohort results folder (reader_study/reads.csv) or that reads.csv."),
+    score: Path = typer.Option(..., "--score", help="score.json from `neckmatch score develop`."),
+    phase: str = typer.Option("pilot", "--phase", help="Readings to validate on."),
+    n_boot: int = typer.Option(2000, "--n-boot", help="Cluster-bootstrap resamples."),
+    out: Path = typer.Option(..., "--out", help="Output folder for validation.json and calibration.csv."),
+) -> None:
+    """Apply a developed score to other readings: AUC (clustered CI), calibration, sensitivity / specificity."""
+    from neckmatch.stats.reader_study import run_score_validate
+
+    paths = run_score_validate(results, score, out, phase=phase, n_boot=n_boot)
+    console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)
 
 
 @app.command(cls=_Command)

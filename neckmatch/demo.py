@@ -71,11 +71,11 @@ def run_demo(
         with the ground truth).
     """
     from neckmatch.cohort import run_cohort
-    from neckmatch.synth import generate_cohort
+    from neckmatch.synth import SynthParams, generate_cohort
 
     out = Path(out_dir)
     cohort, results = out / "cohort", out / "results"
-    generate_cohort(n_cases, seed, cohort)
+    generate_cohort(n_cases, seed, cohort, SynthParams(study_reads=True))  # reader-study reads: docs/reader-study.md
     run = run_cohort(cohort, results, workers=workers, maps=maps)
     mr = path = hits = pairs = 0
     for rec in run.records:

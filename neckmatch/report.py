@@ -33,6 +33,10 @@ def write_cohort_outputs(out_dir: Path, records: Sequence[Any]) -> dict[str, Pat
     files.update(_statistics(out_dir / "tables", out_dir / "stats", tables))
     figures = _figures(tables, out_dir / "stats", out_dir / "figures")
     files.update(figures)
+    from neckmatch.stats.reader_study import write_reader_study
+    from neckmatch.viz.learning import learning_curve_figure
+
+    files.update(write_reader_study(out_dir, records, tables, draw=learning_curve_figure))
     html_text = render_report_html(out_dir, cases, tables, figures)
     files["report.html"] = write_text(html_text, out_dir / "report.html")
     return files
@@ -299,6 +303,7 @@ def render_report_html(
         _accuracy_section(accuracy),
         "<h2>Readers: ROC and agreement</h2>",
         _readers_section(out_dir / "stats"),
+        _reader_study_section(out_dir),
         "<h2>Figures</h2>",
         "".join(_img(p) for p in figures.values() if Path(p).suffix == ".png") or "<p><em>none</em></p>",
         "<h2>Cases</h2>",
@@ -314,11 +319,17 @@ def render_report_html(
     return "\n".join(parts)
 
 
+def _reader_study_section(out_dir: Path) -> str:
+    from neckmatch.stats.reader_study import reader_study_section
+
+    return reader_study_section(out_dir)
+
+
 def _files_section(out_dir: Path) -> str:
     """Links to the cohort tables and statistics written so far (relative to the report)."""
     found = [out_dir / "cases.csv"] if (out_dir / "cases.csv").is_file() else []
     for folder, pattern in (("tables", "truth_*.csv"), ("tables", "truth_*.parquet"), ("tables", "matches.csv"),
-                            ("stats", "*")):
+                            ("stats", "*"), ("reader_study", "*")):
         found += sorted(p for p in (out_dir / folder).glob(pattern) if p.is_file() and not p.name.startswith("."))
     if not found:
         return "<p><em>none</em></p>"

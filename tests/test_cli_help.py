@@ -37,6 +37,7 @@ def test_every_command_is_covered():
         p[0] for p in COMMANDS if p
     }
     assert ("stats", "lydata") in COMMANDS
+    assert {("stats", "mrmc"), ("score", "develop"), ("score", "validate")} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "neckmatch")

@@ -65,17 +65,30 @@ def read_reads(path: str | Path, labels: Iterable[int]) -> list[Read]:
     InputError
         A missing column, a label not in ``labels``, a non-numeric score, ``malignant`` not yes/no, an empty
         reader, or one reader reading one node twice.
+
+    Notes
+    -----
+    A reader-study file (optional ``modality``, ``read_at`` / ``read_order``, ``phase``, ``f_*`` columns) gives
+    the reads of its first row's modality only, and of a node read twice by one reader (rows differing in
+    ``read_at`` / ``read_order``) the first; :func:`neckmatch.io.study_reads.read_study_reads` reads every row.
     """
     path = Path(path)
     known = {int(v) for v in labels}
     frame = read_table(path, ("node", "reader", "score", "malignant"))
     out: list[Read] = []
     seen: dict[tuple[int, str], int] = {}
+    # reader-study files (shared/spec/reader-study.md): the case's reads are the first modality's, first reading
+    primary = frame["modality"].iloc[0] if "modality" in frame and len(frame) else None
+    timed = [c for c in ("read_at", "read_order") if c in frame]
     for row, rec in enumerate(frame.to_dict("records"), start=1):
         node = _node(path, row, rec["node"], known)
         reader = rec["reader"]
         if not reader:
             raise InputError(path, f"row {row}: reader", "must not be empty, got ''")
+        if primary is not None and rec["modality"] != primary:
+            continue
+        if (node, reader) in seen and timed and any(rec[c] != frame.iloc[seen[node, reader] - 1][c] for c in timed):
+            continue  # a repeated reading (intra-reader agreement): analysed by neckmatch.io.study_reads
         if (node, reader) in seen:
             first = seen[node, reader]
             msg = f"reader '{reader}' reads node {node} twice (first in row {first})"

@@ -141,7 +141,13 @@ def generate_cohort(n_cases: int, seed: int, out_dir: str | Path, params: SynthP
     dirs = []
     for k in range(int(n_cases)):
         cid = f"SYN{k + 1:03d}"
-        generate_case(cid, case_seed(seed, k), out, params)
+        if params.study_reads:
+            from neckmatch.synth.reads import with_study_reads
+
+            case = with_study_reads(simulate_case(cid, case_seed(seed, k), params), seed, k, int(n_cases))
+            write_case(case, out / cid)
+        else:
+            generate_case(cid, case_seed(seed, k), out, params)
         dirs.append(out / cid)
     doc = {"generator": "neckmatch.synth", "seed": int(seed), "n_cases": int(n_cases),
            "cases": [d.name for d in dirs], "params": params.to_dict()}
