@@ -290,14 +290,16 @@ def run(
         result = run_cohort(cohort_dir, out, workers=workers, dask=dask, settings=Settings(tolerance_mm=tolerance),
                             maps=maps, force=force, on_progress=on_progress)  # fmt: skip
     console.print(format_cohort_summary(result), markup=False, soft_wrap=True)
-    if result.n_failed == len(result.records):
+    if result.n_failed:  # 0: every case done; 1: some case failed (listed above); 2: bad input
         raise typer.Exit(1)
 
 
 def main() -> None:
     """Console-script entry point: run the app, turning neckmatch errors into one line and exit code 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns a command's typer.Exit code here instead of exiting
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except NeckmatchError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
