@@ -324,9 +324,10 @@ def lost_worker_error(exc: BaseException) -> BaseException:
     if not isinstance(exc, KilledWorker):
         return exc
     last = getattr(exc.last_worker, "address", exc.last_worker)
+    times = "once" if exc.allowed_failures == 0 else f"{exc.allowed_failures + 1} times"
     return NeckmatchError(
-        f"the case killed its worker {exc.allowed_failures + 1} times (last {last}: out of memory, a crash in native "
-        "code or a lost machine; see that worker's log); not retried"
+        f"the case killed its worker {times} (last {last}: out of memory, a crash in native code or a lost machine; "
+        "see that worker's log); not retried"
     )
 
 
