@@ -27,7 +27,7 @@ def _source_files() -> list[str]:
     """The files of the source tree that a clone has (tracked, or new and not ignored), as git lists them."""
     out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                          check=True, capture_output=True).stdout.decode()  # fmt: skip
-    return sorted(f for f in out.split("\0") if f and (REPO / f).exists() or (REPO / f).is_symlink())
+    return sorted(f for f in out.split("\0") if f and ((REPO / f).exists() or (REPO / f).is_symlink()))
 
 
 def _version() -> str:
@@ -74,14 +74,16 @@ def test_metadata_carries_version_and_licence(dist: Path) -> None:
     with tarfile.open(dist / f"neckmatch-{version}.tar.gz") as tf:
         names = set(tf.getnames())
     top = f"neckmatch-{version}"
-    assert {f"{top}/LICENSE", f"{top}/README.md", f"{top}/pyproject.toml", f"{top}/{PACKAGED_EXAMPLE}/case.json"} <= names
+    shipped = {"LICENSE", "README.md", "pyproject.toml", f"{PACKAGED_EXAMPLE}/case.json"}
+    assert {f"{top}/{name}" for name in shipped} <= names
 
 
 def test_the_installed_wheel_runs_the_cli(dist: Path, tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
-    site = Path(subprocess.run([str(env_dir / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()"
-                                "['purelib'])"], check=True, capture_output=True, text=True).stdout.strip())  # fmt: skip
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = Path(subprocess.run([str(env_dir / "bin" / "python"), "-c", purelib], check=True, capture_output=True,
+                               text=True).stdout.strip())  # fmt: skip
     # the dependencies come from the test environment, appended after the clean site-packages (no neckmatch there
     # is importable: the editable install's own .pth is not read from a path added this way)
     (site / "_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
