@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -38,7 +39,8 @@ def find_truth_levels(results: str | Path) -> Path:
 
 
 def _cohort_patients(cohort: Path) -> pd.DataFrame:
-    """``case_id, primary_side`` and any lyDATA patient / tumour field named at the top of each ``case.json``."""
+    """``case_id, primary_side``, ``n_stage`` from ``pN`` and any lyDATA patient / tumour field named at the top
+    of each ``case.json``."""
     from neckmatch.cohort import find_cases
     from neckmatch.stats.lydata import _PATIENT_FIELDS, _TUMOR_FIELDS
 
@@ -53,6 +55,9 @@ def _cohort_patients(cohort: Path) -> pd.DataFrame:
         if not isinstance(doc, dict) or "case_id" not in doc:
             raise InputError(path, "case_id", "missing")
         row = {"case_id": str(doc["case_id"]), "primary_side": doc.get("primary_side")}
+        n_stage = re.fullmatch(r"[pyc]*N([0-3])[a-c]?", str(doc.get("pN", "")).strip(), flags=re.I)
+        if n_stage:  # case.json's pathological N category (pN0 ... pN3b) as lyDATA's n_stage
+            row["n_stage"] = int(n_stage.group(1))
         row.update({k: v for k, v in doc.items() if k in fields and not isinstance(v, (dict, list))})
         rows.append(row)
     return pd.DataFrame(rows, columns=None if rows else ["case_id", "primary_side"])
@@ -64,7 +69,8 @@ def patients_table(cohort: str | Path | None = None, patients: str | Path | None
     Parameters
     ----------
     cohort : path, optional
-        The cohort's case folders (``case.json`` gives ``primary_side`` and any top-level lyDATA field).
+        The cohort's case folders (``case.json`` gives ``primary_side``, ``n_stage`` from ``pN`` such as
+        ``pN2b``, and any top-level lyDATA field).
     patients : path, optional
         A CSV with ``case_id`` and any of ``primary_side`` and lyDATA's patient / tumour fields; its values win
         over the case folders'. lyDATA's validator requires ``institution, sex, age, diagnose_date,

@@ -32,7 +32,7 @@ def results(tmp_path: Path) -> Path:
     frame.to_csv(out / "tables" / "truth_levels.csv", index=False)
     for cid, side, t_stage in (("C1", "R", 2), ("C2", "L", None)):
         (tmp_path / "cohort" / cid).mkdir(parents=True)
-        doc = {"case_id": cid, "primary_side": side, **({"t_stage": t_stage} if t_stage else {})}
+        doc = {"case_id": cid, "primary_side": side, **({"t_stage": t_stage, "pN": "pN2b"} if t_stage else {})}
         (tmp_path / "cohort" / cid / "case.json").write_text(json.dumps(doc))
     (tmp_path / "patients.csv").write_text("case_id,t_stage,n_stage\nC2,3,0\n")
     return out
@@ -55,6 +55,8 @@ def test_levels_land_in_the_named_modalities_ipsi_by_primary_side(results: Path,
     raw = pd.read_csv(path, header=[0, 1, 2])
     t_stage = dict(zip(raw[("patient", "#", "id")], raw[("tumor", "1", "t_stage")], strict=True))
     assert t_stage == {"C1": 2, "C2": 3}  # from case.json and from the patients CSV
+    n_stage = dict(zip(raw[("patient", "#", "id")], raw[("patient", "#", "n_stage")], strict=True))
+    assert n_stage == {"C1": 2, "C2": 0}  # case.json's pN2b; the CSV's 0
 
 
 def test_round_trip_through_stats_lydata(results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
