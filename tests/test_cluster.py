@@ -27,7 +27,7 @@ from neckmatch.cluster import (
     make_check,
     travelling_settings,
 )
-from neckmatch.cohort import CaseRecord, input_fingerprint, run_case_task
+from neckmatch.cohort import CaseRecord, input_fingerprint, run_case_task, run_cohort
 from neckmatch.errors import NeckmatchError
 from neckmatch.pipeline import Settings
 from neckmatch.synth import generate_cohort
@@ -62,8 +62,9 @@ def _port_open(port: int) -> bool:
 class Cluster:
     """A dask scheduler and workers, each a process group of its own, all killed by :meth:`stop`."""
 
-    def __init__(self, scratch: Path) -> None:
+    def __init__(self, scratch: Path, allowed_failures: int = 3) -> None:
         self.scratch = scratch
+        self.env = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(allowed_failures)}
         self.port = _free_port()
         self.address = f"tcp://127.0.0.1:{self.port}"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -72,7 +73,7 @@ class Cluster:
         _wait(lambda: _port_open(self.port), "scheduler listening", list(self.procs.values()))
 
     def _start(self, name: str, module: str, *args: str, hide: Path | None = None) -> None:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        env = {**os.environ, **self.env, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         cmd = [sys.executable, "-m", module, *args]
         if hide is not None:  # a private mount namespace with an empty tmpfs over `hide`
             cmd = ["unshare", "--mount", "sh", "-c", 'mount -t tmpfs none "$0" && exec "$@"', str(hide), *cmd]
@@ -80,11 +81,11 @@ class Cluster:
             self.procs[name] = subprocess.Popen(cmd, cwd=self.scratch, stdout=log, stderr=subprocess.STDOUT, env=env,
                                                 start_new_session=True)  # fmt: skip
 
-    def add_worker(self, name: str, hide: Path | None = None) -> None:
+    def add_worker(self, name: str, *args: str, hide: Path | None = None) -> None:
         """Start ``dask worker`` (one single-threaded process under a nanny) in the scratch folder."""
         local = str(self.scratch / name)
         self._start(name, "distributed.cli.dask_worker", self.address, "--nthreads", "1", "--nworkers", "1",
-                    "--no-dashboard", "--name", name, "--local-directory", local, hide=hide)  # fmt: skip
+                    "--no-dashboard", "--name", name, "--local-directory", local, *args, hide=hide)  # fmt: skip
 
     def workers(self) -> dict[str, str]:
         """Worker name -> address, as the scheduler sees them."""
@@ -116,10 +117,11 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A fresh scheduler (its own scratch folder as working folder); every process killed at the end."""
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """A fresh scheduler (its own scratch folder as working folder); every process killed at the end.
+    ``@pytest.mark.parametrize("cluster", [n], indirect=True)`` sets dask's allowed failures per task."""
     scratch = Path(tempfile.mkdtemp(prefix="nm-dask-"))  # the processes' working folder: not the client's
-    c = Cluster(scratch)
+    c = Cluster(scratch, getattr(request, "param", 3))
     try:
         yield c
     finally:
@@ -229,6 +231,47 @@ def test_a_worker_that_cannot_see_the_cohort_stops_the_run_before_anything_is_wr
     assert not (tmp_path / "out").exists()
 
 
+def _huge_label_map(path: Path, shape: tuple[int, int, int]) -> None:
+    """A small .nii.gz file that decompresses to a uint8 label map of ``shape`` (gzip members of zeros
+    repeated), so reading it needs far more memory than the file's size."""
+    import gzip
+
+    import nibabel as nib
+    import numpy as np
+
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(np.uint8)
+    header.set_qform(np.eye(4), code=1)
+    header.set_sform(np.eye(4), code=1)
+    header["vox_offset"] = 352
+    head = header.binaryblock + b"\0" * 4  # no extensions
+    chunk = 1 << 24
+    total = int(np.prod(shape))
+    zeros = gzip.compress(b"\0" * chunk, compresslevel=9)
+    with path.open("wb") as fh:
+        fh.write(gzip.compress(head + b"\1" * 8))  # a few voxels of label 1
+        for _ in range((total - 8) // chunk):
+            fh.write(zeros)
+        fh.write(gzip.compress(b"\0" * ((total - 8) % chunk)))
+
+
+@pytest.mark.parametrize("cluster", [0], indirect=True)
+def test_a_case_that_kills_its_worker_is_failed_with_its_reason_not_retried(
+    cluster: Cluster, cohort: Path, tmp_path: Path
+) -> None:
+    cluster.add_worker("small", "--memory-limit", "700MB")  # its nanny ends it above 95 % of that
+    addresses = cluster.wait_workers({"small"})
+    case = Path(shutil.copytree(cohort / "SYN001", tmp_path / "cohort" / "SYN001"))
+    _huge_label_map(case / "mri" / "nodes.nii.gz", (1000, 1000, 800))  # 0.8 GB as uint8, more while read
+    result = run_cohort(tmp_path / "cohort", tmp_path / "out", dask=cluster.address, maps=False)
+    (record,) = result.records
+    assert record.status == "failed"
+    assert record.error == (f"the case killed its worker once (last {addresses['small']}: out of memory, a crash "
+                            "in native code or a lost machine; see that worker's log); not retried")  # fmt: skip
+    assert not (tmp_path / "out" / "SYN001").exists() and not list((tmp_path / "out").rglob(".*"))
+
+
 def _check(tmp_path: Path, **changes: object) -> tuple[WorkerCheck, Settings]:
     cohort = tmp_path / "cohort"
     (cohort / "P1").mkdir(parents=True, exist_ok=True)
@@ -294,3 +337,27 @@ def test_a_case_that_kills_its_workers_gets_one_plain_reason() -> None:
     assert str(exc).startswith("the case killed its worker 4 times (last tcp://10.0.0.7:4000: out of memory")
     other = ValueError("x")
     assert lost_worker_error(other) is other
+
+
+def test_a_worker_failing_the_check_runs_no_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import distributed
+
+    from neckmatch.cluster import WorkerCheckError, worker_task
+
+    class _Worker:
+        address = "tcp://10.0.0.9:4000"
+
+    monkeypatch.setattr(distributed, "get_worker", lambda: _Worker())
+    check, settings = _check(tmp_path)
+    ran: list[str] = []
+
+    def run_case(case_dir: str, *args: object) -> str:
+        ran.append(case_dir)
+        return "record"
+
+    assert worker_task(run_case, check, "P1", str(tmp_path / "out"), "P1", "fp", settings, False) == (
+        "record", "tcp://10.0.0.9:4000")  # fmt: skip
+    late = WorkerCheck(**{**check.__dict__, "token": "another-run", "cohort_dir": str(tmp_path / "gone")})
+    with pytest.raises(WorkerCheckError, match=r"^worker tcp://10\.0\.0\.9:4000: cannot see the cohort folder "):
+        worker_task(run_case, late, "P2", str(tmp_path / "out"), "P2", "fp", settings, False)
+    assert ran == ["P1"]
