@@ -264,8 +264,9 @@ def connect(address: str, workers: int, env: dict[str, str] | None = None) -> It
 
     cluster = None
     if address == "local":
+        # ":0": the scheduler's http server (and dashboard, with bokeh) on a free port, never a clash on 8787
         cluster = LocalCluster(n_workers=max(workers, 1), threads_per_worker=1, processes=True,
-                               dashboard_address=None, env=env)  # fmt: skip
+                               dashboard_address=":0", env=env)  # fmt: skip
         client = Client(cluster)
     else:
         try:

@@ -68,8 +68,9 @@ class Cluster:
         self.port = _free_port()
         self.address = f"tcp://127.0.0.1:{self.port}"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        # --no-dashboard still serves http (health, metrics): on a free port, not 8787 that others may hold
         self._start("scheduler", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(self.port),
-                    "--no-dashboard")  # fmt: skip
+                    "--no-dashboard", "--dashboard-address", "127.0.0.1:0")  # fmt: skip
         _wait(lambda: _port_open(self.port), "scheduler listening", list(self.procs.values()))
 
     def _start(self, name: str, module: str, *args: str, hide: Path | None = None) -> None:
