@@ -325,6 +325,39 @@ def score_validate(
     console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)
 
 
+export_app = typer.Typer(cls=_Group, add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                         help="Export a results folder for other tools (lyDATA).")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("lydata", cls=_Command)
+def export_lydata(
+    results: Path = typer.Argument(..., help="Results of `neckmatch run` (or of `neckmatch match` for one case)."),
+    out: Path = typer.Option(..., "--out", help="The lyDATA CSV to write."),
+    cohort: Optional[Path] = typer.Option(None, "--cohort", help="The case folders: primary side and lyDATA fields."),  # noqa: UP045
+    patients: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--patients", help="CSV: case_id, primary_side and lyDATA patient/tumour fields (t_stage, n_stage ...)."
+    ),
+    modality: str = typer.Option("MRI", "--modality", help="lyDATA name of the MR calls (the index test)."),
+    reference: str = typer.Option("pathology", "--reference", help="lyDATA name of the pathology reference."),
+) -> None:
+    """The cohort's level truth tables as a lyDATA CSV (lydata validates it, lymph-model loads it)."""
+    from neckmatch.export import export_lydata as export
+
+    path = export(results, out, cohort=cohort, patients=patients, modality=modality, reference=reference)
+    console.print(f"wrote {path}", markup=False, soft_wrap=True)
+
+
+@app.command(cls=_Command)
+def example(
+    out: Path = typer.Option(Path("minimal_case"), "--out", help="Folder to copy the example case into (new)."),
+) -> None:
+    """Copy the small example case shipped with neckmatch (to try `inspect`, `levels`, `match` on)."""
+    from neckmatch.data import copy_example_case
+
+    console.print(f"wrote {copy_example_case(out)}", markup=False, soft_wrap=True)
+
+
 @app.command(cls=_Command)
 def run(
     cohort_dir: Path = typer.Argument(..., help="A folder of case folders (each with case.json)."),
@@ -346,14 +379,16 @@ def run(
         result = run_cohort(cohort_dir, out, workers=workers, dask=dask, settings=Settings(tolerance_mm=tolerance),
                             maps=maps, force=force, on_progress=on_progress)  # fmt: skip
     console.print(format_cohort_summary(result), markup=False, soft_wrap=True)
-    if result.n_failed == len(result.records):
+    if result.n_failed:  # 0: every case done; 1: some case failed (listed above); 2: bad input
         raise typer.Exit(1)
 
 
 def main() -> None:
     """Console-script entry point: run the app, turning neckmatch errors into one line and exit code 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns a command's typer.Exit code here instead of exiting
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except NeckmatchError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -291,41 +291,18 @@ def _run_local(tasks: list[_Task], out_dir: Path, settings: Any, maps: bool, wor
 
 
 def _run_dask(
-    tasks: list[_Task], out_dir: Path, settings: Any, maps: bool, address: str, workers: int
-) -> Iterator[CaseRecord]:
+    tasks: list[_Task], out_dir: Path, settings: Any, maps: bool, address: str, workers: int,
+    cohort_dir: Path, created: bool = False,
+) -> Iterator[CaseRecord]:  # fmt: skip
     """Run tasks on a dask.distributed cluster (``address`` = scheduler address, or ``local``).
 
-    The per-case task is the same as on the local pool; every worker must see ``out_dir`` and the case folders
-    at the same paths (a shared filesystem).
+    Every worker is asked first whether it sees ``cohort_dir`` and ``out_dir`` (absolute, resolved on the client)
+    and runs the same software (:mod:`neckmatch.cluster`); the per-case task is the same as on the local pool.
     """
-    from distributed import Client, LocalCluster, as_completed
+    from neckmatch.cluster import connect, run_on_cluster
 
-    cluster = None
-    if address == "local":
-        with _capped_blas_env():
-            cluster = LocalCluster(
-                n_workers=max(workers, 1), threads_per_worker=1, processes=True, dashboard_address=None
-            )
-        client = Client(cluster)
-    else:
-        client = Client(address)
-    try:
-        futures = {
-            client.submit(
-                run_case_task, str(t.case_dir), str(out_dir), t.case_id, t.fingerprint, settings, maps,
-                key=f"neckmatch-{t.case_id}-{t.fingerprint[:12]}", pure=False,
-            ): t
-            for t in tasks
-        }  # fmt: skip
-        for fut in as_completed(futures):
-            try:
-                yield fut.result()
-            except Exception as exc:  # worker lost too often (KilledWorker) ...
-                yield _failed(futures[fut], exc)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    with connect(address, workers, env={k: "1" for k in _BLAS_ENV}) as client:
+        yield from run_on_cluster(client, tasks, out_dir, cohort_dir, settings, maps, run_case_task, _failed, created)
 
 
 def default_workers() -> int:
@@ -372,6 +349,9 @@ def run_cohort(
 
     settings = settings if settings is not None else Settings()
     out = Path(out_dir)
+    if dask:  # every path a worker sees is absolute, resolved here on the client
+        cohort_dir, out = Path(cohort_dir).resolve(), out.resolve()
+    created = not out.exists()
     cases = find_cases(cohort_dir)
     if not cases:
         raise InputError(cohort_dir, "", "holds no case folder (no case.json found)")
@@ -386,7 +366,7 @@ def run_cohort(
     if not todo:
         runner: Iterable[CaseRecord] = ()  # nothing to run: no pool, no cluster
     elif dask:
-        runner = _run_dask(todo, out, settings, maps, dask, n_workers)
+        runner = _run_dask(todo, out, settings, maps, dask, n_workers, Path(cohort_dir), created)
     else:
         runner = _run_local(todo, out, settings, maps, n_workers)
     for rec in runner:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,7 +17,8 @@ __all__ = ["cohort_progress", "format_cohort_summary"]
 def cohort_progress(console: Console) -> Iterator[Callable[[Any, int, int], None]]:
     """A rich progress bar; yields the ``on_progress(record, done, total)`` callback of ``run_cohort``.
 
-    A failed case is printed above the bar as it happens (its one-line error, case id only).
+    A failed case is printed above the bar as it happens (its one-line error, case id only), and so are the lines
+    of a dask run (``neckmatch.cluster``: the scheduler and its dashboard, each case with the worker that ran it).
     """
     progress = Progress(
         TextColumn("[bold]cases"),
@@ -36,8 +38,26 @@ def cohort_progress(console: Console) -> Iterator[Callable[[Any, int, int], None
         if record.status == "failed":
             progress.console.print(f"{record.case_id}: failed: {record.error}", markup=False, soft_wrap=True)
 
-    with progress:
-        yield on_progress
+    handler = _ConsoleHandler(progress.console)
+    cluster_log = logging.getLogger("neckmatch.cluster")
+    cluster_log.addHandler(handler)
+    cluster_log.setLevel(logging.INFO)
+    try:
+        with progress:
+            yield on_progress
+    finally:
+        cluster_log.removeHandler(handler)
+
+
+class _ConsoleHandler(logging.Handler):
+    """Log records printed as plain lines on a rich console (above a live progress bar)."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(logging.INFO)
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.console.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
 
 
 def format_cohort_summary(result: Any) -> str:
