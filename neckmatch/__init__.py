@@ -35,10 +35,10 @@ True
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neckmatch._version import __version__
+from neckmatch.data import example_case
 from neckmatch.errors import InputError, NeckmatchError
 
 if TYPE_CHECKING:  # the names resolve lazily at run time (see __getattr__), statically here
@@ -55,8 +55,8 @@ if TYPE_CHECKING:  # the names resolve lazily at run time (see __getattr__), sta
     from neckmatch.synth import generate_cohort
     from neckmatch.viz.render import render_case
 
-#: The small hand-made case shipped with the source tree (``examples/minimal_case``).
-EXAMPLE_CASE = Path(__file__).resolve().parents[1] / "examples" / "minimal_case"
+#: The small hand-made case shipped with the package (``examples/minimal_case`` in the source tree).
+EXAMPLE_CASE = example_case()
 
 # public name -> module that defines it; imported on first use so that ``import neckmatch`` stays fast
 _LAZY: dict[str, str] = {

@@ -1,7 +1,8 @@
 """The package's import graph, built from the source: no cycle, and imports only along the pipeline's layers.
 
 Layers (docs/architecture.md): ``_version``, ``errors``, ``model`` <- ``io`` <- ``geometry`` <- ``correlation``
-<- ``stats`` / ``viz`` <- ``pipeline``, ``report`` <- ``cohort`` <- ``cli`` / ``review`` / ``demo``; ``synth``
+<- ``stats`` / ``viz`` <- ``pipeline``, ``report`` <- ``cluster`` <- ``cohort`` <- ``cli`` / ``review`` / ``demo``
+/ ``export``; ``data`` (the shipped example case) sits beside ``io``; ``synth``
 (the synthetic generator) may use ``io`` and ``geometry``. The package's ``__init__`` (the public API) sits on top.
 Function-level imports count as much as module-level ones.
 """
@@ -20,13 +21,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "neckmatch"
 # not import each other (stats and viz are siblings; so are cli, review and demo).
 RANKS: dict[str, int] = {
     "_version": 0, "errors": 0, "model": 0, "progress": 0,
-    "io": 1,
+    "io": 1, "data": 1,
     "geometry": 2,
     "synth": 3, "correlation": 3,
     "stats": 4, "viz": 4,
     "pipeline": 5, "report": 5, "calibrate": 5,
     "cluster": 6, "cohort": 7,
-    "demo": 8, "review": 8, "cli": 9,
+    "demo": 8, "review": 8, "export": 8, "cli": 9,
     "__init__": 10,
 }
 # Deliberate exceptions: (importer group, imported group).
