@@ -15,7 +15,6 @@ import typer
 from rich.console import Console
 
 from neckmatch import __version__
-from neckmatch.errors import NeckmatchError
 
 
 class _CleanHelp:
@@ -52,6 +51,7 @@ class _Group(_CleanHelp, typer.core.TyperGroup):
 app = typer.Typer(
     cls=_Group,
     name="neckmatch",
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Radiology-pathology correlation of neck lymph nodes.",
     no_args_is_help=True,
     add_completion=False,
@@ -70,10 +70,17 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Optional[bool] = typer.Option(  # noqa: UP045
-        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        None, "-V", "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    allow_external_files: bool = typer.Option(
+        False, "--allow-external-files", help="Let case.json name input files outside the case folder."
     ),
 ) -> None:
     """Radiology-pathology correlation of neck lymph nodes."""
+    if allow_external_files:  # read by io.case (also in worker processes, which inherit the environment)
+        import os
+
+        os.environ["NECKMATCH_ALLOW_EXTERNAL_FILES"] = "1"
 
 
 @app.command(cls=_Command)
@@ -290,34 +297,20 @@ def run(
         result = run_cohort(cohort_dir, out, workers=workers, dask=dask, settings=Settings(tolerance_mm=tolerance),
                             maps=maps, force=force, on_progress=on_progress)  # fmt: skip
     console.print(format_cohort_summary(result), markup=False, soft_wrap=True)
-    if result.n_failed == len(result.records):
+    if result.n_failed:  # exit code 1: some or all cases failed (listed above, with why)
         raise typer.Exit(1)
 
 
-def main() -> None:
-    """Console-script entry point: run the app, turning neckmatch errors into one line and exit code 2."""
-    try:
-        app(standalone_mode=False)
-    except NeckmatchError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except OSError as exc:  # a file or folder that cannot be read or written (permissions, a file in the way ...)
-        where = f"{exc.filename}: " if exc.filename else ""
-        err_console.print(f"error: {where}{exc.strerror or exc}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except (typer.Exit, SystemExit) as exc:
-        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
-        sys.exit(code or 0)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(1)
-    except Exception as exc:  # click usage errors come as ClickException
-        import click
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point; every outcome becomes an exit code (docs/cli.md), never a traceback.
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
+    0 done; 1 some or all cases failed (``run``) or an internal error; 2 a usage or input error, one line (a usage
+    error may add a hint line); 130 interrupted (Ctrl-C). Applies to every command and sub-command, also those
+    registered later, because it wraps the whole app.
+    """
+    from neckmatch.clierrors import run_app
+
+    sys.exit(run_app(app, sys.argv[1:] if argv is None else argv, err_console, __version__))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -95,7 +95,7 @@ def test_missing_case_json(case_dir: Path) -> None:
 
 def test_malformed_case_json(case_dir: Path) -> None:
     (case_dir / "case.json").write_text('{"format": "neckmatch-case/1", ')
-    with pytest.raises(InputError, match=r"case\.json: not valid JSON: .*line 1"):
+    with pytest.raises(InputError, match=r"case\.json: not valid JSON \(UTF-8\): .*line 1"):
         read_case(case_dir)
 
 
