@@ -139,7 +139,8 @@ def landmarks(
 @app.command(cls=_Command)
 def match(
     case_dir: Path = typer.Argument(..., help="A case folder (with case.json)."),
-    out: Path = typer.Option(..., "--out", help="Output folder (created or replaced whole; never left half-written)."),
+    out: Path = typer.Option(..., "--out", help="Output folder: new, empty or an earlier neckmatch output (only "
+                             "neckmatch's own files are replaced; never left half-written)."),
     constraints: Optional[Path] = typer.Option(  # noqa: UP045
         None, "--constraints", metavar="CSV",
         help="People's matching decisions, a CSV with columns mr_node,path_node,action (other columns ignored); "
@@ -150,13 +151,15 @@ def match(
     auto_threshold: Optional[float] = typer.Option(  # noqa: UP045
         None, "--auto-threshold", help="Confidence from which a decision is 'auto' (default: the matcher's)."
     ),
+    force: bool = typer.Option(False, "--force", help="Write into a non-empty folder neckmatch did not make "
+                               "(only the files neckmatch writes are replaced; other files are kept)."),
 ) -> None:
     """Match MR nodes to pathology nodes; write levels, matches, truth tables and the specimen."""
     from neckmatch.pipeline import Settings, format_summary, process_case
 
     settings = Settings(tolerance_mm=tolerance, auto_threshold=auto_threshold,
                         constraints=None if constraints is None else str(constraints))  # fmt: skip
-    summary = process_case(case_dir, out, settings)
+    summary = process_case(case_dir, out, settings, force=force)
     console.print(format_summary(summary, out), markup=False, soft_wrap=True)
 
 
@@ -211,6 +214,10 @@ def render(
 
     if results is None and (out / "truth_nodes.csv").is_file():
         results = out
+    if results is not None:  # never draw another patient's results (or results of older inputs)
+        from neckmatch.io.outdir import check_results_for_case
+
+        check_results_for_case(results, case_dir)
     paths = render_case(read_case(case_dir), out, results_dir=results)
     console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)
 

@@ -23,7 +23,7 @@ from neckmatch.model import LabelMap, Landmarks
 
 __all__ = ["MAX_OUTSIDE_MM", "CRANIOCAUDAL", "check_landmarks", "field_of_view"]
 
-MAX_OUTSIDE_MM = 150.0
+MAX_OUTSIDE_MM = 250.0  # a neck is about 250 mm tall; a DICOM SEG grid may cover only the segmented slices
 CRANIOCAUDAL = ("skull_base", "hyoid_body_inferior", "cricoid_arch_inferior", "manubrium_superior")
 
 

@@ -546,7 +546,7 @@ def _constraint_entries() -> list[Entry]:
     texts: list[tuple[str, str | bytes]] = [
         ("forced-and-forbidden", h + "1,R-II-01,must_link\n1,R-II-01,cannot_link\n"),
         ("path-node-two-partners", h + "1,R-II-01,must_link\n2,R-II-01,must_link\n"),
-        ("mr-node-two-partners", h + "1,R-II-01,must_link\n1,R-IV-01,must_link\n"),
+        ("mr-node-three-partners", h + "1,R-II-01,must_link\n1,R-II-02,must_link\n1,R-IV-01,must_link\n"),
         ("across-sides", h + "1,L-II-01,must_link\n"),
         ("linked-and-unmatched", h + "1,R-II-01,must_link\n1,,unmatched\n"),
         ("unknown-mr", h + "99,R-II-01,must_link\n"), ("unknown-path", h + "1,X-1,must_link\n"),
