@@ -23,7 +23,7 @@ Examples
 ...     with write_into(out, {"command": "match", "case_id": "P1"}) as stage:
 ...         _ = (stage / "matches.csv").write_text("y")
 ...     sorted(p.name for p in out.iterdir()), read_marker(out)["files"]
-(['.neckmatch-output.json', 'matches.csv', 'notes.txt'], ['matches.csv'])
+(['matches.csv', 'neckmatch-output.json', 'notes.txt'], ['matches.csv'])
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from neckmatch.io.atomic import replace_dir, write_text
 
 __all__ = ["MARKER", "read_marker", "check_out_dir", "write_into", "inputs_fingerprint", "check_results_for_case"]
 
-MARKER = ".neckmatch-output.json"
+MARKER = "neckmatch-output.json"
 _FORMAT = "neckmatch-output/1"
 
 
