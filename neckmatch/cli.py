@@ -305,6 +305,10 @@ def run(
                             maps=maps, force=force, on_progress=on_progress)  # fmt: skip
     console.print(format_cohort_summary(result), markup=False, soft_wrap=True)
     if result.n_failed:  # exit code 1: some or all cases failed (listed above, with why)
+        failed = [r.case_id for r in result.records if r.status == "failed"]
+        err_console.print(f"error: {len(failed)} of {len(result.records)} cases failed: {', '.join(failed[:10])}"
+                          f"{' ...' if len(failed) > 10 else ''} (why: above and in cases.csv)",
+                          markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 

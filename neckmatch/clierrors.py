@@ -80,6 +80,15 @@ def run_app(app: Any, argv: Sequence[str], err_console: Any, version: str) -> in
     if wants_version(argv):
         print(f"neckmatch {version}")
         return EXIT_OK
+    import warnings
+
+    with warnings.catch_warnings():
+        if not os.environ.get("NECKMATCH_DEBUG"):  # library warnings (pydicom, numpy ...) are not for the user
+            warnings.simplefilter("ignore")
+        return _run(app, argv, err_console)
+
+
+def _run(app: Any, argv: Sequence[str], err_console: Any) -> int:
     try:
         rc = app(args=list(argv), prog_name="neckmatch", standalone_mode=False)
     except KeyboardInterrupt:

@@ -44,9 +44,11 @@ def _check_inside(path: Path, landmarks: Landmarks, label_map: LabelMap) -> None
     named = [(n, np.asarray(p)[None, :]) for n, p in landmarks.points.items()]
     named += [(n, np.asarray(c.points)) for n, c in landmarks.curves.items()]
     for name, pts in named:
-        excess = np.maximum(low - pts, 0.0) + np.maximum(pts - high, 0.0)
-        worst = int(np.argmax(np.linalg.norm(excess, axis=1)))
-        dist = float(np.linalg.norm(excess[worst]))
+        with np.errstate(over="ignore", invalid="ignore"):
+            excess = np.maximum(low - pts, 0.0) + np.maximum(pts - high, 0.0)
+            norms = np.linalg.norm(excess, axis=1)
+        worst = int(np.argmax(np.where(np.isfinite(norms), norms, np.inf)))
+        dist = float(norms[worst])
         if not np.isfinite(dist) or dist > MAX_OUTSIDE_MM:
             raise InputError(path, name, f"RAS {_fmt(pts[worst])} mm lies {dist:.4g} mm outside the label map's "
                              f"field of view {_fmt(low)}-{_fmt(high)} (limit {MAX_OUTSIDE_MM:g} mm)")
