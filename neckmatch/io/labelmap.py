@@ -56,7 +56,8 @@ NRRD_SPACES: dict[str, tuple[float, float, float]] = {
     "lps": (-1.0, -1.0, 1.0),
 }
 _LPS_FLIP = np.diag([-1.0, -1.0, 1.0])
-_READ_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, zlib.error, gzip.BadGzipFile)
+_READ_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, StopIteration, zlib.error,
+                gzip.BadGzipFile)
 
 
 def label_map_format(path: str | Path) -> str:
