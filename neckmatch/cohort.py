@@ -316,9 +316,14 @@ def _run_local(tasks: list[_Task], out_dir: Path, settings: Any, maps: bool, wor
                         yield _failed(task, exc)
             finished = True
         finally:  # on Ctrl-C: drop the queued cases and stop the running ones (their staging is cleaned on rerun)
-            if not finished:
+            if finished:
+                pool.shutdown(wait=True, cancel_futures=True)
+            else:
                 _terminate_workers(pool)
-            pool.shutdown(wait=True, cancel_futures=True)
+                try:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                except RuntimeError:  # interrupted while the pool was still starting its threads
+                    pass
 
 
 def _worker_init(parent_pid: int) -> None:
