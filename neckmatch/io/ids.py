@@ -34,10 +34,10 @@ def validate_case_id(value: Any, file: str | Path, field: str = "case_id") -> st
 
     >>> validate_case_id("P017", "case.json")
     'P017'
-    >>> validate_case_id("../x", "P1/case.json")
+    >>> validate_case_id("../x", "P1/case.json")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    neckmatch.errors.InputError: P1/case.json: case_id: must use letters, digits, '.', '_' and '-' only, at most 64 characters, not '.' or '..'; got '../x'
+    neckmatch.errors.InputError: P1/case.json: case_id: must use letters, digits, '.', '_' and '-' only, ...; got '../x'
     """
     if not is_valid_case_id(value):
         shown = repr(value) if not isinstance(value, str) or len(value) <= 80 else repr(value[:80] + "...")

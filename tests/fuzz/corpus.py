@@ -310,7 +310,8 @@ def _manifest_entries() -> list[Entry]:
         ("case_id-empty", _set("case_id", "")), ("case_id-nan", _set("case_id", float("nan"))),
         ("primary_side-X", _set("primary_side", "X")), ("primary_side-list", _set("primary_side", ["R"])),
         ("dissected-string", _set("dissected", "all")), ("dissected-side", _set("dissected", {"Q": ["II"]})),
-        ("dissected-level", _set("dissected", {"R": ["IIc"]})), ("dissected-nan", _set("dissected", {"R": [float("nan")]})),
+        ("dissected-level", _set("dissected", {"R": ["IIc"]})),
+        ("dissected-nan", _set("dissected", {"R": [float("nan")]})),
         ("dissected-number", _set("dissected", {"R": 2})), ("mri-list", _set("mri", [])),
         ("mri-nodes-missing", _delete("mri.nodes")), ("mri-nodes-int", _set("mri.nodes", 3)),
         ("mri-nodes-nonexistent", _set("mri.nodes", "mri/none.nii.gz")), ("mri-nodes-dir", _set("mri.nodes", "mri")),
@@ -320,9 +321,11 @@ def _manifest_entries() -> list[Entry]:
         ("inf-value", _set("extra_number", float("inf"))),
         ("case_id-dotdot", _set("case_id", "..")), ("case_id-dot", _set("case_id", ".")),
         ("case_id-traversal", _set("case_id", "../../escape")), ("case_id-slash", _set("case_id", "a/b")),
-        ("case_id-absolute", _set("case_id", "/tmp/x")), ("case_id-script", _set("case_id", "<script>alert(1)</script>")),
+        ("case_id-absolute", _set("case_id", "/tmp/x")),
+        ("case_id-script", _set("case_id", "<script>alert(1)</script>")),
         ("case_id-long", _set("case_id", "A" * 65)), ("case_id-space", _set("case_id", "P 17")),
-        ("case_id-formula", _set("case_id", "=HYPERLINK(\"http://x\")")), ("case_id-newline", _set("case_id", "P1\nP2")),
+        ("case_id-formula", _set("case_id", "=HYPERLINK(\"http://x\")")),
+        ("case_id-newline", _set("case_id", "P1\nP2")),
         ("case_id-backslash", _set("case_id", "..\\..\\x")), ("case_id-nonascii", _set("case_id", "Müller")),
     ]
     out += [Entry(f"manifest-{n}", "case.json", insp, _json_edit(cj, e)) for n, e in edits]
@@ -473,8 +476,10 @@ def _landmark_entries() -> list[Entry]:
         ("coordinate-system", lambda d: [mk.__setitem__("coordinateSystem", "XYZ") for mk in d["markups"]]),
         ("control-points-dict", lambda d: d["markups"][0].__setitem__("controlPoints", {"a": 1})),
         ("missing-landmark", lambda d: d["markups"][0]["controlPoints"].pop(0)),
-        ("curve-one-point", lambda d: d["markups"][1].__setitem__("controlPoints", d["markups"][1]["controlPoints"][:1])),
-        ("duplicate-point", lambda d: d["markups"][0]["controlPoints"].append(dict(d["markups"][0]["controlPoints"][0]))),
+        ("curve-one-point",
+         lambda d: d["markups"][1].__setitem__("controlPoints", d["markups"][1]["controlPoints"][:1])),
+        ("duplicate-point",
+         lambda d: d["markups"][0]["controlPoints"].append(dict(d["markups"][0]["controlPoints"][0]))),
         ("type-unknown", lambda d: d["markups"][0].__setitem__("type", 17)),
     ]
     out += [Entry(f"landmarks-{n}", "landmarks", insp, _markups_raw(e)) for n, e in json_edits]

@@ -13,7 +13,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from tests.fuzz.corpus import REPO, Outcome, classify, corpus, materialise, run_entry, _snapshot
+from tests.fuzz.corpus import REPO, Outcome, _snapshot, classify, corpus, materialise, run_entry
 
 CLASSES = ("clean", "traceback", "multi-line", "exit-code", "hang", "partial", "accepted")
 

@@ -190,7 +190,8 @@ def test_constraints_reader(rows: list[list[str]]) -> None:
 
 manifest = st.fixed_dictionaries({
     "format": st.sampled_from(["neckmatch-case/1", "x", None]),
-    "case_id": st.one_of(st.sampled_from(["P1", "SYN001", "..", "../x", "<script>", "", "A" * 70]), st.text(max_size=8)),
+    "case_id": st.one_of(st.sampled_from(["P1", "SYN001", "..", "../x", "<script>", "", "A" * 70]),
+                         st.text(max_size=8)),
     "primary_side": st.sampled_from(["R", "L", "midline", "X", 1]),
     "dissected": st.one_of(st.just({"R": ["II", "III"]}), json_values),
     "mri": st.one_of(st.just({"nodes": "mri/nodes.nii.gz", "landmarks": "mri/landmarks.mrk.json"}),
