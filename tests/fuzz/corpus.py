@@ -508,7 +508,7 @@ def _labelmap_entries() -> list[Entry]:
     out += [Entry(f"labelmap-{n}", "labelmap", insp, _label_map(m)) for n, m in made]
     out.append(Entry("labelmap-nrrd-garbage", "labelmap", insp, _label_map_file("mri/nodes.nrrd", b"NRRD0004\nxx\n")))
     out.append(Entry("labelmap-nrrd-huge-header", "labelmap", insp, _label_map_file(
-        "mri/nodes.nrrd", b"NRRD0004\ntype: short\ndimension: 3\nsizes: 4000 4000 4000\nencoding: raw\n"
+        "mri/nodes.nrrd", b"NRRD0004\ntype: short\ndimension: 3\nsizes: 4000 4000 4000\nencoding: raw\nendian: little\n"
         b"space: RAS\nspace directions: (1,0,0) (0,1,0) (0,0,1)\nspace origin: (0,0,0)\n\n\0\0\0\0")))
     out.append(Entry("labelmap-dcm-garbage", "labelmap", insp, _label_map_file("mri/nodes.dcm", b"DICM" * 40)))
     out.append(Entry("labelmap-unsupported-ext", "labelmap", insp, _label_map_file("mri/nodes.png", b"\x89PNG")))
