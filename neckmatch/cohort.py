@@ -170,8 +170,10 @@ def run_case_task(
     from neckmatch.pipeline import process_case
 
     t0 = time.perf_counter()
-    staging = Path(out_root) / STAGING / f"{case_id}.{os.getpid()}"
-    final = Path(out_root) / case_id
+    from neckmatch.io.ids import safe_join
+
+    staging = safe_join(out_root, STAGING, f"{case_id}.{os.getpid()}")
+    final = safe_join(out_root, case_id)
     shutil.rmtree(staging, ignore_errors=True)
     try:
         _check_ours(final)

@@ -129,3 +129,17 @@ def test_console_script(argv, code, n_err):
     proc = subprocess.run([str(SCRIPT), *argv], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == code, proc.stderr
     assert len(_lines(proc.stderr)) == n_err and "Traceback" not in proc.stderr
+
+
+def test_allow_external_files_is_one_root_option_for_every_command(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    case = Path(shutil.copytree(EXAMPLE, tmp_path / "case"))
+    (tmp_path / "elsewhere").mkdir()
+    shutil.move(case / "mri" / "reads.csv", tmp_path / "elsewhere" / "reads.csv")
+    manifest = (case / "case.json").read_text().replace('"mri/reads.csv"', '"../elsewhere/reads.csv"')
+    (case / "case.json").write_text(manifest)
+    monkeypatch.delenv("NECKMATCH_ALLOW_EXTERNAL_FILES", raising=False)
+    assert run_main(monkeypatch, "inspect", str(case)) == 2
+    assert "must lie inside the case folder (or pass --allow-external-files)" in capsys.readouterr().err
+    assert run_main(monkeypatch, "--allow-external-files", "inspect", str(case)) == 0

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from neckmatch.errors import InputError
-from neckmatch.io.atomic import replace_dir, write_text
+from neckmatch.io.atomic import _publish_mode, replace_dir, write_text
 
 __all__ = ["MARKER", "read_marker", "check_out_dir", "write_into", "inputs_fingerprint", "check_results_for_case"]
 
@@ -132,7 +132,7 @@ def write_into(out_dir: str | Path, info: dict[str, Any], force: bool = False, l
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         yield stage
-        os.chmod(stage, 0o777 & ~_umask())
+        _publish_mode(stage, directory=True)
         names = sorted(p.name for p in stage.iterdir() if p.name != MARKER)
         if not out.exists():
             write_text(_marker_doc(info, names, True), stage / MARKER)
@@ -149,12 +149,6 @@ def write_into(out_dir: str | Path, info: dict[str, Any], force: bool = False, l
         write_text(_marker_doc(info, names, True), out / MARKER)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def inputs_fingerprint(case_dir: str | Path) -> str:

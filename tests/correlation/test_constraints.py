@@ -125,7 +125,8 @@ def test_a_forced_pair_across_sides_is_contradictory(tmp_path):
     example = read_case(Path(__file__).resolve().parents[2] / "examples" / "minimal_case")
     left = next(p.node for p in example.path_nodes if p.side.value == "L" and str(p.level) not in ("VI", "VII"))
     p = _write(tmp_path, f"mr_node,path_node,action\n1,{left},must_link\n")
-    with pytest.raises(InputError, match=rf"row 1: must_link across sides: MR node 1 lies on the R side .*'{left}' is L"):
+    with pytest.raises(InputError, match=rf"row 1: must_link across sides: MR node 1 lies on the R side .*'{left}' "
+                                         "is L"):
         read_constraints(p, example)
 
 
