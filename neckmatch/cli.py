@@ -15,7 +15,6 @@ import typer
 from rich.console import Console
 
 from neckmatch._version import __version__
-from neckmatch.errors import NeckmatchError
 
 
 class _CleanHelp:
@@ -52,6 +51,7 @@ class _Group(_CleanHelp, typer.core.TyperGroup):
 app = typer.Typer(
     cls=_Group,
     name="neckmatch",
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Radiology-pathology correlation of neck lymph nodes.",
     no_args_is_help=True,
     add_completion=False,
@@ -70,10 +70,17 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Optional[bool] = typer.Option(  # noqa: UP045
-        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        None, "-V", "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    allow_external_files: bool = typer.Option(
+        False, "--allow-external-files", help="Let case.json name input files outside the case folder."
     ),
 ) -> None:
     """Radiology-pathology correlation of neck lymph nodes."""
+    if allow_external_files:  # read by io.case (also in worker processes, which inherit the environment)
+        import os
+
+        os.environ["NECKMATCH_ALLOW_EXTERNAL_FILES"] = "1"
 
 
 @app.command(cls=_Command)
@@ -132,7 +139,8 @@ def landmarks(
 @app.command(cls=_Command)
 def match(
     case_dir: Path = typer.Argument(..., help="A case folder (with case.json)."),
-    out: Path = typer.Option(..., "--out", help="Output folder (created or replaced whole; never left half-written)."),
+    out: Path = typer.Option(..., "--out", help="Output folder: new, empty or an earlier neckmatch output (only "
+                             "neckmatch's own files are replaced; never left half-written)."),
     constraints: Optional[Path] = typer.Option(  # noqa: UP045
         None, "--constraints", metavar="CSV",
         help="People's matching decisions, a CSV with columns mr_node,path_node,action (other columns ignored); "
@@ -143,13 +151,15 @@ def match(
     auto_threshold: Optional[float] = typer.Option(  # noqa: UP045
         None, "--auto-threshold", help="Confidence from which a decision is 'auto' (default: the matcher's)."
     ),
+    force: bool = typer.Option(False, "--force", help="Write into a non-empty folder neckmatch did not make "
+                               "(only the files neckmatch writes are replaced; other files are kept)."),
 ) -> None:
     """Match MR nodes to pathology nodes; write levels, matches, truth tables and the specimen."""
     from neckmatch.pipeline import Settings, format_summary, process_case
 
     settings = Settings(tolerance_mm=tolerance, auto_threshold=auto_threshold,
                         constraints=None if constraints is None else str(constraints))  # fmt: skip
-    summary = process_case(case_dir, out, settings)
+    summary = process_case(case_dir, out, settings, force=force)
     console.print(format_summary(summary, out), markup=False, soft_wrap=True)
 
 
@@ -205,6 +215,10 @@ def render(
 
     if results is None and (out / "truth_nodes.csv").is_file():
         results = out
+    if results is not None:  # never draw another patient's results (or results of older inputs)
+        from neckmatch.io.outdir import check_results_for_case
+
+        check_results_for_case(results, case_dir)
     paths = render_case(read_case(case_dir), out, results_dir=results)
     console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)
 
@@ -379,36 +393,24 @@ def run(
         result = run_cohort(cohort_dir, out, workers=workers, dask=dask, settings=Settings(tolerance_mm=tolerance),
                             maps=maps, force=force, on_progress=on_progress)  # fmt: skip
     console.print(format_cohort_summary(result), markup=False, soft_wrap=True)
-    if result.n_failed:  # 0: every case done; 1: some case failed (listed above); 2: bad input
+    if result.n_failed:  # exit code 1: some or all cases failed (listed above, with why)
+        failed = [r.case_id for r in result.records if r.status == "failed"]
+        err_console.print(f"error: {len(failed)} of {len(result.records)} cases failed: {', '.join(failed[:10])}"
+                          f"{' ...' if len(failed) > 10 else ''} (why: above and in cases.csv)",
+                          markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
-def main() -> None:
-    """Console-script entry point: run the app, turning neckmatch errors into one line and exit code 2."""
-    try:
-        code = app(standalone_mode=False)  # click returns a command's typer.Exit code here instead of exiting
-        if isinstance(code, int) and code:
-            sys.exit(code)
-    except NeckmatchError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except OSError as exc:  # a file or folder that cannot be read or written (permissions, a file in the way ...)
-        where = f"{exc.filename}: " if exc.filename else ""
-        err_console.print(f"error: {where}{exc.strerror or exc}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except (typer.Exit, SystemExit) as exc:
-        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
-        sys.exit(code or 0)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(1)
-    except Exception as exc:  # click usage errors come as ClickException
-        import click
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point; every outcome becomes an exit code (docs/cli.md), never a traceback.
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
+    0 done; 1 some or all cases failed (``run``) or an internal error; 2 a usage or input error, one line (a usage
+    error may add a hint line); 130 interrupted (Ctrl-C). Applies to every command and sub-command, also those
+    registered later, because it wraps the whole app.
+    """
+    from neckmatch.clierrors import run_app
+
+    sys.exit(run_app(app, sys.argv[1:] if argv is None else argv, err_console, __version__))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,6 +31,7 @@ from typing import Any
 from neckmatch._version import __version__
 from neckmatch.errors import InputError, NeckmatchError
 from neckmatch.io.atomic import replace_dir, write_text
+from neckmatch.io.ids import safe_join
 from neckmatch.io.results import CaseResult
 from neckmatch.model import Case
 
@@ -119,14 +120,17 @@ def input_fingerprint(case_dir: str | Path, settings_fingerprint: str = "") -> s
     return h.hexdigest()
 
 
-def _case_id(case_dir: Path) -> str:
-    """The case id from case.json (folder name when unreadable), made safe as a folder name."""
+def _case_id(case_dir: Path, index: int = 0) -> str:
+    """The case id from case.json; a neutral ``case0007`` (the case's 1-based position) when case.json is
+    unreadable or its id is not a valid one (a folder name may be a patient's name: it never appears)."""
+    from neckmatch.io.ids import is_valid_case_id
+
     try:
-        cid = str(json.loads((case_dir / "case.json").read_text(encoding="utf-8"))["case_id"])
-    except (OSError, ValueError, KeyError, TypeError):
-        cid = case_dir.name
-    safe = "".join(c if (c.isalnum() or c in "-_.") else "_" for c in cid).strip(".")
-    return safe or case_dir.name
+        cid = json.loads((case_dir / "case.json").read_text(encoding="utf-8"))["case_id"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        cid = None
+    cid = cid.strip() if isinstance(cid, str) else cid
+    return cid if is_valid_case_id(cid) else f"case{index:04d}"
 
 
 def _stamp(out_case: Path) -> dict[str, Any] | None:
@@ -164,10 +168,11 @@ def run_case_task(
     from neckmatch.pipeline import run_case
 
     t0 = time.perf_counter()
-    staging = Path(out_root) / STAGING / f"{case_id}.{os.getpid()}"
-    final = Path(out_root) / case_id
+    staging = safe_join(out_root, STAGING, f"{case_id}.{os.getpid()}")
+    final = safe_join(out_root, case_id)
     shutil.rmtree(staging, ignore_errors=True)
     try:
+        _check_ours(final)
         case = read_case(case_dir)  # read once: the pipeline and the maps share it
         result = run_case(case, settings)
         staging.mkdir(parents=True)
@@ -182,8 +187,30 @@ def run_case_task(
         return CaseRecord(case_id, str(case_dir), "ok", "", seconds, dict(result.summary), fingerprint)
     except Exception as exc:  # a bad case is recorded, the run goes on
         shutil.rmtree(staging, ignore_errors=True)
-        _remove_dir(final)  # an older result of inputs that now fail would contradict cases.csv
+        if _is_ours(final):
+            _remove_dir(final)  # an older result of inputs that now fail would contradict cases.csv
         return CaseRecord(case_id, str(case_dir), "failed", _one_line(exc, case_dir, case_id), time.perf_counter() - t0)
+
+
+def _is_ours(folder: Path) -> bool:
+    """A case output folder neckmatch wrote (its run stamp or output marker), or no folder at all."""
+    from neckmatch.io.outdir import MARKER
+
+    return not folder.exists() or (folder / STAMP).is_file() or (folder / MARKER).is_file()
+
+
+def _is_run_folder(out: Path) -> bool:
+    """A results folder a run may write into: none yet, empty, or made by a run (its stamp; or, for a run killed
+    before its first stamp, a staging folder or a case folder with a run stamp)."""
+    if not out.is_dir() or (out / STAMP).is_file():
+        return not out.exists() or out.is_dir()
+    entries = list(out.iterdir())
+    return not entries or any(p.name == STAGING or (p / STAMP).is_file() for p in entries)
+
+
+def _check_ours(folder: Path) -> None:
+    if not _is_ours(folder):
+        raise InputError(folder, "", "exists and was not written by neckmatch; refusing to replace it")
 
 
 def _render_maps(case: Case, result: CaseResult, results_dir: Path) -> None:
@@ -227,8 +254,8 @@ def _plan(cases: Iterable[Path], out_dir: Path, settings_fp: str, force: bool) -
     todo: list[_Task] = []
     skipped: list[CaseRecord] = []
     seen: dict[str, Path] = {}
-    for case_dir in cases:
-        cid = _case_id(case_dir)
+    for index, case_dir in enumerate(cases, 1):
+        cid = _case_id(case_dir, index)
         if cid in RESERVED_NAMES:
             raise InputError(case_dir / "case.json", "case_id",
                              f"'{cid}' is reserved for the cohort's own outputs ({', '.join(sorted(RESERVED_NAMES))})")
@@ -272,7 +299,9 @@ def _run_local(tasks: list[_Task], out_dir: Path, settings: Any, maps: bool, wor
             yield run_case_task(str(t.case_dir), str(out_dir), t.case_id, t.fingerprint, settings, maps)
         return
     with _capped_blas_env():
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                   initializer=_worker_init, initargs=(os.getpid(),))
+        finished = False
         try:
             pending: dict[Future[CaseRecord], _Task] = {
                 pool.submit(run_case_task, str(t.case_dir), str(out_dir), t.case_id, t.fingerprint, settings, maps): t
@@ -286,8 +315,51 @@ def _run_local(tasks: list[_Task], out_dir: Path, settings: Any, maps: bool, wor
                         yield fut.result()
                     except Exception as exc:  # a worker killed (out of memory, ...): that case failed, run goes on
                         yield _failed(task, exc)
-        finally:  # on Ctrl-C: drop the queued cases at once instead of running them all first
-            pool.shutdown(wait=True, cancel_futures=True)
+            finished = True
+        finally:  # on Ctrl-C: drop the queued cases and stop the running ones (their staging is cleaned on rerun)
+            if finished:
+                pool.shutdown(wait=True, cancel_futures=True)
+            else:
+                _terminate_workers(pool)
+                try:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                except RuntimeError:  # interrupted while the pool was still starting its threads
+                    pass
+
+
+def _worker_init(parent_pid: int) -> None:
+    """In each worker: ignore Ctrl-C (the parent stops the workers) and die with the parent, even on ``kill -9``
+    (Linux: the kernel's parent-death signal; elsewhere a thread that watches the parent's pid)."""
+    import signal
+    import sys
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="neckmatch-parent-watch").start()
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop the pool's worker processes now (an interrupted run)."""
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        try:
+            proc.terminate()
+        except (OSError, ValueError, AttributeError):
+            pass
 
 
 def _run_dask(
@@ -355,6 +427,9 @@ def run_cohort(
     cases = find_cases(cohort_dir)
     if not cases:
         raise InputError(cohort_dir, "", "holds no case folder (no case.json found)")
+    if not _is_run_folder(out):
+        raise InputError(out, "", "results folder is not empty and holds no earlier neckmatch run; refusing to "
+                         "write into it (choose an empty folder)")
     out.mkdir(parents=True, exist_ok=True)
     _clean_leftovers(out)
     todo, records = _plan(cases, out, settings.fingerprint() + f"|maps={maps}", force)

@@ -27,6 +27,8 @@ class InputError(NeckmatchError, ValueError):
     message : str
         The rule that was broken and the value received, e.g. ``"'IIc' is not a surgical level (I, IA, ...)"``.
 
+    The message is always one line: a line break in a value is shown escaped (backslash n).
+
     Examples
     --------
     >>> str(InputError("P1/pathology/nodes.csv", "row 3: size_mm", "must be > 0, got -2"))
@@ -37,7 +39,17 @@ class InputError(NeckmatchError, ValueError):
         self.file = str(file)
         self.field = field
         self.message = message
-        super().__init__(f"{self.file}: {field}: {message}" if field else f"{self.file}: {message}")
+        text = f"{self.file}: {field}: {message}" if field else f"{self.file}: {message}"
+        super().__init__(_one_line(text))
+
+
+def _one_line(text: str) -> str:
+    r"""Line breaks (from a value in the file) shown escaped, so an error is always one line.
+
+    >>> _one_line("got '0" + chr(10) + "0'")
+    "got '0\\n0'"
+    """
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class RenderError(NeckmatchError):

@@ -1,8 +1,8 @@
 """One case end to end: read, levels, specimen, matching, truth tables; every output written atomically.
 
-:func:`process_case` computes everything in memory first and then writes the whole output folder through
-:func:`neckmatch.io.atomic.atomic_dir`, so a bad case or a crash leaves no output folder (or the previous one
-untouched). Output files and columns: ``docs/outputs.md``.
+:func:`process_case` computes everything in memory first and then writes the output folder through
+:func:`neckmatch.io.outdir.write_into`, so a bad case or a crash leaves no output folder (or the previous one
+untouched), and no file neckmatch did not write is ever deleted. Output files and columns: ``docs/outputs.md``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pandas as pd
 
 from neckmatch._version import __version__
 from neckmatch.errors import InputError
-from neckmatch.io.atomic import atomic_dir, atomic_files, write_csv
+from neckmatch.io.atomic import atomic_files, write_csv
 from neckmatch.io.results import RESULT_FILES, CaseResult, write_results
 from neckmatch.model import Case
 
@@ -174,16 +174,8 @@ def _file_name(path: str | None) -> str | None:
     return None if path is None else Path(path).name
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    """Refuse to replace a file, or a non-empty folder that is not an earlier neckmatch case output."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(out_dir, "", "output folder is an existing file")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "summary.json").is_file():
-        raise InputError(out_dir, "", "output folder is not empty and holds no earlier neckmatch output; "
-                         "refusing to replace it")  # fmt: skip
-
-
-def process_case(case_dir: str | Path, out_dir: str | Path, settings: Settings | None = None) -> dict[str, Any]:
+def process_case(case_dir: str | Path, out_dir: str | Path, settings: Settings | None = None,
+                 force: bool = False) -> dict[str, Any]:
     """Run one case and write all its outputs into ``out_dir`` atomically.
 
     Parameters
@@ -191,19 +183,24 @@ def process_case(case_dir: str | Path, out_dir: str | Path, settings: Settings |
     case_dir : str or Path
         A case folder (``case.json``; shared/spec/case-format.md).
     out_dir : str or Path
-        The output folder; replaced whole on success (an earlier neckmatch output is replaced, any other
-        non-empty folder is refused), never created on failure.
+        The output folder: new, empty or written by neckmatch before (else refused unless ``force``); only
+        neckmatch's own files in it are replaced, on success only; never created on failure
+        (:mod:`neckmatch.io.outdir`).
     settings : Settings, optional
+    force : bool
+        Write into a non-empty folder neckmatch did not make (replacing only the files it writes).
 
     Returns
     -------
     dict
         The case summary (as written to ``summary.json``).
     """
-    out_dir = Path(out_dir)
-    _check_out_dir(out_dir)
+    from neckmatch.io.outdir import check_out_dir, inputs_fingerprint, write_into
+
+    check_out_dir(out_dir, force, OUTPUT_FILES)
     result = compute_case(case_dir, settings)
-    with atomic_dir(out_dir) as tmp:
+    info = {"command": "match", "case_id": result.case_id, "inputs_sha256": inputs_fingerprint(case_dir)}
+    with write_into(out_dir, info, force, OUTPUT_FILES) as tmp:
         write_results(result, tmp)
     return result.summary
 

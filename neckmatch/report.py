@@ -514,6 +514,7 @@ def _review_section(review: pd.DataFrame) -> str:
     per_case = review.groupby("case_id").size().rename("decisions to review").reset_index()
     links = [f'<a href="{html.escape(str(c))}/matches.csv">{html.escape(str(c))}</a>' for c in per_case["case_id"]]
     per_case["matches"] = links
+    per_case["case_id"] = [html.escape(str(c)) for c in per_case["case_id"]]  # escape=False below: escape here
     return per_case.to_html(index=False, border=0, classes="t", escape=False)
 
 

@@ -68,7 +68,7 @@ def test_render_with_a_results_folder_without_truth_tables_is_refused(tmp_path, 
     out = tmp_path / "out"
     code = _run(monkeypatch, "render", str(MINIMAL), "--out", str(out), "--results", str(tmp_path / "nope"))
     assert code == 2  # before the fix: exit 0, nodes silently coloured by level
-    assert "holds no truth_nodes.csv" in _one_line_error(capsys)
+    assert "holds no neckmatch match output" in _one_line_error(capsys)
     assert not out.exists()
 
 
@@ -85,11 +85,11 @@ def test_render_failing_after_the_png_leaves_nothing(tmp_path, monkeypatch, caps
     monkeypatch.setattr(render, "render_scene", fake_png)
     monkeypatch.setattr(render, "write_glb", broken_glb)
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "truth_nodes.csv").write_text("mr_node,outcome\n1,TP\n")
+    assert _run(monkeypatch, "match", str(MINIMAL), "--out", str(out)) == 0  # results of this very case
+    before = sorted(p.name for p in out.iterdir())
     assert _run(monkeypatch, "render", str(MINIMAL), "--out", str(out)) == 2
     assert "no GLB today" in _one_line_error(capsys)
-    assert [p.name for p in out.iterdir()] == ["truth_nodes.csv"]  # before the fix: MIN01_map.png was left
+    assert sorted(p.name for p in out.iterdir()) == before  # before the fix: MIN01_map.png was left
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 

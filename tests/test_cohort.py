@@ -25,6 +25,7 @@ from neckmatch.cohort import (
     run_cohort,
 )
 from neckmatch.errors import InputError
+from neckmatch.io.outdir import MARKER
 from neckmatch.io.results import TRUTH_KINDS
 from neckmatch.pipeline import OUTPUT_FILES, Settings
 from neckmatch.progress import format_cohort_summary
@@ -85,7 +86,7 @@ def _assert_links_resolve(out: Path) -> list[str]:
 
 def test_small_cohort_end_to_end(baseline: Path) -> None:
     for cid in CASES:
-        assert {p.name for p in (baseline / cid).iterdir()} == {*OUTPUT_FILES, "run.json"}
+        assert {p.name for p in (baseline / cid).iterdir()} == {*OUTPUT_FILES, MARKER, "run.json"}
         stamp = json.loads((baseline / cid / "run.json").read_text())
         assert len(stamp["fingerprint"]) == 64 and stamp["summary"]["case_id"] == cid
     for key in TRUTH_KINDS:
@@ -153,13 +154,14 @@ def test_rerun_skips_unchanged_and_redoes_changed(cohort: Path, baseline: Path, 
     assert [r.status for r in retuned.records] == ["ok"] * 3
 
 
-def test_inputs_now_failing_remove_the_older_result(cohort: Path, baseline: Path, tmp_path: Path) -> None:
+def test_a_case_json_now_unreadable_fails_under_a_neutral_id(cohort: Path, baseline: Path, tmp_path: Path) -> None:
     src = _copy(cohort, tmp_path / "cohort")
     out = _copy(baseline, tmp_path / "out")
     (src / "SYN001" / "case.json").write_text("{", encoding="utf-8")
     result = run_cohort(src, out, workers=1, maps=False)
     assert [r.status for r in result.records] == ["failed", "skipped", "skipped"]
-    assert not (out / "SYN001").exists() and not list(out.glob(".SYN001*"))
+    assert result.records[0].case_id == "case0001"  # unreadable case.json: a neutral index, never the folder name
+    assert "SYN001" not in (out / "cases.csv").read_text() and not list(out.glob(".SYN001*"))
     assert set(pd.read_csv(out / "tables" / "truth_nodes.csv")["case_id"]) == {"SYN002", "SYN003"}
 
 

@@ -12,6 +12,7 @@ import pytest
 from neckmatch import pipeline
 from neckmatch.correlation.truth import LEVEL_COLUMNS, NODE_COLUMNS, PATIENT_COLUMNS, READ_COLUMNS, SIDE_COLUMNS
 from neckmatch.errors import InputError
+from neckmatch.io.outdir import MARKER
 from neckmatch.io.results import CaseResult, write_results
 from neckmatch.pipeline import OUTPUT_FILES, Settings, compute_case, process_case
 
@@ -41,7 +42,7 @@ def _bad_case(tmp_path: Path) -> Path:
 
 
 def test_every_output_file_is_written(out):
-    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUT_FILES, MARKER])
 
 
 def test_spec_columns(out):
@@ -110,12 +111,12 @@ def test_specimen_json_has_every_container(out):
     assert sorted(c["container"] for c in spec["containers"]) == ["L-II", "L-III+IV", "R-II", "R-III", "R-IV"]
 
 
-def test_rerun_replaces_the_folder_whole(tmp_path):
+def test_rerun_replaces_its_own_files_and_keeps_the_users(tmp_path):
     out = tmp_path / "o"
     process_case(MINIMAL, out)
-    (out / "stale.txt").write_text("old")
+    (out / "my_constraints.csv").write_text("mine")
     process_case(MINIMAL, out, Settings(auto_threshold=0.0))
-    assert not (out / "stale.txt").exists()
+    assert (out / "my_constraints.csv").read_text() == "mine"  # a file neckmatch did not write is never deleted
     assert set(_csv(out, "matches.csv")["decision"]) == {"auto"}
 
 
@@ -129,6 +130,17 @@ def test_auto_threshold_decides_level_only_too(threshold: float) -> None:
     has_container = matches["container"].fillna("") != ""
     assert (matches["level_only"] == (~auto & has_container)).all()
     assert matches["level_only"].any() == (threshold == 1.0)  # the minimal case has undecided pairs at 1.0
+
+
+def test_a_file_of_the_users_named_like_an_output_is_refused_without_force(tmp_path):
+    out = tmp_path / "o"
+    (out).mkdir()
+    (out / "matches.csv").write_text("mine")
+    with pytest.raises(InputError, match="--force"):
+        process_case(MINIMAL, out)
+    assert (out / "matches.csv").read_text() == "mine" and [p.name for p in out.iterdir()] == ["matches.csv"]
+    process_case(MINIMAL, out, force=True)
+    assert "case_id" in (out / "matches.csv").read_text()
 
 
 def test_bad_case_leaves_no_output(tmp_path):

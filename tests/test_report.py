@@ -193,3 +193,15 @@ def test_records_frame_flattens_summary_counts() -> None:
                                    "decisions.review"]  # fmt: skip
     assert frame.loc[0, "seconds"] == 1.235 and frame.loc[0, "decisions.review"] == 1
     assert pd.isna(frame.loc[1, "pairs"]) and frame.loc[1, "error"] == "P2/case.json: bad"
+
+
+def test_a_script_in_any_text_never_reaches_the_report_raw(tmp_path: Path) -> None:
+    """Every interpolated text goes through html.escape: a case id, an error, node ids, the folder name."""
+    x = "<script>alert(1)</script>"
+    cases = pd.DataFrame([{"case_id": x, "status": "failed", "error": x, "seconds": 0.1},
+                          {"case_id": "A1", "status": "ok", "error": "", "seconds": 1.0, "mr_nodes": 3}])
+    nodes = pd.DataFrame([{"case_id": x, "mr_node": 1, "path_node": x, "decision": "review",
+                           "match_kind": "matched", "confidence": 0.5, "level": x, "side": "R"}])
+    text = render_report_html(tmp_path / x.replace("/", "_"), cases, {"nodes": nodes}, {})
+    assert "<script" not in text
+    assert text.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 3  # shown, escaped: cases, failures, review

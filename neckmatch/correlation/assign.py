@@ -10,6 +10,10 @@ solved exactly with :func:`scipy.optimize.linear_sum_assignment` on the square c
 one connected component of the candidate graph at a time. The *margin* of a decision is how much the best
 assignment's total weight drops when that decision is forbidden (pair forbidden, or the node forced into some
 pair); margins feed the confidence calibration (:mod:`neckmatch.correlation.calibration`).
+
+Bounded cost: one block's margins take one solve per decision, about (n + m)^4 operations for a block of n rows
+and m columns, so a block larger than :data:`MAX_BLOCK` (rows + columns; a real neck level holds tens of nodes)
+is refused with :class:`~neckmatch.errors.InputError` before any solve (docs/matching.md).
 """
 
 from __future__ import annotations
@@ -20,11 +24,31 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-__all__ = ["best_assignment", "best_value", "assignment_margins", "components", "soft_marginals"]
+from neckmatch.errors import InputError
+
+__all__ = ["best_assignment", "best_value", "assignment_margins", "check_block_sizes", "components", "soft_marginals",
+           "MAX_BLOCK"]
 
 FloatArray = NDArray[np.float64]
 _PRUNE = -40.0  # pairs weaker than this are never chosen (leaving both unmatched scores 0)
 MARGIN_CAP = 50.0
+MAX_BLOCK = 400  # rows + columns of one connected block (about 3 s for the margins of a dense block of 400)
+
+
+def check_block_sizes(w: FloatArray) -> None:
+    """:class:`InputError` when a connected block of the candidate graph of ``w`` (n, m) exceeds
+    :data:`MAX_BLOCK` rows + columns (the margins' cost grows as the fourth power of a block's size).
+
+    >>> check_block_sizes(np.zeros((3, 2)))
+    >>> check_block_sizes(np.zeros((400, 1)))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    neckmatch.errors.InputError: case: matching: 400 MR nodes and 1 pathology nodes compete in one block; at most ...
+    """
+    for rows, cols in components(w):
+        if len(rows) + len(cols) > MAX_BLOCK:
+            raise InputError("case", "matching", f"{len(rows)} MR nodes and {len(cols)} pathology nodes compete in "
+                             f"one block; at most {MAX_BLOCK} nodes per block are matched (docs/matching.md)")
 
 
 def soft_marginals(w: FloatArray, n_iter: int = 30) -> FloatArray:
@@ -191,6 +215,7 @@ def assignment_margins(w: FloatArray, owner: NDArray[np.int64] | None = None
         Margin of each unmatched column's decision; nan for matched columns (their pair's margin is the row's).
     """
     n, m = w.shape
+    check_block_sizes(w)
     owner = np.arange(n) if owner is None else np.asarray(owner, dtype=np.int64)
     partner = np.full(n, -1, dtype=np.int64)
     row_m = np.full(n, MARGIN_CAP)

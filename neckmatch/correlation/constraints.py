@@ -23,6 +23,9 @@ from neckmatch.model import Case
 __all__ = ["ACTIONS", "ConstraintRows", "parse_constraints", "read_constraints"]
 
 ACTIONS = ("must_link", "cannot_link", "unmatched")
+MAX_ROWS = 10000
+MAX_PARTNERS = 2  # an MR label holds at most two touching nodes (the matcher's second slot of a merged label)
+MIDLINE_MM = 5.0  # an MR node this close to the midline may lie on either side
 _COLUMNS = ("mr_node", "path_node", "action")
 
 
@@ -73,19 +76,29 @@ def parse_constraints(path: str | Path) -> ConstraintRows:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "", "constraints file not found")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in _COLUMNS if c not in header]
-        if missing:
-            got = ",".join(header) or "(empty)"
-            raise InputError(path, "header", f"missing column(s) {', '.join(missing)}; got {got}")
-        reader.fieldnames = header
-        out = ConstraintRows()
-        for row, rec in enumerate(reader, start=1):
-            if not any((v or "").strip() for v in rec.values() if isinstance(v, str)):
-                continue  # blank line
-            _parse_row(path, row, rec, out)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return _parse_rows(path, csv.DictReader(fh))
+    except UnicodeDecodeError as exc:
+        raise InputError(path, "", f"not a UTF-8 text file: {exc}") from None
+    except csv.Error as exc:
+        raise InputError(path, "", f"not a readable CSV table: {exc}") from None
+
+
+def _parse_rows(path: Path, reader: csv.DictReader[str]) -> ConstraintRows:
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in _COLUMNS if c not in header]
+    if missing:
+        got = ",".join(header) or "(empty)"
+        raise InputError(path, "header", f"missing column(s) {', '.join(missing)}; got {got}")
+    reader.fieldnames = header
+    out = ConstraintRows()
+    for row, rec in enumerate(reader, start=1):
+        if row > MAX_ROWS:
+            raise InputError(path, f"row {row}", f"at most {MAX_ROWS} constraint rows are accepted")
+        if not any((v or "").strip() for v in rec.values() if isinstance(v, str)):
+            continue  # blank line
+        _parse_row(path, row, rec, out)
     return out
 
 
@@ -102,6 +115,41 @@ def _check_case(path: Path, rows: ConstraintRows, case: Case) -> None:
     for pn, r in sorted(path_refs, key=lambda t: t[1]):
         if pn not in paths:
             raise InputError(path, f"row {r}: path_node", f"case '{case.case_id}' has no pathology node '{pn}'")
+    _check_partners(path, rows, case)
+    _check_sides(path, rows, case)
+
+
+def _check_partners(path: Path, rows: ConstraintRows, case: Case) -> None:
+    """An MR node may be linked to pieces of at most :data:`MAX_PARTNERS` whole pathology nodes."""
+    whole = {p.node: p.fragment_of or p.node for p in case.path_nodes}
+    partners: dict[int, set[str]] = {}
+    for (mr, pn), r in sorted(rows.must_link.items(), key=lambda t: t[1]):
+        partners.setdefault(mr, set()).add(whole.get(pn, pn))
+        if len(partners[mr]) > MAX_PARTNERS:
+            raise InputError(path, f"row {r}", f"MR node {mr} is linked to {len(partners[mr])} different pathology "
+                             f"nodes ({', '.join(sorted(partners[mr]))}); an MR node holds at most {MAX_PARTNERS}")
+
+
+def _check_sides(path: Path, rows: ConstraintRows, case: Case) -> None:
+    """No must_link across sides: the MR node's centroid side (from the midline landmarks) against the
+    pathology node's side; midline levels (IA, VI, VII) and nodes within :data:`MIDLINE_MM` of the midline pass."""
+    lms = case.landmarks
+    needed = ("hyoid_body_inferior", "cricoid_arch_inferior", "manubrium_superior")
+    if not rows.must_link or lms is None or any(n not in lms.points for n in needed):
+        return
+    from neckmatch.geometry.measure import label_voxels
+
+    centroids = {k: v.mean(axis=0) for k, v in label_voxels(case.label_map).items()}
+    by_id = {p.node: p for p in case.path_nodes}
+    for (mr, pn), r in sorted(rows.must_link.items(), key=lambda t: t[1]):
+        node, c = by_id[pn], centroids.get(mr)
+        if c is None or str(node.level) in ("IA", "VI", "VII"):
+            continue
+        offset = float(c[0] - lms.x_mid(c[2]))
+        mr_side = "R" if offset > 0 else "L"
+        if abs(offset) > MIDLINE_MM and mr_side != node.side.value:
+            raise InputError(path, f"row {r}", f"must_link across sides: MR node {mr} lies on the {mr_side} side "
+                             f"({abs(offset):.0f} mm from the midline), pathology node '{pn}' is {node.side.value}")
 
 
 def _check_consistent(path: Path, rows: ConstraintRows) -> None:

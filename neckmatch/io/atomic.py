@@ -15,7 +15,10 @@ import pandas as pd
 
 from neckmatch.errors import InputError
 
-__all__ = ["atomic_path", "atomic_dir", "replace_dir", "atomic_files", "write_csv", "write_text"]
+__all__ = ["atomic_path", "atomic_dir", "replace_dir", "atomic_files", "write_csv", "write_text",
+           "neutralise_cell"]
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _umask() -> int:
@@ -108,11 +111,30 @@ def atomic_files(out_dir: str | Path) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def neutralise_cell(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or CR)
+    gets a leading ``'`` (OWASP's CSV-injection advice); numbers, numeric text and other values are unchanged.
+
+    >>> [neutralise_cell(v) for v in ("=HYPERLINK(1)", "+1+cmd", "@SUM(A1)", "-2+3", "-2.5", "R-II", 3, None)]
+    ["'=HYPERLINK(1)", "'+1+cmd", "'@SUM(A1)", "'-2+3", '-2.5', 'R-II', 3, None]
+    """
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
 def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write ``frame`` as CSV atomically (no index; booleans, nullable ones too, as ``true`` / ``false``; missing
-    values empty)."""
+    values empty; text that a spreadsheet would run as a formula neutralised, see :func:`neutralise_cell`)."""
     out = frame.copy()
+    out.columns = [neutralise_cell(str(c)) for c in out.columns]
     for col in out.columns:
+        if out[col].dtype == object or isinstance(out[col].dtype, pd.StringDtype):
+            out[col] = out[col].map(neutralise_cell)
         if out[col].dtype == bool or isinstance(out[col].dtype, pd.BooleanDtype):
             out[col] = out[col].astype(object).map({True: "true", False: "false"})
         elif out[col].dtype == object:  # booleans among other values (a column built row by row)

@@ -14,28 +14,52 @@ Examples
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from neckmatch.errors import InputError
+from neckmatch.io.ids import validate_case_id
 from neckmatch.io.labelmap import read_label_map
 from neckmatch.io.markups import read_markups
 from neckmatch.io.pathology import derive_containers, read_containers, read_path_nodes
 from neckmatch.io.reads import read_reads
+from neckmatch.io.sanity import check_landmarks
 from neckmatch.model import REQUIRED_LANDMARKS, Case, Side, SurgicalLevel, pn_status
 
-__all__ = ["read_case", "read_manifest", "CASE_FORMAT"]
+__all__ = ["read_case", "read_manifest", "CASE_FORMAT", "MAX_MANIFEST_BYTES", "EXTERNAL_FILES_ENV"]
 
 CASE_FORMAT = "neckmatch-case/1"
+MAX_MANIFEST_BYTES = 1 << 20  # a case.json is a few hundred bytes; a larger one is refused before it is parsed
+EXTERNAL_FILES_ENV = "NECKMATCH_ALLOW_EXTERNAL_FILES"  # "1": case.json may name files outside the case folder
 _KNOWN_KEYS = {"format", "case_id", "primary_side", "dissected", "mri", "pathology"}
 
 
-def read_manifest(case_dir: str | Path) -> dict[str, Any]:
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _load_manifest_json(path: Path) -> Any:
+    """``case.json`` parsed: at most :data:`MAX_MANIFEST_BYTES`, UTF-8, strict JSON (no NaN / Infinity)."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise InputError(path, "", f"{size} bytes; a case.json may hold at most {MAX_MANIFEST_BYTES} bytes")
+        return json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(path, "", f"not valid JSON (UTF-8): {exc}") from None
+    except RecursionError:
+        raise InputError(path, "", "not valid JSON: nested too deeply") from None
+
+
+def read_manifest(case_dir: str | Path, allow_external_files: bool | None = None) -> dict[str, Any]:
     """Read and validate ``case_dir/case.json``; return it as a dict with absolute paths under ``"files"``.
 
     ``files`` maps ``mri.nodes``, ``mri.landmarks``, ``mri.reads``, ``pathology.nodes`` and
-    ``pathology.containers`` (those given) to existing files.
+    ``pathology.containers`` (those given) to existing files. Those files must lie inside the case folder (no
+    absolute path, no ``..``, symlinks resolved) unless ``allow_external_files`` (default: the environment
+    variable ``NECKMATCH_ALLOW_EXTERNAL_FILES=1``, which ``neckmatch --allow-external-files`` sets).
     """
     case_dir = Path(case_dir)
     if not case_dir.is_dir():
@@ -43,10 +67,7 @@ def read_manifest(case_dir: str | Path) -> dict[str, Any]:
     path = case_dir / "case.json"
     if not path.is_file():
         raise InputError(path, "", "missing: a case folder needs a case.json manifest")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(path, "", f"not valid JSON: {exc}") from None
+    doc = _load_manifest_json(path)
     if not isinstance(doc, dict):
         raise InputError(path, "", f"must be a JSON object, got {type(doc).__name__}")
     if doc.get("format") != CASE_FORMAT:
@@ -54,10 +75,13 @@ def read_manifest(case_dir: str | Path) -> dict[str, Any]:
     for key in ("case_id", "primary_side"):
         if not isinstance(doc.get(key), str) or not doc[key].strip():
             raise InputError(path, key, f"must be a non-empty string, got {doc.get(key)!r}")
+    validate_case_id(doc["case_id"].strip(), path)
     if doc["primary_side"] not in ("R", "L", "midline"):
         raise InputError(path, "primary_side", f"must be R, L or midline, got {doc['primary_side']!r}")
     doc["dissected_levels"] = _dissected(path, doc.get("dissected"))
-    doc["files"] = _files(path, case_dir, doc)
+    if allow_external_files is None:
+        allow_external_files = os.environ.get(EXTERNAL_FILES_ENV, "") == "1"
+    doc["files"] = _files(path, case_dir, doc, allow_external_files)
     return doc
 
 
@@ -81,7 +105,18 @@ def _dissected(path: Path, value: Any) -> dict[Side, frozenset[SurgicalLevel]]:
     return out
 
 
-def _files(path: Path, case_dir: Path, doc: dict[str, Any]) -> dict[str, Path]:
+def _contained(path: Path, field: str, case_dir: Path, value: str) -> None:
+    """InputError unless ``case_dir / value`` lies inside ``case_dir`` (relative, no ``..``, symlinks resolved)."""
+    rule = "must lie inside the case folder (or pass --allow-external-files)"
+    if Path(value).is_absolute() or ".." in Path(value).parts or "\0" in value:
+        raise InputError(path, field, f"{rule}, got '{value}'")
+    try:
+        (case_dir / value).resolve().relative_to(case_dir.resolve())
+    except (ValueError, OSError, RuntimeError):
+        raise InputError(path, field, f"{rule}; '{value}' leads outside it (a symlink?)") from None
+
+
+def _files(path: Path, case_dir: Path, doc: dict[str, Any], allow_external: bool = False) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for section, keys, required in (("mri", ("nodes", "landmarks", "reads"), ("nodes",)),
                                     ("pathology", ("nodes", "containers"), ())):
@@ -95,6 +130,10 @@ def _files(path: Path, case_dir: Path, doc: dict[str, Any]) -> dict[str, Path]:
                 continue
             if not isinstance(value, str) or not value.strip():
                 raise InputError(path, field, f"must be a file path relative to the case folder, got {value!r}")
+            if not allow_external:
+                _contained(path, field, case_dir, value)
+            elif "\0" in value:
+                raise InputError(path, field, f"not a file name: {value!r}")
             target = case_dir / value
             # mri.nodes may also be a folder holding one DICOM SEG file (as PACS exports write it)
             if not (target.is_file() or (field == "mri.nodes" and target.is_dir())):
@@ -105,7 +144,8 @@ def _files(path: Path, case_dir: Path, doc: dict[str, Any]) -> dict[str, Path]:
     return files
 
 
-def read_case(case_dir: str | Path, required_landmarks: Iterable[str] | None = REQUIRED_LANDMARKS) -> Case:
+def read_case(case_dir: str | Path, required_landmarks: Iterable[str] | None = REQUIRED_LANDMARKS,
+              allow_external_files: bool | None = None) -> Case:
     """Read a whole case folder.
 
     Parameters
@@ -114,6 +154,8 @@ def read_case(case_dir: str | Path, required_landmarks: Iterable[str] | None = R
         The folder holding ``case.json``.
     required_landmarks : iterable of str or None
         Landmark names the markups must hold (default all of ``model.REQUIRED_LANDMARKS``); ``()`` for none.
+    allow_external_files : bool, optional
+        Let ``case.json`` name files outside the case folder (see :func:`read_manifest`).
 
     Returns
     -------
@@ -121,7 +163,7 @@ def read_case(case_dir: str | Path, required_landmarks: Iterable[str] | None = R
         With ``containers`` from ``pathology.containers`` (checked against the node rows when both exist) or
         derived from the node rows; ``landmarks`` None where ``case.json`` names none.
     """
-    doc = read_manifest(case_dir)
+    doc = read_manifest(case_dir, allow_external_files)
     files = doc["files"]
     manifest = Path(case_dir) / "case.json"
     try:
@@ -130,6 +172,8 @@ def read_case(case_dir: str | Path, required_landmarks: Iterable[str] | None = R
         raise InputError(manifest, "pN", str(exc)) from None
     label_map = read_label_map(files["mri.nodes"])
     landmarks = read_markups(files["mri.landmarks"], required_landmarks) if "mri.landmarks" in files else None
+    if landmarks is not None:
+        check_landmarks(files["mri.landmarks"], landmarks, label_map)
     reads = read_reads(files["mri.reads"], label_map.labels()) if "mri.reads" in files else []
     nodes = read_path_nodes(files["pathology.nodes"]) if "pathology.nodes" in files else []
     if "pathology.containers" in files:

@@ -37,7 +37,14 @@ from neckmatch.errors import InputError
 from neckmatch.io.atomic import atomic_path
 from neckmatch.model import LabelMap
 
-__all__ = ["read_label_map", "write_label_map", "label_map_format", "NRRD_SPACES"]
+__all__ = ["read_label_map", "write_label_map", "label_map_format", "NRRD_SPACES", "MAX_VOXELS", "MAX_BYTES",
+           "MAX_LABELS"]
+
+# Bounded cost: a label map is refused by its header, before its voxels are read, when larger than these
+# (a 512 x 512 x 400 neck MRI at 16 bits is 0.2 GB); and when it holds more nodes than the matching handles.
+MAX_VOXELS = 1 << 28
+MAX_BYTES = 1 << 30
+MAX_LABELS = 1000
 
 # NRRD anatomical spaces -> sign flip of each world axis that turns the space into RAS.
 NRRD_SPACES: dict[str, tuple[float, float, float]] = {
@@ -49,7 +56,8 @@ NRRD_SPACES: dict[str, tuple[float, float, float]] = {
     "lps": (-1.0, -1.0, 1.0),
 }
 _LPS_FLIP = np.diag([-1.0, -1.0, 1.0])
-_READ_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, zlib.error, gzip.BadGzipFile)
+_READ_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, StopIteration, zlib.error,
+                gzip.BadGzipFile)
 
 
 def label_map_format(path: str | Path) -> str:
@@ -109,6 +117,10 @@ def read_label_map(path: str | Path) -> LabelMap:
     else:
         data, affine, names = _read_dicom_seg(_dicom_seg_file(path))
     labels = _as_labels(path, data)
+    n_labels = int(np.count_nonzero(np.bincount(labels.ravel())[1:])) if labels.size and labels.max() < (1 << 24) \
+        else len(np.unique(labels)) - int(labels.size > 0 and labels.min() == 0)
+    if n_labels > MAX_LABELS:
+        raise InputError(path, "data", f"{n_labels} labels (MR nodes); at most {MAX_LABELS} are accepted")
     det = float(np.linalg.det(affine[:3, :3])) if np.all(np.isfinite(affine)) else float("nan")
     if not np.isfinite(det) or abs(det) < 1e-9:
         raise InputError(path, "affine", f"not invertible (determinant {det:.3g}): {np.round(affine, 4).tolist()}")
@@ -118,11 +130,28 @@ def read_label_map(path: str | Path) -> LabelMap:
         raise InputError(path, "data", str(exc)) from None
 
 
+def _check_size(path: Path, shape: Any, itemsize: int, field: str) -> None:
+    """InputError when a header announces more than :data:`MAX_VOXELS` voxels or :data:`MAX_BYTES` bytes."""
+    try:
+        dims = [int(d) for d in shape]
+    except (TypeError, ValueError):
+        raise InputError(path, field, f"not a list of whole numbers: {shape!r}") from None
+    if any(d < 0 for d in dims):
+        raise InputError(path, field, f"negative size in {dims}")
+    voxels = int(np.prod(dims, dtype=object)) if dims else 0
+    if voxels > MAX_VOXELS or voxels * max(itemsize, 1) > MAX_BYTES:
+        raise InputError(path, field, f"{dims} is {voxels} voxels ({voxels * max(itemsize, 1) / 2**30:.3g} GiB); "
+                         f"at most {MAX_VOXELS} voxels and {MAX_BYTES / 2**30:g} GiB are read")
+
+
 def _read_nifti(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[int, str]]:
     try:
         img: Any = nib.load(path)  # a SpatialImage (FileBasedImage in the stubs, without dataobj / affine)
+        _check_size(path, img.header.get_data_shape(), img.header.get_data_dtype().itemsize, "dim")
         data = np.asanyarray(img.dataobj)
         affine = np.asarray(img.affine, dtype=np.float64)
+    except InputError:
+        raise
     except (nib.filebasedimages.ImageFileError, *_READ_ERRORS) as exc:
         raise InputError(path, "", f"cannot read NIfTI (corrupt or truncated?): {type(exc).__name__}: {exc}") from None
     if data.ndim == 4 and data.shape[3] == 1:
@@ -134,7 +163,11 @@ def _read_nifti(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[int
 
 def _read_nrrd(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[int, str]]:
     try:
+        head = nrrd.read_header(str(path))
+        _check_size(path, head.get("sizes", ()), np.dtype(nrrd.reader._determine_datatype(head)).itemsize, "sizes")
         data, header = nrrd.read(str(path), index_order="F")
+    except InputError:
+        raise
     except (nrrd.NRRDError, *_READ_ERRORS) as exc:
         raise InputError(path, "", f"cannot read NRRD (corrupt or truncated?): {type(exc).__name__}: {exc}") from None
     space = str(header.get("space", "")).strip().lower()
@@ -202,6 +235,8 @@ def _read_dicom_seg(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict
     modality = str(header.get("Modality", ""))
     if modality.upper() != "SEG":
         raise InputError(path, "Modality", f"not a DICOM SEG: Modality is '{modality}', need 'SEG'")
+    frames = header.get("NumberOfFrames", 1) or 1
+    _check_size(path, (header.get("Rows", 0) or 0, header.get("Columns", 0) or 0, frames), 1, "Rows x Columns x frames")
     try:
         seg = hd.seg.segread(path)
         numbers = [int(n) for n in seg.segment_numbers]

@@ -109,6 +109,8 @@ def _load_markups(path: Path) -> list[dict[str, Any]]:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(path, "", f"not valid markups JSON: {exc}") from None
+    except RecursionError:
+        raise InputError(path, "", "not valid markups JSON: nested too deeply") from None
     markups = doc.get("markups") if isinstance(doc, dict) else None
     if not isinstance(markups, list) or not all(isinstance(m, dict) for m in markups):
         raise InputError(path, "markups", f"expected a list of markup objects, got {type(markups).__name__}")

@@ -31,7 +31,11 @@ import pandas as pd
 from neckmatch.errors import InputError
 from neckmatch.model import Container, ContainerLevel, PathNode, Side, Status, optional_float
 
-__all__ = ["read_path_nodes", "read_containers", "derive_containers", "check_containers", "NODE_COLUMNS"]
+__all__ = ["read_path_nodes", "read_containers", "derive_containers", "check_containers", "NODE_COLUMNS",
+           "MAX_ROWS", "MAX_SIZE_MM"]
+
+MAX_ROWS = 5000  # a neck dissection yields tens of nodes; a longer table is refused (bounded cost downstream)
+MAX_SIZE_MM = 200.0  # no lymph node is larger; a larger size_mm is a unit or typing error
 
 NODE_COLUMNS = ("node", "container", "side", "level", "size_mm", "status", "cc", "ap", "fragment_of")
 _NODE_REQUIRED = ("node", "container", "side", "level", "status")
@@ -50,11 +54,31 @@ def read_table(path: str | Path, required: Sequence[str]) -> pd.DataFrame:
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise InputError(path, "", f"not a readable CSV table: {exc}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
+    if len(frame) > MAX_ROWS:
+        raise InputError(path, "", f"{len(frame)} rows; at most {MAX_ROWS} are accepted")
+    _check_field_counts(path, len(frame.columns))
     missing = [c for c in required if c not in frame.columns]
     if missing:
         have = ", ".join(frame.columns)
         raise InputError(path, "header", f"missing required column '{missing[0]}' (columns: {have})")
     return frame.apply(lambda col: col.str.strip())
+
+
+def _check_field_counts(path: Path, n_columns: int) -> None:
+    """InputError naming the first row whose number of fields differs from the header's (a truncated file)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        for row, fields in enumerate(csv.reader(fh)):
+            if row and fields and len(fields) != n_columns:
+                raise InputError(path, f"row {row}", f"has {len(fields)} fields, the header {n_columns} "
+                                 "(a truncated or misaligned row)")
+
+
+def _check_text(path: Path, row: int, col: str, value: str | None) -> None:
+    """Identifiers may not hold control characters (NUL, newline, ...)."""
+    if value and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise InputError(path, f"row {row}: {col}", f"must not contain control characters, got {value!r}")
 
 
 def _parse_side(path: Path, row: int, value: str) -> Side:
@@ -88,6 +112,8 @@ def _path_node(path: Path, row: int, rec: dict[str, str], extras: Sequence[str])
     for col in ("node", "container"):
         if not rec[col]:
             raise InputError(path, f"row {row}: {col}", "must not be empty, got ''")
+    for col in ("node", "container", "fragment_of"):
+        _check_text(path, row, col, rec.get(col))
     extra = {c: (rec[c] if rec[c] != "" else None) for c in extras}
     try:
         return PathNode(
@@ -125,6 +151,8 @@ def read_path_nodes(path: str | Path) -> list[PathNode]:
             first = first_row[node.node]
             raise InputError(path, f"row {row}: node", f"duplicate node id '{node.node}' (first in row {first})")
         first_row[node.node] = row
+        if node.size_mm is not None and node.size_mm > MAX_SIZE_MM:
+            raise InputError(path, f"row {row}: size_mm", f"must be at most {MAX_SIZE_MM:g} mm, got {node.size_mm:g}")
         prev = seen_container.setdefault(node.container, (row, node))
         if (prev[1].side, prev[1].level) != (node.side, node.level):
             raise InputError(
@@ -133,7 +161,20 @@ def read_path_nodes(path: str | Path) -> list[PathNode]:
                 f"{prev[1].side.value} {prev[1].level} in row {prev[0]}",
             )
         nodes.append(node)
+    _check_fragments(path, nodes)
     return nodes
+
+
+def _check_fragments(path: Path, nodes: Sequence[PathNode]) -> None:
+    """Every ``fragment_of`` names another node of the file that is not itself a fragment."""
+    by_id = {n.node: n for n in nodes}
+    for row, n in enumerate(nodes, start=1):
+        if n.fragment_of is None:
+            continue
+        whole = by_id.get(n.fragment_of)
+        if whole is None or whole is n or whole.fragment_of is not None:
+            raise InputError(path, f"row {row}: fragment_of", f"must name another whole node of this file, "
+                             f"got '{n.fragment_of}'")
 
 
 def derive_containers(nodes: Iterable[PathNode]) -> list[Container]:

@@ -107,3 +107,31 @@ def test_pathology_node_linked_to_two_mr_nodes(tmp_path):
     p = _write(tmp_path, "mr_node,path_node,action\n1,R-II-1,must_link\n2,R-II-1,must_link\n")
     with pytest.raises(InputError, match="row 2: pathology node 'R-II-1' is already linked to MR node 1 in row 1"):
         read_constraints(p)
+
+
+def test_an_mr_node_linked_to_three_whole_nodes_is_contradictory(tmp_path, case):
+    p = _write(tmp_path, "mr_node,path_node,action\n1,R-II-1,must_link\n1,R-II-2,must_link\n1,R-II-3,must_link\n")
+    with pytest.raises(InputError, match=r"row 3: MR node 1 is linked to 3 different pathology nodes"):
+        read_constraints(p, case)
+    two = _write(tmp_path, "mr_node,path_node,action\n1,R-II-1,must_link\n1,R-II-2,must_link\n")
+    assert len(read_constraints(two, case).must_link) == 2  # a merged label: two touching nodes
+
+
+def test_a_forced_pair_across_sides_is_contradictory(tmp_path):
+    from pathlib import Path
+
+    from neckmatch.io.case import read_case
+
+    example = read_case(Path(__file__).resolve().parents[2] / "examples" / "minimal_case")
+    left = next(p.node for p in example.path_nodes if p.side.value == "L" and str(p.level) not in ("VI", "VII"))
+    p = _write(tmp_path, f"mr_node,path_node,action\n1,{left},must_link\n")
+    with pytest.raises(InputError, match=rf"row 1: must_link across sides: MR node 1 lies on the R side .*'{left}' "
+                                         "is L"):
+        read_constraints(p, example)
+
+
+def test_a_file_that_is_not_utf8_text_is_an_input_error(tmp_path, case):
+    p = tmp_path / "c.csv"
+    p.write_bytes("mr_node,path_node,action\n".encode("utf-16"))
+    with pytest.raises(InputError, match="not a UTF-8 text file"):
+        read_constraints(p, case)

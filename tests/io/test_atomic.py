@@ -50,3 +50,13 @@ def test_booleans_of_every_kind_are_written_as_true_false(tmp_path):
     })
     text = write_csv(frame, tmp_path / "b.csv").read_text()
     assert text.splitlines() == ["plain,nullable,mixed", "true,true,true", "false,,x", "true,false,"]
+
+
+def test_text_a_spreadsheet_would_run_is_neutralised_numbers_stay(tmp_path):
+    frame = pd.DataFrame({"node": ["=HYPERLINK(\"x\")", "+1+cmd", "@SUM(A1)", "-2+3", "\tx", "R-II-01", "-2.5"],
+                          "size_mm": [1.0, -2.0, 3.0, 4.0, 5.0, 6.0, 7.0], "=col": ["a"] * 7})
+    text = write_csv(frame, tmp_path / "t.csv").read_text()
+    back = pd.read_csv(tmp_path / "t.csv", dtype={"node": str})
+    assert back["node"].tolist() == ["'=HYPERLINK(\"x\")", "'+1+cmd", "'@SUM(A1)", "'-2+3", "'\tx", "R-II-01", "-2.5"]
+    assert back["size_mm"].tolist() == [1.0, -2.0, 3.0, 4.0, 5.0, 6.0, 7.0]  # numbers stay numbers
+    assert text.startswith("node,size_mm,'=col\n")

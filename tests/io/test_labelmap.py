@@ -273,3 +273,35 @@ def test_unsupported_format(tmp_path: Path) -> None:
     (tmp_path / "a.mha").write_bytes(b"x")
     with pytest.raises(InputError, match=r"unsupported label map format 'a\.mha'"):
         read_label_map(tmp_path / "a.mha")
+
+
+@pytest.mark.parametrize(("shape", "dtype"), [((1200, 1200, 800), "int16"), ((700, 700, 700), "uint8")])
+def test_a_huge_label_map_is_refused_by_its_header_before_reading(tmp_path: Path, shape, dtype) -> None:
+    hdr = nib.Nifti1Header()
+    hdr.set_data_dtype(np.dtype(dtype))
+    hdr.set_data_shape(shape)
+    path = tmp_path / "nodes.nii.gz"
+    path.write_bytes(gzip.compress(hdr.binaryblock + b"\0" * 1028))  # a few bytes of data: reading would fail
+    with pytest.raises(InputError, match=r"nodes\.nii\.gz: dim: .* voxels .*; at most 268435456 voxels"):
+        read_label_map(path)
+
+
+def test_a_huge_nrrd_is_refused_by_its_header(tmp_path: Path) -> None:
+    path = tmp_path / "nodes.nrrd"
+    path.write_bytes(b"NRRD0004\ntype: short\ndimension: 3\nsizes: 4000 4000 4000\nencoding: raw\nendian: little\n"
+                     b"space: RAS\n"
+                     b"space directions: (1,0,0) (0,1,0) (0,0,1)\nspace origin: (0,0,0)\n\n\0\0")
+    with pytest.raises(InputError, match=r"nodes\.nrrd: sizes: \[4000, 4000, 4000\]"):
+        read_label_map(path)
+
+
+def test_more_labels_than_the_limit_are_refused(tmp_path: Path) -> None:
+    from neckmatch.io.labelmap import MAX_LABELS
+
+    data = np.arange(MAX_LABELS + 1, dtype=np.int32).reshape(1, 1, -1)
+    write_label_map(tmp_path / "ok.nii.gz", LabelMap(data, np.eye(4)))
+    assert len(read_label_map(tmp_path / "ok.nii.gz").labels()) == MAX_LABELS
+    write_label_map(tmp_path / "many.nii.gz", LabelMap(np.arange(MAX_LABELS + 2, dtype=np.int32).reshape(1, 1, -1),
+                                                       np.eye(4)))
+    with pytest.raises(InputError, match=f"{MAX_LABELS + 1} labels"):
+        read_label_map(tmp_path / "many.nii.gz")

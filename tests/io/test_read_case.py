@@ -95,7 +95,7 @@ def test_missing_case_json(case_dir: Path) -> None:
 
 def test_malformed_case_json(case_dir: Path) -> None:
     (case_dir / "case.json").write_text('{"format": "neckmatch-case/1", ')
-    with pytest.raises(InputError, match=r"case\.json: not valid JSON: .*line 1"):
+    with pytest.raises(InputError, match=r"case\.json: not valid JSON \(UTF-8\): .*line 1"):
         read_case(case_dir)
 
 
@@ -166,3 +166,53 @@ def test_summary_orientation_of_an_lps_map(case_dir: Path) -> None:
 def test_pn_is_kept_for_the_patient_reference(case_dir: Path, pn: str) -> None:
     _manifest(case_dir, pN=pn)
     assert read_case(case_dir).extra["pN"] == pn
+
+
+# ---- containment and case ids (issue 12) ----------------------------------------------------------------------
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink"])
+def test_input_files_must_lie_inside_the_case_folder(case_dir: Path, how: str) -> None:
+    outside = case_dir.parent / "elsewhere"
+    outside.mkdir()
+    shutil.copy(case_dir / "pathology" / "nodes.csv", outside / "nodes.csv")
+    if how == "absolute":
+        name = str(outside / "nodes.csv")
+    elif how == "dotdot":
+        name = "../elsewhere/nodes.csv"
+    else:
+        (case_dir / "pathology" / "link.csv").symlink_to(outside / "nodes.csv")
+        name = "pathology/link.csv"
+    _manifest(case_dir, pathology={"nodes": name})
+    with pytest.raises(InputError, match=r"case\.json: pathology\.nodes: must lie inside the case folder"):
+        read_case(case_dir)
+    assert len(read_case(case_dir, allow_external_files=True).path_nodes) == 6  # the explicit option
+
+
+def test_external_files_are_allowed_by_the_environment_the_cli_option_sets(case_dir, monkeypatch) -> None:
+    (case_dir.parent / "elsewhere").mkdir()
+    shutil.move(case_dir / "mri" / "reads.csv", case_dir.parent / "elsewhere" / "reads.csv")
+    _manifest(case_dir, mri={"nodes": "mri/nodes.nii.gz", "landmarks": "mri/landmarks.mrk.json",
+                             "reads": "../elsewhere/reads.csv"})
+    with pytest.raises(InputError, match="mri.reads"):
+        read_case(case_dir)
+    monkeypatch.setenv("NECKMATCH_ALLOW_EXTERNAL_FILES", "1")
+    assert len(read_case(case_dir).reads) == 8
+
+
+@pytest.mark.parametrize("cid", ["..", ".", "../x", "a/b", "<script>", "P 1", "A" * 65, "Müller"])
+def test_a_case_id_that_is_no_safe_folder_name_is_refused(case_dir: Path, cid: str) -> None:
+    _manifest(case_dir, case_id=cid)
+    with pytest.raises(InputError, match=r"case\.json: case_id: must use letters, digits"):
+        read_case(case_dir)
+
+
+@pytest.mark.parametrize("text", ['{"format": NaN}', "[" * 100000, '{"a": Infinity}'])
+def test_case_json_must_be_strict_json(case_dir: Path, text: str) -> None:
+    (case_dir / "case.json").write_text(text)
+    with pytest.raises(InputError, match=r"case\.json: not valid JSON"):
+        read_case(case_dir)
+
+
+def test_a_huge_case_json_is_refused_before_parsing(case_dir: Path) -> None:
+    (case_dir / "case.json").write_text("{" + " " * (2 << 20) + "}")
+    with pytest.raises(InputError, match="at most 1048576 bytes"):
+        read_case(case_dir)
