@@ -27,7 +27,7 @@ RANKS: dict[str, int] = {
     "stats": 4, "viz": 4,
     "pipeline": 5, "report": 5, "calibrate": 5,
     "cluster": 6, "cohort": 7,
-    "demo": 8, "review": 8, "export": 8, "cli": 9,
+    "demo": 8, "review": 8, "export": 8, "clierrors": 8, "cli": 9,
     "__init__": 10,
 }
 # Deliberate exceptions: (importer group, imported group).

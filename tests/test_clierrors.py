@@ -12,7 +12,8 @@ import click
 import pytest
 from typer.main import get_command
 
-from neckmatch._version import __version__, cli
+from neckmatch import cli
+from neckmatch._version import __version__
 from tests.cli_helpers import run_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -139,7 +140,7 @@ def test_allow_external_files_is_one_root_option_for_every_command(tmp_path, mon
     shutil.move(case / "mri" / "reads.csv", tmp_path / "elsewhere" / "reads.csv")
     manifest = (case / "case.json").read_text().replace('"mri/reads.csv"', '"../elsewhere/reads.csv"')
     (case / "case.json").write_text(manifest)
-    monkeypatch.delenv("NECKMATCH_ALLOW_EXTERNAL_FILES", raising=False)
+    monkeypatch.setenv("NECKMATCH_ALLOW_EXTERNAL_FILES", "0")  # recorded, so the option's "1" is undone after
     assert run_main(monkeypatch, "inspect", str(case)) == 2
     assert "must lie inside the case folder (or pass --allow-external-files)" in capsys.readouterr().err
     assert run_main(monkeypatch, "--allow-external-files", "inspect", str(case)) == 0

@@ -261,10 +261,10 @@ def _huge_label_map(path: Path, shape: tuple[int, int, int]) -> None:
 def test_a_case_that_kills_its_worker_is_failed_with_its_reason_not_retried(
     cluster: Cluster, cohort: Path, tmp_path: Path
 ) -> None:
-    cluster.add_worker("small", "--memory-limit", "700MB")  # its nanny ends it above 95 % of that
+    cluster.add_worker("small", "--memory-limit", "300MB")  # its nanny ends it above 95 % of that
     addresses = cluster.wait_workers({"small"})
     case = Path(shutil.copytree(cohort / "SYN001", tmp_path / "cohort" / "SYN001"))
-    _huge_label_map(case / "mri" / "nodes.nii.gz", (1000, 1000, 800))  # 0.8 GB as uint8, more while read
+    _huge_label_map(case / "mri" / "nodes.nii.gz", (640, 640, 640))  # 0.26 GB uint8 (under the reader's limit)
     result = run_cohort(tmp_path / "cohort", tmp_path / "out", dask=cluster.address, maps=False)
     (record,) = result.records
     assert record.status == "failed"
