@@ -44,6 +44,7 @@ from neckmatch.correlation.evidence import (
     size_evidence,
     size_weights,
 )
+from neckmatch.correlation.specimen_evidence import SpecimenEvidence, annotate_via, specimen_evidence
 from neckmatch.errors import InputError
 from neckmatch.geometry.specimen import Specimen, Warp, reconstruct_specimen
 from neckmatch.model import MIDLINE_LEVELS, Case, Decision, Level
@@ -55,6 +56,7 @@ MATCH_COLUMNS = [
     "merged",
     "mr_level", "mr_side", "container", "path_level", "mr_long_mm", "path_size_mm", "size_ratio", "position_mm",
     "cost", "cost_level", "cost_size", "cost_position", "cost_harvest", "margin",
+    "via", "cost_specimen",  # via = specimen: pair decided through the ex vivo specimen MRI (specimen_evidence)
 ]
 
 
@@ -104,6 +106,7 @@ class MatchResult:
     shrinkage: float
     weights: pd.DataFrame = field(default_factory=pd.DataFrame)
     params: MatchParams = field(default_factory=MatchParams)
+    registration: SpecimenEvidence | None = None  # the specimen scans' registration, where the case has them
 
 
 def _index_constraints(c: Constraints, mr: MRNodes, units: PathUnits) -> dict[str, Any]:
@@ -359,6 +362,9 @@ def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = Non
     mr, units = mr_nodes(case, levels), path_units(case)
     cons = _index_constraints(constraints or Constraints(), mr, units)
     base = level_weights(mr, units, params)
+    via = specimen_evidence(case, mr, units)  # ex vivo specimen MRI: one more evidence term (None without)
+    if via is not None:
+        base = base + via.weights
     for i, j in cons["cannot"]:
         base[i, j] = -np.inf
     base[list(cons["unmatched_rows"]), :] = -np.inf
@@ -372,8 +378,10 @@ def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = Non
         partner[i] = j
     specimen = specimen.with_warps(fit.warps, case.path_nodes, params.pos_sd)
     table = _decision_table(case, mr, units, fit, partner, row_m, col_m, cons, specimen)
+    table = annotate_via(table, via, {int(v): k for k, v in enumerate(mr.node)},
+                         {node: j for j, mem in enumerate(units.members) for node in mem})
     weights = pd.DataFrame(fit.w[: len(mr.node)], index=pd.Index(mr.node, name="mr_node"), columns=list(units.unit))
-    return MatchResult(table, specimen, float(np.exp(fit.log_k)), weights, params)
+    return MatchResult(table, specimen, float(np.exp(fit.log_k)), weights, params, via)
 
 
 def _mr_container(case: Case, side: str, level: str) -> str:

@@ -23,12 +23,13 @@ from neckmatch.io.labelmap import read_label_map
 from neckmatch.io.markups import read_markups
 from neckmatch.io.pathology import derive_containers, read_containers, read_path_nodes
 from neckmatch.io.reads import read_reads
+from neckmatch.io.specimen import read_specimen
 from neckmatch.model import REQUIRED_LANDMARKS, Case, Side, SurgicalLevel
 
 __all__ = ["read_case", "read_manifest", "CASE_FORMAT"]
 
 CASE_FORMAT = "neckmatch-case/1"
-_KNOWN_KEYS = {"format", "case_id", "primary_side", "dissected", "mri", "pathology"}
+_KNOWN_KEYS = {"format", "case_id", "primary_side", "dissected", "mri", "pathology", "specimen"}
 
 
 def read_manifest(case_dir: str | Path) -> dict[str, Any]:
@@ -132,11 +133,12 @@ def read_case(case_dir: str | Path, required_landmarks: Iterable[str] | None = R
         containers = read_containers(files["pathology.containers"], nodes if "pathology.nodes" in files else None)
     else:
         containers = derive_containers(nodes)
+    specimen = read_specimen(case_dir, doc["specimen"], nodes, containers) if "specimen" in doc else None
     try:
         return Case(
             case_id=doc["case_id"].strip(), primary_side=doc["primary_side"], dissected=doc["dissected_levels"],
             label_map=label_map, landmarks=landmarks, path_nodes=tuple(nodes), containers=tuple(containers),
-            reads=tuple(reads), root=Path(case_dir),
+            reads=tuple(reads), root=Path(case_dir), specimen=specimen,
             extra={k: v for k, v in doc.items() if k not in _KNOWN_KEYS | {"files", "dissected_levels"}},
         )
     except (ValueError, TypeError) as exc:
