@@ -50,9 +50,12 @@ class SpecimenParams:
     link_error: float = 0.04  # prior probability that a (sure or unrated) link names the wrong specimen node
     probable_error: float = 0.20  # the same for a link marked probable
     size_sd: float = 0.2  # log-sd of pathology size / specimen long axis (fixation, rounding, measurement)
-    cpd_outlier: float = 0.2  # CPD outlier weight (MR nodes without a specimen node)
-    cpd_beta: float = 1.0  # non-rigid kernel width, normalised units
-    cpd_lambda: float = 2.0  # non-rigid smoothness
+    cpd_outlier: float = 0.4  # CPD outlier weight (MR nodes without a specimen node)
+    cpd_beta_mm: float = 30.0  # non-rigid kernel width, mm
+    cpd_lambda: float = 3.0  # non-rigid smoothness
+    cpd_ridge: float = 0.08  # pull of the affine part towards the suture frame and expected flattening, per node
+    cpd_small: int = 10  # pieces with fewer nodes also try shifted starts
+    cpd_start_sigma_mm: float = 10.0  # smallest noise sd the non-rigid stage starts from
     pose_prior: float = 6.0  # log-likelihood a pose other than the suture frame must gain (a mirror: twice)
     margin_mm: float = 10.0  # padding of the box whose volume gives the uniform density u
     level_mismatch: float = 0.05  # CPD prior of a linked specimen node for an MR node outside its container's levels
@@ -115,6 +118,30 @@ def _level_prior(case: Case, mr: MRNodes, units: PathUnits, links: dict[int, tup
     return prior
 
 
+def _anchors(mr: MRNodes, units: PathUnits, links: dict[int, tuple[str, int, str | None]], image: str,
+             nodes: pd.DataFrame, rows: NDArray[np.int64], core: NDArray[np.bool_]
+             ) -> tuple[FloatArray, FloatArray, FloatArray] | None:
+    """Per container with links into this piece: the centroid of its linked specimen nodes and of the core MR
+    nodes of its levels (weights: the smaller count). None without any."""
+    xyz = {int(k): p for k, p in zip(nodes["node"], nodes[["x", "y", "z"]].to_numpy(float), strict=True)}
+    by_cont: dict[str, list[FloatArray]] = {}
+    for j, (img, label, _) in links.items():
+        if img == image and int(label) in xyz:
+            by_cont.setdefault(units.container[j], []).append(xyz[int(label)])
+    a_y, a_x, wt = [], [], []
+    for c, pts in by_cont.items():
+        j = units.container.index(c)
+        allowed = {lv.value for lv in units.level[j].imaging_levels()}
+        sel = [i for k, i in enumerate(rows) if core[k] and mr.level[i] in allowed]
+        if sel:
+            a_y.append(np.mean(pts, axis=0))
+            a_x.append(mr.pos[sel].mean(axis=0))
+            wt.append(min(len(pts), len(sel)))
+    if not a_y:
+        return None
+    return np.array(a_y), np.array(a_x), np.array(wt, float)
+
+
 def _diameter(volume: FloatArray) -> FloatArray:
     return np.asarray((6.0 * np.asarray(volume, float) / np.pi) ** (1.0 / 3.0), dtype=np.float64)
 
@@ -154,11 +181,13 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
         nodes = specimen_nodes(piece.label_map)
         rows, core = _candidates(case, mr, piece)
         prior = _level_prior(case, mr, units, links, piece.id, nodes["node"].to_numpy(), rows, params)
+        anchors = _anchors(mr, units, links, piece.id, nodes, rows, core)
         reg = register_piece(piece.id, nodes[["x", "y", "z"]].to_numpy(float), mr.pos[rows], piece.side.value,
                              dict(piece.sutures), nodes["node"].to_numpy(), mr.node[rows],
                              _diameter(nodes["volume_mm3"].to_numpy(float)), d_mr[rows], params.cpd_outlier,
-                             params.cpd_beta, params.cpd_lambda, pose_prior=params.pose_prior, core=core,
-                             prior=prior)
+                             params.cpd_beta_mm, params.cpd_lambda, pose_prior=params.pose_prior, core=core,
+                             prior=prior, ridge=params.cpd_ridge, small=params.cpd_small,
+                             start_sigma_mm=params.cpd_start_sigma_mm, anchors=anchors)
         regs[piece.id], measured[piece.id], cands[piece.id] = reg, nodes, rows
     mu = _size_offset(links, units, measured)
     weights, linked = np.zeros((n, m)), np.zeros(m, dtype=bool)

@@ -133,7 +133,8 @@ def cpd_affine(X: FloatArray, Y: FloatArray, w: float = 0.2, feat: FloatArray | 
                ) -> tuple[FloatArray, FloatArray, float, float]:
     """Affine CPD of ``Y`` (M, 3) onto ``X`` (N, 3) (normalised coordinates): ``B`` (3, 3), ``t`` (3,), sigma^2,
     log-likelihood. ``feat`` (M, N) multiplies the E-step kernel (feature compatibility); ``ridge`` pulls ``B``
-    towards the identity (the start) with the weight of that many unit-distance points (small pieces).
+    towards the identity (the start: suture frame and expected flattening) with the weight of that many
+    unit-distance points.
 
     Examples
     --------
@@ -277,20 +278,27 @@ def _size_feature(d_spec: FloatArray | None, d_mr: FloatArray | None, sd: float,
 PRIOR_STRETCH = np.array([0.55, 1.2, 1.2])
 
 
-def _start(Y_spec: FloatArray, rot: FloatArray, pat_scale: float) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Specimen points in the rotated frame, centred and scaled by the expected flattening and stretch."""
+def _start(Y_spec: FloatArray, rot: FloatArray, Xn: FloatArray, pat_scale: float, measured: bool
+           ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Specimen points in the rotated frame, centred and scaled per axis: by the ratio of the two sets' spreads
+    (``measured``, within 0.5-2x the expected), else by the expected flattening and stretch."""
     q = Y_spec @ rot.T
     centre_rot = q.mean(axis=0)
     scale = PRIOR_STRETCH * pat_scale
+    if measured:
+        ratio = np.maximum(q.std(axis=0), 1e-6) / np.maximum(Xn.std(axis=0) * pat_scale, 1e-6)
+        scale = np.clip(ratio, 0.5 * PRIOR_STRETCH, 2.0 * PRIOR_STRETCH) * pat_scale
     return (q - centre_rot) / scale, centre_rot @ rot, scale
 
 
 def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, sutures: dict[str, FloatArray],
                    specimen_nodes: Any, mr_nodes: Any, d_spec: FloatArray | None = None,
-                   d_mr: FloatArray | None = None, w: float = 0.2, beta: float = 1.0, lam: float = 2.0,
-                   size_sd: float = 0.3, size_mu: float = -0.05, pose_prior: float = 6.0, ridge: float = 2.0,
+                   d_mr: FloatArray | None = None, w: float = 0.2, beta_mm: float = 30.0, lam: float = 3.0,
+                   size_sd: float = 0.3, size_mu: float = -0.05, pose_prior: float = 6.0, ridge: float = 0.08,
                    min_sigma_mm: float = 2.0, core: NDArray[np.bool_] | None = None,
-                   prior: FloatArray | None = None) -> PieceRegistration:
+                   prior: FloatArray | None = None, small: int = 10,
+                   start_sigma_mm: float = 10.0,
+                   anchors: tuple[FloatArray, FloatArray, FloatArray] | None = None) -> PieceRegistration:
     """Register specimen centroids ``Y_spec`` (M, 3, scanner mm) to MR centroids ``X_mr`` (N, 3, patient RAS mm).
 
     Parameters
@@ -299,18 +307,26 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
         Equivalent diameters (mm) of the nodes; their log ratio ~ N(``size_mu``, ``size_sd``) weighs the E-step.
     w : float
         CPD outlier weight (MR nodes with no specimen node).
-    beta, lam : float
-        Non-rigid kernel width (normalised units, 1 = the RMS radius of the MR nodes) and smoothness.
+    beta_mm, lam : float
+        Non-rigid kernel width (mm) and smoothness.
     pose_prior : float
         Log-likelihood a pose other than the suture frame must gain to be chosen (twice that for a mirror).
     ridge : float
-        Pull of the affine part towards the expected flattening (weight in points; matters for small pieces).
+        Pull of the affine part towards the start (suture frame, expected flattening), per specimen node.
     min_sigma_mm : float
         Floor of the CPD noise sd, mm (centroid noise; keeps the non-rigid part from snapping onto points).
     core : ndarray (N,) of bool, optional
         MR nodes surely in the piece (their level in its containers): the start centres on them.
     prior : ndarray (M, N), optional
         Correspondence prior multiplying the E-step kernel (e.g. a linked specimen node's container levels).
+    small : int
+        Pieces with fewer specimen nodes also try start shifts along y and z (0.7 RMS radii).
+    start_sigma_mm : float
+        Smallest noise sd (mm) the non-rigid stage starts from (annealing from there).
+    anchors : (ndarray (K, 3), ndarray (K, 3), ndarray (K,)), optional
+        Corresponding points (specimen scanner mm, patient mm) and weights, e.g. the centroids of the specimen
+        nodes linked into one container and of the MR nodes of its levels: one more start per pose (a
+        translation from 1-3 anchors, an affine fit from 4 or more).
 
     Returns
     -------
@@ -330,21 +346,44 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
     base = suture_rotation(sutures, side)
     spec_nodes, mr_ids = np.asarray(specimen_nodes, np.int64), np.asarray(mr_nodes, np.int64)
     if len(Y_spec) < 3 or len(X_mr) < 3:
-        return _identity_result(image, base, Y_spec, X_mr, pat_centre, pat_scale, spec_nodes, mr_ids, beta)
+        return _identity_result(image, base, Y_spec, X_mr, pat_centre, pat_scale, spec_nodes, mr_ids, 1.0)
+    beta = beta_mm / pat_scale
+    offsets = [np.zeros(3)] if len(Y_spec) >= small else [np.zeros(3), *(0.7 * np.eye(3)[1:]), *(-0.7 * np.eye(3)[1:])]
     tried: dict[str, tuple[float, Any]] = {}
     for name, signs in POSES.items():
         rot = np.diag(signs) @ base
-        Yn, centre, scale = _start(Y_spec, rot, pat_scale)
-        B, t, s2, ll = cpd_affine(Xn, Yn, w, feat, min_sigma2=min_s2, ridge=ridge)
+        Yn, centre, scale = _start(Y_spec, rot, Xn, pat_scale, len(Y_spec) >= 2 * small)
         penalty = 0.0 if name == "sutures" else pose_prior * (1.0 if np.prod(signs) > 0 else 2.0)
-        tried[name] = (ll - penalty, (rot, Yn, centre, scale, B, t, s2))
+        starts = [(np.eye(3), off) for off in offsets]
+        if anchors is not None:
+            a_y = ((anchors[0] - centre) @ rot.T) / scale
+            starts.append(_anchor_start(a_y, (anchors[1] - pat_centre) / pat_scale, anchors[2]))
+        for B0, t0 in starts:
+            B, t, s2, ll = cpd_affine(Xn, Yn @ B0.T + t0, w, feat, min_sigma2=min_s2, ridge=ridge * len(Y_spec))
+            if name not in tried or ll - penalty > tried[name][0]:
+                tried[name] = (ll - penalty, (rot, Yn, centre, scale, B @ B0, B @ t0 + t, s2))
     pose = max(tried, key=lambda k: tried[k][0])
     rot, Yn, centre, scale, B, t, s2 = tried[pose][1]
     Y0 = Yn @ B.T + t
-    W, s2, P, ll = cpd_nonrigid(Xn, Y0, w, beta, lam, feat, sigma2=max(s2, min_s2), min_sigma2=min_s2)
+    s2 = max(s2, (start_sigma_mm / pat_scale) ** 2)  # re-opens correspondences the affine fit left wrong
+    W, s2, P, ll = cpd_nonrigid(Xn, Y0, w, beta, lam, feat, sigma2=s2, min_sigma2=min_s2)
     reg = (Y0 + _gauss_kernel(Y0, Y0, beta) @ W) * pat_scale + pat_centre
     return PieceRegistration(image, pose, rot, centre, scale, B, t, Y0, W, beta, pat_centre, pat_scale,
                              spec_nodes, mr_ids, P, reg, ll, {k: round(v[0], 3) for k, v in tried.items()})
+
+
+def _anchor_start(a_y: FloatArray, a_x: FloatArray, wt: FloatArray, ridge: float = 0.5
+                  ) -> tuple[FloatArray, FloatArray]:
+    """Affine (B, t) taking anchors ``a_y`` to ``a_x`` (normalised), weighted, ridge towards the identity;
+    a translation alone with fewer than 4 anchors."""
+    wt = np.asarray(wt, float) / max(float(np.sum(wt)), 1e-9)
+    my, mx = wt @ a_y, wt @ a_x
+    if len(a_y) < 4:
+        return np.eye(3), mx - my
+    Yc, Xc = a_y - my, a_x - mx
+    A = (Xc * wt[:, None]).T @ Yc + ridge * np.eye(3)
+    B = A @ np.linalg.inv((Yc * wt[:, None]).T @ Yc + ridge * np.eye(3))
+    return B, mx - B @ my
 
 
 def _identity_result(image: str, rot: FloatArray, Y_spec: FloatArray, X_mr: FloatArray, pat_centre: FloatArray,
