@@ -26,7 +26,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matching import case_metrics, score_rows, summarise, truth_of  # noqa: E402
 
-from neckmatch.correlation.calibration import fit_logistic  # noqa: E402
+from neckmatch.correlation.calibration import auto_threshold, calibrate, fit_logistic  # noqa: E402
 from neckmatch.correlation.matching import match_case  # noqa: E402
 from neckmatch.geometry.levels import levels_table  # noqa: E402
 from neckmatch.geometry.specimen import reconstruct_specimen  # noqa: E402
@@ -91,7 +91,7 @@ def evaluate(cohort: list[dict], with_specimen: bool) -> dict:
     return s
 
 
-def calibrate(root: Path, n: int) -> None:
+def calibrate_on(root: Path, n: int) -> None:
     frames = []
     for fam in FAMILIES:
         for item in load(n, CAL_SEED, fam, root):
@@ -99,8 +99,11 @@ def calibrate(root: Path, n: int) -> None:
             m = m.assign(ok=score_rows(m, truth_of(item["gt"])))
             frames.append(m[(m["via"] == "specimen") & ~m["constrained"]])
     df = pd.concat(frames)
-    a, b = fit_logistic(df["margin"].fillna(50.0).to_numpy(float), df["ok"].to_numpy(bool))
-    print("SPECIMEN_CALIBRATION =", {"pair": (round(a, 4), round(b, 4))}, f"({len(df)} pairs, {df['ok'].mean():.3f} right)")
+    margin, ok = df["margin"].fillna(50.0).to_numpy(float), df["ok"].to_numpy(bool)
+    a, b = fit_logistic(margin, ok)
+    conf = calibrate(margin, np.full(len(df), "pair"), {"pair": (a, b)})
+    print("SPECIMEN_CALIBRATION =", {"pair": (round(a, 4), round(b, 4))}, f"({len(df)} pairs, {ok.mean():.3f} right)")
+    print("SPECIMEN_AUTO_THRESHOLD =", round(auto_threshold(conf, ok, 0.99), 4))
 
 
 def main() -> None:
@@ -112,7 +115,7 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="nm_specimen_"))
     if args.calibrate:
-        calibrate(root, args.n)
+        calibrate_on(root, args.n)
         return
     print("| family | method | P | R | F1 | auto P | auto cov | meta R | ECE | residual mm | ms/case |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

@@ -104,6 +104,7 @@ class CaseOutputs:
     tables: dict[str, pd.DataFrame]
     specimen: dict[str, Any]
     summary: dict[str, Any]
+    registration: dict[str, Any] | None = None  # specimen_registration.json (cases with specimen scans)
 
 
 def compute_case(case_dir: str | Path, settings: Settings | None = None) -> CaseOutputs:
@@ -134,7 +135,10 @@ def compute_case(case_dir: str | Path, settings: Settings | None = None) -> Case
     summary = summarise(case.case_id, tables, settings)
     summary["path_nodes"] = len(case.path_nodes)
     summary["containers"] = len(case.containers)
-    return CaseOutputs(case.case_id, tables, fitted.to_json(), summary)
+    reg = result.registration  # ex vivo specimen scans: specimen_registration.csv / .json
+    if reg is not None:
+        tables["specimen_registration"] = _with_case_id(reg.table, case.case_id)
+    return CaseOutputs(case.case_id, tables, fitted.to_json(), summary, reg.to_json() if reg is not None else None)
 
 
 def apply_auto_threshold(matches: pd.DataFrame, threshold: float | None) -> pd.DataFrame:
@@ -195,7 +199,8 @@ def write_outputs(outputs: CaseOutputs, folder: Path) -> None:
     """Write every output file of one case into ``folder`` (an existing, empty folder)."""
     for stem, frame in outputs.tables.items():
         write_csv(frame, folder / f"{stem}.csv")
-    for stem, doc in (("specimen", outputs.specimen), ("summary", outputs.summary)):
+    docs = (("specimen", outputs.specimen), ("summary", outputs.summary), ("specimen_registration", outputs.registration))
+    for stem, doc in ((k, d) for k, d in docs if d is not None):
         write_text(json.dumps(doc, indent=2, default=_json_default) + "\n", folder / f"{stem}.json")
 
 

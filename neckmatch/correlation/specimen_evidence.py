@@ -27,18 +27,26 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from neckmatch.correlation.assign import MARGIN_CAP
-from neckmatch.correlation.calibration import AUTO_THRESHOLD, calibrate
+from neckmatch.correlation.calibration import calibrate
 from neckmatch.correlation.evidence import MRNodes, PathUnits
 from neckmatch.geometry.registration import PieceRegistration, register_piece, specimen_nodes
 from neckmatch.model import MIDLINE_LEVELS, Case, Decision, SpecimenPiece
 
 __all__ = ["SpecimenParams", "SpecimenEvidence", "specimen_evidence", "annotate_via", "SPECIMEN_CALIBRATION",
+           "SPECIMEN_AUTO_THRESHOLD",
            "REGISTRATION_COLUMNS"]
 
 FloatArray = NDArray[np.float64]
 
 #: (a, b) of ``sigmoid(a * margin + b)`` for pairs decided through the specimen (benchmarks/specimen.py --calibrate)
-SPECIMEN_CALIBRATION: dict[str, tuple[float, float]] = {"pair": (1.0136, -0.7208)}
+SPECIMEN_CALIBRATION: dict[str, tuple[float, float]] = {"pair": (0.3949, -0.6995)}
+#: auto threshold of those pairs: the smallest confidence at which the calibration cohort's are >= 99 % right
+SPECIMEN_AUTO_THRESHOLD = 0.9062
+
+#: How a transform in specimen_registration.json maps any point (PieceRegistration.map_points).
+MAPPING = ("q = ((p - spec_centre) @ rotation.T) / spec_scale; q = q @ affine.T + shift; "
+           "q = q + exp(-|q - ctrl_k|^2 / (2 beta^2)) summed over k with weights coef_k; x = q * pat_scale + pat_centre "
+           "(p: points (K, 3) in the specimen scanner's RAS mm, x: patient RAS mm)")
 
 REGISTRATION_COLUMNS = ["image", "specimen_node", "mr_node", "confidence", "x", "y", "z", "residual_mm"]
 
@@ -58,6 +66,7 @@ class SpecimenParams:
     cpd_start_sigma_mm: float = 10.0  # smallest noise sd the non-rigid stage starts from
     pose_prior: float = 6.0  # log-likelihood a pose other than the suture frame must gain (a mirror: twice)
     margin_mm: float = 10.0  # padding of the box whose volume gives the uniform density u
+    sigma_floor_mm: float = 3.0  # smallest per-axis sd of a registered position (mm)
     level_mismatch: float = 0.05  # CPD prior of a linked specimen node for an MR node outside its container's levels
 
 
@@ -78,10 +87,7 @@ class SpecimenEvidence:
     def to_json(self) -> dict[str, Any]:
         """specimen_registration.json: per image the transform (parameters and how to map a point), counts and
         the median residual."""
-        return {"images": self.summary, "mapping": PieceRegistration.map_points.__doc__ and
-                "q = ((p - spec_centre) @ rotation.T) / spec_scale; q = q @ affine.T + shift; "
-                "q = q + exp(-|q - ctrl|^2 / (2 beta^2)) @ coef; x = q * pat_scale + pat_centre "
-                "(p: specimen scanner RAS mm, x: patient RAS mm)"}
+        return {"images": self.summary, "mapping": MAPPING}
 
 
 def _candidates(case: Case, mr: MRNodes, piece: SpecimenPiece) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
@@ -194,7 +200,7 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
     for j, (image, label, cert) in links.items():
         reg, nodes, rows = regs[image], measured[image], cands[image]
         s = int(np.flatnonzero(nodes["node"].to_numpy() == label)[0])
-        sigma = reg.residual_sd_mm(mr.pos[rows])
+        sigma = reg.residual_sd_mm(mr.pos[rows], floor=params.sigma_floor_mm)
         box = np.ptp(mr.pos[rows], axis=0) + 2 * params.margin_mm if len(rows) else np.full(3, 60.0)
         u = 1.0 / max(float(np.prod(box)), 1e3)
         d2 = np.sum((mr.pos - reg.registered[s]) ** 2, axis=1)
@@ -280,6 +286,7 @@ def annotate_via(table: pd.DataFrame, spec: SpecimenEvidence | None, mr_rows: di
         conf = calibrate(out.loc[recal, "margin"].fillna(MARGIN_CAP).to_numpy(float), np.full(int(recal.sum()), "pair"),
                          SPECIMEN_CALIBRATION)
         out.loc[recal, "confidence"] = conf
-        out.loc[recal, "decision"] = np.where(conf >= AUTO_THRESHOLD, Decision.AUTO.value, Decision.REVIEW.value)
-        out.loc[recal, "level_only"] = conf < AUTO_THRESHOLD
+        auto = conf >= SPECIMEN_AUTO_THRESHOLD
+        out.loc[recal, "decision"] = np.where(auto, Decision.AUTO.value, Decision.REVIEW.value)
+        out.loc[recal, "level_only"] = ~auto
     return out

@@ -359,11 +359,14 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
             a_y = ((anchors[0] - centre) @ rot.T) / scale
             starts.append(_anchor_start(a_y, (anchors[1] - pat_centre) / pat_scale, anchors[2]))
         for B0, t0 in starts:
-            B, t, s2, ll = cpd_affine(Xn, Yn @ B0.T + t0, w, feat, min_sigma2=min_s2, ridge=ridge * len(Y_spec))
+            B, t, s2, ll = cpd_affine(Xn, Yn @ B0.T + t0, w, feat, max_iter=30, min_sigma2=min_s2,
+                                      ridge=ridge * len(Y_spec))
             if name not in tried or ll - penalty > tried[name][0]:
                 tried[name] = (ll - penalty, (rot, Yn, centre, scale, B @ B0, B @ t0 + t, s2))
     pose = max(tried, key=lambda k: tried[k][0])
     rot, Yn, centre, scale, B, t, s2 = tried[pose][1]
+    B1, t1, s2, _ = cpd_affine(Xn, Yn @ B.T + t, w, feat, min_sigma2=min_s2, ridge=ridge * len(Y_spec))
+    B, t = B1 @ B, B1 @ t + t1  # the chosen pose polished to convergence
     Y0 = Yn @ B.T + t
     s2 = max(s2, (start_sigma_mm / pat_scale) ** 2)  # re-opens correspondences the affine fit left wrong
     W, s2, P, ll = cpd_nonrigid(Xn, Y0, w, beta, lam, feat, sigma2=s2, min_sigma2=min_s2)
