@@ -199,7 +199,8 @@ def write_outputs(outputs: CaseOutputs, folder: Path) -> None:
     """Write every output file of one case into ``folder`` (an existing, empty folder)."""
     for stem, frame in outputs.tables.items():
         write_csv(frame, folder / f"{stem}.csv")
-    docs = (("specimen", outputs.specimen), ("summary", outputs.summary), ("specimen_registration", outputs.registration))
+    docs = (("specimen", outputs.specimen), ("summary", outputs.summary),
+            ("specimen_registration", outputs.registration))
     for stem, doc in ((k, d) for k, d in docs if d is not None):
         write_text(json.dumps(doc, indent=2, default=_json_default) + "\n", folder / f"{stem}.json")
 

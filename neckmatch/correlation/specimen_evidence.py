@@ -41,11 +41,12 @@ FloatArray = NDArray[np.float64]
 #: (a, b) of ``sigmoid(a * margin + b)`` for pairs decided through the specimen (benchmarks/specimen.py --calibrate)
 SPECIMEN_CALIBRATION: dict[str, tuple[float, float]] = {"pair": (0.3949, -0.6995)}
 #: auto threshold of those pairs: the smallest confidence at which the calibration cohort's are >= 99 % right
-SPECIMEN_AUTO_THRESHOLD = 0.9062
+SPECIMEN_AUTO_THRESHOLD = 0.9662
 
 #: How a transform in specimen_registration.json maps any point (PieceRegistration.map_points).
 MAPPING = ("q = ((p - spec_centre) @ rotation.T) / spec_scale; q = q @ affine.T + shift; "
-           "q = q + exp(-|q - ctrl_k|^2 / (2 beta^2)) summed over k with weights coef_k; x = q * pat_scale + pat_centre "
+           "q = q + exp(-|q - ctrl_k|^2 / (2 beta^2)) summed over k with weights coef_k; "
+           "x = q * pat_scale + pat_centre "
            "(p: points (K, 3) in the specimen scanner's RAS mm, x: patient RAS mm)")
 
 REGISTRATION_COLUMNS = ["image", "specimen_node", "mr_node", "confidence", "x", "y", "z", "residual_mm"]
@@ -205,9 +206,9 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
         u = 1.0 / max(float(np.prod(box)), 1e3)
         d2 = np.sum((mr.pos - reg.registered[s]) ** 2, axis=1)
         dens = np.exp(-d2 / (2 * sigma**2)) / (2 * np.pi * sigma**2) ** 1.5
-        prior = 1.0 - (params.probable_error if cert == "probable" else params.link_error)
+        p_right = 1.0 - (params.probable_error if cert == "probable" else params.link_error)
         long_all = nodes["long_axis_mm"].to_numpy(float)
-        rho = _reliability(float(units.size_mm[j]), float(long_all[s]), long_all, mu, prior, params.size_sd)
+        rho = _reliability(float(units.size_mm[j]), float(long_all[s]), long_all, mu, p_right, params.size_sd)
         weights[:, j] = np.log(rho * dens / u + (1.0 - rho))
         linked[j] = True
     table, summary = _outputs(regs, measured, cands, mr)

@@ -23,7 +23,7 @@ Coordinates: specimen points in the ex vivo scanner's RAS mm, patient points in 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,8 @@ from numpy.typing import NDArray
 
 from neckmatch.model import LabelMap
 
-__all__ = ["specimen_nodes", "suture_rotation", "cpd_affine", "cpd_nonrigid", "PieceRegistration", "register_piece", "POSES"]
+__all__ = ["specimen_nodes", "suture_rotation", "cpd_affine", "cpd_nonrigid", "PieceRegistration", "register_piece",
+           "POSES"]
 
 FloatArray = NDArray[np.float64]
 _D = 3
@@ -54,11 +55,12 @@ def specimen_nodes(label_map: LabelMap) -> pd.DataFrame:
     (3, 4.0, 7.0, 8.94)
     """
     data = label_map.data
-    order = "F" if data.flags.f_contiguous and not data.flags.c_contiguous else "C"
+    order: Literal["C", "F"] = "F" if data.flags.f_contiguous and not data.flags.c_contiguous else "C"
     flat = data.ravel(order=order)  # a view for a contiguous map: one pass over it
     idx = np.flatnonzero(flat)
     lab = flat[idx].astype(np.int64)
-    pts = np.column_stack(np.unravel_index(idx, data.shape, order=order)).astype(np.float64) @ label_map.affine[:3, :3].T + label_map.affine[:3, 3]
+    ijk = np.column_stack(np.unravel_index(idx, data.shape, order=order)).astype(np.float64)
+    pts = ijk @ label_map.affine[:3, :3].T + label_map.affine[:3, 3]
     labels, inv, count = np.unique(lab, return_inverse=True, return_counts=True)
     cen = np.column_stack([np.bincount(inv, pts[:, a]) for a in range(3)]) / count[:, None]
     d = pts - cen[inv]

@@ -43,7 +43,8 @@ def _file(manifest: Path, case_dir: Path, field: str, value: Any, folder_ok: boo
     return target
 
 
-def _containers(manifest: Path, field: str, value: Any, side: Side, containers: Sequence[Container]) -> tuple[str, ...]:
+def _containers(manifest: Path, field: str, value: Any, side: Side, containers: Sequence[Container]
+                ) -> tuple[str, ...]:
     known = {c.container: c for c in containers}
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise InputError(manifest, field, f"must be a non-empty list of container ids, got {value!r}")
@@ -51,7 +52,8 @@ def _containers(manifest: Path, field: str, value: Any, side: Side, containers: 
         if v not in known:
             raise InputError(manifest, field, f"'{v}' is not a pathology container of the case ({', '.join(known)})")
         if known[v].side is not side:
-            raise InputError(manifest, field, f"container '{v}' is on side {known[v].side.value}, the image on {side.value}")
+            msg = f"container '{v}' is on side {known[v].side.value}, the image on {side.value}"
+            raise InputError(manifest, field, msg)
     return tuple(value)
 
 
@@ -73,7 +75,7 @@ def _piece(manifest: Path, case_dir: Path, k: int, entry: Any, containers: Seque
     if not isinstance(pid, str) or not pid.strip():
         raise InputError(manifest, f"{field}.id", f"must be a non-empty string, got {pid!r}")
     try:
-        side = Side(entry.get("side"))
+        side = Side(str(entry.get("side")))
     except ValueError:
         raise InputError(manifest, f"{field}.side", f"must be R or L, got {entry.get('side')!r}") from None
     conts = _containers(manifest, f"{field}.containers", entry.get("containers"), side, containers)

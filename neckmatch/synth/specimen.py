@@ -18,8 +18,8 @@ Families (:data:`FAMILIES`) break the physics on purpose: ``flat`` (flattening t
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -155,7 +155,8 @@ def _scanner_pose(rng: np.random.Generator, sp: SpecimenSynth) -> tuple[NDArray,
     normal, the medio-lateral axis, vertical) at a random in-plane angle, tilted a little."""
     to_table = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # board (x, y, z) -> table
     flip = rotation_matrix(180.0, 0.0, 0.0) if sp.upside_down else np.eye(3)
-    rot = rotation_matrix(*rng.normal(0.0, sp.tilt_sd_deg, 2), rng.uniform(0.0, 360.0)) @ flip @ to_table
+    tilt = rng.normal(0.0, sp.tilt_sd_deg, 2)
+    rot = rotation_matrix(float(tilt[0]), float(tilt[1]), float(rng.uniform(0.0, 360.0))) @ flip @ to_table
     return rot, rng.uniform(-40.0, 40.0, 3)
 
 
@@ -270,7 +271,8 @@ def write_specimen(spec: SynthSpecimen, case_dir: Path) -> list[str]:
     for p in spec.pieces:
         write_label_map(case_dir / f"specimen/{p.id}.nii.gz", p.label_map)
         names = list(p.sutures)
-        write_point_list(case_dir / f"specimen/{p.id}.mrk.json", "sutures", names, np.array([p.sutures[n] for n in names]))
+        points = np.array([p.sutures[n] for n in names])
+        write_point_list(case_dir / f"specimen/{p.id}.mrk.json", "sutures", names, points)
         rel += [f"specimen/{p.id}.nii.gz", f"specimen/{p.id}.mrk.json"]
     write_csv(spec.links, case_dir / "specimen/links.csv")
     write_csv(spec.truth, case_dir / "specimen_truth.csv")
