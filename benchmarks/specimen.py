@@ -26,8 +26,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matching import case_metrics, score_rows, summarise, truth_of  # noqa: E402
 
-from neckmatch.correlation.calibration import auto_threshold, calibrate, fit_logistic  # noqa: E402
+from neckmatch.correlation.calibration import auto_threshold  # noqa: E402
 from neckmatch.correlation.matching import match_case  # noqa: E402
+from neckmatch.correlation.specimen_evidence import specimen_confidence  # noqa: E402
 from neckmatch.geometry.levels import levels_table  # noqa: E402
 from neckmatch.geometry.specimen import reconstruct_specimen  # noqa: E402
 from neckmatch.io.case import read_case  # noqa: E402
@@ -91,6 +92,19 @@ def evaluate(cohort: list[dict], with_specimen: bool) -> dict:
     return s
 
 
+def fit_logistic2(x: np.ndarray, y: np.ndarray, ridge: float = 1e-3) -> tuple[float, float, float]:
+    """``P(y) = sigmoid(x @ (a, c) + b)`` by Newton's method: (a, c, b)."""
+    X = np.column_stack([x, np.ones(len(x))])
+    beta = np.zeros(3)
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-X @ beta))
+        step = np.linalg.solve((X * (p * (1 - p))[:, None]).T @ X + ridge * np.eye(3), X.T @ (y - p) - ridge * beta)
+        beta += step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(beta[0]), float(beta[1]), float(beta[2])
+
+
 def calibrate_on(root: Path, n: int) -> None:
     frames = []
     for fam in FAMILIES:
@@ -100,9 +114,11 @@ def calibrate_on(root: Path, n: int) -> None:
             frames.append(m[(m["via"] == "specimen") & ~m["constrained"]])
     df = pd.concat(frames)
     margin, ok = df["margin"].fillna(50.0).to_numpy(float), df["ok"].to_numpy(bool)
-    a, b = fit_logistic(margin, ok)
-    conf = calibrate(margin, np.full(len(df), "pair"), {"pair": (a, b)})
-    print("SPECIMEN_CALIBRATION =", {"pair": (round(a, 4), round(b, 4))}, f"({len(df)} pairs, {ok.mean():.3f} right)")
+    term = -df["cost_specimen"].to_numpy(float)
+    a, c, b = fit_logistic2(np.column_stack([margin, term]), ok)
+    conf = specimen_confidence(margin, term, (a, c, b))
+    print("SPECIMEN_CALIBRATION =", (round(a, 4), round(c, 4), round(b, 4)),
+          f"({len(df)} pairs, {ok.mean():.3f} right)")
     print("SPECIMEN_AUTO_THRESHOLD =", round(auto_threshold(conf, ok, 0.99), 4))
 
 

@@ -16,6 +16,7 @@ __all__ = ["DEMO_CASES", "DEMO_SEED", "run_demo", "pair_agreement", "format_demo
 
 DEMO_CASES = 6
 DEMO_SEED = 2024
+DEMO_SPECIMEN_FRACTION = 0.34  # about 2 of the 6 demo cases have ex vivo specimen scans
 
 
 def pair_agreement(matches: pd.DataFrame, truth: pd.DataFrame) -> tuple[int, int]:
@@ -71,11 +72,11 @@ def run_demo(
         with the ground truth).
     """
     from neckmatch.cohort import run_cohort
-    from neckmatch.synth import generate_cohort
+    from neckmatch.synth import SynthParams, generate_cohort
 
     out = Path(out_dir)
     cohort, results = out / "cohort", out / "results"
-    generate_cohort(n_cases, seed, cohort)
+    generate_cohort(n_cases, seed, cohort, SynthParams(specimen_fraction=DEMO_SPECIMEN_FRACTION))
     run = run_cohort(cohort, results, workers=workers, maps=maps)
     mr = path = hits = pairs = 0
     for rec in run.records:

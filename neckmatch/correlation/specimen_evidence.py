@@ -27,19 +27,20 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from neckmatch.correlation.assign import MARGIN_CAP
-from neckmatch.correlation.calibration import calibrate
-from neckmatch.correlation.evidence import MRNodes, PathUnits
+from neckmatch.correlation.evidence import MRNodes, PathUnits, adjacent_levels
 from neckmatch.geometry.registration import PieceRegistration, register_piece, specimen_nodes
 from neckmatch.model import MIDLINE_LEVELS, Case, Decision, SpecimenPiece
 
-__all__ = ["SpecimenParams", "SpecimenEvidence", "specimen_evidence", "annotate_via", "SPECIMEN_CALIBRATION",
+__all__ = ["SpecimenParams", "SpecimenEvidence", "specimen_evidence", "annotate_via", "specimen_confidence",
+           "SPECIMEN_CALIBRATION",
            "SPECIMEN_AUTO_THRESHOLD",
            "REGISTRATION_COLUMNS"]
 
 FloatArray = NDArray[np.float64]
 
-#: (a, b) of ``sigmoid(a * margin + b)`` for pairs decided through the specimen (benchmarks/specimen.py --calibrate)
-SPECIMEN_CALIBRATION: dict[str, tuple[float, float]] = {"pair": (0.3949, -0.6995)}
+#: (a, c, b) of ``sigmoid(a * margin + c * term + b)`` for pairs decided through the specimen, ``term`` = their
+#: specimen evidence (``-cost_specimen``); fitted by ``benchmarks/specimen.py --calibrate``
+SPECIMEN_CALIBRATION: tuple[float, float, float] = (0.3949, 0.0, -0.6995)
 #: auto threshold of those pairs: the smallest confidence at which the calibration cohort's are >= 99 % right
 SPECIMEN_AUTO_THRESHOLD = 0.9662
 
@@ -68,6 +69,9 @@ class SpecimenParams:
     pose_prior: float = 6.0  # log-likelihood a pose other than the suture frame must gain (a mirror: twice)
     margin_mm: float = 10.0  # padding of the box whose volume gives the uniform density u
     sigma_floor_mm: float = 3.0  # smallest per-axis sd of a registered position (mm)
+    runner_candidates: bool = False  # MR nodes whose runner-up level is the piece's are candidates (measured: worse)
+    adjacent_candidates: bool = False  # so are those of adjacent levels (measured: more outliers, worse)
+    level_adjacent: float = 0.3  # CPD prior of a linked specimen node for an MR node of an adjacent level
     level_mismatch: float = 0.05  # CPD prior of a linked specimen node for an MR node outside its container's levels
 
 
@@ -91,7 +95,8 @@ class SpecimenEvidence:
         return {"images": self.summary, "mapping": MAPPING}
 
 
-def _candidates(case: Case, mr: MRNodes, piece: SpecimenPiece) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+def _candidates(case: Case, mr: MRNodes, piece: SpecimenPiece, params: SpecimenParams
+                ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     """MR rows that can lie in ``piece`` (its side, IA/VI/VII either side; level or runner-up in its containers)
     and which of them are core (level in its containers)."""
     levels: set[str] = set()
@@ -103,7 +108,9 @@ def _candidates(case: Case, mr: MRNodes, piece: SpecimenPiece) -> tuple[NDArray[
         if mr.reason[i] == "no-counterpart":
             continue
         side_ok = mr.side[i] == piece.side.value or mr.level[i] in MIDLINE_LEVELS
-        if side_ok and (mr.level[i] in levels or mr.runner_up[i] in levels):
+        near = params.adjacent_candidates and bool(adjacent_levels().get(mr.level[i], frozenset()) & levels)
+        runner = params.runner_candidates and mr.runner_up[i] in levels
+        if side_ok and (mr.level[i] in levels or runner or near):
             rows.append(i)
             core.append(mr.level[i] in levels and mr.side[i] == piece.side.value)
     return np.array(rows, dtype=np.int64), np.array(core, dtype=bool)
@@ -121,7 +128,8 @@ def _level_prior(case: Case, mr: MRNodes, units: PathUnits, links: dict[int, tup
             continue
         allowed = {lv.value for lv in units.level[j].imaging_levels()}
         ok = np.array([mr.level[i] in allowed or mr.runner_up[i] in allowed for i in rows], dtype=bool)
-        prior[index[int(label)]] = np.where(ok, 1.0, params.level_mismatch)
+        adj = np.array([bool(adjacent_levels().get(mr.level[i], frozenset()) & allowed) for i in rows], dtype=bool)
+        prior[index[int(label)]] = np.where(ok, 1.0, np.where(adj, params.level_adjacent, params.level_mismatch))
     return prior
 
 
@@ -186,7 +194,7 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
     links = _link_map(case, units)
     for piece in case.specimen.pieces:
         nodes = specimen_nodes(piece.label_map)
-        rows, core = _candidates(case, mr, piece)
+        rows, core = _candidates(case, mr, piece, params)
         prior = _level_prior(case, mr, units, links, piece.id, nodes["node"].to_numpy(), rows, params)
         anchors = _anchors(mr, units, links, piece.id, nodes, rows, core)
         reg = register_piece(piece.id, nodes[["x", "y", "z"]].to_numpy(float), mr.pos[rows], piece.side.value,
@@ -262,6 +270,19 @@ def _summary(reg: PieceRegistration, n_spec: int, resid: list[float]) -> dict[st
                           "pat_centre": arr(reg.pat_centre), "pat_scale": round(reg.pat_scale, 6)}}
 
 
+def specimen_confidence(margin: FloatArray, term: FloatArray,
+                        coef: tuple[float, float, float] | None = None) -> FloatArray:
+    """Calibrated confidence of pairs decided through the specimen from their margin and specimen term.
+
+    Examples
+    --------
+    >>> specimen_confidence(np.array([0.0, 50.0]), np.array([0.0, 0.0]), (1.0, 0.0, 0.0)).round(3).tolist()
+    [0.5, 1.0]
+    """
+    a, c, b = SPECIMEN_CALIBRATION if coef is None else coef
+    return np.asarray(1.0 / (1.0 + np.exp(-(a * np.asarray(margin) + c * np.asarray(term) + b))), dtype=np.float64)
+
+
 def annotate_via(table: pd.DataFrame, spec: SpecimenEvidence | None, mr_rows: dict[int, int],
                  unit_of: dict[str, int]) -> pd.DataFrame:
     """Add ``via`` (``specimen`` / ``containers`` for pairs, empty otherwise) and ``cost_specimen`` to matches;
@@ -284,8 +305,8 @@ def annotate_via(table: pd.DataFrame, spec: SpecimenEvidence | None, mr_rows: di
     fixed = out["constrained"].to_numpy(dtype=bool)
     recal = via & ~fixed
     if recal.any():
-        conf = calibrate(out.loc[recal, "margin"].fillna(MARGIN_CAP).to_numpy(float), np.full(int(recal.sum()), "pair"),
-                         SPECIMEN_CALIBRATION)
+        conf = specimen_confidence(out.loc[recal, "margin"].fillna(MARGIN_CAP).to_numpy(float),
+                                   -out.loc[recal, "cost_specimen"].to_numpy(float))
         out.loc[recal, "confidence"] = conf
         auto = conf >= SPECIMEN_AUTO_THRESHOLD
         out.loc[recal, "decision"] = np.where(auto, Decision.AUTO.value, Decision.REVIEW.value)

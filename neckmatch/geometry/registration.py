@@ -114,15 +114,14 @@ def _e_step(X: FloatArray, TY: FloatArray, sigma2: float, w: float, feat: FloatA
             ) -> tuple[FloatArray, float]:
     """Posterior P (M, N) of component m for point n (outlier mass left out) and the log-likelihood of X."""
     M, N = len(TY), len(X)
-    d2 = np.sum((X[None, :, :] - TY[:, None, :]) ** 2, axis=2)
-    K = np.exp(-d2 / (2.0 * sigma2))
+    d2 = (TY * TY).sum(axis=1)[:, None] + (X * X).sum(axis=1)[None, :] - 2.0 * TY @ X.T
+    K = np.exp(-np.maximum(d2, 0.0) / (2.0 * sigma2))
     if feat is not None:
-        K = K * feat
+        K *= feat
     norm = (2.0 * np.pi * sigma2) ** (_D / 2)
-    c = norm * w / (1.0 - w) * M / N
-    den = K.sum(axis=0) + c
-    P = K / den
-    ll = float(np.sum(np.log((1.0 - w) / M * K.sum(axis=0) / norm + w / N)))
+    col = K.sum(axis=0)
+    P = K / (col + norm * w / (1.0 - w) * M / N)
+    ll = float(np.sum(np.log((1.0 - w) / M * col / norm + w / N)))
     return P, ll
 
 
@@ -151,17 +150,17 @@ def cpd_affine(X: FloatArray, Y: FloatArray, w: float = 0.2, feat: FloatArray | 
     ll = ll_prev
     for _ in range(max_iter):
         P, ll = _e_step(X, Y @ B.T + t, sigma2, w, feat)
-        Np = float(P.sum())
+        Pt1, P1 = P.sum(axis=0), P.sum(axis=1)
+        Np = float(P1.sum())
         if Np < 1e-9:
             break
-        mu_x = X.T @ P.sum(axis=0) / Np
-        mu_y = Y.T @ P.sum(axis=1) / Np
+        mu_x, mu_y = Pt1 @ X / Np, P1 @ Y / Np
         Xh, Yh = X - mu_x, Y - mu_y
         A = Xh.T @ P.T @ Yh
-        YPY = (Yh * P.sum(axis=1)[:, None]).T @ Yh
-        B = (A + ridge * np.eye(_D)) @ np.linalg.inv(YPY + (ridge + 1e-9) * np.eye(_D))
+        YPY = (Yh * P1[:, None]).T @ Yh
+        B = np.linalg.solve(YPY + (ridge + 1e-9) * np.eye(_D), (A + ridge * np.eye(_D)).T).T  # YPY symmetric
         t = mu_x - B @ mu_y
-        xpx = float(np.sum(P.sum(axis=0) * np.sum(Xh**2, axis=1)))
+        xpx = float(Pt1 @ np.sum(Xh**2, axis=1))
         sigma2 = max((xpx - float(np.trace(A @ B.T))) / (Np * _D), min_sigma2)
         if abs(ll - ll_prev) < tol * max(abs(ll), 1.0):
             break
@@ -300,7 +299,8 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
                    min_sigma_mm: float = 2.0, core: NDArray[np.bool_] | None = None,
                    prior: FloatArray | None = None, small: int = 10,
                    start_sigma_mm: float = 10.0,
-                   anchors: tuple[FloatArray, FloatArray, FloatArray] | None = None) -> PieceRegistration:
+                   anchors: tuple[FloatArray, FloatArray, FloatArray] | None = None, search_iter: int = 15
+                   ) -> PieceRegistration:
     """Register specimen centroids ``Y_spec`` (M, 3, scanner mm) to MR centroids ``X_mr`` (N, 3, patient RAS mm).
 
     Parameters
@@ -322,13 +322,15 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
     prior : ndarray (M, N), optional
         Correspondence prior multiplying the E-step kernel (e.g. a linked specimen node's container levels).
     small : int
-        Pieces with fewer specimen nodes also try start shifts along y and z (0.7 RMS radii).
+        Pieces with fewer specimen nodes also try start shifts along y and z (0.7 RMS radii) in the suture frame.
     start_sigma_mm : float
         Smallest noise sd (mm) the non-rigid stage starts from (annealing from there).
     anchors : (ndarray (K, 3), ndarray (K, 3), ndarray (K,)), optional
         Corresponding points (specimen scanner mm, patient mm) and weights, e.g. the centroids of the specimen
         nodes linked into one container and of the MR nodes of its levels: one more start per pose (a
         translation from 1-3 anchors, an affine fit from 4 or more).
+    search_iter : int
+        Affine CPD iterations per pose and start while searching; the chosen one is then run to convergence.
 
     Returns
     -------
@@ -356,12 +358,12 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
         rot = np.diag(signs) @ base
         Yn, centre, scale = _start(Y_spec, rot, Xn, pat_scale, len(Y_spec) >= 2 * small)
         penalty = 0.0 if name == "sutures" else pose_prior * (1.0 if np.prod(signs) > 0 else 2.0)
-        starts = [(np.eye(3), off) for off in offsets]
+        starts = [(np.eye(3), off) for off in (offsets if name == "sutures" else offsets[:1])]
         if anchors is not None:
             a_y = ((anchors[0] - centre) @ rot.T) / scale
             starts.append(_anchor_start(a_y, (anchors[1] - pat_centre) / pat_scale, anchors[2]))
         for B0, t0 in starts:
-            B, t, s2, ll = cpd_affine(Xn, Yn @ B0.T + t0, w, feat, max_iter=30, min_sigma2=min_s2,
+            B, t, s2, ll = cpd_affine(Xn, Yn @ B0.T + t0, w, feat, max_iter=search_iter, min_sigma2=min_s2,
                                       ridge=ridge * len(Y_spec))
             if name not in tried or ll - penalty > tried[name][0]:
                 tried[name] = (ll - penalty, (rot, Yn, centre, scale, B @ B0, B @ t0 + t, s2))

@@ -277,3 +277,12 @@ def write_specimen(spec: SynthSpecimen, case_dir: Path) -> list[str]:
     write_csv(spec.links, case_dir / "specimen/links.csv")
     write_csv(spec.truth, case_dir / "specimen_truth.csv")
     return [*rel, "specimen/links.csv", "specimen_truth.csv"]
+
+
+def synth_family(name: str) -> str:
+    """``name`` if it is a family of :data:`FAMILIES`, else InputError (for the CLI's ``--specimen-family``)."""
+    if name not in FAMILIES:
+        from neckmatch.errors import InputError
+
+        raise InputError("options", "--specimen-family", f"'{name}' is not a specimen family ({', '.join(FAMILIES)})")
+    return name

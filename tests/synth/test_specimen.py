@@ -68,3 +68,18 @@ def test_written_specimen_case_reads_back(tmp_path: Path) -> None:
     assert list(st.columns) == ["image", "specimen_node", "true_id"]
     for p in case.specimen.pieces:
         assert set(st.loc[st["image"] == p.id, "specimen_node"]) == set(p.label_map.labels().tolist())
+
+
+def test_cli_synth_writes_specimen_cases_and_refuses_an_unknown_family(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.cli_helpers import run_main
+
+    code = run_main(monkeypatch, "synth", "--cases", "1", "--seed", "3", "--out", str(tmp_path / "a"),
+                    "--specimen", "1", "--specimen-family", "no-optional-sutures")
+    assert code == 0 and (tmp_path / "a" / "SYN001" / "specimen" / "links.csv").is_file()
+    code = run_main(monkeypatch, "synth", "--cases", "1", "--seed", "3", "--out", str(tmp_path / "b"),
+                    "--specimen", "1", "--specimen-family", "bad")
+    err = capsys.readouterr().err
+    assert code == 2 and "--specimen-family: 'bad' is not a specimen family" in err and "Traceback" not in err
+    assert not (tmp_path / "b").exists()
