@@ -353,20 +353,11 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
         return _identity_result(image, base, Y_spec, X_mr, pat_centre, pat_scale, spec_nodes, mr_ids, 1.0)
     beta = beta_mm / pat_scale
     offsets = [np.zeros(3)] if len(Y_spec) >= small else [np.zeros(3), *(0.7 * np.eye(3)[1:]), *(-0.7 * np.eye(3)[1:])]
-    tried: dict[str, tuple[float, Any]] = {}
-    for name, signs in POSES.items():
-        rot = np.diag(signs) @ base
-        Yn, centre, scale = _start(Y_spec, rot, Xn, pat_scale, len(Y_spec) >= 2 * small)
-        penalty = 0.0 if name == "sutures" else pose_prior * (1.0 if np.prod(signs) > 0 else 2.0)
-        starts = [(np.eye(3), off) for off in (offsets if name == "sutures" else offsets[:1])]
-        if anchors is not None:
-            a_y = ((anchors[0] - centre) @ rot.T) / scale
-            starts.append(_anchor_start(a_y, (anchors[1] - pat_centre) / pat_scale, anchors[2]))
-        for B0, t0 in starts:
-            B, t, s2, ll = cpd_affine(Xn, Yn @ B0.T + t0, w, feat, max_iter=search_iter, min_sigma2=min_s2,
-                                      ridge=ridge * len(Y_spec))
-            if name not in tried or ll - penalty > tried[name][0]:
-                tried[name] = (ll - penalty, (rot, Yn, centre, scale, B @ B0, B @ t0 + t, s2))
+    search = _Search(Xn, w, feat, min_s2, ridge * len(Y_spec), search_iter, pat_centre, pat_scale)
+    tried = {name: search.pose(Y_spec, np.diag(signs) @ base, offsets if name == "sutures" else offsets[:1],
+                               anchors, len(Y_spec) >= 2 * small,
+                               0.0 if name == "sutures" else pose_prior * (1.0 if np.prod(signs) > 0 else 2.0))
+             for name, signs in POSES.items()}
     pose = max(tried, key=lambda k: tried[k][0])
     rot, Yn, centre, scale, B, t, s2 = tried[pose][1]
     B1, t1, s2, _ = cpd_affine(Xn, Yn @ B.T + t, w, feat, min_sigma2=min_s2, ridge=ridge * len(Y_spec))
@@ -377,6 +368,37 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
     reg = (Y0 + _gauss_kernel(Y0, Y0, beta) @ W) * pat_scale + pat_centre
     return PieceRegistration(image, pose, rot, centre, scale, B, t, Y0, W, beta, pat_centre, pat_scale,
                              spec_nodes, mr_ids, P, reg, ll, {k: round(v[0], 3) for k, v in tried.items()})
+
+
+@dataclass(frozen=True)
+class _Search:
+    """Affine CPD starts of one piece (normalised MR points ``Xn`` and the CPD settings)."""
+
+    Xn: FloatArray
+    w: float
+    feat: FloatArray | None
+    min_s2: float
+    ridge: float
+    max_iter: int
+    pat_centre: FloatArray
+    pat_scale: float
+
+    def pose(self, Y_spec: FloatArray, rot: FloatArray, offsets: list[FloatArray],
+             anchors: tuple[FloatArray, FloatArray, FloatArray] | None, measured: bool, penalty: float
+             ) -> tuple[float, tuple[Any, ...]]:
+        """Best (log-likelihood - penalty, (rot, Yn, centre, scale, B, t, sigma2)) over the starts of one pose."""
+        Yn, centre, scale = _start(Y_spec, rot, self.Xn, self.pat_scale, measured)
+        starts = [(np.eye(3), off) for off in offsets]
+        if anchors is not None:
+            a_y = ((anchors[0] - centre) @ rot.T) / scale
+            starts.append(_anchor_start(a_y, (anchors[1] - self.pat_centre) / self.pat_scale, anchors[2]))
+        best: tuple[float, tuple[Any, ...]] = (-np.inf, ())
+        for B0, t0 in starts:
+            B, t, s2, ll = cpd_affine(self.Xn, Yn @ B0.T + t0, self.w, self.feat, max_iter=self.max_iter,
+                                      min_sigma2=self.min_s2, ridge=self.ridge)
+            if ll - penalty > best[0]:
+                best = (ll - penalty, (rot, Yn, centre, scale, B @ B0, B @ t0 + t, s2))
+        return best
 
 
 def _anchor_start(a_y: FloatArray, a_x: FloatArray, wt: FloatArray, ridge: float = 0.5
