@@ -40,9 +40,9 @@ FloatArray = NDArray[np.float64]
 
 #: (a, c, b) of ``sigmoid(a * margin + c * term + b)`` for pairs decided through the specimen, ``term`` = their
 #: specimen evidence (``-cost_specimen``); fitted by ``benchmarks/specimen.py --calibrate``
-SPECIMEN_CALIBRATION: tuple[float, float, float] = (0.3949, 0.0, -0.6995)
+SPECIMEN_CALIBRATION: tuple[float, float, float] = (0.4752, 0.1486, -1.4032)
 #: auto threshold of those pairs: the smallest confidence at which the calibration cohort's are >= 99 % right
-SPECIMEN_AUTO_THRESHOLD = 0.9662
+SPECIMEN_AUTO_THRESHOLD = 0.9851
 
 #: How a transform in specimen_registration.json maps any point (PieceRegistration.map_points).
 MAPPING = ("q = ((p - spec_centre) @ rotation.T) / spec_scale; q = q @ affine.T + shift; "
