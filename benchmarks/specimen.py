@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matching import case_metrics, score_rows, summarise, truth_of  # noqa: E402
 
 from neckmatch.correlation.calibration import auto_threshold  # noqa: E402
-from neckmatch.correlation.evidence import path_units  # noqa: E402
 from neckmatch.correlation.matching import match_case  # noqa: E402
 from neckmatch.correlation.specimen_evidence import specimen_confidence  # noqa: E402
 from neckmatch.geometry.levels import levels_table  # noqa: E402
@@ -77,12 +76,7 @@ def run(item: dict, with_specimen: bool) -> tuple[pd.DataFrame, float, list[floa
     t0 = time.perf_counter()
     res = match_case(case, item["levels"], item["spec"])
     dt = time.perf_counter() - t0
-    m = res.matches
-    if res.registration is not None:  # the piece's link consistency of each pair (a calibration feature)
-        unit = {node: j for j, mem in enumerate(path_units(case).members) for node in mem}
-        m = m.assign(quality=[res.registration.quality[unit[p]] if isinstance(p, str) else np.nan
-                              for p in m["path_node"]])
-    return m, dt, residuals(item, res) if with_specimen else []
+    return res.matches, dt, residuals(item, res) if with_specimen else []
 
 
 def evaluate(cohort: list[dict], with_specimen: bool) -> dict:
@@ -98,18 +92,17 @@ def evaluate(cohort: list[dict], with_specimen: bool) -> dict:
     return s
 
 
-def fit_logistic2(x: np.ndarray, y: np.ndarray, ridge: float = 1e-3) -> tuple[float, float, float, float]:
-    """``P(y) = sigmoid(x @ (a, c, d) + b)`` by Newton's method: (a, c, d, b)."""
+def fit_logistic2(x: np.ndarray, y: np.ndarray, ridge: float = 1e-3) -> tuple[float, float, float]:
+    """``P(y) = sigmoid(x @ (a, c) + b)`` by Newton's method: (a, c, b)."""
     X = np.column_stack([x, np.ones(len(x))])
-    beta = np.zeros(X.shape[1])
+    beta = np.zeros(3)
     for _ in range(50):
         p = 1.0 / (1.0 + np.exp(-X @ beta))
-        hess = (X * (p * (1 - p))[:, None]).T @ X + ridge * np.eye(len(beta))
-        step = np.linalg.solve(hess, X.T @ (y - p) - ridge * beta)
+        step = np.linalg.solve((X * (p * (1 - p))[:, None]).T @ X + ridge * np.eye(3), X.T @ (y - p) - ridge * beta)
         beta += step
         if np.abs(step).max() < 1e-10:
             break
-    return float(beta[0]), float(beta[1]), float(beta[2]), float(beta[3])
+    return float(beta[0]), float(beta[1]), float(beta[2])
 
 
 def calibrate_on(root: Path, n: int) -> None:
@@ -121,10 +114,10 @@ def calibrate_on(root: Path, n: int) -> None:
             frames.append(m[(m["via"] == "specimen") & ~m["constrained"]])
     df = pd.concat(frames)
     margin, ok = df["margin"].fillna(50.0).to_numpy(float), df["ok"].to_numpy(bool)
-    term, quality = -df["cost_specimen"].to_numpy(float), df["quality"].to_numpy(float)
-    a, c, d, b = fit_logistic2(np.column_stack([margin, term, quality]), ok)
-    conf = specimen_confidence(margin, term, quality, (a, c, d, b))
-    print("SPECIMEN_CALIBRATION =", (round(a, 4), round(c, 4), round(d, 4), round(b, 4)),
+    term = -df["cost_specimen"].to_numpy(float)
+    a, c, b = fit_logistic2(np.column_stack([margin, term]), ok)
+    conf = specimen_confidence(margin, term, (a, c, b))
+    print("SPECIMEN_CALIBRATION =", (round(a, 4), round(c, 4), round(b, 4)),
           f"({len(df)} pairs, {ok.mean():.3f} right)")
     print("SPECIMEN_AUTO_THRESHOLD =", round(auto_threshold(conf, ok, 0.99), 4))
 

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from neckmatch.correlation.assign import MARGIN_CAP
 from neckmatch.correlation.evidence import MRNodes, PathUnits, adjacent_levels
 from neckmatch.geometry.registration import PieceRegistration, register_piece, specimen_nodes
-from neckmatch.model import MIDLINE_LEVELS, Case, Decision, Level, SpecimenPiece
+from neckmatch.model import MIDLINE_LEVELS, Case, Decision, SpecimenPiece
 
 __all__ = ["SpecimenParams", "SpecimenEvidence", "specimen_evidence", "annotate_via", "specimen_confidence",
            "SPECIMEN_CALIBRATION",
@@ -37,12 +37,10 @@ __all__ = ["SpecimenParams", "SpecimenEvidence", "specimen_evidence", "annotate_
            "REGISTRATION_COLUMNS"]
 
 FloatArray = NDArray[np.float64]
-_LEVELS = frozenset(lv.value for lv in Level)
 
-#: (a, c, d, b) of ``sigmoid(a * margin + c * term + d * quality + b)`` for pairs decided through the specimen,
-#: ``term`` = their specimen evidence (``-cost_specimen``), ``quality`` = the link consistency of the piece
-#: (:attr:`SpecimenEvidence.quality`); fitted by ``benchmarks/specimen.py --calibrate``
-SPECIMEN_CALIBRATION: tuple[float, float, float, float] = (0.4752, 0.1486, 0.0, -1.4032)
+#: (a, c, b) of ``sigmoid(a * margin + c * term + b)`` for pairs decided through the specimen, ``term`` = their
+#: specimen evidence (``-cost_specimen``); fitted by ``benchmarks/specimen.py --calibrate``
+SPECIMEN_CALIBRATION: tuple[float, float, float] = (0.4752, 0.1486, -1.4032)
 #: auto threshold of those pairs: the smallest confidence at which the calibration cohort's are >= 99 % right
 SPECIMEN_AUTO_THRESHOLD = 0.9851
 
@@ -82,9 +80,7 @@ class SpecimenEvidence:
     """The registrations of a case's pieces and the specimen term of every (MR node, unit) pair.
 
     ``weights`` (n, m): ``w_spec``; ``linked`` (m,): the unit has a link to a registered piece;
-    ``registrations``: one per piece; ``table``: specimen_registration.csv rows; ``quality`` (m,): per linked unit,
-    the fraction of its piece's links whose registered specimen node lies nearest an MR node of the linked
-    container's levels (nan without a link): a registration that went wrong breaks this consistency.
+    ``registrations``: one per piece; ``table``: specimen_registration.csv rows.
     """
 
     weights: FloatArray
@@ -92,7 +88,6 @@ class SpecimenEvidence:
     registrations: list[PieceRegistration]
     table: pd.DataFrame
     summary: list[dict[str, Any]] = field(default_factory=list)
-    quality: FloatArray = field(default_factory=lambda: np.zeros(0))  # (m,) link consistency of the unit's piece
 
     def to_json(self) -> dict[str, Any]:
         """specimen_registration.json: per image the transform (parameters and how to map a point), counts and
@@ -211,7 +206,6 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
         regs[piece.id], measured[piece.id], cands[piece.id] = reg, nodes, rows
     mu = _size_offset(links, units, measured)
     weights, linked = np.zeros((n, m)), np.zeros(m, dtype=bool)
-    consistent: dict[str, list[bool]] = {}
     for j, (image, label, cert) in links.items():
         reg, nodes, rows = regs[image], measured[image], cands[image]
         s = int(np.flatnonzero(nodes["node"].to_numpy() == label)[0])
@@ -225,13 +219,8 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
         rho = _reliability(float(units.size_mm[j]), float(long_all[s]), long_all, mu, p_right, params.size_sd)
         weights[:, j] = np.log(rho * dens / u + (1.0 - rho))
         linked[j] = True
-        lv = str(mr.level[int(np.argmin(d2))]) if n else ""
-        consistent.setdefault(image, []).append(lv in _LEVELS and units.level[j].contains(lv))
-    quality = np.full(m, np.nan)
-    for j, (image, _, _) in links.items():
-        quality[j] = float(np.mean(consistent[image]))
     table, summary = _outputs(regs, measured, cands, mr)
-    return SpecimenEvidence(weights, linked, list(regs.values()), table, summary, quality)
+    return SpecimenEvidence(weights, linked, list(regs.values()), table, summary)
 
 
 def _size_offset(links: dict[int, tuple[str, int, str | None]], units: PathUnits,
@@ -281,19 +270,17 @@ def _summary(reg: PieceRegistration, n_spec: int, resid: list[float]) -> dict[st
                           "pat_centre": arr(reg.pat_centre), "pat_scale": round(reg.pat_scale, 6)}}
 
 
-def specimen_confidence(margin: FloatArray, term: FloatArray, quality: FloatArray,
-                        coef: tuple[float, float, float, float] | None = None) -> FloatArray:
-    """Calibrated confidence of pairs decided through the specimen from their margin, specimen term and the link
-    consistency of their piece.
+def specimen_confidence(margin: FloatArray, term: FloatArray,
+                        coef: tuple[float, float, float] | None = None) -> FloatArray:
+    """Calibrated confidence of pairs decided through the specimen from their margin and specimen term.
 
     Examples
     --------
-    >>> specimen_confidence(np.array([0.0, 50.0]), np.zeros(2), np.ones(2), (1.0, 0.0, 0.0, 0.0)).round(3).tolist()
+    >>> specimen_confidence(np.array([0.0, 50.0]), np.array([0.0, 0.0]), (1.0, 0.0, 0.0)).round(3).tolist()
     [0.5, 1.0]
     """
-    a, c, d, b = SPECIMEN_CALIBRATION if coef is None else coef
-    z = a * np.asarray(margin) + c * np.asarray(term) + d * np.asarray(quality) + b
-    return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
+    a, c, b = SPECIMEN_CALIBRATION if coef is None else coef
+    return np.asarray(1.0 / (1.0 + np.exp(-(a * np.asarray(margin) + c * np.asarray(term) + b))), dtype=np.float64)
 
 
 def annotate_via(table: pd.DataFrame, spec: SpecimenEvidence | None, mr_rows: dict[int, int],
@@ -307,7 +294,6 @@ def annotate_via(table: pd.DataFrame, spec: SpecimenEvidence | None, mr_rows: di
     if spec is None:
         return out
     via = np.zeros(len(out), dtype=bool)
-    quality = np.full(len(out), np.nan)
     for k in np.flatnonzero(pair):
         i, j = mr_rows[int(out["mr_node"].iat[k])], unit_of[str(out["path_node"].iat[k])]
         term = float(spec.weights[i, j])
@@ -315,13 +301,12 @@ def annotate_via(table: pd.DataFrame, spec: SpecimenEvidence | None, mr_rows: di
         if pd.notna(out["cost_level"].iat[k]):
             out.iat[k, out.columns.get_loc("cost_level")] = out["cost_level"].iat[k] + term
         via[k] = bool(spec.linked[j]) and term > 0.0
-        quality[k] = spec.quality[j] if len(spec.quality) else np.nan
     out.loc[via, "via"] = "specimen"
     fixed = out["constrained"].to_numpy(dtype=bool)
     recal = via & ~fixed
     if recal.any():
         conf = specimen_confidence(out.loc[recal, "margin"].fillna(MARGIN_CAP).to_numpy(float),
-                                   -out.loc[recal, "cost_specimen"].to_numpy(float), quality[recal])
+                                   -out.loc[recal, "cost_specimen"].to_numpy(float))
         out.loc[recal, "confidence"] = conf
         auto = conf >= SPECIMEN_AUTO_THRESHOLD
         out.loc[recal, "decision"] = np.where(auto, Decision.AUTO.value, Decision.REVIEW.value)

@@ -41,9 +41,6 @@ def test_linked_true_pairs_get_positive_specimen_evidence(item: dict) -> None:
                 pos.append(ev.weights[row[int(r.mr_label)], j])
     assert len(pos) > 10 and np.mean(np.array(pos) > 0) > 0.8
     assert np.all(ev.weights[:, ~ev.linked] == 0.0)  # unlinked units: container evidence only
-    q = ev.quality[ev.linked]
-    assert np.all((q >= 0) & (q <= 1)) and np.isnan(ev.quality[~ev.linked]).all()
-    assert q.mean() > 0.7  # a good registration puts linked nodes next to MR nodes of their containers' levels
 
 
 def test_matches_keep_their_contract_and_say_via(item: dict) -> None:
