@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matching import case_metrics, score_rows, summarise, truth_of  # noqa: E402
 
 from neckmatch.correlation.calibration import auto_threshold  # noqa: E402
+from neckmatch.correlation.evidence import path_units  # noqa: E402
 from neckmatch.correlation.matching import match_case  # noqa: E402
 from neckmatch.correlation.specimen_evidence import specimen_confidence  # noqa: E402
 from neckmatch.geometry.levels import levels_table  # noqa: E402
@@ -76,7 +77,14 @@ def run(item: dict, with_specimen: bool) -> tuple[pd.DataFrame, float, list[floa
     t0 = time.perf_counter()
     res = match_case(case, item["levels"], item["spec"])
     dt = time.perf_counter() - t0
-    return res.matches, dt, residuals(item, res) if with_specimen else []
+    m = res.matches
+    if res.registration is not None:  # calibration features of the specimen pairs
+        unit = {node: j for j, mem in enumerate(path_units(case).members) for node in mem}
+        row = {int(v): k for k, v in enumerate(sorted(item["levels"]["node"].astype(int)))}
+        f = [res.registration.features(row[int(a)], unit[b]) if k == "pair" else (np.nan, np.nan)
+             for a, b, k in zip(m["mr_node"], m["path_node"], m["kind"], strict=True)]
+        m = m.assign(reg_p=[v[0] for v in f], log_nodes=[v[1] for v in f])
+    return m, dt, residuals(item, res) if with_specimen else []
 
 
 def evaluate(cohort: list[dict], with_specimen: bool) -> dict:
@@ -92,17 +100,18 @@ def evaluate(cohort: list[dict], with_specimen: bool) -> dict:
     return s
 
 
-def fit_logistic2(x: np.ndarray, y: np.ndarray, ridge: float = 1e-3) -> tuple[float, float, float]:
-    """``P(y) = sigmoid(x @ (a, c) + b)`` by Newton's method: (a, c, b)."""
+def fit_logistic2(x: np.ndarray, y: np.ndarray, ridge: float = 1e-3) -> tuple[float, ...]:
+    """``P(y) = sigmoid(x @ w + b)`` by Newton's method: (w..., b)."""
     X = np.column_stack([x, np.ones(len(x))])
-    beta = np.zeros(3)
+    beta = np.zeros(X.shape[1])
     for _ in range(50):
         p = 1.0 / (1.0 + np.exp(-X @ beta))
-        step = np.linalg.solve((X * (p * (1 - p))[:, None]).T @ X + ridge * np.eye(3), X.T @ (y - p) - ridge * beta)
+        hess = (X * (p * (1 - p))[:, None]).T @ X + ridge * np.eye(len(beta))
+        step = np.linalg.solve(hess, X.T @ (y - p) - ridge * beta)
         beta += step
         if np.abs(step).max() < 1e-10:
             break
-    return float(beta[0]), float(beta[1]), float(beta[2])
+    return tuple(float(v) for v in beta)
 
 
 def calibrate_on(root: Path, n: int) -> None:
@@ -114,10 +123,11 @@ def calibrate_on(root: Path, n: int) -> None:
             frames.append(m[(m["via"] == "specimen") & ~m["constrained"]])
     df = pd.concat(frames)
     margin, ok = df["margin"].fillna(50.0).to_numpy(float), df["ok"].to_numpy(bool)
-    term = -df["cost_specimen"].to_numpy(float)
-    a, c, b = fit_logistic2(np.column_stack([margin, term]), ok)
-    conf = specimen_confidence(margin, term, (a, c, b))
-    print("SPECIMEN_CALIBRATION =", (round(a, 4), round(c, 4), round(b, 4)),
+    x = np.column_stack([margin, -df["cost_specimen"].to_numpy(float), df["reg_p"].to_numpy(float),
+                         df["log_nodes"].to_numpy(float)])
+    coef = fit_logistic2(x, ok)
+    conf = specimen_confidence(x, coef)
+    print("SPECIMEN_CALIBRATION =", tuple(round(v, 4) for v in coef),
           f"({len(df)} pairs, {ok.mean():.3f} right)")
     print("SPECIMEN_AUTO_THRESHOLD =", round(auto_threshold(conf, ok, 0.99), 4))
 

@@ -38,11 +38,12 @@ __all__ = ["SpecimenParams", "SpecimenEvidence", "specimen_evidence", "annotate_
 
 FloatArray = NDArray[np.float64]
 
-#: (a, c, b) of ``sigmoid(a * margin + c * term + b)`` for pairs decided through the specimen, ``term`` = their
-#: specimen evidence (``-cost_specimen``); fitted by ``benchmarks/specimen.py --calibrate``
-SPECIMEN_CALIBRATION: tuple[float, float, float] = (0.4752, 0.1486, -1.4032)
+#: (a, c, d, e, b) of ``sigmoid(a margin + c term + d reg_p + e log_nodes + b)`` for pairs decided through the
+#: specimen: ``term`` = their specimen evidence (``-cost_specimen``), ``reg_p`` and ``log_nodes`` =
+#: :meth:`SpecimenEvidence.features`; fitted by ``benchmarks/specimen.py --calibrate``
+SPECIMEN_CALIBRATION: tuple[float, float, float, float, float] = (0.4624, -0.4367, 3.6024, 0.3789, -1.599)
 #: auto threshold of those pairs: the smallest confidence at which the calibration cohort's are >= 99 % right
-SPECIMEN_AUTO_THRESHOLD = 0.9851
+SPECIMEN_AUTO_THRESHOLD = 0.9658
 
 #: How a transform in specimen_registration.json maps any point (PieceRegistration.map_points).
 MAPPING = ("q = ((p - spec_centre) @ rotation.T) / spec_scale; q = q @ affine.T + shift; "
@@ -80,7 +81,8 @@ class SpecimenEvidence:
     """The registrations of a case's pieces and the specimen term of every (MR node, unit) pair.
 
     ``weights`` (n, m): ``w_spec``; ``linked`` (m,): the unit has a link to a registered piece;
-    ``registrations``: one per piece; ``table``: specimen_registration.csv rows.
+    ``registrations``: one per piece; ``table``: specimen_registration.csv rows; ``reg_p``, ``piece_nodes``:
+    calibration features (:meth:`features`).
     """
 
     weights: FloatArray
@@ -88,6 +90,13 @@ class SpecimenEvidence:
     registrations: list[PieceRegistration]
     table: pd.DataFrame
     summary: list[dict[str, Any]] = field(default_factory=list)
+    reg_p: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))  # (n, m) CPD posterior of the linked node
+    piece_nodes: FloatArray = field(default_factory=lambda: np.zeros(0))  # (m,) specimen nodes of the unit's piece
+
+    def features(self, i: int, j: int) -> tuple[float, float]:
+        """Calibration features of the pair (MR row i, unit j): the registration posterior that the unit's linked
+        specimen node is MR node i, and log(number of specimen nodes of its piece)."""
+        return float(self.reg_p[i, j]), float(np.log(max(self.piece_nodes[j], 1.0)))
 
     def to_json(self) -> dict[str, Any]:
         """specimen_registration.json: per image the transform (parameters and how to map a point), counts and
@@ -206,6 +215,7 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
         regs[piece.id], measured[piece.id], cands[piece.id] = reg, nodes, rows
     mu = _size_offset(links, units, measured)
     weights, linked = np.zeros((n, m)), np.zeros(m, dtype=bool)
+    reg_p, piece_nodes = np.zeros((n, m)), np.ones(m)
     for j, (image, label, cert) in links.items():
         reg, nodes, rows = regs[image], measured[image], cands[image]
         s = int(np.flatnonzero(nodes["node"].to_numpy() == label)[0])
@@ -219,8 +229,11 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
         rho = _reliability(float(units.size_mm[j]), float(long_all[s]), long_all, mu, p_right, params.size_sd)
         weights[:, j] = np.log(rho * dens / u + (1.0 - rho))
         linked[j] = True
+        if reg.P.size:
+            reg_p[rows, j] = reg.P[s]
+        piece_nodes[j] = len(reg.specimen_nodes)
     table, summary = _outputs(regs, measured, cands, mr)
-    return SpecimenEvidence(weights, linked, list(regs.values()), table, summary)
+    return SpecimenEvidence(weights, linked, list(regs.values()), table, summary, reg_p, piece_nodes)
 
 
 def _size_offset(links: dict[int, tuple[str, int, str | None]], units: PathUnits,
@@ -270,17 +283,18 @@ def _summary(reg: PieceRegistration, n_spec: int, resid: list[float]) -> dict[st
                           "pat_centre": arr(reg.pat_centre), "pat_scale": round(reg.pat_scale, 6)}}
 
 
-def specimen_confidence(margin: FloatArray, term: FloatArray,
-                        coef: tuple[float, float, float] | None = None) -> FloatArray:
-    """Calibrated confidence of pairs decided through the specimen from their margin and specimen term.
+def specimen_confidence(x: FloatArray, coef: tuple[float, ...] | None = None) -> FloatArray:
+    """Calibrated confidence of pairs decided through the specimen from their features ``x`` (K, 4): margin,
+    specimen term, registration posterior, log specimen nodes of the piece.
 
     Examples
     --------
-    >>> specimen_confidence(np.array([0.0, 50.0]), np.array([0.0, 0.0]), (1.0, 0.0, 0.0)).round(3).tolist()
+    >>> x = np.array([[0.0, 0, 0, 0], [50.0, 0, 0, 0]])
+    >>> specimen_confidence(x, (1.0, 0.0, 0.0, 0.0, 0.0)).round(3).tolist()
     [0.5, 1.0]
     """
-    a, c, b = SPECIMEN_CALIBRATION if coef is None else coef
-    return np.asarray(1.0 / (1.0 + np.exp(-(a * np.asarray(margin) + c * np.asarray(term) + b))), dtype=np.float64)
+    c = np.asarray(SPECIMEN_CALIBRATION if coef is None else coef, dtype=np.float64)
+    return np.asarray(1.0 / (1.0 + np.exp(-(np.asarray(x, dtype=np.float64) @ c[:-1] + c[-1]))), dtype=np.float64)
 
 
 def annotate_via(table: pd.DataFrame, spec: SpecimenEvidence | None, mr_rows: dict[int, int],
@@ -294,6 +308,7 @@ def annotate_via(table: pd.DataFrame, spec: SpecimenEvidence | None, mr_rows: di
     if spec is None:
         return out
     via = np.zeros(len(out), dtype=bool)
+    feats = np.zeros((len(out), 2))
     for k in np.flatnonzero(pair):
         i, j = mr_rows[int(out["mr_node"].iat[k])], unit_of[str(out["path_node"].iat[k])]
         term = float(spec.weights[i, j])
@@ -301,12 +316,14 @@ def annotate_via(table: pd.DataFrame, spec: SpecimenEvidence | None, mr_rows: di
         if pd.notna(out["cost_level"].iat[k]):
             out.iat[k, out.columns.get_loc("cost_level")] = out["cost_level"].iat[k] + term
         via[k] = bool(spec.linked[j]) and term > 0.0
+        feats[k] = spec.features(i, j)
     out.loc[via, "via"] = "specimen"
     fixed = out["constrained"].to_numpy(dtype=bool)
     recal = via & ~fixed
     if recal.any():
-        conf = specimen_confidence(out.loc[recal, "margin"].fillna(MARGIN_CAP).to_numpy(float),
-                                   -out.loc[recal, "cost_specimen"].to_numpy(float))
+        x = np.column_stack([out.loc[recal, "margin"].fillna(MARGIN_CAP).to_numpy(float),
+                             -out.loc[recal, "cost_specimen"].to_numpy(float), feats[recal]])
+        conf = specimen_confidence(x)
         out.loc[recal, "confidence"] = conf
         auto = conf >= SPECIMEN_AUTO_THRESHOLD
         out.loc[recal, "decision"] = np.where(auto, Decision.AUTO.value, Decision.REVIEW.value)
