@@ -43,6 +43,11 @@ __all__ = [
     "Case",
     "optional_float",
     "pn_status",
+    "SUTURE_LABELS",
+    "REQUIRED_SUTURES",
+    "SpecimenPiece",
+    "SpecimenLink",
+    "SpecimenScan",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -563,6 +568,7 @@ class Case:
     reads: tuple[Read, ...] = ()
     root: Path | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    specimen: SpecimenScan | None = None  # optional ex vivo specimen MRI (shared/spec/specimen-imaging.md)
 
     def __post_init__(self) -> None:
         if self.primary_side not in ("R", "L", "midline"):
@@ -576,3 +582,54 @@ class Case:
         """True where imaging ``level`` on ``side`` lies inside the dissected surgical levels."""
         lv = self.dissected.get(Side(side))
         return lv is not None and len(lv) > 0 and surgical_contains(lv, level)
+
+
+# --- ex vivo specimen MRI (shared/spec/specimen-imaging.md) -------------------------------------------------
+SUTURE_LABELS: tuple[str, ...] = ("cranial", "caudal", "anterior", "posterior", "medial", "lateral")
+REQUIRED_SUTURES: tuple[str, ...] = ("cranial", "caudal", "anterior")
+
+
+@dataclass(frozen=True)
+class SpecimenPiece:
+    """One scanned specimen piece: its label map (label k = specimen node k) and orientation sutures, both in the
+    ex vivo scanner's frame (RAS mm of that scanner, unrelated to the patient).
+
+    ``sutures`` maps a label of :data:`SUTURE_LABELS` (cranial, caudal and anterior always) to ndarray (3,).
+    ``containers`` are the pathology containers cut from this piece.
+    """
+
+    id: str
+    side: Side
+    containers: tuple[str, ...]
+    label_map: LabelMap
+    sutures: Mapping[str, FloatArray]
+
+    def __post_init__(self) -> None:
+        if not str(self.id).strip():
+            raise ValueError("a specimen image id must not be empty")
+        object.__setattr__(self, "side", Side(self.side))
+        missing = [s for s in REQUIRED_SUTURES if s not in self.sutures]
+        if missing:
+            raise ValueError(f"sutures {missing} missing (required: {', '.join(REQUIRED_SUTURES)})")
+
+
+@dataclass(frozen=True)
+class SpecimenLink:
+    """The pathologist's statement that pathology node ``path_node`` was cut from specimen node ``specimen_node``
+    of image ``image``; ``certainty`` is ``sure`` or ``probable`` (None if not given)."""
+
+    path_node: str
+    image: str
+    specimen_node: int
+    certainty: str | None = None
+
+
+@dataclass(frozen=True)
+class SpecimenScan:
+    """The optional ``specimen`` block of a case: scanned pieces and links (validated by the reader)."""
+
+    pieces: tuple[SpecimenPiece, ...]
+    links: tuple[SpecimenLink, ...] = ()
+
+    def piece(self, image_id: str) -> SpecimenPiece:
+        return next(p for p in self.pieces if p.id == image_id)

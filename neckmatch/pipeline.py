@@ -19,7 +19,7 @@ import pandas as pd
 from neckmatch._version import __version__
 from neckmatch.errors import InputError
 from neckmatch.io.atomic import atomic_files, write_csv
-from neckmatch.io.results import RESULT_FILES, CaseResult, write_results
+from neckmatch.io.results import OPTIONAL_RESULT_FILES, RESULT_FILES, CaseResult, write_results
 from neckmatch.model import Case
 
 __all__ = [
@@ -33,7 +33,7 @@ __all__ = [
     "write_levels",
 ]
 
-OUTPUT_FILES = RESULT_FILES  # the files of one case, in the order written (neckmatch.io.results)
+OUTPUT_FILES = RESULT_FILES + OPTIONAL_RESULT_FILES  # the files of one case (neckmatch.io.results)
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,10 @@ def run_case(case: Case, settings: Settings | None = None) -> CaseResult:
     summary = summarise(case.case_id, tables, settings)
     summary["path_nodes"] = len(case.path_nodes)
     summary["containers"] = len(case.containers)
-    return CaseResult(case.case_id, levels, matches, truth, result.specimen.to_json(), summary)
+    reg = result.registration  # ex vivo specimen scans: specimen_registration.csv / .json
+    extra = {} if reg is None else {"specimen_registration": _with_case_id(reg.table, case.case_id)}
+    return CaseResult(case.case_id, levels, matches, truth, result.specimen.to_json(), summary, extra,
+                      reg.to_json() if reg is not None else None)
 
 
 def compute_case(case_dir: str | Path, settings: Settings | None = None) -> CaseResult:

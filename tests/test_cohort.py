@@ -26,15 +26,15 @@ from neckmatch.cohort import (
 )
 from neckmatch.errors import InputError
 from neckmatch.io.outdir import MARKER
-from neckmatch.io.results import TRUTH_KINDS
-from neckmatch.pipeline import OUTPUT_FILES, Settings
+from neckmatch.io.results import RESULT_FILES, TRUTH_KINDS
+from neckmatch.pipeline import Settings
 from neckmatch.progress import format_cohort_summary
 from neckmatch.report import iter_report_links
 from neckmatch.synth import generate_cohort
 
 SEED = 808
 CASES = ("SYN001", "SYN002", "SYN003")
-CASE_CSVS = tuple(f for f in OUTPUT_FILES if f.endswith(".csv"))
+CASE_CSVS = tuple(f for f in RESULT_FILES if f.endswith(".csv"))
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def _assert_links_resolve(out: Path) -> list[str]:
 
 def test_small_cohort_end_to_end(baseline: Path) -> None:
     for cid in CASES:
-        assert {p.name for p in (baseline / cid).iterdir()} == {*OUTPUT_FILES, MARKER, "run.json"}
+        assert {p.name for p in (baseline / cid).iterdir()} == {*RESULT_FILES, MARKER, "run.json"}
         stamp = json.loads((baseline / cid / "run.json").read_text())
         assert len(stamp["fingerprint"]) == 64 and stamp["summary"]["case_id"] == cid
     for key in TRUTH_KINDS:

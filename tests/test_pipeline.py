@@ -13,8 +13,8 @@ from neckmatch import pipeline
 from neckmatch.correlation.truth import LEVEL_COLUMNS, NODE_COLUMNS, PATIENT_COLUMNS, READ_COLUMNS, SIDE_COLUMNS
 from neckmatch.errors import InputError
 from neckmatch.io.outdir import MARKER
-from neckmatch.io.results import CaseResult, write_results
-from neckmatch.pipeline import OUTPUT_FILES, Settings, compute_case, process_case
+from neckmatch.io.results import RESULT_FILES, CaseResult, write_results
+from neckmatch.pipeline import Settings, compute_case, process_case
 
 MINIMAL = Path(__file__).resolve().parents[1] / "examples" / "minimal_case"
 LEVELS_SPEC = ["node", "side", "level", "boundary_mm", "runner_up", "x", "y", "z", "volume_mm3", "short_axis_mm",
@@ -42,7 +42,7 @@ def _bad_case(tmp_path: Path) -> Path:
 
 
 def test_every_output_file_is_written(out):
-    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUT_FILES, MARKER])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*RESULT_FILES, MARKER])
 
 
 def test_spec_columns(out):

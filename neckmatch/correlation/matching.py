@@ -45,6 +45,12 @@ from neckmatch.correlation.evidence import (
     size_evidence,
     size_weights,
 )
+from neckmatch.correlation.specimen_evidence import (
+    SPECIMEN_AUTO_THRESHOLD,
+    SpecimenEvidence,
+    annotate_via,
+    specimen_evidence,
+)
 from neckmatch.correlation.truth import truth_tables
 from neckmatch.errors import InputError
 from neckmatch.geometry.specimen import Specimen, Warp, reconstruct_specimen
@@ -57,6 +63,7 @@ MATCH_COLUMNS = [
     "merged",
     "mr_level", "mr_side", "container", "path_level", "mr_long_mm", "path_size_mm", "size_ratio", "position_mm",
     "cost", "cost_level", "cost_size", "cost_position", "cost_harvest", "margin", "decided_by",
+    "via", "cost_specimen",  # via = specimen: pair decided through the ex vivo specimen MRI (specimen_evidence)
 ]
 
 
@@ -108,6 +115,7 @@ class MatchResult:
     shrinkage: float
     weights: pd.DataFrame = field(default_factory=pd.DataFrame)
     params: MatchParams = field(default_factory=MatchParams)
+    registration: SpecimenEvidence | None = None  # the specimen scans' registration, where the case has them
     case: Case | None = field(default=None, repr=False)
     levels: pd.DataFrame | None = field(default=None, repr=False)
 
@@ -375,6 +383,9 @@ def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = Non
     mr, units = mr_nodes(case, levels), path_units(case)
     cons = _index_constraints(constraints or Constraints(), mr, units)
     base = level_weights(mr, units, params)
+    via = specimen_evidence(case, mr, units)  # ex vivo specimen MRI: one more evidence term (None without)
+    if via is not None:
+        base = base + via.weights
     for i, j in cons["cannot"]:
         base[i, j] = -np.inf
     base[list(cons["unmatched_rows"]), :] = -np.inf
@@ -388,9 +399,16 @@ def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = Non
         partner[i] = j
     specimen = specimen.with_warps(fit.warps, case.path_nodes, params.pos_sd)
     table = _decision_table(case, mr, units, fit, partner, row_m, col_m, cons, specimen)
-    table = decide(table, AUTO_THRESHOLD if auto_threshold is None else auto_threshold)
+    table = annotate_via(table, via, {int(v): k for k, v in enumerate(mr.node)},
+                         {node: j for j, mem in enumerate(units.members) for node in mem})
+    if auto_threshold is None:  # pairs decided through the specimen have their own calibration and threshold
+        through_specimen = (table["via"] == "specimen").to_numpy() & ~table["constrained"].to_numpy(dtype=bool)
+        table = decide(table, np.where(through_specimen, SPECIMEN_AUTO_THRESHOLD, AUTO_THRESHOLD))
+    else:
+        table = decide(table, auto_threshold)
     weights = pd.DataFrame(fit.w[: len(mr.node)], index=pd.Index(mr.node, name="mr_node"), columns=list(units.unit))
-    return MatchResult(table, specimen, float(np.exp(fit.log_k)), weights, params, case, levels)
+    return MatchResult(table, specimen, float(np.exp(fit.log_k)), weights, params, registration=via, case=case,
+                       levels=levels)
 
 
 def _mr_container(case: Case, side: str, level: str) -> str:
@@ -486,7 +504,7 @@ def _finish(case: Case, rows: list[dict[str, Any]]) -> pd.DataFrame:
     return df[MATCH_COLUMNS]
 
 
-def decide(matches: pd.DataFrame, threshold: float) -> pd.DataFrame:
+def decide(matches: pd.DataFrame, threshold: float | NDArray[np.float64]) -> pd.DataFrame:
     """``matches`` with ``decision`` (``auto`` where ``confidence`` >= ``threshold``, else ``review``) and
     ``level_only`` (an undecided row that still has a container: usable level-to-level) set from one rule.
 
@@ -497,7 +515,7 @@ def decide(matches: pd.DataFrame, threshold: float) -> pd.DataFrame:
     >>> d["decision"].tolist(), d["level_only"].tolist()
     (['auto', 'review', 'review'], [False, True, False])
     """
-    if not 0.0 <= threshold <= 1.0:
+    if not np.all((np.asarray(threshold) >= 0.0) & (np.asarray(threshold) <= 1.0)):
         raise ValueError(f"auto threshold must lie in [0, 1], got {threshold!r}")
     out = matches.copy()
     auto = pd.to_numeric(out["confidence"], errors="coerce").to_numpy(dtype=float) >= threshold

@@ -26,6 +26,7 @@ from neckmatch.io.markups import read_markups
 from neckmatch.io.pathology import derive_containers, read_containers, read_path_nodes
 from neckmatch.io.reads import read_reads
 from neckmatch.io.sanity import check_landmarks
+from neckmatch.io.specimen import read_specimen
 from neckmatch.model import REQUIRED_LANDMARKS, Case, Side, SurgicalLevel, pn_status
 
 __all__ = ["read_case", "read_manifest", "CASE_FORMAT", "MAX_MANIFEST_BYTES", "EXTERNAL_FILES_ENV"]
@@ -33,7 +34,7 @@ __all__ = ["read_case", "read_manifest", "CASE_FORMAT", "MAX_MANIFEST_BYTES", "E
 CASE_FORMAT = "neckmatch-case/1"
 MAX_MANIFEST_BYTES = 1 << 20  # a case.json is a few hundred bytes; a larger one is refused before it is parsed
 EXTERNAL_FILES_ENV = "NECKMATCH_ALLOW_EXTERNAL_FILES"  # "1": case.json may name files outside the case folder
-_KNOWN_KEYS = {"format", "case_id", "primary_side", "dissected", "mri", "pathology"}
+_KNOWN_KEYS = {"format", "case_id", "primary_side", "dissected", "mri", "pathology", "specimen"}
 
 
 def _no_constant(name: str) -> Any:
@@ -180,11 +181,12 @@ def read_case(case_dir: str | Path, required_landmarks: Iterable[str] | None = R
         containers = read_containers(files["pathology.containers"], nodes if "pathology.nodes" in files else None)
     else:
         containers = derive_containers(nodes)
+    specimen = read_specimen(case_dir, doc["specimen"], nodes, containers) if "specimen" in doc else None
     try:
         return Case(
             case_id=doc["case_id"].strip(), primary_side=doc["primary_side"], dissected=doc["dissected_levels"],
             label_map=label_map, landmarks=landmarks, path_nodes=tuple(nodes), containers=tuple(containers),
-            reads=tuple(reads), root=Path(case_dir),
+            reads=tuple(reads), root=Path(case_dir), specimen=specimen,
             extra={k: v for k, v in doc.items() if k not in _KNOWN_KEYS | {"files", "dissected_levels"}},
         )
     except (ValueError, TypeError) as exc:

@@ -22,14 +22,16 @@ import pandas as pd
 from neckmatch.errors import InputError
 from neckmatch.io.atomic import atomic_path, write_csv, write_text
 
-__all__ = ["CaseResult", "TRUTH_KINDS", "RESULT_FILES", "read_results", "write_results", "stack_results",
-           "stack_truth_tables", "write_stacked_tables"]
+__all__ = ["CaseResult", "TRUTH_KINDS", "RESULT_FILES", "OPTIONAL_RESULT_FILES", "read_results", "write_results",
+           "stack_results", "stack_truth_tables", "write_stacked_tables"]
 
 #: The truth tables of a case, in the order they are written (``truth_<kind>.csv``).
 TRUTH_KINDS = ("nodes", "reads", "levels", "sides", "patient")
 #: The files a results folder holds, in the order they are written.
 RESULT_FILES = ("levels.csv", "matches.csv", *(f"truth_{k}.csv" for k in TRUTH_KINDS), "specimen.json",
                 "summary.json")
+#: Written only where the case has them: the ex vivo specimen scans' registration (specimen-imaging.md).
+OPTIONAL_RESULT_FILES = ("specimen_registration.csv", "specimen_registration.json")
 
 # Text columns that pandas would otherwise read as numbers (ids such as "0012", levels such as "II").
 _TEXT_COLUMNS = {"case_id": str, "path_node": str, "runner_up": str, "level": str, "mr_level": str,
@@ -55,7 +57,10 @@ class CaseResult:
     summary : dict
         Counts of the case (``summary.json``).
     extra : dict of str to pandas.DataFrame
-        Further tables by file stem (written as ``<stem>.csv`` after the standard ones).
+        Further tables by file stem (written as ``<stem>.csv`` after the standard ones), e.g.
+        ``specimen_registration``.
+    registration : dict, optional
+        The ex vivo specimen scans' registration (``specimen_registration.json``), where the case has them.
 
     Examples
     --------
@@ -71,6 +76,7 @@ class CaseResult:
     specimen: dict[str, Any]
     summary: dict[str, Any]
     extra: dict[str, pd.DataFrame] = field(default_factory=dict)
+    registration: dict[str, Any] | None = None
 
     @property
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -86,6 +92,8 @@ class CaseResult:
             yield f"{stem}.csv", frame
         yield "specimen.json", self.specimen
         yield "summary.json", self.summary
+        if self.registration is not None:
+            yield "specimen_registration.json", self.registration
 
 
 def write_results(result: CaseResult, folder: str | Path) -> list[Path]:
@@ -160,9 +168,14 @@ def read_results(folder: str | Path) -> CaseResult:
     specimen = _read_json(folder / "specimen.json") if (folder / "specimen.json").is_file() else {}
     summary = _read_json(folder / "summary.json") if (folder / "summary.json").is_file() else {}
     levels = read_table(folder / "levels.csv")
+    extra = {stem: read_table(folder / f"{stem}.csv") for stem in ("specimen_registration",)
+             if (folder / f"{stem}.csv").is_file()}
+    reg_path = folder / "specimen_registration.json"
+    registration = _read_json(reg_path) if reg_path.is_file() else None
     case_id = str(summary.get("case_id") or (levels["case_id"].iloc[0] if "case_id" in levels and len(levels)
                                              else folder.name))
-    return CaseResult(case_id, levels, read_table(folder / "matches.csv"), truth, specimen, summary)
+    return CaseResult(case_id, levels, read_table(folder / "matches.csv"), truth, specimen, summary, extra,
+                      registration)
 
 
 def stack_results(out_dir: str | Path, case_ids: Iterable[str], name: str) -> pd.DataFrame:

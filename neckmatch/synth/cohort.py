@@ -21,6 +21,7 @@ from neckmatch.synth.mri import MRI, make_mri
 from neckmatch.synth.nodes import TrueNodes, draw_counts, draw_involvement, draw_nodes
 from neckmatch.synth.params import SynthParams
 from neckmatch.synth.pathology import Pathology, make_pathology
+from neckmatch.synth.specimen import SynthSpecimen, make_specimen, specimen_block, specimen_family, write_specimen
 
 __all__ = ["SynthCase", "simulate_case", "write_case", "generate_case", "generate_cohort", "case_seed"]
 
@@ -43,6 +44,7 @@ class SynthCase:
     mri: MRI
     pathology: Pathology
     truth: pd.DataFrame
+    specimen: SynthSpecimen | None = None  # ex vivo specimen MRI (params.specimen_fraction)
 
 
 def case_seed(seed: int, index: int) -> np.random.SeedSequence:
@@ -86,7 +88,11 @@ def simulate_case(
     mri = make_mri(rng, params, nodes, raster=raster)
     path = make_pathology(rng, params, phantom, nodes, primary, with_positions)
     truth = _truth(nodes, phantom, mri, path)
-    return SynthCase(case_id, primary, location, with_positions, phantom, nodes, mri, path, truth)
+    specimen = None
+    if params.specimen_fraction > 0 and rng.random() < params.specimen_fraction:  # drawn last: other draws unchanged
+        specimen = make_specimen(rng, specimen_family(params.specimen_family), phantom, nodes, path.container,
+                                 path.report, path.path_node, path.path_fragments)
+    return SynthCase(case_id, primary, location, with_positions, phantom, nodes, mri, path, truth, specimen)
 
 
 def write_case(case: SynthCase, case_dir: str | Path) -> list[Path]:
@@ -107,6 +113,8 @@ def write_case(case: SynthCase, case_dir: str | Path) -> list[Path]:
         "pathology": {"nodes": rel[4]},
         "synthetic": True, "primary_site": case.location,
     }  # fmt: skip
+    if case.specimen is not None:
+        manifest["specimen"] = specimen_block(case.specimen)
     with atomic_dir(case_dir) as tmp:
         write_text(json.dumps(manifest, indent=2) + "\n", tmp / rel[0])
         write_label_map(tmp / rel[1], case.mri.label_map)
@@ -114,6 +122,8 @@ def write_case(case: SynthCase, case_dir: str | Path) -> list[Path]:
         write_csv(case.mri.reads, tmp / rel[3])
         write_csv(case.pathology.report, tmp / rel[4])
         write_csv(case.truth, tmp / rel[5])
+        if case.specimen is not None:
+            rel += write_specimen(case.specimen, tmp)
     return [case_dir / r for r in rel]
 
 

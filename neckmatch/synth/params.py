@@ -130,6 +130,9 @@ class SynthParams:
     subcontainer_II_fraction: float = 0.3  # II sent as IIA + IIB
     subcontainer_I_fraction: float = 0.2  # I sent as IA + IB
     merged_III_IV_fraction: float = 0.15  # III and IV in one container "III+IV"
+    # ex vivo specimen MRI (shared/spec/specimen-imaging.md; model and families in neckmatch.synth.specimen)
+    specimen_fraction: float = 0.0  # fraction of cases with a scanned specimen (a `specimen` block)
+    specimen_family: str = "default"  # neckmatch.synth.specimen.FAMILIES: default, flat, wrong-links, ...
     harvest_miss_rate: float = 0.4  # max P(node not harvested) for the smallest nodes (domain: ~40-78 %)
     harvest_miss_size_mm: float = 4.0  # long axis at which the miss probability halves
     fragment_rate: float = 0.04  # nodes bisected and reported as two entries (domain pitfalls)

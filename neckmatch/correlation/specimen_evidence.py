@@ -1,0 +1,329 @@
+"""Matching through the ex vivo specimen MRI: MR node <-> specimen node (registration) <-> pathology node (link).
+
+For every scanned piece (:class:`neckmatch.model.SpecimenPiece`) the specimen nodes are registered to the MR
+nodes of its side whose level (or runner-up level) lies in its containers
+(:func:`neckmatch.geometry.registration.register_piece`). A pathology unit linked to specimen node ``s`` then adds
+to the pair weight of every MR node ``i`` the log-likelihood ratio of the link
+
+    w_spec[i, j] = log( rho * N3(x_i; T(y_s), sigma^2 I) / u + (1 - rho) )
+
+where ``T(y_s)`` is ``s`` registered into the patient, ``sigma`` the piece's residual sd (mm), ``u`` a uniform
+density over the piece's MR nodes (the position of an unrelated node) and ``rho`` the probability that the link
+is right: prior ``1 - link_error`` (``probable`` links ``1 - probable_error``), updated by how well the
+pathology size fits the specimen node's long axis against the piece's other nodes. Units without a link add 0
+(their container evidence decides). Reads, image signal and pathology status are never used.
+
+Pairs whose unit is linked and whose specimen term is positive are marked ``via = specimen`` in matches.csv and
+get their confidence from :data:`SPECIMEN_CALIBRATION` (fitted by ``benchmarks/specimen.py --calibrate``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from neckmatch.correlation.assign import MARGIN_CAP
+from neckmatch.correlation.evidence import MRNodes, PathUnits, adjacent_levels
+from neckmatch.geometry.registration import PieceRegistration, register_piece, specimen_nodes
+from neckmatch.model import MIDLINE_LEVELS, Case, SpecimenPiece
+
+__all__ = ["SpecimenParams", "SpecimenEvidence", "specimen_evidence", "annotate_via", "specimen_confidence",
+           "SPECIMEN_CALIBRATION",
+           "SPECIMEN_AUTO_THRESHOLD",
+           "REGISTRATION_COLUMNS"]
+
+FloatArray = NDArray[np.float64]
+
+#: (a, c, d, e, b) of ``sigmoid(a margin + c term + d reg_p + e log_nodes + b)`` for pairs decided through the
+#: specimen: ``term`` = their specimen evidence (``-cost_specimen``), ``reg_p`` and ``log_nodes`` =
+#: :meth:`SpecimenEvidence.features`; fitted by ``benchmarks/specimen.py --calibrate``
+SPECIMEN_CALIBRATION: tuple[float, float, float, float, float] = (0.4624, -0.4367, 3.6024, 0.3789, -1.599)
+#: auto threshold of those pairs: the smallest confidence at which the calibration cohort's are >= 99 % right
+SPECIMEN_AUTO_THRESHOLD = 0.9658
+
+#: How a transform in specimen_registration.json maps any point (PieceRegistration.map_points).
+MAPPING = ("q = ((p - spec_centre) @ rotation.T) / spec_scale; q = q @ affine.T + shift; "
+           "q = q + exp(-|q - ctrl_k|^2 / (2 beta^2)) summed over k with weights coef_k; "
+           "x = q * pat_scale + pat_centre "
+           "(p: points (K, 3) in the specimen scanner's RAS mm, x: patient RAS mm)")
+
+REGISTRATION_COLUMNS = ["image", "specimen_node", "mr_node", "confidence", "x", "y", "z", "residual_mm"]
+
+
+@dataclass(frozen=True)
+class SpecimenParams:
+    """Parameters of the specimen evidence (docs/matching.md, section Specimen MRI)."""
+
+    link_error: float = 0.04  # prior probability that a (sure or unrated) link names the wrong specimen node
+    probable_error: float = 0.20  # the same for a link marked probable
+    size_sd: float = 0.2  # log-sd of pathology size / specimen long axis (fixation, rounding, measurement)
+    cpd_outlier: float = 0.4  # CPD outlier weight (MR nodes without a specimen node)
+    cpd_beta_mm: float = 30.0  # non-rigid kernel width, mm
+    cpd_lambda: float = 3.0  # non-rigid smoothness
+    cpd_ridge: float = 0.08  # pull of the affine part towards the suture frame and expected flattening, per node
+    cpd_small: int = 10  # pieces with fewer nodes also try shifted starts
+    cpd_start_sigma_mm: float = 10.0  # smallest noise sd the non-rigid stage starts from
+    pose_prior: float = 6.0  # log-likelihood a pose other than the suture frame must gain (a mirror: twice)
+    margin_mm: float = 10.0  # padding of the box whose volume gives the uniform density u
+    sigma_floor_mm: float = 3.0  # smallest per-axis sd of a registered position (mm)
+    runner_candidates: bool = False  # MR nodes whose runner-up level is the piece's are candidates (measured: worse)
+    adjacent_candidates: bool = False  # so are those of adjacent levels (measured: more outliers, worse)
+    level_adjacent: float = 0.3  # CPD prior of a linked specimen node for an MR node of an adjacent level
+    level_mismatch: float = 0.05  # CPD prior of a linked specimen node for an MR node outside its container's levels
+
+
+@dataclass
+class SpecimenEvidence:
+    """The registrations of a case's pieces and the specimen term of every (MR node, unit) pair.
+
+    ``weights`` (n, m): ``w_spec``; ``linked`` (m,): the unit has a link to a registered piece;
+    ``registrations``: one per piece; ``table``: specimen_registration.csv rows; ``reg_p``, ``piece_nodes``:
+    calibration features (:meth:`features`).
+    """
+
+    weights: FloatArray
+    linked: NDArray[np.bool_]
+    registrations: list[PieceRegistration]
+    table: pd.DataFrame
+    summary: list[dict[str, Any]] = field(default_factory=list)
+    reg_p: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))  # (n, m) CPD posterior of the linked node
+    piece_nodes: FloatArray = field(default_factory=lambda: np.zeros(0))  # (m,) specimen nodes of the unit's piece
+
+    def features(self, i: int, j: int) -> tuple[float, float]:
+        """Calibration features of the pair (MR row i, unit j): the registration posterior that the unit's linked
+        specimen node is MR node i, and log(number of specimen nodes of its piece)."""
+        return float(self.reg_p[i, j]), float(np.log(max(self.piece_nodes[j], 1.0)))
+
+    def to_json(self) -> dict[str, Any]:
+        """specimen_registration.json: per image the transform (parameters and how to map a point), counts and
+        the median residual."""
+        return {"images": self.summary, "mapping": MAPPING}
+
+
+def _candidates(case: Case, mr: MRNodes, piece: SpecimenPiece, params: SpecimenParams
+                ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """MR rows that can lie in ``piece`` (its side, IA/VI/VII either side; level or runner-up in its containers)
+    and which of them are core (level in its containers)."""
+    levels: set[str] = set()
+    for c in case.containers:
+        if c.container in piece.containers:
+            levels |= {lv.value for lv in c.level.imaging_levels()}
+    rows, core = [], []
+    for i in range(len(mr.node)):
+        if mr.reason[i] == "no-counterpart":
+            continue
+        side_ok = mr.side[i] == piece.side.value or mr.level[i] in MIDLINE_LEVELS
+        near = params.adjacent_candidates and bool(adjacent_levels().get(mr.level[i], frozenset()) & levels)
+        runner = params.runner_candidates and mr.runner_up[i] in levels
+        if side_ok and (mr.level[i] in levels or runner or near):
+            rows.append(i)
+            core.append(mr.level[i] in levels and mr.side[i] == piece.side.value)
+    return np.array(rows, dtype=np.int64), np.array(core, dtype=bool)
+
+
+def _level_prior(case: Case, mr: MRNodes, units: PathUnits, links: dict[int, tuple[str, int, str | None]],
+                 image: str, labels: NDArray[np.int64], rows: NDArray[np.int64], params: SpecimenParams
+                 ) -> FloatArray:
+    """Correspondence prior (M, N) for the CPD of one piece: a specimen node linked to a pathology node of
+    container C corresponds to MR nodes of C's levels (level or runner-up); others get ``level_mismatch``."""
+    prior = np.ones((len(labels), len(rows)))
+    index = {int(v): k for k, v in enumerate(labels)}
+    for j, (img, label, _) in links.items():
+        if img != image or int(label) not in index:
+            continue
+        allowed = {lv.value for lv in units.level[j].imaging_levels()}
+        ok = np.array([mr.level[i] in allowed or mr.runner_up[i] in allowed for i in rows], dtype=bool)
+        adj = np.array([bool(adjacent_levels().get(mr.level[i], frozenset()) & allowed) for i in rows], dtype=bool)
+        prior[index[int(label)]] = np.where(ok, 1.0, np.where(adj, params.level_adjacent, params.level_mismatch))
+    return prior
+
+
+def _anchors(mr: MRNodes, units: PathUnits, links: dict[int, tuple[str, int, str | None]], image: str,
+             nodes: pd.DataFrame, rows: NDArray[np.int64], core: NDArray[np.bool_]
+             ) -> tuple[FloatArray, FloatArray, FloatArray] | None:
+    """Per container with links into this piece: the centroid of its linked specimen nodes and of the core MR
+    nodes of its levels (weights: the smaller count). None without any."""
+    xyz = {int(k): p for k, p in zip(nodes["node"], nodes[["x", "y", "z"]].to_numpy(float), strict=True)}
+    by_cont: dict[str, list[FloatArray]] = {}
+    for j, (img, label, _) in links.items():
+        if img == image and int(label) in xyz:
+            by_cont.setdefault(units.container[j], []).append(xyz[int(label)])
+    a_y, a_x, wt = [], [], []
+    for c, pts in by_cont.items():
+        j = units.container.index(c)
+        allowed = {lv.value for lv in units.level[j].imaging_levels()}
+        sel = [i for k, i in enumerate(rows) if core[k] and mr.level[i] in allowed]
+        if sel:
+            a_y.append(np.mean(pts, axis=0))
+            a_x.append(mr.pos[sel].mean(axis=0))
+            wt.append(min(len(pts), len(sel)))
+    if not a_y:
+        return None
+    return np.array(a_y), np.array(a_x), np.array(wt, float)
+
+
+def _diameter(volume: FloatArray) -> FloatArray:
+    return np.asarray((6.0 * np.asarray(volume, float) / np.pi) ** (1.0 / 3.0), dtype=np.float64)
+
+
+def _link_map(case: Case, units: PathUnits) -> dict[int, tuple[str, int, str | None]]:
+    """Unit index -> (image, specimen label, certainty) of its head's link (else of any member's)."""
+    by_node = {lk.path_node: lk for lk in case.specimen.links} if case.specimen is not None else {}
+    out = {}
+    for j, members in enumerate(units.members):
+        lk = by_node.get(units.unit[j]) or next((by_node[m] for m in members if m in by_node), None)
+        if lk is not None:
+            out[j] = (lk.image, lk.specimen_node, lk.certainty)
+    return out
+
+
+def _reliability(size: float, long_s: float, long_all: FloatArray, mu: float, prior: float, sd: float) -> float:
+    """P(link right | pathology size): the linked node's long axis against the piece's other nodes'."""
+    if not np.isfinite(size) or not np.isfinite(long_s) or len(long_all) == 0:
+        return prior
+    z = lambda d: (np.log(size) - np.log(np.maximum(d, 0.1)) - mu) / sd  # noqa: E731
+    g = float(np.exp(-0.5 * z(long_s) ** 2))
+    f = float(np.mean(np.exp(-0.5 * z(long_all) ** 2)))
+    return prior * g / max(prior * g + (1.0 - prior) * f, 1e-300)
+
+
+def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: SpecimenParams | None = None
+                      ) -> SpecimenEvidence | None:
+    """Register every piece of ``case.specimen`` and compute the specimen term (None without a specimen block)."""
+    if case.specimen is None:
+        return None
+    params = params or SpecimenParams()
+    n, m = len(mr.node), len(units.unit)
+    d_mr = _diameter(mr.volume_mm3) if mr.volume_mm3 is not None else mr.long_mm * 0.75
+    regs, measured, cands = {}, {}, {}
+    links = _link_map(case, units)
+    for piece in case.specimen.pieces:
+        nodes = specimen_nodes(piece.label_map)
+        rows, core = _candidates(case, mr, piece, params)
+        prior = _level_prior(case, mr, units, links, piece.id, nodes["node"].to_numpy(), rows, params)
+        anchors = _anchors(mr, units, links, piece.id, nodes, rows, core)
+        reg = register_piece(piece.id, nodes[["x", "y", "z"]].to_numpy(float), mr.pos[rows], piece.side.value,
+                             dict(piece.sutures), nodes["node"].to_numpy(), mr.node[rows],
+                             _diameter(nodes["volume_mm3"].to_numpy(float)), d_mr[rows], params.cpd_outlier,
+                             params.cpd_beta_mm, params.cpd_lambda, pose_prior=params.pose_prior, core=core,
+                             prior=prior, ridge=params.cpd_ridge, small=params.cpd_small,
+                             start_sigma_mm=params.cpd_start_sigma_mm, anchors=anchors)
+        regs[piece.id], measured[piece.id], cands[piece.id] = reg, nodes, rows
+    mu = _size_offset(links, units, measured)
+    weights, linked = np.zeros((n, m)), np.zeros(m, dtype=bool)
+    reg_p, piece_nodes = np.zeros((n, m)), np.ones(m)
+    for j, (image, label, cert) in links.items():
+        reg, nodes, rows = regs[image], measured[image], cands[image]
+        s = int(np.flatnonzero(nodes["node"].to_numpy() == label)[0])
+        sigma = reg.residual_sd_mm(mr.pos[rows], floor=params.sigma_floor_mm)
+        box = np.ptp(mr.pos[rows], axis=0) + 2 * params.margin_mm if len(rows) else np.full(3, 60.0)
+        u = 1.0 / max(float(np.prod(box)), 1e3)
+        d2 = np.sum((mr.pos - reg.registered[s]) ** 2, axis=1)
+        dens = np.exp(-d2 / (2 * sigma**2)) / (2 * np.pi * sigma**2) ** 1.5
+        p_right = 1.0 - (params.probable_error if cert == "probable" else params.link_error)
+        long_all = nodes["long_axis_mm"].to_numpy(float)
+        rho = _reliability(float(units.size_mm[j]), float(long_all[s]), long_all, mu, p_right, params.size_sd)
+        weights[:, j] = np.log(rho * dens / u + (1.0 - rho))
+        linked[j] = True
+        if reg.P.size:
+            reg_p[rows, j] = reg.P[s]
+        piece_nodes[j] = len(reg.specimen_nodes)
+    table, summary = _outputs(regs, measured, cands, mr)
+    return SpecimenEvidence(weights, linked, list(regs.values()), table, summary, reg_p, piece_nodes)
+
+
+def _size_offset(links: dict[int, tuple[str, int, str | None]], units: PathUnits,
+                 measured: dict[str, pd.DataFrame]) -> float:
+    """Median log(pathology size / specimen long axis) over the links (fixation shrinkage; 0 without sizes)."""
+    long = {(image, int(k)): float(v) for image, nodes in measured.items()
+            for k, v in zip(nodes["node"], nodes["long_axis_mm"], strict=True)}
+    vals = [np.log(units.size_mm[j]) - np.log(max(long[(image, label)], 0.1))
+            for j, (image, label, _) in links.items() if np.isfinite(units.size_mm[j]) and (image, label) in long]
+    return float(np.median(vals)) if vals else 0.0
+
+
+def _outputs(regs: dict[str, PieceRegistration], measured: dict[str, pd.DataFrame],
+             cands: dict[str, NDArray[np.int64]], mr: MRNodes) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """specimen_registration.csv rows and the per-image JSON summaries."""
+    rows, summary = [], []
+    for image, reg in regs.items():
+        pos = mr.pos[cands[image]]
+        pair = {sm: (n_, p) for sm, n_, p in reg.pairs()}
+        resid = []
+        for k, label in enumerate(measured[image]["node"].to_numpy()):
+            mr_node, conf, res = None, np.nan, np.nan
+            if k in pair:
+                n_, conf = pair[k]
+                mr_node = int(reg.mr_nodes[n_])
+                res = float(np.linalg.norm(reg.registered[k] - pos[n_]))
+                resid.append(res)
+            x, y, z = (round(float(v), 3) for v in reg.registered[k])
+            rows.append({"image": image, "specimen_node": int(label), "mr_node": mr_node, "confidence": conf,
+                         "x": x, "y": y, "z": z, "residual_mm": res})
+        summary.append(_summary(reg, len(measured[image]), resid))
+    table = pd.DataFrame(rows, columns=REGISTRATION_COLUMNS)
+    table["mr_node"] = table["mr_node"].astype("Int64")
+    return table, summary
+
+
+def _summary(reg: PieceRegistration, n_spec: int, resid: list[float]) -> dict[str, Any]:
+    def arr(a: Any) -> Any:
+        return np.round(np.asarray(a, float), 6).tolist()
+
+    return {"image": reg.image, "pose": reg.pose, "pose_log_lik": reg.pose_log_lik, "specimen_nodes": n_spec,
+            "mr_candidates": len(reg.mr_nodes), "paired_nodes": len(resid),
+            "median_residual_mm": round(float(np.median(resid)), 3) if resid else None,
+            "transform": {"rotation": arr(reg.rotation), "spec_centre": arr(reg.spec_centre),
+                          "spec_scale": arr(reg.spec_scale), "affine": arr(reg.affine), "shift": arr(reg.shift),
+                          "beta": reg.beta, "ctrl": arr(reg.ctrl), "coef": arr(reg.coef),
+                          "pat_centre": arr(reg.pat_centre), "pat_scale": round(reg.pat_scale, 6)}}
+
+
+def specimen_confidence(x: FloatArray, coef: tuple[float, ...] | None = None) -> FloatArray:
+    """Calibrated confidence of pairs decided through the specimen from their features ``x`` (K, 4): margin,
+    specimen term, registration posterior, log specimen nodes of the piece.
+
+    Examples
+    --------
+    >>> x = np.array([[0.0, 0, 0, 0], [50.0, 0, 0, 0]])
+    >>> specimen_confidence(x, (1.0, 0.0, 0.0, 0.0, 0.0)).round(3).tolist()
+    [0.5, 1.0]
+    """
+    c = np.asarray(SPECIMEN_CALIBRATION if coef is None else coef, dtype=np.float64)
+    return np.asarray(1.0 / (1.0 + np.exp(-(np.asarray(x, dtype=np.float64) @ c[:-1] + c[-1]))), dtype=np.float64)
+
+
+def annotate_via(table: pd.DataFrame, spec: SpecimenEvidence | None, mr_rows: dict[int, int],
+                 unit_of: dict[str, int]) -> pd.DataFrame:
+    """Add ``via`` (``specimen`` / ``containers`` for pairs, empty otherwise) and ``cost_specimen`` to matches;
+    pairs via the specimen move their specimen term out of ``cost_level`` and take the specimen calibration
+    (their confidence; the decision follows in :func:`neckmatch.correlation.matching.decide`, at
+    :data:`SPECIMEN_AUTO_THRESHOLD`)."""
+    out = table.copy()
+    pair = (out["kind"] == "pair").to_numpy()
+    out["via"] = np.where(pair, "containers", "")
+    out["cost_specimen"] = np.where(pair, 0.0, np.nan)
+    if spec is None:
+        return out
+    via = np.zeros(len(out), dtype=bool)
+    feats = np.zeros((len(out), 2))
+    for k in np.flatnonzero(pair):
+        i, j = mr_rows[int(out["mr_node"].iat[k])], unit_of[str(out["path_node"].iat[k])]
+        term = float(spec.weights[i, j])
+        out.iat[k, out.columns.get_loc("cost_specimen")] = -term
+        if pd.notna(out["cost_level"].iat[k]):
+            out.iat[k, out.columns.get_loc("cost_level")] = out["cost_level"].iat[k] + term
+        via[k] = bool(spec.linked[j]) and term > 0.0
+        feats[k] = spec.features(i, j)
+    out.loc[via, "via"] = "specimen"
+    fixed = out["constrained"].to_numpy(dtype=bool)
+    recal = via & ~fixed
+    if recal.any():
+        x = np.column_stack([out.loc[recal, "margin"].fillna(MARGIN_CAP).to_numpy(float),
+                             -out.loc[recal, "cost_specimen"].to_numpy(float), feats[recal]])
+        out.loc[recal, "confidence"] = specimen_confidence(x)
+    return out

@@ -1,0 +1,68 @@
+"""Matching through the specimen scan: the specimen term, via = specimen, the matches contract, no status."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neckmatch.correlation.evidence import mr_nodes, path_units
+from neckmatch.correlation.matching import MATCH_COLUMNS, match_case
+from neckmatch.correlation.specimen_evidence import REGISTRATION_COLUMNS, specimen_evidence
+from neckmatch.geometry.levels import levels_table
+from neckmatch.io.case import read_case
+from neckmatch.model import PathNode, Status
+from neckmatch.synth import SynthParams, generate_cohort
+
+
+@pytest.fixture(scope="module")
+def item(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("spec")
+    d = generate_cohort(1, 2024, root, SynthParams(specimen_fraction=1.0))[0]
+    case = read_case(d)
+    return {"case": case, "levels": levels_table(case), "dir": d,
+            "gt": pd.read_csv(d / "ground_truth.csv", dtype=str, keep_default_na=False),
+            "st": pd.read_csv(d / "specimen_truth.csv", dtype=str, keep_default_na=False)}
+
+
+def test_linked_true_pairs_get_positive_specimen_evidence(item: dict) -> None:
+    case, gt = item["case"], item["gt"]
+    mr, units = mr_nodes(case, item["levels"]), path_units(case)
+    ev = specimen_evidence(case, mr, units)
+    assert ev is not None and list(ev.table.columns) == REGISTRATION_COLUMNS
+    row = {int(v): k for k, v in enumerate(mr.node)}
+    pos = []
+    for r in gt.itertuples():
+        if r.mr_label and r.path_node and r.path_node in units.unit:
+            j = units.unit.index(r.path_node)
+            if ev.linked[j]:
+                pos.append(ev.weights[row[int(r.mr_label)], j])
+    assert len(pos) > 10 and np.mean(np.array(pos) > 0) > 0.8
+    assert np.all(ev.weights[:, ~ev.linked] == 0.0)  # unlinked units: container evidence only
+
+
+def test_matches_keep_their_contract_and_say_via(item: dict) -> None:
+    res = match_case(item["case"], item["levels"])
+    m = res.matches
+    assert list(m.columns) == MATCH_COLUMNS
+    assert sorted(m["path_node"].dropna()) == sorted(p.node for p in item["case"].path_nodes)
+    assert set(m["mr_node"].dropna().astype(int)) == set(item["levels"]["node"].astype(int))
+    pair = m["kind"] == "pair"
+    assert set(m.loc[pair, "via"]) <= {"specimen", "containers"} and (m.loc[pair, "via"] == "specimen").sum() > 10
+    assert (m.loc[~pair, "via"] == "").all()
+    assert res.registration is not None and len(res.registration.table) > 0
+    without = match_case(dataclasses.replace(item["case"], specimen=None), item["levels"])
+    assert without.registration is None and (without.matches["via"] != "specimen").all()
+
+
+def test_pathology_status_is_never_evidence(item: dict) -> None:
+    case = item["case"]
+    flipped = tuple(dataclasses.replace(p, status=Status.NEGATIVE if p.positive else Status.POSITIVE)
+                    for p in case.path_nodes)
+    a = match_case(case, item["levels"]).matches
+    b = match_case(dataclasses.replace(case, path_nodes=flipped), item["levels"]).matches
+    cols = ["mr_node", "path_node", "confidence", "decision", "via"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    assert isinstance(flipped[0], PathNode)

@@ -1,0 +1,49 @@
+"""process_case on a case with specimen scans writes specimen_registration.csv / .json; without, it does not."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from neckmatch.geometry.registration import specimen_nodes
+from neckmatch.io.case import read_case
+from neckmatch.pipeline import process_case
+from neckmatch.synth import SynthParams, generate_cohort
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "minimal_case"
+
+
+def test_specimen_outputs_map_every_specimen_node(tmp_path: Path) -> None:
+    d = generate_cohort(1, 31, tmp_path / "c", SynthParams(specimen_fraction=1.0))[0]
+    process_case(d, tmp_path / "out")
+    reg = pd.read_csv(tmp_path / "out" / "specimen_registration.csv")
+    doc = json.loads((tmp_path / "out" / "specimen_registration.json").read_text())
+    case = read_case(d)
+    assert len(reg) == sum(len(p.label_map.labels()) for p in case.specimen.pieces)
+    assert set(reg.columns) == {"case_id", "image", "specimen_node", "mr_node", "confidence", "x", "y", "z",
+                                "residual_mm"}
+    paired = reg["mr_node"].notna()
+    assert reg.loc[paired, "residual_mm"].notna().all() and reg.loc[~paired, "residual_mm"].isna().all()
+    # the JSON transform maps the specimen centroids onto the CSV's patient positions
+    for img in doc["images"]:
+        t = {k: np.asarray(v, float) for k, v in img["transform"].items()}
+        piece = next(p for p in case.specimen.pieces if p.id == img["image"])
+        nodes = specimen_nodes(piece.label_map)
+        q = ((nodes[["x", "y", "z"]].to_numpy() - t["spec_centre"]) @ t["rotation"].T) / t["spec_scale"]
+        q = q @ t["affine"].T + t["shift"]
+        g = np.exp(-((q[:, None] - t["ctrl"][None]) ** 2).sum(axis=2) / (2 * float(t["beta"]) ** 2))
+        x = (q + g @ t["coef"]) * float(t["pat_scale"]) + t["pat_centre"]
+        rows = reg[reg["image"] == img["image"]]
+        assert np.allclose(x, rows[["x", "y", "z"]].to_numpy(), atol=2e-3)
+        assert img["paired_nodes"] == int(rows["mr_node"].notna().sum())
+    matches = pd.read_csv(tmp_path / "out" / "matches.csv")
+    assert (matches["via"] == "specimen").any()
+
+
+def test_no_specimen_files_without_a_block(tmp_path: Path) -> None:
+    process_case(EXAMPLE, tmp_path / "out")
+    assert not (tmp_path / "out" / "specimen_registration.csv").exists()
+    assert not (tmp_path / "out" / "specimen_registration.json").exists()
