@@ -32,6 +32,7 @@ from neckmatch._version import __version__
 from neckmatch.errors import InputError, NeckmatchError
 from neckmatch.io.atomic import replace_dir, write_text
 from neckmatch.io.ids import safe_join
+from neckmatch.io.outdir import inputs_fingerprint, write_marker
 from neckmatch.io.results import CaseResult
 from neckmatch.model import Case
 
@@ -179,6 +180,7 @@ def run_case_task(
         write_results(result, staging)
         if maps:
             _render_maps(case, result, staging)
+        write_marker(staging, {"command": "run", "case_id": case_id, "inputs_sha256": inputs_fingerprint(case_dir)})
         seconds = time.perf_counter() - t0
         stamp = {"fingerprint": fingerprint, "neckmatch": __version__, "seconds": round(seconds, 3),
                  "summary": result.summary}

@@ -41,7 +41,8 @@ from typing import Any
 from neckmatch.errors import InputError
 from neckmatch.io.atomic import _publish_mode, replace_dir, write_text
 
-__all__ = ["MARKER", "read_marker", "check_out_dir", "write_into", "inputs_fingerprint", "check_results_for_case"]
+__all__ = ["MARKER", "read_marker", "check_out_dir", "write_into", "write_marker", "inputs_fingerprint",
+           "check_results_for_case"]
 
 MARKER = "neckmatch-output.json"
 _FORMAT = "neckmatch-output/1"
@@ -116,6 +117,14 @@ def _marker_doc(info: dict[str, Any], files: Iterable[str], complete: bool) -> s
 
 
 @contextmanager
+def write_marker(folder: str | Path, info: dict[str, Any]) -> Path:
+    """Write the marker into a finished output ``folder`` (e.g. a cohort run's staging folder of one case), listing
+    every entry in it as neckmatch's own; ``info`` as for :func:`write_into`."""
+    folder = Path(folder)
+    names = sorted(p.name for p in folder.iterdir() if p.name != MARKER)
+    return write_text(_marker_doc(info, names, True), folder / MARKER)
+
+
 def write_into(out_dir: str | Path, info: dict[str, Any], force: bool = False, legacy: Iterable[str] = ()
                ) -> Iterator[Path]:
     """Yield an empty staging folder; on success move its entries into ``out_dir`` and write the marker.
