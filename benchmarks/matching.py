@@ -36,15 +36,20 @@ from neckmatch.geometry.levels import levels_table
 from neckmatch.geometry.specimen import reconstruct_specimen
 from neckmatch.io.case import read_case
 from neckmatch.synth import SynthParams, generate_cohort
+from neckmatch.synth.misspec import FAMILIES, generate_family_cohort
 
 CAL_SEED = 777
 
 
-def load_cohort(n: int, seed: int, params: SynthParams | None = None, root: Path | None = None) -> list[dict]:
-    """Generate a cohort and read each case, its levels table and its ground truth."""
+def load_cohort(n: int, seed: int, params: SynthParams | None = None, root: Path | None = None,
+                family: str | None = None) -> list[dict]:
+    """Generate a cohort (of a misspecification ``family``, default the tuning generator) and read each case, its
+    levels table and its ground truth."""
     root = Path(root or tempfile.mkdtemp(prefix="nm_bench_"))
     out = []
-    for d in generate_cohort(n, seed, root / f"s{seed}", params):
+    dirs = generate_cohort(n, seed, root / f"s{seed}", params) if family is None \
+        else generate_family_cohort(family, n, seed, root / f"{family}-s{seed}", params)
+    for d in dirs:
         case = read_case(d)
         levels = levels_table(case)
         gt = pd.read_csv(d / "ground_truth.csv", dtype=str, keep_default_na=False)

@@ -11,10 +11,14 @@ constraints) have confidence 1.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
+from scipy.stats import beta
 
-__all__ = ["CALIBRATION", "AUTO_THRESHOLD", "calibrate", "fit_logistic", "auto_threshold"]
+__all__ = ["CALIBRATION", "AUTO_THRESHOLD", "calibrate", "fit_logistic", "auto_threshold", "clopper_pearson_upper",
+           "guaranteed_threshold", "min_decisions", "Certified"]
 
 FloatArray = NDArray[np.float64]
 
@@ -88,3 +92,97 @@ def auto_threshold(confidence: FloatArray, correct: NDArray[np.bool_], target: f
     while k + 1 < len(c) and c[k + 1] == c[k] and prec[k + 1] < target:
         k -= 1
     return float(c[k]) if k >= 0 else 1.0
+
+
+def clopper_pearson_upper(errors: int, n: int, delta: float = 0.05) -> float:
+    """One-sided Clopper-Pearson upper confidence bound (level ``1 - delta``) on an error rate from ``errors`` of
+    ``n`` (1.0 for n = 0).
+
+    Examples
+    --------
+    >>> round(clopper_pearson_upper(0, 99, 0.05), 4), round(clopper_pearson_upper(1, 10, 0.05), 4)
+    (0.0298, 0.3942)
+    """
+    if n <= 0 or errors >= n:
+        return 1.0
+    return float(beta.ppf(1.0 - delta, errors + 1, n - errors))
+
+
+def min_decisions(target_precision: float, delta: float = 0.05) -> int:
+    """Fewest error-free decisions that can certify ``target_precision`` at level ``1 - delta``:
+    the smallest n with ``1 - delta^(1/n) <= 1 - target_precision``.
+
+    Examples
+    --------
+    >>> min_decisions(0.97), min_decisions(0.9)
+    (99, 29)
+    """
+    return int(np.ceil(np.log(delta) / np.log(target_precision) - 1e-12))
+
+
+@dataclass(frozen=True)
+class Certified:
+    """A certified auto threshold: decisions with confidence >= ``threshold`` have an error rate of at most
+    ``1 - target_precision`` with probability >= ``1 - delta``. ``n_above`` / ``errors_above``: labelled decisions
+    at or above the threshold and the wrong ones among them; ``upper_error``: their Clopper-Pearson bound.
+    ``threshold`` is None when no threshold could be certified."""
+
+    threshold: float | None
+    target_precision: float
+    delta: float
+    n_decisions: int
+    n_above: int
+    errors_above: int
+    upper_error: float
+
+
+def guaranteed_threshold(confidence: FloatArray, correct: NDArray[np.bool_], target_precision: float = 0.97,
+                         delta: float = 0.05) -> Certified:
+    """Lowest auto threshold whose precision is certified, by fixed-sequence testing (Learn-then-Test).
+
+    Candidate thresholds are the distinct confidences, tested from the highest down; the null hypothesis at
+    threshold t, "the error rate of decisions with confidence >= t exceeds ``1 - target_precision``", is rejected
+    when the one-sided Clopper-Pearson upper bound (level ``1 - delta``) of the errors among the labelled
+    decisions at or above t is <= ``1 - target_precision``. Testing stops at the first threshold that fails; the
+    last rejected one is returned. The sequence starts at the first threshold with at least
+    :func:`min_decisions` decisions above it (where a rejection is possible at all; chosen from the confidences
+    alone, not the labels). Because the sequence is fixed before looking at the labels, the chance that
+    the chosen threshold's true error rate exceeds the target is at most ``delta`` (for decisions exchangeable
+    with the labelled ones).
+
+    Parameters
+    ----------
+    confidence : ndarray (N,), float
+        The engine's confidence of each labelled decision (0-1).
+    correct : ndarray (N,), bool
+        Whether people judged the decision right.
+    target_precision, delta : float
+        Required precision of auto decisions (0-1) and the allowed probability that the guarantee fails.
+
+    Examples
+    --------
+    >>> conf = np.r_[np.linspace(0.999, 0.95, 200), np.linspace(0.9, 0.5, 100)]
+    >>> ok = np.r_[np.ones(200, bool), np.arange(100) % 3 == 0]
+    >>> c = guaranteed_threshold(conf, ok, 0.97)
+    >>> round(c.threshold, 3), c.n_above, c.errors_above
+    (0.896, 202, 1)
+    >>> guaranteed_threshold(conf[:50], ok[:50], 0.97).threshold is None
+    True
+    """
+    conf = np.asarray(confidence, dtype=np.float64)
+    ok = np.asarray(correct, dtype=bool)
+    alpha = 1.0 - target_precision
+    order = np.argsort(-conf, kind="stable")
+    c, err = conf[order], np.cumsum(~ok[order])
+    best = Certified(None, target_precision, delta, len(conf), 0, 0, 1.0)
+    last = np.r_[np.flatnonzero(np.diff(c) != 0), len(c) - 1] if len(c) else np.zeros(0, dtype=np.int64)
+    n_min = min_decisions(target_precision, delta)
+    for k in last:  # the last index of each distinct confidence, highest first
+        n, e = int(k) + 1, int(err[k])
+        if n < n_min:
+            continue  # no label could reject here: the sequence starts where n >= n_min (labels not looked at)
+        ub = clopper_pearson_upper(e, n, delta)
+        if ub > alpha:
+            break
+        best = Certified(float(c[k]), target_precision, delta, len(conf), n, e, ub)
+    return best
