@@ -33,17 +33,18 @@ from neckmatch.correlation.calibration import (  # noqa: E402
     fit_logistic,
     guaranteed_threshold,
 )
+from neckmatch.correlation.evidence import MatchParams  # noqa: E402
 from neckmatch.synth.misspec import FAMILIES  # noqa: E402
 
 TARGET, DELTA = 0.97, 0.05
 _FIXED = ("undissected", "no-counterpart")
 
 
-def run_family(cohort: list[dict]) -> list[dict]:
+def run_family(cohort: list[dict], params: MatchParams | None = None) -> list[dict]:
     """Match every case; keep its matches (with correctness) and truth."""
     out = []
     for item in cohort:
-        m, dt = run_neckmatch(item)
+        m, dt = run_neckmatch(item, params)
         truth = truth_of(item["gt"])
         out.append({"m": m.assign(ok=score_rows(m, truth)), "truth": truth, "case": item["case"],
                     "positions": item["positions"], "dt": dt})
@@ -101,6 +102,19 @@ def family_row(runs: list[dict], lofo: list[dict], thr: float) -> dict[str, floa
             "LOFO autoP": lo["autoP"], "LOFO cov": lo["autoCov"], "LOFO ECE": lo["ECE"], "LOFO thr": thr}
 
 
+def _params(text: str) -> MatchParams | None:
+    """MatchParams with ``name=value`` changes (comma-separated; values parsed as Python literals)."""
+    import ast
+
+    if not text:
+        return None
+    changes = {}
+    for item in text.split(","):
+        k, v = item.split("=")
+        changes[k.strip()] = float("inf") if v.strip() == "inf" else ast.literal_eval(v.strip())
+    return MatchParams(**changes)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=24)
@@ -109,14 +123,16 @@ def main() -> None:
     ap.add_argument("--independent", type=int, default=0, help="also N cases of benchmarks/independent.py")
     ap.add_argument("--reliability", action="store_true")
     ap.add_argument("--fit", action="store_true")
+    ap.add_argument("--set", default="", help="MatchParams changes, e.g. pos_df=4,estimate_size_sd=True")
     args = ap.parse_args()
+    params = _params(args.set)
     root = Path(tempfile.mkdtemp(prefix="nm_fam_"))
     runs: dict[str, list[dict]] = {}
     t0 = time.perf_counter()
     for fam in args.families.split(","):
-        runs[fam] = run_family(load_cohort(args.n, args.seed, root=root, family=fam))
+        runs[fam] = run_family(load_cohort(args.n, args.seed, root=root, family=fam), params)
     ms = 1000 * np.mean([r["dt"] for rs in runs.values() for r in rs])
-    print(f"{args.n} cases per family, seed {args.seed}; {ms:.0f} ms/case match; "
+    print(f"{args.n} cases per family, seed {args.seed}, params {args.set or 'default'}; {ms:.0f} ms/case match; "
           f"{time.perf_counter() - t0:.0f} s total; package AUTO_THRESHOLD {AUTO_THRESHOLD}")
     table: dict[str, dict[str, float]] = {}
     for fam, rs in runs.items():
@@ -127,7 +143,7 @@ def main() -> None:
     if args.independent:
         from independent import load_independent
 
-        ind = run_family(load_independent(args.independent, args.seed, root / "independent"))
+        ind = run_family(load_independent(args.independent, args.seed, root / "independent"), params)
         cal, thr = fit_calibration([r for x in runs.values() for r in x])
         table["INDEPENDENT"] = family_row(ind, recalibrated(ind, cal, thr), thr)
         if args.reliability:

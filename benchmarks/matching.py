@@ -36,7 +36,7 @@ from neckmatch.geometry.levels import levels_table
 from neckmatch.geometry.specimen import reconstruct_specimen
 from neckmatch.io.case import read_case
 from neckmatch.synth import SynthParams, generate_cohort
-from neckmatch.synth.misspec import FAMILIES, generate_family_cohort
+from neckmatch.synth.misspec import generate_family_cohort
 
 CAL_SEED = 777
 

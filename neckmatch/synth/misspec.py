@@ -130,8 +130,8 @@ def _merge_reported(rng: np.random.Generator, case: SynthCase) -> SynthCase:
             if not near:
                 continue
             b = near[0]
-            keep, drop = (a, b) if rep.loc[rep.node == a, "size_mm"].iloc[0] >= rep.loc[rep.node == b, "size_mm"].iloc[0] \
-                else (b, a)
+            size = dict(zip(rep["node"], rep["size_mm"], strict=True))
+            keep, drop = (a, b) if size[a] >= size[b] else (b, a)
             rep.loc[rep.node == keep, "size_mm"] += 1
             if (rep.loc[rep.node == drop, "status"] == "positive").any():
                 rep.loc[rep.node == keep, "status"] = "positive"
