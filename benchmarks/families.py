@@ -30,6 +30,7 @@ from matching import case_metrics, load_cohort, run_neckmatch, score_rows, summa
 from neckmatch.correlation.calibration import (  # noqa: E402
     AUTO_THRESHOLD,
     calibrate,
+    calibration_keys,
     fit_logistic,
     guaranteed_threshold,
 )
@@ -37,6 +38,7 @@ from neckmatch.correlation.evidence import MatchParams  # noqa: E402
 from neckmatch.synth.misspec import FAMILIES  # noqa: E402
 
 TARGET, DELTA = 0.97, 0.05
+KEYS = True  # calibrate per evidence class (calibration_keys), not per decision kind only
 _FIXED = ("undissected", "no-counterpart")
 
 
@@ -51,6 +53,11 @@ def run_family(cohort: list[dict], params: MatchParams | None = None) -> list[di
     return out
 
 
+def _keys(m: pd.DataFrame) -> np.ndarray:
+    return calibration_keys(m["kind"].to_numpy(str), m["path_size_mm"].notna().to_numpy(),
+                            m["position_mm"].notna().to_numpy())
+
+
 def _learnable(m: pd.DataFrame) -> np.ndarray:
     """Rows whose confidence comes from a margin (not fixed by construction or by people)."""
     return (~m["constrained"].astype(bool) & ~m["reason"].isin(_FIXED) & (m["confidence"] < 1.0)).to_numpy()
@@ -59,8 +66,9 @@ def _learnable(m: pd.DataFrame) -> np.ndarray:
 def fit_calibration(runs: list[dict]) -> tuple[dict[str, tuple[float, float]], float]:
     """Per-kind logistic calibration and the certified auto threshold from the learnable rows of ``runs``."""
     df = pd.concat([r["m"][_learnable(r["m"])] for r in runs])
-    table = {str(k): fit_logistic(g["margin"].to_numpy(float), g["ok"].to_numpy(bool)) for k, g in df.groupby("kind")}
-    conf = calibrate(df["margin"].to_numpy(float), df["kind"].to_numpy(str), table)
+    df = df.assign(key=_keys(df) if KEYS else df["kind"])
+    table = {str(k): fit_logistic(g["margin"].to_numpy(float), g["ok"].to_numpy(bool)) for k, g in df.groupby("key")}
+    conf = calibrate(df["margin"].to_numpy(float), df["key"].to_numpy(str), table)
     cert = guaranteed_threshold(conf, df["ok"].to_numpy(bool), TARGET, DELTA)
     return table, cert.threshold if cert.threshold is not None else 1.0
 
@@ -71,7 +79,8 @@ def recalibrated(runs: list[dict], table: dict[str, tuple[float, float]], thr: f
     for r in runs:
         m = r["m"].copy()
         learn = _learnable(m)
-        conf = calibrate(m["margin"].fillna(50.0).to_numpy(float), m["kind"].to_numpy(str), table)
+        keys = _keys(m) if KEYS else m["kind"].to_numpy(str)
+        conf = calibrate(m["margin"].fillna(50.0).to_numpy(float), keys, table)
         m["confidence"] = np.where(learn, conf, m["confidence"].to_numpy(float))
         m["decision"] = np.where(m["confidence"] >= thr, "auto", "review")
         out.append(r | {"m": m})
@@ -123,9 +132,12 @@ def main() -> None:
     ap.add_argument("--independent", type=int, default=0, help="also N cases of benchmarks/independent.py")
     ap.add_argument("--reliability", action="store_true")
     ap.add_argument("--fit", action="store_true")
+    ap.add_argument("--kinds-only", action="store_true", help="calibrate per decision kind (as before issue 14)")
     ap.add_argument("--set", default="", help="MatchParams changes, e.g. pos_df=4,estimate_size_sd=True")
     args = ap.parse_args()
     params = _params(args.set)
+    global KEYS
+    KEYS = not args.kinds_only
     root = Path(tempfile.mkdtemp(prefix="nm_fam_"))
     runs: dict[str, list[dict]] = {}
     t0 = time.perf_counter()

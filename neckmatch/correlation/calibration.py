@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from scipy.stats import beta
 
 __all__ = ["CALIBRATION", "AUTO_THRESHOLD", "calibrate", "fit_logistic", "auto_threshold", "clopper_pearson_upper",
-           "guaranteed_threshold", "min_decisions", "Certified"]
+           "guaranteed_threshold", "min_decisions", "Certified", "calibration_keys"]
 
 FloatArray = NDArray[np.float64]
 
@@ -31,9 +31,29 @@ CALIBRATION: dict[str, tuple[float, float]] = {
 AUTO_THRESHOLD = 0.9062
 
 
+def calibration_keys(kind: NDArray[np.str_], has_size: NDArray[np.bool_], has_position: NDArray[np.bool_]
+                     ) -> NDArray[np.str_]:
+    """Calibration key per decision (N,): its kind, and for pairs the evidence it rests on: ``pair/pos`` (the
+    pathology node has a reported position), ``pair/nosize`` (no size and no position), else ``pair``. Margins of
+    these classes mean different things (a position-backed margin was over-confident on other cohorts).
+
+    Examples
+    --------
+    >>> calibration_keys(np.array(["pair", "pair", "pair", "mr-unmatched"]), np.array([True, False, True, True]),
+    ...                  np.array([True, False, False, False])).tolist()
+    ['pair/pos', 'pair/nosize', 'pair', 'mr-unmatched']
+    """
+    kind = np.asarray(kind, dtype=object)
+    pair = kind == "pair"
+    out = np.where(pair & np.asarray(has_position, bool), "pair/pos",
+                   np.where(pair & ~np.asarray(has_size, bool), "pair/nosize", kind))
+    return out.astype(str)
+
+
 def calibrate(margin: FloatArray, kind: NDArray[np.str_], table: dict[str, tuple[float, float]] | None = None
               ) -> FloatArray:
-    """Calibrated confidence (0-1) of decisions with margins ``margin`` (N,) and kinds ``kind`` (N,).
+    """Calibrated confidence (0-1) of decisions with margins ``margin`` (N,) and kinds ``kind`` (N,) (decision kinds
+    or :func:`calibration_keys`; a key missing from ``table`` falls back to its kind).
 
     Examples
     --------
@@ -42,7 +62,7 @@ def calibrate(margin: FloatArray, kind: NDArray[np.str_], table: dict[str, tuple
     """
     table = CALIBRATION if table is None else table
     margin = np.asarray(margin, dtype=np.float64)
-    kind = np.asarray(kind, dtype=str)
+    kind = np.array([k if k in table else k.split("/")[0] for k in np.asarray(kind, dtype=str)], dtype=str)
     a = np.array([table[k][0] for k in kind]) if len(kind) else np.zeros(0)
     b = np.array([table[k][1] for k in kind]) if len(kind) else np.zeros(0)
     return 1.0 / (1.0 + np.exp(-(a * margin + b)))

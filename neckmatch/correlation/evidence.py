@@ -74,11 +74,11 @@ class MatchParams:
     pos_sd_inflation: float = 1.28  # predictive / in-sample residual sd (leave-one-out 0.100 / 0.078, seed 777)
     pos_sd_prior_n: float = 10.0  # pseudo-residuals of the prior pos_sd
     # robust terms (issue 14): Student-t kernels (df = inf: Gaussian) and per-case scales / outlier share
-    pos_df: float = np.inf  # degrees of freedom of the position kernel
-    estimate_pos_outlier: bool = False  # per-case outlier share of positions (EM on the pairs' residuals)
+    pos_df: float = 4.0  # degrees of freedom of the position kernel
+    estimate_pos_outlier: bool = True  # per-case outlier share of positions (EM on the pairs' residuals)
     pos_outlier_prior_n: float = 20.0  # pseudo-residuals of the prior pos_outlier
-    size_df: float = np.inf  # degrees of freedom of the size-ratio kernel
-    estimate_size_sd: bool = False  # per-case size noise from the pairs' log size ratios (shrunk towards size_sd)
+    size_df: float = 4.0  # degrees of freedom of the size-ratio kernel
+    estimate_size_sd: bool = True  # per-case size noise from the pairs' log size ratios (shrunk towards size_sd)
     size_sd_prior_n: float = 10.0  # pseudo-ratios of the prior size_sd
     stretch_prior_mean: float = 1.0  # layouts are on average this much narrower / wider than the MR frame
     stretch_prior_sd: float = 0.20

@@ -23,7 +23,7 @@ from neckmatch.correlation.assign import (
     best_value,
     soft_marginals,
 )
-from neckmatch.correlation.calibration import AUTO_THRESHOLD, calibrate
+from neckmatch.correlation.calibration import AUTO_THRESHOLD, calibrate, calibration_keys
 from neckmatch.correlation.evidence import (
     MatchParams,
     MRNodes,
@@ -446,7 +446,9 @@ def _finish(case: Case, rows: list[dict[str, Any]]) -> pd.DataFrame:
                                        else -1, r["path_node"] or ""))
     df = pd.DataFrame(rows, columns=[*MATCH_COLUMNS, "fixed"])
     margin = df["margin"].fillna(MARGIN_CAP).to_numpy(dtype=np.float64)
-    conf = calibrate(margin, df["kind"].to_numpy(dtype=str))
+    keys = calibration_keys(df["kind"].to_numpy(dtype=str), df["path_size_mm"].notna().to_numpy(),
+                            df["position_mm"].notna().to_numpy())
+    conf = calibrate(margin, keys)
     fixed = df["fixed"].fillna(False).to_numpy(dtype=bool)
     df["confidence"] = np.where(fixed, 1.0, conf)
     auto = df["confidence"].to_numpy() >= AUTO_THRESHOLD
