@@ -29,6 +29,7 @@ from matching import case_metrics, load_cohort, run_neckmatch, score_rows, summa
 
 from neckmatch.correlation.calibration import (  # noqa: E402
     AUTO_THRESHOLD,
+    CALIBRATION,
     calibrate,
     calibration_keys,
     fit_logistic,
@@ -141,9 +142,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="nm_fam_"))
     runs: dict[str, list[dict]] = {}
     t0 = time.perf_counter()
-    for fam in args.families.split(","):
+    for fam in [f for f in args.families.split(",") if f and f != "none"]:
         runs[fam] = run_family(load_cohort(args.n, args.seed, root=root, family=fam), params)
-    ms = 1000 * np.mean([r["dt"] for rs in runs.values() for r in rs])
+    ms = 1000 * np.mean([r["dt"] for rs in runs.values() for r in rs]) if runs else np.nan
     print(f"{args.n} cases per family, seed {args.seed}, params {args.set or 'default'}; {ms:.0f} ms/case match; "
           f"{time.perf_counter() - t0:.0f} s total; package AUTO_THRESHOLD {AUTO_THRESHOLD}")
     table: dict[str, dict[str, float]] = {}
@@ -156,7 +157,8 @@ def main() -> None:
         from independent import load_independent
 
         ind = run_family(load_independent(args.independent, args.seed, root / "independent"), params)
-        cal, thr = fit_calibration([r for x in runs.values() for r in x])
+        # calibrated on every own family of this run; with none, the package calibration and threshold
+        cal, thr = fit_calibration([r for x in runs.values() for r in x]) if runs else (CALIBRATION, AUTO_THRESHOLD)
         table["INDEPENDENT"] = family_row(ind, recalibrated(ind, cal, thr), thr)
         if args.reliability:
             print("reliability INDEPENDENT: " + ", ".join(f"{c:.2f}:{o:.2f}/{n}" for c, o, n in reliability(ind)))
@@ -165,8 +167,9 @@ def main() -> None:
     for fam, row in frame.iterrows():
         print(f"| {fam} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
     own = frame.drop(index=["INDEPENDENT"], errors="ignore")
-    worst = {c: (own[c].idxmax() if "ECE" in c else own[c].idxmin()) for c in _COLS if c != "LOFO thr"}
-    print("\nworst family: " + "; ".join(f"{c} {f} {own.at[f, c]:.3f}" for c, f in worst.items()))
+    if len(own):
+        worst = {c: (own[c].idxmax() if "ECE" in c else own[c].idxmin()) for c in _COLS if c != "LOFO thr"}
+        print("\nworst family: " + "; ".join(f"{c} {f} {own.at[f, c]:.3f}" for c, f in worst.items()))
     if args.fit:
         cal, thr = fit_calibration([r for x in runs.values() for r in x])
         print("CALIBRATION =", {k: (round(a, 4), round(b, 4)) for k, (a, b) in cal.items()})
