@@ -25,7 +25,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from matching import case_metrics, load_cohort, run_neckmatch, score_rows, summarise, truth_of  # noqa: E402
+from matching import case_metrics, load_cohort, read_item, run_neckmatch, score_rows, summarise, truth_of  # noqa: E402
 
 from neckmatch.correlation.calibration import (  # noqa: E402
     AUTO_THRESHOLD,
@@ -154,9 +154,10 @@ def main() -> None:
         if args.reliability:
             print(f"reliability {fam}: " + ", ".join(f"{c:.2f}:{o:.2f}/{n}" for c, o, n in reliability(rs)))
     if args.independent:
-        from independent import load_independent
+        from independent import case_seed, make_case
 
-        ind = run_family(load_independent(args.independent, args.seed, root / "independent"), params)
+        ind = run_family([read_item(make_case(case_seed(args.seed, k), f"IND{k + 1:03d}", root / "independent"))
+                          for k in range(args.independent)], params)
         # calibrated on every own family of this run; with none, the package calibration and threshold
         cal, thr = fit_calibration([r for x in runs.values() for r in x]) if runs else (CALIBRATION, AUTO_THRESHOLD)
         table["INDEPENDENT"] = family_row(ind, recalibrated(ind, cal, thr), thr)

@@ -27,15 +27,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from neckmatch.geometry.levels import assign_levels, levels_table
-from neckmatch.geometry.specimen import reconstruct_specimen
-from neckmatch.io.case import read_case
+from neckmatch.geometry.levels import assign_levels
 from neckmatch.io.labelmap import write_label_map
 from neckmatch.io.markups import write_markups
 from neckmatch.model import Curve, LabelMap, Landmarks
@@ -308,18 +305,9 @@ def make_case(seed: int, case_id: str, out: Path) -> Path:
     return d
 
 
-def load_independent(n: int, seed: int, root: Path | None = None) -> list[dict]:
-    """Generate and read ``n`` independent cases (same item layout as benchmarks/matching.py's load_cohort)."""
-    root = Path(root or tempfile.mkdtemp(prefix="nm_indep_"))
-    out = []
-    for k in range(n):
-        d = make_case(int(np.random.SeedSequence([seed, 99, k]).generate_state(1)[0]), f"IND{k + 1:03d}", root)
-        case = read_case(d)
-        levels = levels_table(case)
-        gt = pd.read_csv(d / "ground_truth.csv", dtype=str, keep_default_na=False)
-        out.append({"case": case, "levels": levels, "gt": gt, "spec": reconstruct_specimen(case, levels),
-                    "positions": any(p.cc is not None for p in case.path_nodes)})
-    return out
+def case_seed(seed: int, k: int) -> int:
+    """Seed of independent case k of a cohort seeded ``seed``."""
+    return int(np.random.SeedSequence([seed, 99, k]).generate_state(1)[0])
 
 
 def main() -> None:
@@ -329,7 +317,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     for k in range(args.n):
-        make_case(int(np.random.SeedSequence([args.seed, 99, k]).generate_state(1)[0]), f"IND{k + 1:03d}", args.out)
+        make_case(case_seed(args.seed, k), f"IND{k + 1:03d}", args.out)
     print(f"wrote {args.n} independent cases to {args.out}")
 
 
