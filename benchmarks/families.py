@@ -15,6 +15,7 @@ calibration constants fitted on all own families (for neckmatch/correlation/cali
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
 import tempfile
 import time
@@ -133,6 +134,8 @@ def main() -> None:
     ap.add_argument("--independent", type=int, default=0, help="also N cases of benchmarks/independent.py")
     ap.add_argument("--reliability", action="store_true")
     ap.add_argument("--fit", action="store_true")
+    ap.add_argument("--dump", type=Path, help="pickle the matched families here (for --load)")
+    ap.add_argument("--load", type=Path, help="re-score families matched earlier (--dump) instead of matching")
     ap.add_argument("--kinds-only", action="store_true", help="calibrate per decision kind (as before issue 14)")
     ap.add_argument("--set", default="", help="MatchParams changes, e.g. pos_df=4,estimate_size_sd=True")
     args = ap.parse_args()
@@ -142,8 +145,12 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="nm_fam_"))
     runs: dict[str, list[dict]] = {}
     t0 = time.perf_counter()
-    for fam in [f for f in args.families.split(",") if f and f != "none"]:
+    if args.load:
+        runs = pickle.loads(args.load.read_bytes())
+    for fam in [f for f in args.families.split(",") if f and f != "none" and not args.load]:
         runs[fam] = run_family(load_cohort(args.n, args.seed, root=root, family=fam), params)
+    if args.dump:
+        args.dump.write_bytes(pickle.dumps(runs))
     ms = 1000 * np.mean([r["dt"] for rs in runs.values() for r in rs]) if runs else np.nan
     print(f"{args.n} cases per family, seed {args.seed}, params {args.set or 'default'}; {ms:.0f} ms/case match; "
           f"{time.perf_counter() - t0:.0f} s total; package AUTO_THRESHOLD {AUTO_THRESHOLD}")

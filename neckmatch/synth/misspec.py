@@ -166,7 +166,7 @@ def _missing_positions(rng: np.random.Generator, case: SynthCase) -> SynthCase:
         return case
     gone = rng.random(len(rep)) < 0.4
     rep.loc[gone, ["cc", "ap"]] = np.nan
-    for c in set(rep["container"]):
+    for c in sorted(set(rep["container"])):
         if rng.random() < 0.3:
             rep.loc[rep["container"] == c, "ap"] = np.nan
     return _with_report(case, rep)
