@@ -84,3 +84,26 @@ def test_bad_calibration_file_names_the_field(tmp_path):
     p.write_text(json.dumps({"format": "neckmatch-calibration/1", "auto_threshold": 1.5}))
     with pytest.raises(InputError, match="auto_threshold"):
         load_calibration(p)
+
+
+def test_match_with_calibration_redecides_with_its_threshold(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    minimal = Path(__file__).resolve().parents[1] / "examples" / "minimal_case"
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps({"format": "neckmatch-calibration/1", "auto_threshold": 1.0}))
+    assert run_main(monkeypatch, "match", str(minimal), "--out", str(tmp_path / "out"), "--calibration", str(cal)) == 0
+    m = pd.read_csv(tmp_path / "out" / "matches.csv")
+    # threshold 1: only decisions of confidence 1 (fixed by construction) stay auto
+    assert ((m["decision"] == "auto") == (m["confidence"] >= 1.0)).all()
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["settings"]["calibration"] == "cal.json"
+
+
+def test_match_with_a_missing_calibration_file_exits_2(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    minimal = Path(__file__).resolve().parents[1] / "examples" / "minimal_case"
+    code = run_main(monkeypatch, "match", str(minimal), "--out", str(tmp_path / "out"), "--calibration",
+                    str(tmp_path / "nope.json"))
+    assert code == 2 and "calibration file not found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
