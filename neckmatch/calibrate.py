@@ -119,7 +119,9 @@ def collect(results: list[Path], decisions: list[Path]) -> pd.DataFrame:
         m["reason"] = m.get("reason", pd.Series("", index=m.index)).fillna("")
         m["constrained"] = m["constrained"].astype(str).str.lower().isin(["true", "1"])
         for cid, g in m.groupby("case_id"):
-            cases[str(cid)] = (f, g)
+            # a matches.csv with a decisions file beside it wins over another copy (a run's tables/matches.csv)
+            if str(cid) not in cases or any((f.parent / name).is_file() for name in _BESIDE):
+                cases[str(cid)] = (f, g)
     people: dict[str, ConstraintRows] = {}
     for cid, (f, _) in cases.items():
         for name in _BESIDE:

@@ -107,3 +107,12 @@ def test_match_with_a_missing_calibration_file_exits_2(tmp_path, monkeypatch, ca
                     str(tmp_path / "nope.json"))
     assert code == 2 and "calibration file not found" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_cohort_runs_stacked_table_does_not_hide_the_case_folders_decisions(tmp_path):
+    res, dec, conf, wrong = _results(tmp_path, 120)
+    (res / "tables").mkdir()
+    pd.read_csv(res / "C1" / "matches.csv").to_csv(res / "tables" / "matches.csv", index=False)
+    dec.rename(res / "C1" / "constraints.csv")
+    got = collect([res], [])
+    assert len(got) == 120 and int((~got["right"]).sum()) == int(wrong.sum())
