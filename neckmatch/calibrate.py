@@ -29,10 +29,9 @@ from neckmatch.correlation.calibration import Certified, guaranteed_threshold, m
 from neckmatch.correlation.constraints import ConstraintRows, _parse_row, parse_constraints
 from neckmatch.errors import InputError
 from neckmatch.io.atomic import write_text
+from neckmatch.io.calibration import FORMAT, load_calibration
 
 __all__ = ["FORMAT", "label_decisions", "collect", "calibrate_results", "load_calibration"]
-
-FORMAT = "neckmatch-calibration/1"
 _BESIDE = ("constraints.csv", "decisions.csv")
 _FIXED = ("undissected", "no-counterpart")
 
@@ -175,21 +174,3 @@ def calibrate_results(results: list[Path], decisions: list[Path], out: Path, tar
            "by_kind": {str(k): int(v) for k, v in df["kind"].value_counts().sort_index().items()}}
     write_text(json.dumps(doc, indent=2) + "\n", Path(out))
     return cert
-
-
-def load_calibration(path: str | Path) -> float:
-    """The auto threshold of a calibration file written by :func:`calibrate_results`."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "", "calibration file not found")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(path, "", f"not JSON ({exc.__class__.__name__})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        got = doc.get("format") if isinstance(doc, dict) else doc
-        raise InputError(path, "format", f"must be '{FORMAT}', got {got!r}")
-    thr = doc.get("auto_threshold")
-    if not isinstance(thr, (int, float)) or not 0.0 <= float(thr) <= 1.0:
-        raise InputError(path, "auto_threshold", f"must be a number in [0, 1], got {thr!r}")
-    return float(thr)

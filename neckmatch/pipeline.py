@@ -87,7 +87,7 @@ class Settings:
         if self.constraints is not None:
             object.__setattr__(self, "constraints", str(self.constraints))
         if self.calibration is not None:
-            from neckmatch.calibrate import load_calibration
+            from neckmatch.io.calibration import load_calibration
 
             object.__setattr__(self, "calibration", str(self.calibration))
             if self.auto_threshold is None:

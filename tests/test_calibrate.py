@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neckmatch.calibrate import calibrate_results, collect, load_calibration
+from neckmatch.calibrate import calibrate_results, collect
 from neckmatch.errors import InputError
 from neckmatch.pipeline import Settings
 from tests.cli_helpers import run_main
@@ -77,13 +77,6 @@ def test_decisions_of_several_cases_need_a_case_id(tmp_path):
     m2.to_csv(res / "C2" / "matches.csv", index=False)
     with pytest.raises(InputError, match="case_id"):
         calibrate_results([res], [dec], tmp_path / "c.json")
-
-
-def test_bad_calibration_file_names_the_field(tmp_path):
-    p = tmp_path / "c.json"
-    p.write_text(json.dumps({"format": "neckmatch-calibration/1", "auto_threshold": 1.5}))
-    with pytest.raises(InputError, match="auto_threshold"):
-        load_calibration(p)
 
 
 def test_match_with_calibration_redecides_with_its_threshold(tmp_path, monkeypatch):
