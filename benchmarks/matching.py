@@ -12,8 +12,9 @@ true pairs, recall of pairs involving metastatic nodes, MR-node outcome accuracy
 node inherits is right), expected calibration error and match time per case; for cases with cc/ap positions,
 without, and all. ``--sweep`` varies the generator's difficulty knobs; ``--calibrate`` fits, on a calibration
 cohort (seed 777, different from the benchmark's), the merged-label prior and piece sizes (for MatchParams
-``merge_coef`` / ``merge_piece``), then the confidence calibration constants and the auto threshold (for
-neckmatch/correlation/calibration.py) and prints them.
+``merge_coef`` / ``merge_piece``), then the confidence calibration constants and the auto threshold on the default
+generator alone, and prints them. The package calibration is fitted on every misspecification family instead:
+``benchmarks/families.py --seed 777 --fit`` (per-family metrics and leave-one-family-out calibration there).
 """
 
 from __future__ import annotations
@@ -30,27 +31,34 @@ from scipy.optimize import linear_sum_assignment
 
 from neckmatch.correlation import evidence as ev
 from neckmatch.correlation.assign import components
-from neckmatch.correlation.calibration import auto_threshold, calibrate, fit_logistic
+from neckmatch.correlation.calibration import auto_threshold, calibrate, calibration_keys, fit_logistic
 from neckmatch.correlation.matching import MatchParams, match_case
 from neckmatch.geometry.levels import levels_table
 from neckmatch.geometry.specimen import reconstruct_specimen
 from neckmatch.io.case import read_case
 from neckmatch.synth import SynthParams, generate_cohort
+from neckmatch.synth.misspec import generate_family_cohort
 
 CAL_SEED = 777
 
 
-def load_cohort(n: int, seed: int, params: SynthParams | None = None, root: Path | None = None) -> list[dict]:
-    """Generate a cohort and read each case, its levels table and its ground truth."""
+def load_cohort(n: int, seed: int, params: SynthParams | None = None, root: Path | None = None,
+                family: str | None = None) -> list[dict]:
+    """Generate a cohort (of a misspecification ``family``, default the tuning generator) and read each case, its
+    levels table and its ground truth."""
     root = Path(root or tempfile.mkdtemp(prefix="nm_bench_"))
-    out = []
-    for d in generate_cohort(n, seed, root / f"s{seed}", params):
-        case = read_case(d)
-        levels = levels_table(case)
-        gt = pd.read_csv(d / "ground_truth.csv", dtype=str, keep_default_na=False)
-        out.append({"case": case, "levels": levels, "gt": gt, "spec": reconstruct_specimen(case, levels),
-                    "positions": any(p.cc is not None for p in case.path_nodes)})
-    return out
+    dirs = generate_cohort(n, seed, root / f"s{seed}", params) if family is None \
+        else generate_family_cohort(family, n, seed, root / f"{family}-s{seed}", params)
+    return [read_item(d) for d in dirs]
+
+
+def read_item(d: Path) -> dict:
+    """One benchmark item: the case of folder ``d``, its levels table, ground truth and specimen."""
+    case = read_case(d)
+    levels = levels_table(case)
+    gt = pd.read_csv(d / "ground_truth.csv", dtype=str, keep_default_na=False)
+    return {"case": case, "levels": levels, "gt": gt, "spec": reconstruct_specimen(case, levels),
+            "positions": any(p.cc is not None for p in case.path_nodes)}
 
 
 def truth_of(gt: pd.DataFrame) -> dict:
@@ -282,10 +290,12 @@ def calibrate_on(cohort: list[dict]) -> None:
         m = m.assign(ok=score_rows(m, truth_of(item["gt"])))
         frames.append(m[~m["constrained"] & ~m["reason"].isin(["undissected", "no-counterpart"])])
     df = pd.concat(frames)
+    df["key"] = calibration_keys(df["kind"].to_numpy(str), df["path_size_mm"].notna().to_numpy(),
+                                 df["position_mm"].notna().to_numpy())
     table = {}
-    for kind, g in df.groupby("kind"):
-        table[kind] = fit_logistic(g["margin"].to_numpy(float), g["ok"].to_numpy(bool))
-    conf = calibrate(df["margin"].to_numpy(float), df["kind"].to_numpy(str), table)
+    for key, g in df.groupby("key"):
+        table[key] = fit_logistic(g["margin"].to_numpy(float), g["ok"].to_numpy(bool))
+    conf = calibrate(df["margin"].to_numpy(float), df["key"].to_numpy(str), table)
     thr = auto_threshold(conf, df["ok"].to_numpy(bool), 0.97)
     print("CALIBRATION =", {k: (round(a, 4), round(b, 4)) for k, (a, b) in table.items()})
     print("AUTO_THRESHOLD =", round(thr, 4))
@@ -339,6 +349,8 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--calibrate", action="store_true")
     ap.add_argument("--no-pygm", action="store_true")
+    ap.add_argument("--families", type=int, default=16,
+                    help="cases per misspecification family for the per-family table (benchmarks/families.py); 0: skip")
     args = ap.parse_args()
     if args.calibrate:
         cal = load_cohort(60, CAL_SEED)
@@ -354,6 +366,13 @@ def main() -> None:
         runners |= {"pygm-rrwm": lambda it: run_pygm(it, "rrwm"), "pygm-ipfp": lambda it: run_pygm(it, "ipfp")}
     print(f"{args.n} synthetic cases, seed {args.seed}; {sum(c['positions'] for c in cohort)} with cc/ap")
     _print("methods", {k: evaluate(cohort, f) for k, f in runners.items()})
+    if args.families:
+        import subprocess
+        import sys
+
+        print("\n## per misspecification family (benchmarks/families.py)", flush=True)
+        subprocess.run([sys.executable, str(Path(__file__).with_name("families.py")), "--n", str(args.families),
+                        "--seed", str(args.seed)], check=True)
     if args.sweep:
         knobs = {"position_noise": (0.04, 0.16), "stretch_sd": (0.05, 0.30), "shrinkage_sd": (0.02, 0.10),
                  "container_error_rate": (0.1, 0.5), "harvest_miss_rate": (0.2, 0.6)}

@@ -37,7 +37,7 @@ class _CleanHelp:
 
     def collect_usage_pieces(self, ctx):  # type: ignore[no-untyped-def]
         pieces = super().collect_usage_pieces(ctx)  # type: ignore[misc]
-        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
+        return [p[1:].replace("}", "", 1) if p.startswith("{") and p.rstrip(".").endswith("}") else p for p in pieces]
 
 
 class _Command(_CleanHelp, typer.core.TyperCommand):
@@ -151,6 +151,9 @@ def match(
     auto_threshold: Optional[float] = typer.Option(  # noqa: UP045
         None, "--auto-threshold", help="Confidence from which a decision is 'auto' (default: the matcher's)."
     ),
+    calibration: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--calibration", metavar="JSON", help="Auto threshold from `neckmatch calibrate` (reviewed decisions)."
+    ),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty folder neckmatch did not make "
                                "(only the files neckmatch writes are replaced; other files are kept)."),
 ) -> None:
@@ -158,7 +161,8 @@ def match(
     from neckmatch.pipeline import Settings, format_summary, process_case
 
     settings = Settings(tolerance_mm=tolerance, auto_threshold=auto_threshold,
-                        constraints=None if constraints is None else str(constraints))  # fmt: skip
+                        constraints=None if constraints is None else str(constraints),
+                        calibration=None if calibration is None else str(calibration))  # fmt: skip
     summary = process_case(case_dir, out, settings, force=force)
     console.print(format_summary(summary, out), markup=False, soft_wrap=True)
 
@@ -387,14 +391,18 @@ def run(
     maps: bool = typer.Option(True, "--maps/--no-maps", help="Render the per-case 3-D maps."),
     force: bool = typer.Option(False, "--force", help="Redo every case, even those whose output is current."),
     tolerance: float = typer.Option(3.0, "--tolerance", help="Borderline tolerance of the level assignment, mm."),
+    calibration: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--calibration", metavar="JSON", help="Auto threshold from `neckmatch calibrate` (reviewed decisions)."
+    ),
 ) -> None:
     """Run a whole cohort in parallel (resumable): per-case outputs, study statistics, figures, report.html."""
     from neckmatch.cohort import run_cohort
     from neckmatch.pipeline import Settings
     from neckmatch.progress import cohort_progress, format_cohort_summary
 
+    settings = Settings(tolerance_mm=tolerance, calibration=None if calibration is None else str(calibration))
     with cohort_progress(console) as on_progress:
-        result = run_cohort(cohort_dir, out, workers=workers, dask=dask, settings=Settings(tolerance_mm=tolerance),
+        result = run_cohort(cohort_dir, out, workers=workers, dask=dask, settings=settings,
                             maps=maps, force=force, on_progress=on_progress)  # fmt: skip
     console.print(format_cohort_summary(result), markup=False, soft_wrap=True)
     if result.n_failed:  # exit code 1: some or all cases failed (listed above, with why)
@@ -403,6 +411,25 @@ def run(
                           f"{' ...' if len(failed) > 10 else ''} (why: above and in cases.csv)",
                           markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+@app.command(cls=_Command)
+def calibrate(
+    results: list[Path] = typer.Argument(..., help="Result folders (matches.csv made without reviewers' constraints)."),
+    decisions: list[Path] = typer.Option(  # noqa: B008
+        [], "--decisions", metavar="CSV", help="Reviewed decisions (constraints format; a case_id column routes rows; "
+        "constraints.csv / decisions.csv beside a matches.csv are read too). Repeatable."),
+    target_precision: float = typer.Option(0.97, "--target-precision", help="Required precision of auto decisions."),
+    delta: float = typer.Option(0.05, "--delta", help="Allowed probability that the guarantee fails."),
+    out: Path = typer.Option(..., "--out", help="Calibration JSON to write (for match/run --calibration)."),
+) -> None:
+    """Learn the auto threshold from reviewed decisions, with a finite-sample precision guarantee."""
+    from neckmatch.calibrate import calibrate_results
+
+    c = calibrate_results(results, decisions, out, target_precision, delta)
+    console.print(f"wrote {out}: auto threshold {c.threshold:.4f} ({c.n_above} of {c.n_decisions} reviewed decisions "
+                  f"above it, {c.errors_above} wrong; error rate <= {c.upper_error:.3f} with {1 - delta:.0%} "
+                  "confidence)", markup=False, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:

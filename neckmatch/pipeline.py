@@ -49,6 +49,9 @@ class Settings:
         (0-1); None keeps the matcher's own decisions.
     constraints : str or None
         A constraints CSV (``mr_node,path_node,action``) applied on every case it names; None for none.
+    calibration : str or None
+        A calibration file of ``neckmatch calibrate``: its certified threshold becomes ``auto_threshold``
+        (given both, the explicit ``auto_threshold`` wins).
 
     Examples
     --------
@@ -61,6 +64,7 @@ class Settings:
     tolerance_mm: float = 3.0
     auto_threshold: float | None = None
     constraints: str | None = None
+    calibration: str | None = None
 
     def __post_init__(self) -> None:
         tol = self.tolerance_mm
@@ -71,12 +75,19 @@ class Settings:
             raise InputError("settings", "auto_threshold", f"must lie in [0, 1], got {thr!r}")
         if self.constraints is not None:
             object.__setattr__(self, "constraints", str(self.constraints))
+        if self.calibration is not None:
+            from neckmatch.io.calibration import load_calibration
+
+            object.__setattr__(self, "calibration", str(self.calibration))
+            if self.auto_threshold is None:
+                object.__setattr__(self, "auto_threshold", load_calibration(self.calibration))
 
     def fingerprint(self) -> str:
         """Stable SHA-256 hex digest of the settings; a constraints file enters by its content, not its path."""
         fields = asdict(self)
         fields["tolerance_mm"] = float(self.tolerance_mm)
         path = fields.pop("constraints")
+        fields.pop("calibration")  # enters through the auto_threshold it sets
         if path is None:
             fields["constraints_sha256"] = None
         else:
@@ -159,6 +170,7 @@ def summarise(case_id: str, tables: dict[str, pd.DataFrame], settings: Settings)
         "case_id": case_id,
         "neckmatch": __version__,
         "settings": {**asdict(settings), "constraints": _file_name(settings.constraints),
+                     "calibration": _file_name(settings.calibration),
                      "fingerprint": settings.fingerprint()},
         "mr_nodes": len(tables["levels"]),
         "pairs": int((m["kind"] == "pair").sum()),

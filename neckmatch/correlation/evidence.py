@@ -25,7 +25,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy.special import ndtr
+from scipy.special import gammaln, ndtr, stdtr
 
 from neckmatch.geometry.specimen import Specimen, Warp
 from neckmatch.model import MIDLINE_LEVELS, Case, ContainerLevel, Level, Side
@@ -33,7 +33,7 @@ from neckmatch.model import MIDLINE_LEVELS, Case, ContainerLevel, Level, Side
 __all__ = ["MatchParams", "MRNodes", "PathUnits", "mr_nodes", "path_units", "level_weights", "size_weights",
            "position_weights", "axis_log_lik", "size_evidence", "round_step", "piece_size_weights", "merge_prior",
            "harvest_weights", "fit_shrinkage", "fit_warp", "fit_warp_soft", "fit_pos_sd", "order_warps",
-           "adjacent_levels"]
+           "adjacent_levels", "fit_pos_outlier", "fit_size_sd", "log_kernel"]
 
 FloatArray = NDArray[np.float64]
 _LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
@@ -73,6 +73,13 @@ class MatchParams:
     estimate_pos_sd: bool = True  # per-case position noise from the pairs' residuals (shrunk towards pos_sd)
     pos_sd_inflation: float = 1.28  # predictive / in-sample residual sd (leave-one-out 0.100 / 0.078, seed 777)
     pos_sd_prior_n: float = 10.0  # pseudo-residuals of the prior pos_sd
+    # robust terms (issue 14): Student-t kernels (df = inf: Gaussian) and per-case scales / outlier share
+    pos_df: float = 4.0  # degrees of freedom of the position kernel
+    estimate_pos_outlier: bool = True  # per-case outlier share of positions (EM on the pairs' residuals)
+    pos_outlier_prior_n: float = 20.0  # pseudo-residuals of the prior pos_outlier
+    size_df: float = 4.0  # degrees of freedom of the size-ratio kernel
+    estimate_size_sd: bool = True  # per-case size noise from the pairs' log size ratios (shrunk towards size_sd)
+    size_sd_prior_n: float = 10.0  # pseudo-ratios of the prior size_sd
     stretch_prior_mean: float = 1.0  # layouts are on average this much narrower / wider than the MR frame
     stretch_prior_sd: float = 0.20
     shift_prior_sd: float = 0.15
@@ -291,6 +298,25 @@ def _log_normal_pdf(x: FloatArray, mu: float, sd: float) -> FloatArray:
     return -0.5 * ((x - mu) / sd) ** 2 - np.log(sd) - _LOG_SQRT_2PI
 
 
+def log_kernel(z: FloatArray, df: float) -> FloatArray:
+    """Log-density of the standardised noise ``z``: Student-t with ``df`` degrees of freedom (``inf``: normal).
+
+    Examples
+    --------
+    >>> z = np.array([0.0, 3.0])
+    >>> log_kernel(z, np.inf).round(3).tolist(), log_kernel(z, 4.0).round(3).tolist()
+    ([-0.919, -5.419], [-0.981, -3.927])
+    """
+    if not np.isfinite(df):
+        return -0.5 * z**2 - _LOG_SQRT_2PI
+    c = gammaln((df + 1) / 2) - gammaln(df / 2) - 0.5 * np.log(df * np.pi)
+    return c - (df + 1) / 2 * np.log1p(z**2 / df)
+
+
+def _cdf(z: FloatArray, df: float) -> FloatArray:
+    return ndtr(z) if not np.isfinite(df) else stdtr(df, z)
+
+
 def round_step(size_mm: FloatArray) -> float:
     """Rounding step of reported sizes (mm): 1 where every known size is a whole number, else 0.
 
@@ -311,7 +337,7 @@ def _size_terms(mr: MRNodes, units: PathUnits, params: MatchParams, log_k: float
     # sizes reported in whole mm: rounding adds a log-sd of about step / sqrt(12) / P
     step = params.size_round_mm if params.size_round_mm is not None else round_step(units.size_mm)
     sd = np.sqrt(params.size_sd**2 + (step / np.sqrt(12.0) / units.size_mm[None, :]) ** 2)
-    single = np.logaddexp(np.log1p(-params.size_outlier) + _log_normal_pdf(r, 0.0, sd),
+    single = np.logaddexp(np.log1p(-params.size_outlier) + log_kernel(r / sd, params.size_df) - np.log(sd),
                           np.log(params.size_outlier) + _log_normal_pdf(r, 0.0, 0.7))
     mu1, sd1, mu2, sd2 = params.merge_piece
     piece = np.logaddexp(_log_normal_pdf(r, mu1, sd1), _log_normal_pdf(r, mu2, sd2)) - np.log(2.0)
@@ -391,15 +417,17 @@ def position_weights(rel: FloatArray, units: PathUnits, warps: list[Warp], param
     a_ap, b_ap = np.array([w.stretch_ap for w in warps]), np.array([w.shift_ap for w in warps])
     total = np.zeros(rel.shape[:2])
     for obs, x, a, b in ((units.cc, rel[..., 0], a_cc, b_cc), (units.ap, rel[..., 1], a_ap, b_ap)):
-        total += axis_log_lik(obs[None, :], x, a[None, :], b[None, :], sd, params.pos_outlier, params.pos_censored)
+        total += axis_log_lik(obs[None, :], x, a[None, :], b[None, :], sd, params.pos_outlier, params.pos_censored,
+                              params.pos_df)
     return total
 
 
 def axis_log_lik(obs: FloatArray, x: FloatArray, a: FloatArray | float, b: FloatArray | float, sd: float,
-                 outlier: float, censored: bool = True) -> FloatArray:
+                 outlier: float, censored: bool = True, df: float = np.inf) -> FloatArray:
     """Log-likelihood ratio of reported positions ``obs`` given MR-relative ``x`` under the warp ``(a, b)`` on
     one axis: ``log[(1-o) N(obs; mu, sd) + o]`` with ``mu = 0.5 + a (x-0.5) + b`` (uniform alternative); 0 where
-    unknown. Arrays broadcast; unitless.
+    unknown. Arrays broadcast; unitless. ``df``: Student-t kernel of that many degrees of freedom instead of the
+    normal (scale ``sd``).
 
     ``censored``: a report is a position on the specimen, within [0, 1], so a node whose warped position falls
     beyond an edge is reported *at* the edge. A report of exactly 0 (1) then has likelihood ``P(y <= 0)`` =
@@ -412,10 +440,10 @@ def axis_log_lik(obs: FloatArray, x: FloatArray, a: FloatArray | float, b: Float
     """
     mu = 0.5 + a * (x - 0.5) + b
     z = (obs - mu) / sd
-    ll = np.log((1 - outlier) * np.exp(-0.5 * z**2) / (sd * np.sqrt(2 * np.pi)) + outlier)
+    ll = np.log((1 - outlier) * np.exp(log_kernel(z, df)) / sd + outlier)
     if censored:
-        edge = sd / np.sqrt(2 * np.pi)
-        tail = np.where(obs <= 0.0, ndtr(-mu / sd), ndtr((mu - 1.0) / sd))
+        edge = sd * float(np.exp(log_kernel(np.zeros(1), df))[0])
+        tail = np.where(obs <= 0.0, _cdf(-mu / sd, df), _cdf((mu - 1.0) / sd, df))
         ll = np.where((obs <= 0.0) | (obs >= 1.0), np.log((1 - outlier) * tail / edge + outlier), ll)
     return np.where(np.isfinite(ll), ll, 0.0)
 
@@ -504,13 +532,8 @@ def fit_warp_soft(rel: FloatArray, units: PathUnits, q: FloatArray, params: Matc
     return out
 
 
-def fit_pos_sd(rel: FloatArray, units: PathUnits, pairs: NDArray[np.int64], warps: dict[str, Warp],
-               params: MatchParams) -> float:
-    """Per-case position noise (relative units): the robust sd (1.4826 MAD) of the reported positions' residuals
-    after the warps over the current pairs (k, 2), times ``pos_sd_inflation`` (residuals of a warp fitted on
-    the same pairs understate the noise), shrunk towards ``pos_sd`` with ``pos_sd_prior_n`` pseudo-residuals."""
-    if not params.estimate_pos_sd or len(pairs) == 0:
-        return params.pos_sd
+def _pos_residuals(rel: FloatArray, units: PathUnits, pairs: NDArray[np.int64], warps: dict[str, Warp]) -> FloatArray:
+    """Residuals of the reported positions after the warps over the pairs (k, 2), both axes, edge reports left out."""
     i, j = pairs[:, 0], pairs[:, 1]
     res = []
     for ax, obs in ((0, units.cc), (1, units.ap)):
@@ -520,12 +543,66 @@ def fit_pos_sd(rel: FloatArray, units: PathUnits, pairs: NDArray[np.int64], warp
         y = obs[j]
         ok = np.isfinite(y) & np.isfinite(pred) & (y > 0.0) & (y < 1.0)
         res.append(y[ok] - pred[ok])
-    r = np.concatenate(res)
+    return np.concatenate(res) if res else np.zeros(0)
+
+
+def fit_pos_sd(rel: FloatArray, units: PathUnits, pairs: NDArray[np.int64], warps: dict[str, Warp],
+               params: MatchParams) -> float:
+    """Per-case position noise (relative units): the robust sd (1.4826 MAD) of the reported positions' residuals
+    after the warps over the current pairs (k, 2), times ``pos_sd_inflation`` (residuals of a warp fitted on
+    the same pairs understate the noise), shrunk towards ``pos_sd`` with ``pos_sd_prior_n`` pseudo-residuals."""
+    if not params.estimate_pos_sd or len(pairs) == 0:
+        return params.pos_sd
+    r = _pos_residuals(rel, units, pairs, warps)
     if len(r) < 3:
         return params.pos_sd
     sd = params.pos_sd_inflation * 1.4826 * float(np.median(np.abs(r - np.median(r))))
     n0 = params.pos_sd_prior_n
     return float(np.sqrt((len(r) * sd**2 + n0 * params.pos_sd**2) / (len(r) + n0)))
+
+
+def fit_pos_outlier(rel: FloatArray, units: PathUnits, pairs: NDArray[np.int64], warps: dict[str, Warp],
+                    params: MatchParams, sd: float) -> float:
+    """Per-case share of position reports that follow no warp (the uniform component), by EM over the current
+    pairs' residuals with noise ``sd``, shrunk towards ``pos_outlier`` with ``pos_outlier_prior_n`` pseudo-reports.
+    A case whose reports disagree with its geometry gets a larger share, which flattens its position evidence.
+
+    Examples
+    --------
+    >>> u = PathUnits(("a", "b", "c"), (("a",), ("b",), ("c",)), ("X",) * 3, np.array(["R"] * 3), ("III",) * 3,
+    ...               np.full(3, 5.0), np.array([0.2, 0.5, 0.9]), np.full(3, np.nan))
+    >>> rel = np.broadcast_to(np.array([0.2, 0.5, 0.1])[None, :, None], (3, 3, 2)).copy()
+    >>> pairs = np.array([[0, 0], [1, 1], [2, 2]])
+    >>> p = MatchParams(pos_outlier=0.05, pos_outlier_prior_n=2.0, estimate_pos_outlier=True)
+    >>> round(fit_pos_outlier(rel, u, pairs, {}, p, 0.05), 2)  # residuals 0, 0 and 0.8 (sd 0.05, t 4 df)
+    0.24
+    """
+    if not params.estimate_pos_outlier or len(pairs) == 0:
+        return params.pos_outlier
+    r = _pos_residuals(rel, units, pairs, warps)
+    if len(r) == 0:
+        return params.pos_outlier
+    inlier = np.exp(log_kernel(r / sd, params.pos_df)) / sd
+    o, o0, n0 = params.pos_outlier, params.pos_outlier, params.pos_outlier_prior_n
+    for _ in range(10):
+        g = o / (o + (1 - o) * inlier)
+        o = float((g.sum() + n0 * o0) / (len(r) + n0))
+    return o
+
+
+def fit_size_sd(mr: MRNodes, units: PathUnits, pairs: NDArray[np.int64], log_k: float, params: MatchParams) -> float:
+    """Per-case noise of the log size ratio ``log P - log L - log k`` over the current single-node pairs (k, 2):
+    robust sd (1.4826 MAD), shrunk towards ``size_sd`` with ``size_sd_prior_n`` pseudo-ratios (a pathologist who
+    measures in 5 mm steps or the short axis gives a wider spread)."""
+    if not params.estimate_size_sd or len(pairs) == 0:
+        return params.size_sd
+    r = np.log(units.size_mm[pairs[:, 1]]) - np.log(mr.long_mm[pairs[:, 0]]) - log_k
+    r = r[np.isfinite(r)]
+    if len(r) < 3:
+        return params.size_sd
+    sd = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+    n0 = params.size_sd_prior_n
+    return float(np.sqrt((len(r) * sd**2 + n0 * params.size_sd**2) / (len(r) + n0)))
 
 
 def _quantile_pairs(x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:

@@ -24,14 +24,16 @@ from neckmatch.correlation.assign import (
     best_value,
     soft_marginals,
 )
-from neckmatch.correlation.calibration import AUTO_THRESHOLD, calibrate
+from neckmatch.correlation.calibration import AUTO_THRESHOLD, calibrate, calibration_keys
 from neckmatch.correlation.evidence import (
     MatchParams,
     MRNodes,
     PathUnits,
     axis_log_lik,
+    fit_pos_outlier,
     fit_pos_sd,
     fit_shrinkage,
+    fit_size_sd,
     fit_warp,
     fit_warp_soft,
     harvest_weights,
@@ -269,7 +271,7 @@ def _em(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDArray[n
     of the final warps and its best assignment (per extended row)."""
     n = len(mr.node)
     log_k = float(np.log(params.shrinkage))
-    prev, cur = None, params  # cur: params with this case's position noise (estimate_pos_sd)
+    prev, cur = None, params  # cur: params with this case's noise scales (estimate_pos_sd, _pos_outlier, _size_sd)
     for t in range(max(params.n_iter, 1)):
         fit = _weights(base, harvest, mr, units, rel, cur, log_k, warps, loose if t == 0 else 1.0, merge_p)
         partner = _solve_merges(fit, n)
@@ -282,9 +284,11 @@ def _em(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDArray[n
         merged = {int(fit.owner[r]) for r in used if r >= n}  # their ratio is a piece's, not a node's
         single = np.array(sorted({(int(r), int(partner[r])) for r in used if r < n and r not in merged} | fixed),
                           dtype=np.int64).reshape(-1, 2)
-        log_k = fit_shrinkage(mr, units, single, params)
+        log_k = fit_shrinkage(mr, units, single, cur)
         warps = fit_warp(rel, units, pairs, cur) | known
-        cur = replace(params, pos_sd=fit_pos_sd(rel, units, pairs, warps, params))
+        sd = fit_pos_sd(rel, units, pairs, warps, params)
+        cur = replace(params, pos_sd=sd, pos_outlier=fit_pos_outlier(rel, units, pairs, warps, params, sd),
+                      size_sd=fit_size_sd(mr, units, single, log_k, params))
     fit = _weights(base, harvest, mr, units, rel, cur, log_k, warps, 1.0, merge_p)
     return fit, _solve_merges(fit, n)
 
@@ -491,7 +495,9 @@ def _finish(case: Case, rows: list[dict[str, Any]]) -> pd.DataFrame:
                                        else -1, r["path_node"] or ""))
     df = pd.DataFrame(rows, columns=[*MATCH_COLUMNS, "fixed"])
     margin = df["margin"].fillna(MARGIN_CAP).to_numpy(dtype=np.float64)
-    conf = calibrate(margin, df["kind"].to_numpy(dtype=str))
+    keys = calibration_keys(df["kind"].to_numpy(dtype=str), df["path_size_mm"].notna().to_numpy(),
+                            df["position_mm"].notna().to_numpy())
+    conf = calibrate(margin, keys)
     fixed = df["fixed"].fillna(False).to_numpy(dtype=bool)
     df["confidence"] = np.where(fixed, 1.0, conf)
     df["constrained"] = df["constrained"].fillna(False).astype(bool)
