@@ -280,6 +280,10 @@ def run(
     maps: bool = typer.Option(True, "--maps/--no-maps", help="Render the per-case 3-D maps."),
     force: bool = typer.Option(False, "--force", help="Redo every case, even those whose output is current."),
     tolerance: float = typer.Option(3.0, "--tolerance", help="Borderline tolerance of the level assignment, mm."),
+    constraints: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--constraints", metavar="DIR",
+        help="People's decisions per case: DIR/<case_id>/constraints.json (from `neckmatch review export`).",
+    ),
 ) -> None:
     """Run a whole cohort in parallel (resumable): per-case outputs, study statistics, figures, report.html."""
     from neckmatch.cohort import run_cohort
@@ -288,10 +292,16 @@ def run(
 
     with cohort_progress(console) as on_progress:
         result = run_cohort(cohort_dir, out, workers=workers, dask=dask, settings=Settings(tolerance_mm=tolerance),
-                            maps=maps, force=force, on_progress=on_progress)  # fmt: skip
+                            maps=maps, force=force, on_progress=on_progress,
+                            constraints_dir=constraints)  # fmt: skip
     console.print(format_cohort_summary(result), markup=False, soft_wrap=True)
     if result.n_failed == len(result.records):
         raise typer.Exit(1)
+
+
+from neckmatch.review.commands import register as _register_review  # noqa: E402
+
+_register_review(app, _Command)  # users, db upgrade, review export, serve (neckmatch/review/commands.py)
 
 
 def main() -> None:
