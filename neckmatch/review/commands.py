@@ -37,7 +37,7 @@ def open_db(url: str) -> Iterator[Any]:
     """A migrated database: yield a session in one transaction (committed on success)."""
     from neckmatch.review.db import make_engine, session_factory, upgrade
 
-    upgrade(url)
+    upgrade(url, once=True)
     engine = make_engine(url)
     try:
         with session_factory(engine)() as db, db.begin():

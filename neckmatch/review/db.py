@@ -7,6 +7,7 @@ schema, created by the migrations in ``neckmatch/review/migrations``; the ``audi
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -192,8 +193,24 @@ def session_factory(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def upgrade(url: str) -> None:
-    """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``); idempotent."""
+_upgrade_lock = threading.Lock()
+_upgraded: set[str] = set()
+
+
+def upgrade(url: str, *, once: bool = False) -> None:
+    """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``); idempotent.
+
+    Alembic's context is process-global, so upgrades run one at a time; with ``once`` a URL already upgraded by
+    this process is not looked at again.
+    """
+    with _upgrade_lock:
+        if once and url in _upgraded:
+            return
+        _upgrade(url)
+        _upgraded.add(url)
+
+
+def _upgrade(url: str) -> None:
     from alembic import command
     from alembic.config import Config
 
