@@ -8,17 +8,19 @@ says so at the end.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.review.helpers import PASSWORD, USERS
+from tests.review.helpers import PASSWORD, USERS, csrf_token, session_token
 
 PG_ENV = "NECKMATCH_TEST_PG_URL"
 _deselected: list[str] = []
@@ -87,11 +89,14 @@ def _fill(url: str, results: Path) -> None:
     """Migrate, add the users of :data:`USERS`, register the results' cases."""
     from neckmatch.review.auth import add_user
     from neckmatch.review.commands import open_db
+    from neckmatch.review.db import WebSession, utcnow
     from neckmatch.review.service import import_results
 
     with open_db(url) as db:
         for name, role in USERS.items():
-            add_user(db, name, role, PASSWORD)
+            user = add_user(db, name, role, PASSWORD)
+            db.add(WebSession(token_hash=hashlib.sha256(session_token(name).encode()).hexdigest(), user_id=user.id,
+                              csrf=csrf_token(name), expires_at=utcnow() + timedelta(hours=12)))
         import_results(db, results)
 
 
@@ -142,8 +147,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def review_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A review database with the users of :data:`USERS` (password :data:`PASSWORD`) and the cases of
-    ``results`` registered, once on SQLite and once on PostgreSQL (a fresh copy per test)."""
+    """A review database with the users of :data:`USERS` (password :data:`PASSWORD`), a session for each
+    (:func:`tests.review.helpers.as_user`) and the cases of ``results`` registered, once on SQLite and once
+    on PostgreSQL (a fresh copy per test)."""
     if request.param == "sqlite":
         path = tmp_path / "review.sqlite"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
