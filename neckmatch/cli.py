@@ -301,7 +301,7 @@ def run(
 
 from neckmatch.review.commands import register as _register_review  # noqa: E402
 
-_register_review(app, _Command)  # users, db upgrade, review export, serve (neckmatch/review/commands.py)
+_register_review(app, _Command, _Group)  # users, db upgrade, review export, serve (neckmatch/review/commands.py)
 
 
 def main() -> None:

@@ -18,8 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from neckmatch.stats.lydata import lydata_accuracy, read_lydata
 from neckmatch.io.atomic import write_csv
+from neckmatch.stats.lydata import lydata_accuracy, read_lydata
 from neckmatch.viz.plots import plot_forest
 
 LYDATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lydata" / "2023-isb-multisite" / "data.csv"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,13 +47,14 @@ def open_db(url: str) -> Iterator[Any]:
         engine.dispose()
 
 
-def register(app: typer.Typer, command_cls: Any) -> None:
-    """Add ``users``, ``db``, ``review`` and ``serve`` to the ``neckmatch`` app."""
-    users = typer.Typer(help="People who may log in to the review service.", no_args_is_help=True,
+def register(app: typer.Typer, command_cls: Any, group_cls: Any) -> None:
+    """Add ``users``, ``db``, ``review`` and ``serve`` to the ``neckmatch`` app (with its command and group
+    classes, for the same clean help)."""
+    users = typer.Typer(cls=group_cls, help="People who may log in to the review service.", no_args_is_help=True,
                         add_completion=False, pretty_exceptions_enable=False)
-    db_app = typer.Typer(help="The review database.", no_args_is_help=True, add_completion=False,
+    db_app = typer.Typer(cls=group_cls, help="The review database.", no_args_is_help=True, add_completion=False,
                          pretty_exceptions_enable=False)
-    review = typer.Typer(help="The review's results.", no_args_is_help=True, add_completion=False,
+    review = typer.Typer(cls=group_cls, help="The review's results.", no_args_is_help=True, add_completion=False,
                          pretty_exceptions_enable=False)
     app.add_typer(users, name="users")
     app.add_typer(db_app, name="db")
@@ -86,7 +88,7 @@ def register(app: typer.Typer, command_cls: Any) -> None:
 
         with open_db(resolve_url(db, results)) as s:
             for u in list_users(s):
-                console.print(f"{u.name}\t{u.role}\t{'active' if u.active else 'disabled'}", markup=False)
+                sys.stdout.write(f"{u.name}\t{u.role}\t{'active' if u.active else 'disabled'}\n")
 
     @users.command("disable", cls=command_cls)
     def users_disable(
