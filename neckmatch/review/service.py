@@ -8,8 +8,11 @@ decisions of one case are serialised; the client's item ``version`` must match t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -111,26 +114,50 @@ def _solve(db: Session, case: ReviewCase) -> dict[str, Any]:
         raise Conflict(f"the decision contradicts a settled one: {exc}") from None
 
 
+_parsed: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+_parsed_lock = threading.Lock()
+
+
 def ensure_solution(db: Session, case: ReviewCase) -> dict[str, Any]:
-    """The case's current solution, solving it first if it never was (the first visit of a case)."""
+    """The case's current solution (read-only), solving it first if it never was (the first visit of a case).
+
+    Parsed solutions are kept per process by the digest of their stored text.
+    """
     if case.solution is None:
         _store(db, case, _solve(db, case))
-    return json.loads(case.solution or "{}")
+    text = case.solution or "{}"
+    key = hashlib.blake2b(text.encode(), digest_size=16).digest()
+    with _parsed_lock:
+        sol = _parsed.get(key)
+    if sol is None:
+        sol = json.loads(text)
+        _remember(key, sol)
+    return sol
+
+
+def _remember(key: bytes, sol: dict[str, Any]) -> None:
+    with _parsed_lock:
+        _parsed[key] = sol
+        while len(_parsed) > 256:
+            _parsed.popitem(last=False)
 
 
 def _store(db: Session, case: ReviewCase, sol: dict[str, Any]) -> None:
     """Keep a new solution and bring the items in line: a node the engine now decides by itself is withdrawn
     (unless somebody decided it already), a node newly under review becomes an item."""
     case.solution = json.dumps(sol)
+    _remember(hashlib.blake2b(case.solution.encode(), digest_size=16).digest(), sol)
     case.solves = (case.solves or 0) + 1
     review = set(sol["review"])
-    items = {i.key: i for i in db.scalars(select(Item).where(Item.case_pk == case.id))}
+    items = {key: (iid, status) for iid, key, status in
+             db.execute(select(Item.id, Item.key, Item.status).where(Item.case_pk == case.id))}
     decided = set(db.scalars(select(Decision.item_id).join(Item).where(Item.case_pk == case.id)))
-    for key, item in items.items():
-        if item.status == "open" and key not in review and item.id not in decided:
-            item.status, item.version = "withdrawn", item.version + 1
-        elif item.status == "withdrawn" and key in review:
-            item.status, item.version = "open", item.version + 1
+    withdraw = [iid for key, (iid, st) in items.items() if st == "open" and key not in review and iid not in decided]
+    reopen = [iid for key, (iid, st) in items.items() if st == "withdrawn" and key in review]
+    for ids, status in ((withdraw, "withdrawn"), (reopen, "open")):
+        if ids:
+            db.execute(update(Item).where(Item.id.in_(ids)).values(status=status, version=Item.version + 1)
+                       .execution_options(synchronize_session="fetch"))
     for key in sol["review"]:
         if key not in items:
             kind, node = key.split(":", 1)
@@ -242,18 +269,18 @@ def decide(db: Session, user: User, case_pk: int, item_id: int, action: str, par
     audit(db, user, "decide", case, item.key, before, _dec_doc(mine), reason)
     db.flush()
     decisions[role] = mine
-    return _advance(db, user, case, item, decisions)
+    return _advance(db, user, case, item, decisions, sol)
 
 
-def _advance(db: Session, user: User, case: ReviewCase, item: Item, decisions: dict[str, Decision]
-             ) -> dict[str, Any]:
+def _advance(db: Session, user: User, case: ReviewCase, item: Item, decisions: dict[str, Decision],
+             sol: dict[str, Any]) -> dict[str, Any]:
     """Settle or escalate the item once its decisions are in."""
     if "adjudicator" in decisions:
-        _settle(db, user, case, item, decisions["adjudicator"], "adjudicated")
+        _settle(db, user, case, item, decisions["adjudicator"], "adjudicated", sol)
     elif all(r in decisions for r in REVIEWER_ROLES):
         a, b = (decisions[r] for r in REVIEWER_ROLES)
         if (a.action, a.partner) == (b.action, b.partner):
-            _settle(db, user, case, item, a, "agreed")
+            _settle(db, user, case, item, a, "agreed", sol)
         else:
             item.status = "adjudication"
             audit(db, user, "disagree", case, item.key, None,
@@ -263,8 +290,9 @@ def _advance(db: Session, user: User, case: ReviewCase, item: Item, decisions: d
     return {"status": item.status, "version": item.version, "settled": item.status == "settled"}
 
 
-def _settle(db: Session, user: User, case: ReviewCase, item: Item, d: Decision, provenance: str) -> None:
-    before = [r for r in json.loads(case.solution or '{"rows": []}')["rows"] if _row_key(r) == item.key]
+def _settle(db: Session, user: User, case: ReviewCase, item: Item, d: Decision, provenance: str,
+            sol: dict[str, Any]) -> None:
+    before = [r for r in sol["rows"] if _row_key(r) == item.key]
     item.status, item.outcome, item.partner = "settled", d.action, d.partner
     item.provenance, item.settled_at = provenance, utcnow()
     db.flush()

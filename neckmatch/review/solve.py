@@ -9,13 +9,15 @@ re-solve costs one matching.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["MAX_CANDIDATES", "CaseInputs", "build_constraints", "case_inputs", "matches_frame", "solve",
@@ -38,6 +40,7 @@ class CaseInputs:
     case: Any
     levels: pd.DataFrame
     specimen: Any
+    evidence: dict[str, Any] = field(default_factory=dict)
 
 
 def case_inputs(case_dir: str, tolerance_mm: float) -> CaseInputs:
@@ -57,6 +60,7 @@ def case_inputs(case_dir: str, tolerance_mm: float) -> CaseInputs:
     levels = levels.drop(columns=["case_id"], errors="ignore")
     levels.insert(0, "case_id", case.case_id)
     inputs = CaseInputs(case, levels, reconstruct_specimen(case, levels))
+    inputs.evidence.update(_evidence(inputs))
     with _lock:
         _cache[key] = inputs
         while len(_cache) > _CACHE_SIZE:
@@ -102,7 +106,7 @@ def matches_frame(case_dir: str, tolerance_mm: float, auto_threshold: float | No
 
 
 def _num(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)) or v is pd.NA:
+    if v is None or v is pd.NA:
         return None
     if hasattr(v, "item"):
         v = v.item()
@@ -110,30 +114,46 @@ def _num(v: Any) -> Any:
 
 
 def _rows(matches: pd.DataFrame) -> list[dict[str, Any]]:
-    out = []
-    for rec in matches[_SHOWN].astype(object).to_dict("records"):
-        rec = {k: _num(v) for k, v in rec.items()}
-        rec["mr_node"] = None if rec["mr_node"] is None else int(rec["mr_node"])
-        out.append(rec)
-    return out
+    """The shown columns of ``matches`` as JSON-able records (missing values as None)."""
+    rows: list[dict[str, Any]] = json.loads(matches[_SHOWN].to_json(orient="records", double_precision=15))
+    return rows
 
 
-def _candidates(weights: pd.DataFrame, unit_of: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
-    """Per item key, up to :data:`MAX_CANDIDATES` partners by the engine's pair weight (log-likelihood ratio)."""
+def _candidates(weights: pd.DataFrame, members: dict[str, list[str]]) -> dict[str, list[dict[str, Any]]]:
+    """Per item key, up to :data:`MAX_CANDIDATES` partners by the engine's pair weight (log-likelihood ratio);
+    ``members`` maps a pathology unit to its nodes (a fragment's item gets its unit's candidates)."""
     out: dict[str, list[dict[str, Any]]] = {}
     w = weights.to_numpy(dtype=float)
-    mrs = [int(m) for m in weights.index]
+    mrs = [str(int(m)) for m in weights.index]
     units = [str(u) for u in weights.columns]
-    for i, mr in enumerate(mrs):
-        order = sorted((j for j in range(len(units)) if math.isfinite(w[i, j])), key=lambda j: -w[i, j])
-        out[f"mr:{mr}"] = [{"partner": units[j], "score": round(float(w[i, j]), 3)} for j in order[:MAX_CANDIDATES]]
-    for j, unit in enumerate(units):
-        order = sorted((i for i in range(len(mrs)) if math.isfinite(w[i, j])), key=lambda i: -w[i, j])
-        cands = [{"partner": str(mrs[i]), "score": round(float(w[i, j]), 3)} for i in order[:MAX_CANDIDATES]]
-        for node, u in unit_of.items():
-            if u == unit:
-                out[f"path:{node}"] = cands
+
+    def tops(mat: np.ndarray, names: list[str]) -> list[list[dict[str, Any]]]:
+        order = np.argsort(-mat, axis=1, kind="stable")[:, :MAX_CANDIDATES]
+        vals = np.take_along_axis(mat, order, axis=1).round(3).tolist()
+        return [[{"partner": names[k], "score": v} for k, v in zip(o, vs, strict=True) if math.isfinite(v)]
+                for o, vs in zip(order.tolist(), vals, strict=True)]
+
+    for mr, cands in zip(mrs, tops(w, units), strict=True):
+        out[f"mr:{mr}"] = cands
+    for unit, cands in zip(units, tops(w.T, mrs), strict=True):
+        for node in members.get(unit, [unit]):
+            out[f"path:{node}"] = cands
     return out
+
+
+def _evidence(inp: CaseInputs) -> dict[str, Any]:
+    """What a reviewer sees of every node (fixed per case): MR side, level, long axis; pathology container,
+    side, level, size and unit. Never the reads nor the pathology status."""
+    lv = inp.levels
+    mr = {str(int(n)): {"side": str(s), "level": "" if pd.isna(lvl) else str(lvl), "long_mm": _num(float(la))}
+          for n, s, lvl, la in zip(lv["node"], lv["side"], lv["level"], lv["long_axis_mm"], strict=True)}
+    path = {p.node: {"container": p.container, "side": getattr(p.side, "value", str(p.side)),
+                     "level": str(getattr(p.level, "value", p.level)), "size_mm": _num(p.size_mm),
+                     "unit": p.fragment_of or p.node} for p in inp.case.path_nodes}
+    members: dict[str, list[str]] = {}
+    for node, ev in path.items():
+        members.setdefault(ev["unit"], []).append(node)
+    return {"mr": mr, "path": path, "members": members}
 
 
 def solve(case_dir: str, tolerance_mm: float, auto_threshold: float | None,
@@ -156,15 +176,9 @@ def solve(case_dir: str, tolerance_mm: float, auto_threshold: float | None,
         key = f"mr:{r['mr_node']}" if r["mr_node"] is not None else f"path:{r['path_node']}"
         if key not in review:
             review.append(key)
-    unit_of = {p.node: (p.fragment_of or p.node) for p in inp.case.path_nodes}
-    lv = inp.levels.set_index("node")
-    mr = {str(int(n)): {"side": str(lv.at[n, "side"]), "level": str(lv.at[n, "level"] or ""),
-                        "long_mm": _num(float(lv.at[n, "long_axis_mm"]))} for n in lv.index}
-    path = {p.node: {"container": p.container, "side": p.side.value if hasattr(p.side, "value") else str(p.side),
-                     "level": str(p.level.value if hasattr(p.level, "value") else p.level),
-                     "size_mm": _num(p.size_mm), "unit": unit_of[p.node]} for p in inp.case.path_nodes}
-    return {"rows": rows, "review": review, "candidates": _candidates(matches.attrs["weights"], unit_of),
-            "mr": mr, "path": path}
+    ev = inp.evidence
+    return {"rows": rows, "review": review, "candidates": _candidates(matches.attrs["weights"], ev["members"]),
+            "mr": ev["mr"], "path": ev["path"]}
 
 
 def truth_with_provenance(case_dir: str, tolerance_mm: float, auto_threshold: float | None,
