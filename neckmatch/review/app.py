@@ -168,7 +168,7 @@ def create_app(results_dir: str | Path | None, url: str, *, secure_cookies: bool
         with tx() as db:
             user, ws = need(request, db)
             return page("index.html", request, user=user, csrf=ws.csrf, queue=service.queue(db, user),
-                        cases=_cases(db))
+                        progress=service.progress(db, user))
 
     @app.get("/cases/{case_pk}", response_class=HTMLResponse)
     def case_page(request: Request, case_pk: int) -> Response:
@@ -198,6 +198,33 @@ def create_app(results_dir: str | Path | None, url: str, *, secure_cookies: bool
         target = f"/cases/{case_pk}/items/{nxt['item']}" if nxt else f"/cases/{case_pk}"
         return RedirectResponse(target, status_code=303)
 
+    @app.get("/cases/{case_pk}/items/{item_id}/labels.nii.gz")
+    def labels(request: Request, case_pk: int, item_id: int) -> Response:
+        from neckmatch.review.media import highlight_labels
+
+        with tx() as db:
+            user, _ = need(request, db)
+            view = service.item_view(db, user, case_pk, item_id)
+            case = db.get(ReviewCase, case_pk)
+            assert case is not None
+            node, cands = service.highlight_nodes(view)
+            body = highlight_labels(case.case_dir, case.tolerance_mm, node, cands)
+        return Response(body, media_type="application/octet-stream")
+
+    @app.get("/cases/{case_pk}/map.glb")
+    def map_glb(request: Request, case_pk: int) -> Response:
+        from fastapi.responses import FileResponse
+
+        from neckmatch.review.media import blind_map_glb
+
+        with tx() as db:
+            need(request, db)
+            case = db.get(ReviewCase, case_pk)
+            if case is None:
+                raise service.NotFound(f"no case {case_pk}")
+            case_dir, tol = case.case_dir, case.tolerance_mm
+        return FileResponse(blind_map_glb(case_dir, tol), media_type="model/gltf-binary")
+
     @app.get("/cases/{case_pk}/audit", response_class=HTMLResponse)
     def audit_page(request: Request, case_pk: int) -> Response:
         with tx() as db:
@@ -212,6 +239,12 @@ def create_app(results_dir: str | Path | None, url: str, *, secure_cookies: bool
         with tx() as db:
             user, ws = need(request, db)
             return {"name": user.name, "role": user.role, "csrf": ws.csrf}
+
+    @app.get("/api/progress")
+    def api_progress(request: Request) -> list[dict[str, Any]]:
+        with tx() as db:
+            user, _ = need(request, db)
+            return service.progress(db, user)
 
     @app.get("/api/queue")
     def api_queue(request: Request) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from neckmatch.review import solve as engine
 from neckmatch.review.db import REVIEWER_ROLES, AuditEntry, Decision, Item, ReviewCase, User, utcnow
 
 __all__ = ["ACTIONS", "Conflict", "Forbidden", "NotFound", "audit", "audit_entries", "case_state", "decide",
-           "ensure_solution", "import_results", "item_view", "queue", "settled_of"]
+           "ensure_solution", "highlight_nodes", "import_results", "item_view", "progress", "queue", "settled_of"]
 
 log = logging.getLogger("neckmatch.review")
 ACTIONS = ("link", "unmatched", "cannot_tell", "undo")
@@ -326,12 +326,32 @@ def item_view(db: Session, user: User, case_pk: int, item_id: int) -> dict[str, 
         current = [r for r in sol["rows"] if r.get("path_node") == item.node]
     other = sol["path"] if item.kind == "mr" else sol["mr"]
     cands = [{**c, **other.get(c["partner"], {})} for c in sol["candidates"].get(item.key, [])]
+    live = list(db.scalars(select(Item.id).where(Item.case_pk == case.id, Item.status != "withdrawn")
+                           .order_by(Item.id)))
+    pos = live.index(item.id) if item.id in live else -1
     return {"case": case.id, "case_id": case.case_id, "item": item.id, "key": item.key, "kind": item.kind,
             "node": item.node, "status": item.status, "version": item.version, "provenance": item.provenance,
             "outcome": item.outcome, "partner": item.partner, "current": current, "candidates": cands,
             "evidence": (sol["mr"] if item.kind == "mr" else sol["path"]).get(item.node, {}),
             "decisions": visible, "decided_by_me": any(d.user_id == user.id for d in decisions.values()),
-            "decided_count": sum(r in decisions for r in REVIEWER_ROLES)}
+            "decided_count": sum(r in decisions for r in REVIEWER_ROLES),
+            "prev": live[pos - 1] if pos > 0 else None, "next": live[pos + 1] if 0 <= pos < len(live) - 1 else None,
+            "position": pos + 1, "of": len(live), "containers": _containers(sol)}
+
+
+def _containers(sol: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pathology panel: every container with its nodes (size, position; never the status)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for node, ev in sol["path"].items():
+        out.setdefault(ev["container"], []).append({"node": node, **ev})
+    return [{"container": c, "nodes": nodes} for c, nodes in sorted(out.items())]
+
+
+def highlight_nodes(view: dict[str, Any]) -> tuple[int | None, list[int]]:
+    """The MR node under review and the candidate MR nodes of an item view (for the label-map overlay)."""
+    if view["kind"] == "mr":
+        return int(view["node"]), []
+    return None, [int(c["partner"]) for c in view["candidates"]]
 
 
 def case_state(db: Session, user: User, case_pk: int) -> dict[str, Any]:
@@ -351,13 +371,36 @@ def queue(db: Session, user: User) -> list[dict[str, Any]]:
     rows = db.execute(select(Item, ReviewCase.case_id).join(ReviewCase, ReviewCase.id == Item.case_pk)
                       .order_by(Item.case_pk, Item.id))
     if user.role == "adjudicator":
-        return [{"case": i.case_pk, "case_id": cid, "item": i.id, "key": i.key} for i, cid in rows
-                if i.status == "adjudication"]
+        disputed = [(i, cid) for i, cid in rows if i.status == "adjudication"]
+        both: dict[int, dict[str, Any]] = {}
+        if disputed:
+            for d in db.scalars(select(Decision).where(Decision.item_id.in_([i.id for i, _ in disputed]))):
+                both.setdefault(d.item_id, {})[d.role] = _dec_doc(d)
+        return [{"case": i.case_pk, "case_id": cid, "item": i.id, "key": i.key, "decisions": both.get(i.id, {})}
+                for i, cid in disputed]
     if user.role not in REVIEWER_ROLES:
         return []
     taken = set(db.scalars(select(Decision.item_id).where(Decision.role == user.role)))
     return [{"case": i.case_pk, "case_id": cid, "item": i.id, "key": i.key} for i, cid in rows
             if i.status == "open" and i.id not in taken]
+
+
+def progress(db: Session, user: User) -> list[dict[str, Any]]:
+    """Per case: live items, settled, in adjudication, and how many of them ``user`` has decided."""
+    mine = set(db.scalars(select(Decision.item_id).where(Decision.user_id == user.id)))
+    out: dict[int, dict[str, Any]] = {}
+    rows = db.execute(select(Item.id, Item.case_pk, Item.status, ReviewCase.case_id)
+                      .join(ReviewCase, ReviewCase.id == Item.case_pk).order_by(ReviewCase.case_id))
+    for iid, pk, status, cid in rows:
+        if status == "withdrawn":
+            continue
+        p = out.setdefault(pk, {"case": pk, "case_id": cid, "items": 0, "settled": 0, "adjudication": 0,
+                                "mine": 0})
+        p["items"] += 1
+        p["settled"] += status == "settled"
+        p["adjudication"] += status == "adjudication"
+        p["mine"] += iid in mine
+    return list(out.values())
 
 
 def audit_entries(db: Session, case_pk: int) -> list[dict[str, Any]]:

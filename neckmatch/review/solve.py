@@ -142,14 +142,18 @@ def _candidates(weights: pd.DataFrame, members: dict[str, list[str]]) -> dict[st
 
 
 def _evidence(inp: CaseInputs) -> dict[str, Any]:
-    """What a reviewer sees of every node (fixed per case): MR side, level, long axis; pathology container,
-    side, level, size and unit. Never the reads nor the pathology status."""
+    """What a reviewer sees of every node (fixed per case): MR side, level, long axis, centre (RAS mm);
+    pathology container, side, level, size, position in the container (cc, ap) and unit. Never the reads nor
+    the pathology status."""
     lv = inp.levels
-    mr = {str(int(n)): {"side": str(s), "level": "" if pd.isna(lvl) else str(lvl), "long_mm": _num(float(la))}
-          for n, s, lvl, la in zip(lv["node"], lv["side"], lv["level"], lv["long_axis_mm"], strict=True)}
+    xyz = lv[["x", "y", "z"]].to_numpy(dtype=float).round(2).tolist()
+    mr = {str(int(n)): {"side": str(s), "level": "" if pd.isna(lvl) else str(lvl), "long_mm": _num(float(la)),
+                        "xyz": c}
+          for n, s, lvl, la, c in zip(lv["node"], lv["side"], lv["level"], lv["long_axis_mm"], xyz, strict=True)}
     path = {p.node: {"container": p.container, "side": getattr(p.side, "value", str(p.side)),
                      "level": str(getattr(p.level, "value", p.level)), "size_mm": _num(p.size_mm),
-                     "unit": p.fragment_of or p.node} for p in inp.case.path_nodes}
+                     "cc": _num(p.cc), "ap": _num(p.ap), "unit": p.fragment_of or p.node}
+            for p in inp.case.path_nodes}
     members: dict[str, list[str]] = {}
     for node, ev in path.items():
         members.setdefault(ev["unit"], []).append(node)

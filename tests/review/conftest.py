@@ -31,11 +31,13 @@ def _in_ci() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get(PG_ENV) or _in_ci():
+    if _in_ci():
         return
+    missing = {"postgres": not os.environ.get(PG_ENV), "browser": shutil.which("chromium") is None}
     keep, drop = [], []
     for item in items:
-        (drop if item.get_closest_marker("postgres") else keep).append(item)
+        gone = any(missing[m] and item.get_closest_marker(m) for m in missing)
+        (drop if gone else keep).append(item)
     if drop:
         _deselected.extend(i.nodeid for i in drop)
         config.hook.pytest_deselected(items=drop)
@@ -44,8 +46,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _deselected:
-        terminalreporter.write_line(f"review: {len(_deselected)} PostgreSQL test(s) deselected: {PG_ENV} is not "
-                                    "set (eval \"$(.ci/postgres.sh start)\" to run them)")
+        terminalreporter.write_line(f"review: {len(_deselected)} test(s) deselected: PostgreSQL ({PG_ENV}; eval "
+                                    "\"$(.ci/postgres.sh start)\") or chromium (apt-get install chromium) missing")
 
 
 @pytest.fixture(scope="session")

@@ -90,7 +90,7 @@ def test_serve_binds_loopback_by_default_and_logs_no_case_ids(tmp_path, results,
         proc = subprocess.Popen([sys.executable, "-m", "neckmatch.cli", "serve", str(res), "--port", str(port)],
                                 stdout=fh, stderr=subprocess.STDOUT)
     try:
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=True)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=True, timeout=300)
         for _ in range(600):  # bounded wait for the server to come up
             try:
                 if client.get("/login").status_code == 200:

@@ -23,8 +23,8 @@ def test_solution_matches_the_run_and_hides_reads_and_status(results):
     text = json.dumps(sol)
     for hidden in ('"status"', '"malignant"', '"mr_score"', '"path_status"', '"reader"', '"call"'):
         assert hidden not in text  # (a candidate's "score" is the engine's pair weight, not a reader's score)
-    assert all(set(p) == {"container", "side", "level", "size_mm", "unit"} for p in sol["path"].values())
-    assert all(set(m) == {"side", "level", "long_mm"} for m in sol["mr"].values())
+    assert all(set(p) == {"container", "side", "level", "size_mm", "cc", "ap", "unit"} for p in sol["path"].values())
+    assert all(set(m) == {"side", "level", "long_mm", "xyz"} for m in sol["mr"].values())
 
 
 def test_candidates_are_ranked_by_the_engines_weight(results):
