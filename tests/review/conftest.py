@@ -181,3 +181,21 @@ def app(review_db: str, results: Path) -> Iterator[Any]:
     application = create_app(results, review_db)
     yield application
     application.state.engine.dispose()
+
+
+@pytest.fixture
+def sqlite_db(sqlite_template: Path, tmp_path: Path) -> str:
+    """Like ``review_db``, on SQLite only (for tests of the web layer that do not depend on the database)."""
+    path = tmp_path / "review.sqlite"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def sqlite_app(sqlite_db: str, results: Path) -> Iterator[Any]:
+    """The application on ``sqlite_db``."""
+    from neckmatch.review.app import create_app
+
+    application = create_app(results, sqlite_db)
+    yield application
+    application.state.engine.dispose()

@@ -32,9 +32,9 @@ def _api_routes(app: Any) -> list[tuple[str, str]]:
     return out
 
 
-def test_anonymous_api_calls_get_401_and_pages_redirect_to_login(app):
-    anon = TestClient(app, base_url="http://127.0.0.1")
-    routes = _api_routes(app)
+def test_anonymous_api_calls_get_401_and_pages_redirect_to_login(sqlite_app):
+    anon = TestClient(sqlite_app, base_url="http://127.0.0.1")
+    routes = _api_routes(sqlite_app)
     assert len(routes) >= 7
     for method, path in routes:
         assert anon.request(method, path, json={}).status_code == 401, (method, path)
@@ -43,8 +43,8 @@ def test_anonymous_api_calls_get_401_and_pages_redirect_to_login(app):
         assert (resp.status_code, resp.headers["location"]) == (303, "/login")
 
 
-def test_session_cookie_is_httponly_and_samesite(app):
-    client = TestClient(app, base_url="http://127.0.0.1")
+def test_session_cookie_is_httponly_and_samesite(sqlite_app):
+    client = TestClient(sqlite_app, base_url="http://127.0.0.1")
     resp = client.post("/login", data={"name": "rad", "password": PASSWORD, "csrf": login_csrf(client)},
                        follow_redirects=False)
     cookie = next(c for c in resp.headers.get_list("set-cookie") if c.startswith("nm_session="))
@@ -52,8 +52,8 @@ def test_session_cookie_is_httponly_and_samesite(app):
     assert {"httponly", "samesite=strict", "path=/"} <= flags
 
 
-def test_every_form_and_api_write_needs_the_csrf_token(app):
-    rad = as_user(app, "rad")
+def test_every_form_and_api_write_needs_the_csrf_token(sqlite_app):
+    rad = as_user(sqlite_app, "rad")
     view = _first_mr_item(rad)
     form = {"choice": "unmatched", "version": view["version"]}
     url = f"/cases/{view['case']}/items/{view['item']}"
@@ -64,23 +64,23 @@ def test_every_form_and_api_write_needs_the_csrf_token(app):
     assert rad.post("/logout", data={}).status_code == 403
     rad.headers["X-CSRF-Token"] = token
     assert rad.get(f"/api/cases/{view['case']}/items/{view['item']}").json()["decisions"] == {}
-    fresh = TestClient(app, base_url="http://127.0.0.1")  # the login form too (its own cookie-bound token)
+    fresh = TestClient(sqlite_app, base_url="http://127.0.0.1")  # the login form too (its own cookie-bound token)
     assert fresh.post("/login", data={"name": "rad", "password": PASSWORD}).status_code == 403
 
 
-def test_login_is_throttled_after_repeated_failures(app):
-    client = TestClient(app, base_url="http://127.0.0.1")
+def test_login_is_throttled_after_repeated_failures(sqlite_app):
+    client = TestClient(sqlite_app, base_url="http://127.0.0.1")
     for _ in range(5):
         resp = client.post("/login", data={"name": "path", "password": "wrong password!", "csrf": login_csrf(client)})
         assert resp.status_code == 401
     resp = client.post("/login", data={"name": "path", "password": PASSWORD, "csrf": login_csrf(client)},
                        follow_redirects=False)
     assert resp.status_code == 429 and "nm_session" not in resp.cookies
-    login(app, "rad")  # another name is not affected
+    login(sqlite_app, "rad")  # another name is not affected
 
 
-def test_role_checks(app):
-    rad, boss, adj = as_user(app, "rad"), as_user(app, "boss"), as_user(app, "adj")
+def test_role_checks(sqlite_app):
+    rad, boss, adj = as_user(sqlite_app, "rad"), as_user(sqlite_app, "boss"), as_user(sqlite_app, "adj")
     view = _first_mr_item(rad)
     assert rad.get(f"/api/cases/{view['case']}/audit").status_code == 403
     assert rad.get(f"/cases/{view['case']}/audit").status_code == 403
@@ -110,8 +110,8 @@ def test_a_stale_version_gets_a_clear_409(app):
     assert resp.status_code == 409 and "changed since version" in resp.json()["detail"]
 
 
-def test_security_headers_and_no_foreign_hosts(app):
-    rad = as_user(app, "rad")
+def test_security_headers_and_no_foreign_hosts(sqlite_app):
+    rad = as_user(sqlite_app, "rad")
     view = _first_mr_item(rad)
     for path in ("/login", "/", f"/cases/{view['case']}", f"/cases/{view['case']}/items/{view['item']}"):
         resp = rad.get(path)
@@ -121,20 +121,20 @@ def test_security_headers_and_no_foreign_hosts(app):
         assert not re.search(r'(src|href)="(https?:)?//', resp.text), path
 
 
-def test_logout_and_disabling_end_the_session(app, review_db):
+def test_logout_and_disabling_end_the_session(sqlite_app, sqlite_db):
     from neckmatch.review.auth import disable_user
     from neckmatch.review.commands import open_db
 
-    rad, path = login(app, "rad"), as_user(app, "path")
+    rad, path = login(sqlite_app, "rad"), as_user(sqlite_app, "path")
     assert rad.post("/logout", data={"csrf": rad.headers["X-CSRF-Token"]}, follow_redirects=False).status_code == 303
     assert rad.get("/api/me").status_code == 401
-    with open_db(review_db) as db:
+    with open_db(sqlite_db) as db:
         disable_user(db, "path")
     assert path.get("/api/me").status_code == 401
 
 
-def test_reasons_are_escaped_in_pages(app):
-    rad, path, boss = as_user(app, "rad"), as_user(app, "path"), as_user(app, "boss")
+def test_reasons_are_escaped_in_pages(sqlite_app):
+    rad, path, boss = as_user(sqlite_app, "rad"), as_user(sqlite_app, "path"), as_user(sqlite_app, "boss")
     view = _first_mr_item(rad)
     assert _post(rad, view, "unmatched", reason="<script>alert(1)</script>").status_code == 200
     view = path.get(f"/api/cases/{view['case']}/items/{view['item']}").json()
@@ -148,7 +148,7 @@ def test_pages_walk_a_disagreement_to_the_adjudicator_and_the_audit(app, caplog)
     caplog.set_level(logging.DEBUG)
     rad, path, adj = as_user(app, "rad"), as_user(app, "path"), as_user(app, "adj")
     start = rad.get("/")
-    first = re.search(r'id="next" href="(/cases/(\d+)/items/(\d+))"', start.text)
+    first = re.search(r'id="next"[^>]*href="(/cases/(\d+)/items/(\d+))"', start.text)
     assert first is not None
     page = rad.get(first.group(1)).text
     version = re.search(r'name="version" value="(\d+)"', page).group(1)
@@ -182,5 +182,5 @@ def test_pages_walk_a_disagreement_to_the_adjudicator_and_the_audit(app, caplog)
 
 
 @pytest.mark.parametrize("path", ["/api/cases/999", "/api/cases/1/items/99999"])
-def test_unknown_ids_are_404(app, path):
-    assert as_user(app, "rad").get(path).status_code == 404
+def test_unknown_ids_are_404(sqlite_app, path):
+    assert as_user(sqlite_app, "rad").get(path).status_code == 404

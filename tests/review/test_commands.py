@@ -102,7 +102,7 @@ def test_serve_binds_loopback_by_default_and_logs_no_case_ids(tmp_path, results,
         token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
         resp = client.post("/login", data={"name": "rad", "password": PW, "csrf": token})
         assert resp.status_code == 200 and "Your queue" in resp.text
-        item = re.search(r'id="next" href="([^"]+)"', resp.text).group(1)
+        item = re.search(r'id="next"[^>]*href="([^"]+)"', resp.text).group(1)
         assert client.get(item).status_code == 200
         client.close()
     finally:
