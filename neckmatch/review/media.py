@@ -52,11 +52,15 @@ def highlight_labels(case_dir: str, tolerance_mm: float, node: int | None, candi
 
 def blind_map_glb(case_dir: str, tolerance_mm: float) -> Path:
     """The case's 3-D map as GLB (levels, node surfaces coloured by level), made once and cached in a temporary
-    folder under a digest of the case folder (no identifier in the file name)."""
+    folder under a digest of the case folder's files (path, sizes, times; no identifier in the file name)."""
+    from neckmatch import __version__
     from neckmatch.viz.export import write_glb
     from neckmatch.viz.render import case_scene
 
-    digest = hashlib.sha256(str(Path(case_dir).resolve()).encode()).hexdigest()[:24]
+    folder = Path(case_dir).resolve()
+    stamp = [str(folder), __version__] + [f"{p.name}:{p.stat().st_mtime_ns}:{p.stat().st_size}"
+                                          for p in sorted(folder.rglob("*")) if p.is_file()]
+    digest = hashlib.sha256("\n".join(stamp).encode()).hexdigest()[:24]
     cache = Path(tempfile.gettempdir()) / "neckmatch-review-maps"
     path = cache / f"{digest}.glb"
     with _glb_lock:
