@@ -14,6 +14,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -69,22 +70,29 @@ def _pg_admin_url() -> str:
     return url
 
 
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database (dropped afterwards); its URL."""
+@contextmanager
+def _pg_db(prefix: str, template: str | None = None) -> Iterator[tuple[str, str]]:
+    """A throwaway PostgreSQL database (a copy of ``template`` if given): ``(name, url)``; dropped afterwards."""
     from sqlalchemy import create_engine, text
 
     admin_url = _pg_admin_url()
-    name = f"nm_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
     try:
-        yield re.sub(r"/[^/]*$", f"/{name}", admin_url)
+        yield name, re.sub(r"/[^/]*$", f"/{name}", admin_url)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database; its URL."""
+    with _pg_db("nm_test") as (_, url):
+        yield url
 
 
 def _fill(url: str, results: Path) -> None:
@@ -119,24 +127,9 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory, results: Path) -> 
 @pytest.fixture(scope="session")
 def pg_template(results: Path) -> Iterator[str]:
     """The name of a filled PostgreSQL template database (CREATE DATABASE ... TEMPLATE copies it)."""
-    from sqlalchemy import create_engine, text
-
-    from neckmatch.review.db import _upgraded
-
-    admin_url = _pg_admin_url()
-    name = f"nm_tpl_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        url = re.sub(r"/[^/]*$", f"/{name}", admin_url)
+    with _pg_db("nm_tpl") as (name, url):
         _fill(url, results)
-        _upgraded.discard(url)
         yield name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -157,20 +150,8 @@ def review_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite:///{path}"
         return
-    from sqlalchemy import create_engine, text
-
-    template = request.getfixturevalue("pg_template")
-    admin_url = _pg_admin_url()
-    name = f"nm_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    try:
-        yield re.sub(r"/[^/]*$", f"/{name}", admin_url)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with _pg_db("nm_test", request.getfixturevalue("pg_template")) as (_, url):
+        yield url
 
 
 @pytest.fixture

@@ -26,8 +26,9 @@ async function startViewer() {
   const box = document.getElementById("mr-viewer");
   if (!box || !window.niivue) return;
   const canvas = document.getElementById("mr-canvas");
+  const never = window.niivue.SHOW_RENDER ? window.niivue.SHOW_RENDER.NEVER : 0;  // three planes; 3-D: the map
   const nv = new window.niivue.Niivue({ backColor: [1, 1, 1, 1], crosshairColor: [0, 0.62, 0.45, 1],
-                                        dragAndDropEnabled: false, isColorbar: false, show3Dcrosshair: true });
+                                        dragAndDropEnabled: false, isColorbar: false, multiplanarShowRender: never });
   await nv.attachToCanvas(canvas);
   await nv.loadVolumes([{ url: box.dataset.labels, name: "labels.nii.gz" }]);
   nv.volumes[0].setColormapLabel(LUT);
