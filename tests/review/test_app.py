@@ -22,9 +22,11 @@ def _post(client: Any, view: dict[str, Any], action: str, partner: str | None = 
     return client.post(f"/api/cases/{view['case']}/items/{view['item']}/decision", json=body)
 
 
-def _api_routes(app: Any) -> list[tuple[str, str]]:
+def _api_routes() -> list[tuple[str, str]]:
+    from neckmatch.review.app import router
+
     out = []
-    for route in app.routes:
+    for route in router.routes:
         path = getattr(route, "path", "")
         if path.startswith("/api/"):
             for method in sorted(route.methods):
@@ -34,7 +36,7 @@ def _api_routes(app: Any) -> list[tuple[str, str]]:
 
 def test_anonymous_api_calls_get_401_and_pages_redirect_to_login(sqlite_app):
     anon = TestClient(sqlite_app, base_url="http://127.0.0.1")
-    routes = _api_routes(sqlite_app)
+    routes = _api_routes()
     assert len(routes) >= 7
     for method, path in routes:
         assert anon.request(method, path, json={}).status_code == 401, (method, path)
