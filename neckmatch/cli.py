@@ -137,7 +137,8 @@ def match(
         None, "--constraints", metavar="CSV",
         help="People's matching decisions, a CSV with columns mr_node,path_node,action (other columns ignored); "
         "action: must_link (the two are the same node), cannot_link (they are not), unmatched (the one node given, "
-        "other id empty, has no counterpart). Constrained decisions get confidence 1.",
+        "other id empty, has no counterpart). Constrained decisions get confidence 1. A .json file from `neckmatch "
+        "review export` (constraints.json) holds the same rows.",
     ),
     tolerance: float = typer.Option(3.0, "--tolerance", help="Borderline tolerance of the level assignment, mm."),
     auto_threshold: Optional[float] = typer.Option(  # noqa: UP045
