@@ -145,7 +145,8 @@ def match(
         None, "--constraints", metavar="CSV",
         help="People's matching decisions, a CSV with columns mr_node,path_node,action (other columns ignored); "
         "action: must_link (the two are the same node), cannot_link (they are not), unmatched (the one node given, "
-        "other id empty, has no counterpart). Constrained decisions get confidence 1.",
+        "other id empty, has no counterpart). Constrained decisions get confidence 1. A .json file from `neckmatch "
+        "review export` (constraints.json) holds the same rows.",
     ),
     tolerance: float = typer.Option(3.0, "--tolerance", help="Borderline tolerance of the level assignment, mm."),
     auto_threshold: Optional[float] = typer.Option(  # noqa: UP045
@@ -394,6 +395,10 @@ def run(
     calibration: Optional[Path] = typer.Option(  # noqa: UP045
         None, "--calibration", metavar="JSON", help="Auto threshold from `neckmatch calibrate` (reviewed decisions)."
     ),
+    constraints: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--constraints", metavar="DIR",
+        help="People's decisions per case: DIR/<case_id>/constraints.json (from `neckmatch review export`).",
+    ),
 ) -> None:
     """Run a whole cohort in parallel (resumable): per-case outputs, study statistics, figures, report.html."""
     from neckmatch.cohort import run_cohort
@@ -403,7 +408,8 @@ def run(
     settings = Settings(tolerance_mm=tolerance, calibration=None if calibration is None else str(calibration))
     with cohort_progress(console) as on_progress:
         result = run_cohort(cohort_dir, out, workers=workers, dask=dask, settings=settings,
-                            maps=maps, force=force, on_progress=on_progress)  # fmt: skip
+                            maps=maps, force=force, on_progress=on_progress,
+                            constraints_dir=constraints)  # fmt: skip
     console.print(format_cohort_summary(result), markup=False, soft_wrap=True)
     if result.n_failed:  # exit code 1: some or all cases failed (listed above, with why)
         failed = [r.case_id for r in result.records if r.status == "failed"]
@@ -430,6 +436,11 @@ def calibrate(
     console.print(f"wrote {out}: auto threshold {c.threshold:.4f} ({c.n_above} of {c.n_decisions} reviewed decisions "
                   f"above it, {c.errors_above} wrong; error rate <= {c.upper_error:.3f} with {1 - delta:.0%} "
                   "confidence)", markup=False, soft_wrap=True)
+
+
+from neckmatch.review.commands import register as _register_review  # noqa: E402
+
+_register_review(app, _Command, _Group)  # users, db upgrade, review export, serve (neckmatch/review/commands.py)
 
 
 def main(argv: list[str] | None = None) -> None:

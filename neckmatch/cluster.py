@@ -74,7 +74,11 @@ class WorkerCheckError(ClusterError):
 
 
 class _Task(Protocol):
-    """A planned case (:class:`neckmatch.cohort._Task`): only these three are read here."""
+    """A planned case (:class:`neckmatch.cohort._Task`): only these are read here (``settings``: the case's own,
+    or None for the run's)."""
+
+    @property
+    def settings(self) -> Any: ...
 
     @property
     def case_dir(self) -> Path: ...
@@ -386,7 +390,8 @@ def run_on_cluster(
         _cleanup_refused(out_dir, created)
         raise
     futures = {
-        client.submit(worker_task, run_case, check, str(t.case_dir), str(out_dir), t.case_id, t.fingerprint, settings,
+        client.submit(worker_task, run_case, check, str(t.case_dir), str(out_dir), t.case_id, t.fingerprint,
+                      t.settings or settings,
                       maps, key=f"neckmatch-{t.case_id}-{t.fingerprint[:12]}", pure=False): t
         for t in tasks
     }  # fmt: skip

@@ -183,7 +183,7 @@ def run_case_task(
         write_marker(staging, {"command": "run", "case_id": case_id, "inputs_sha256": inputs_fingerprint(case_dir)})
         seconds = time.perf_counter() - t0
         stamp = {"fingerprint": fingerprint, "neckmatch": __version__, "seconds": round(seconds, 3),
-                 "summary": result.summary}
+                 "summary": result.summary, "case_dir": str(Path(case_dir).resolve())}
         (staging / STAMP).write_text(json.dumps(stamp, indent=2, default=str), encoding="utf-8")
         replace_dir(staging, final)
         return CaseRecord(case_id, str(case_dir), "ok", "", seconds, dict(result.summary), fingerprint)
@@ -249,10 +249,15 @@ class _Task:
     case_dir: Path
     case_id: str
     fingerprint: str
+    settings: Any = None  # this case's settings when they differ from the run's (its own constraints file)
 
 
-def _plan(cases: Iterable[Path], out_dir: Path, settings_fp: str, force: bool) -> tuple[list[_Task], list[CaseRecord]]:
-    """Split cases into those to run and those whose finished output is still current."""
+def _plan(cases: Iterable[Path], out_dir: Path, settings_fp: str, force: bool,
+          case_settings: Callable[[str], Any] | None = None) -> tuple[list[_Task], list[CaseRecord]]:
+    """Split cases into those to run and those whose finished output is still current.
+
+    ``case_settings(case_id)`` gives a case's own settings (or None for the run's); they replace ``settings_fp``
+    in that case's fingerprint."""
     todo: list[_Task] = []
     skipped: list[CaseRecord] = []
     seen: dict[str, Path] = {}
@@ -264,12 +269,13 @@ def _plan(cases: Iterable[Path], out_dir: Path, settings_fp: str, force: bool) -
         if cid in seen:
             raise InputError(case_dir / "case.json", "case_id", f"'{cid}' is also the case id of {seen[cid]}")
         seen[cid] = case_dir
-        fp = input_fingerprint(case_dir, settings_fp)
+        own = case_settings(cid) if case_settings is not None else None
+        fp = input_fingerprint(case_dir, settings_fp if own is None else own.fingerprint() + settings_fp[64:])
         stamp = _stamp(out_dir / cid)
         if not force and stamp is not None and stamp.get("fingerprint") == fp:
             skipped.append(CaseRecord(cid, str(case_dir), "skipped", "", 0.0, dict(stamp.get("summary") or {}), fp))
         else:
-            todo.append(_Task(case_dir, cid, fp))
+            todo.append(_Task(case_dir, cid, fp, own))
     return todo, skipped
 
 
@@ -298,7 +304,7 @@ def _run_local(tasks: list[_Task], out_dir: Path, settings: Any, maps: bool, wor
     """Run tasks in a spawn-context process pool with BLAS threads capped at one per worker."""
     if workers <= 1 or len(tasks) <= 1:
         for t in tasks:
-            yield run_case_task(str(t.case_dir), str(out_dir), t.case_id, t.fingerprint, settings, maps)
+            yield run_case_task(str(t.case_dir), str(out_dir), t.case_id, t.fingerprint, t.settings or settings, maps)
         return
     with _capped_blas_env():
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
@@ -306,7 +312,8 @@ def _run_local(tasks: list[_Task], out_dir: Path, settings: Any, maps: bool, wor
         finished = False
         try:
             pending: dict[Future[CaseRecord], _Task] = {
-                pool.submit(run_case_task, str(t.case_dir), str(out_dir), t.case_id, t.fingerprint, settings, maps): t
+                pool.submit(run_case_task, str(t.case_dir), str(out_dir), t.case_id, t.fingerprint,
+                            t.settings or settings, maps): t
                 for t in tasks
             }
             while pending:
@@ -379,6 +386,22 @@ def _run_dask(
         yield from run_on_cluster(client, tasks, out_dir, cohort_dir, settings, maps, run_case_task, _failed, created)
 
 
+def _constraints_of(folder: Path, settings: Any) -> Callable[[str], Any]:
+    """``case_id -> settings`` with that case's constraints file from ``folder`` (None where it has none)."""
+    from dataclasses import replace
+
+    if not folder.is_dir():
+        raise InputError(folder, "", "constraints folder not found")
+
+    def own(case_id: str) -> Any:
+        for name in ("constraints.json", "constraints.csv"):
+            if (folder / case_id / name).is_file():
+                return replace(settings, constraints=str(folder / case_id / name))
+        return None
+
+    return own
+
+
 def default_workers() -> int:
     """Worker processes by default: the CPUs this process may run on."""
     try:
@@ -397,6 +420,7 @@ def run_cohort(
     maps: bool = True,
     force: bool = False,
     on_progress: Callable[[CaseRecord, int, int], None] | None = None,
+    constraints_dir: str | Path | None = None,
 ) -> CohortResult:
     """Run every case of ``cohort_dir`` into ``out_dir`` and write the cohort tables, statistics and report.
 
@@ -418,6 +442,9 @@ def run_cohort(
         Redo every case even where its output is current.
     on_progress : callable, optional
         Called as ``on_progress(record, done, total)`` after each case (the CLI drives its progress bar with it).
+    constraints_dir : path, optional
+        People's decisions per case (``neckmatch review export``): ``constraints_dir/<case_id>/constraints.json``
+        (or ``constraints.csv``), where present, is that case's ``Settings.constraints``.
     """
     from neckmatch.pipeline import Settings
 
@@ -434,7 +461,8 @@ def run_cohort(
                          "write into it (choose an empty folder)")
     out.mkdir(parents=True, exist_ok=True)
     _clean_leftovers(out)
-    todo, records = _plan(cases, out, settings.fingerprint() + f"|maps={maps}", force)
+    todo, records = _plan(cases, out, settings.fingerprint() + f"|maps={maps}", force,
+                          None if constraints_dir is None else _constraints_of(Path(constraints_dir), settings))
     total = len(todo) + len(records)
     for i, rec in enumerate(records, 1):
         if on_progress:

@@ -313,3 +313,12 @@ def test_a_case_id_that_names_a_cohort_output_is_refused(cohort: Path, tmp_path:
     with pytest.raises(InputError, match="'tables' is reserved for the cohort's own outputs"):
         run_cohort(tmp_path / "c", tmp_path / "out", workers=1, maps=False)
     assert not (tmp_path / "out" / "tables").exists()
+
+
+def test_a_missing_constraints_folder_is_refused_before_any_case_runs(tmp_path):
+    from neckmatch.cohort import run_cohort
+
+    generate_cohort(1, 3, tmp_path / "cohort")
+    with pytest.raises(InputError, match="constraints folder not found"):
+        run_cohort(tmp_path / "cohort", tmp_path / "out", workers=1, maps=False, constraints_dir=tmp_path / "nope")
+    assert not any((tmp_path / "out").glob("SYN*"))

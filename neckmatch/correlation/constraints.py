@@ -8,11 +8,16 @@ and ignored). ``action`` is one of
 - ``unmatched``: the one node given (the other id empty) has no counterpart.
 
 Rows are numbered from 1, the header not counted; every error names the file, the row and the value.
+
+A ``.json`` file holds the same rows as ``{"constraints": [{"mr_node": 3, "path_node": "R-II-1",
+"action": "must_link"}, ...]}`` (other keys, e.g. ``provenance``, are ignored); ``neckmatch review export``
+writes this form.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,11 +76,32 @@ def _parse_row(path: Path, row: int, rec: dict[str, str], out: ConstraintRows) -
     target.setdefault((_mr_id(path, row, mr), pn), row)
 
 
+def _parse_json(path: Path) -> ConstraintRows:
+    """The rows of a ``.json`` constraints file (``{"constraints": [{mr_node, path_node, action}, ...]}``)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(path, "", f"not valid JSON: {exc}") from None
+    rows = doc.get("constraints") if isinstance(doc, dict) else None
+    if not isinstance(rows, list):
+        raise InputError(path, "constraints", "must be a list of {mr_node, path_node, action} objects")
+    out = ConstraintRows()
+    for row, rec in enumerate(rows, start=1):
+        if not isinstance(rec, dict):
+            raise InputError(path, f"row {row}", f"must be an object, got {rec!r}")
+        text = {k: "" if rec.get(k) is None else str(rec.get(k)) for k in _COLUMNS}
+        _parse_row(path, row, text, out)
+    return out
+
+
 def parse_constraints(path: str | Path) -> ConstraintRows:
-    """Read and parse a constraints CSV (syntax only; see :func:`read_constraints` for the case checks)."""
+    """Read and parse a constraints CSV or JSON file (syntax only; see :func:`read_constraints` for the case
+    checks)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "", "constraints file not found")
+    if path.suffix.lower() == ".json":
+        return _parse_json(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             return _parse_rows(path, csv.DictReader(fh))

@@ -135,3 +135,28 @@ def test_a_file_that_is_not_utf8_text_is_an_input_error(tmp_path, case):
     p.write_bytes("mr_node,path_node,action\n".encode("utf-16"))
     with pytest.raises(InputError, match="not a UTF-8 text file"):
         read_constraints(p, case)
+
+
+def test_json_file_gives_the_same_constraints_as_csv(tmp_path, case):
+    import json
+
+    csv = _write(tmp_path, "mr_node,path_node,action\n1,R-II-1,must_link\n2,R-II-3,cannot_link\n3,,unmatched\n"
+                           ",R-II-2,unmatched\n")  # fmt: skip
+    doc = {"constraints": [{"mr_node": 1, "path_node": "R-II-1", "action": "must_link", "provenance": "agreed"},
+                           {"mr_node": 2, "path_node": "R-II-3", "action": "cannot_link"},
+                           {"mr_node": 3, "path_node": None, "action": "unmatched"},
+                           {"path_node": "R-II-2", "action": "unmatched"}]}
+    js = tmp_path / "constraints.json"
+    js.write_text(json.dumps(doc))
+    a, b = read_constraints(csv, case), read_constraints(js, case)
+    assert (a.must_link, a.cannot_link, a.forced_unmatched_mr, a.forced_unmatched_path) == \
+        (b.must_link, b.cannot_link, b.forced_unmatched_mr, b.forced_unmatched_path)
+
+
+@pytest.mark.parametrize(("text", "field"), [("{not json", "not valid JSON"), ('{"rows": []}', "constraints"),
+                                             ('{"constraints": [{"mr_node": 1, "action": "must_link"}]}', "row 1")])
+def test_bad_json_constraints_name_the_file_and_field(tmp_path, text, field):
+    p = tmp_path / "c.json"
+    p.write_text(text)
+    with pytest.raises(InputError, match=f"c.json.*{field}"):
+        parse_constraints(p)

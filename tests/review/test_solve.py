@@ -1,0 +1,45 @@
+"""The engine adapter: what a solution holds, and that the MR reading and pathology status stay hidden."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from neckmatch.review import solve
+
+
+def _case_dir(results):
+    stamp = json.loads((results / "SYN001" / "run.json").read_text())
+    return stamp["case_dir"]
+
+
+def test_solution_matches_the_run_and_hides_reads_and_status(results):
+    sol = solve.solve(_case_dir(results), 3.0, None, [])
+    run = pd.read_csv(results / "SYN001" / "matches.csv")
+    assert len(sol["rows"]) == len(run)
+    assert [r["decision"] for r in sol["rows"]] == run["decision"].tolist()  # same engine, same answer
+    assert sol["review"] and all(k.startswith(("mr:", "path:")) for k in sol["review"])
+    text = json.dumps(sol)
+    for hidden in ('"status"', '"malignant"', '"mr_score"', '"path_status"', '"reader"', '"call"'):
+        assert hidden not in text  # (a candidate's "score" is the engine's pair weight, not a reader's score)
+    assert all(set(p) == {"container", "side", "level", "size_mm", "cc", "ap", "unit"} for p in sol["path"].values())
+    assert all(set(m) == {"side", "level", "long_mm", "xyz"} for m in sol["mr"].values())
+
+
+def test_candidates_are_ranked_by_the_engines_weight(results):
+    sol = solve.solve(_case_dir(results), 3.0, None, [])
+    for key in sol["review"]:
+        scores = [c["score"] for c in sol["candidates"][key]]
+        assert len(scores) <= solve.MAX_CANDIDATES
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_a_settled_item_constrains_the_solution(results):
+    case_dir = _case_dir(results)
+    first = solve.solve(case_dir, 3.0, None, [])
+    key = next(k for k in first["review"] if k.startswith("mr:") and first["candidates"][k])
+    partner = first["candidates"][key][-1]["partner"]
+    again = solve.solve(case_dir, 3.0, None, [("mr", key[3:], "link", partner)])
+    rows = [r for r in again["rows"] if r["mr_node"] == int(key[3:])]
+    assert [r["path_node"] for r in rows] == [partner] and rows[0]["constrained"] and key not in again["review"]
