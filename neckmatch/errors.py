@@ -26,8 +26,7 @@ class InputError(NeckmatchError, ValueError):
         Where in the file: a JSON key, ``row 12: level``, a header field, a landmark name.
     message : str
         The rule that was broken and the value received, e.g. ``"'IIc' is not a surgical level (I, IA, ...)"``.
-
-    The message is always one line: a line break in a value is shown escaped (backslash n).
+        Always shown on one line: a line break in a value appears escaped (backslash n).
 
     Examples
     --------

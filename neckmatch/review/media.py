@@ -53,7 +53,7 @@ def highlight_labels(case_dir: str, tolerance_mm: float, node: int | None, candi
 def blind_map_glb(case_dir: str, tolerance_mm: float) -> Path:
     """The case's 3-D map as GLB (levels, node surfaces coloured by level), made once and cached in a temporary
     folder under a digest of the case folder's files (path, sizes, times; no identifier in the file name)."""
-    from neckmatch import __version__
+    from neckmatch._version import __version__
     from neckmatch.viz.export import write_glb
     from neckmatch.viz.render import case_scene
 
