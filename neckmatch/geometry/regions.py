@@ -19,6 +19,23 @@ the neck is; with ``m = margin_mm`` and curves of the point's side (midline rule
   (lateral limit);
 - ``y <= max(ant(digastric_anterior), ant(SMG_posterior) of both sides, y_mid(z)) + m`` (anterior limit), where
   ``y_mid`` interpolates y over the three midline points like ``x_mid``.
+
+Neck shape (:func:`in_neck`, used for the level regions): the envelope above confined to the neck as the
+landmarks draw it, so that the regions look like a neck and not like a stack of boxes, with the structures that
+bound the levels in the atlases (Som 1999; Grégoire 2014) standing in for the infinite planes of the rules:
+
+- body contour: inside the superellipse ``|dlat / W|^2.2 + |(y - y_c) / H|^2.2 <= 1`` with ``W`` the envelope's
+  lateral limit of the point's side, front ``F = max(ant(digastric_anterior), ant(SMG_posterior), y_mid) + m``,
+  back ``B = min(ant(trapezius_anterior)) - m`` of both sides, ``y_c = (F + B) / 2``, ``H = (F - B) / 2``;
+- airway (pharynx, larynx, trachea): outside the ellipse centred at ``(x_mid, (y_mid + y_car) / 2)``, ``y_car``
+  the mean ``ant(carotid_medial)`` of both sides, half-axes ``0.5 * lat(carotid_medial)`` (mean of both sides,
+  lateral) and ``0.3 * max(y_mid - y_car, 10)`` (antero-posterior);
+- spine and prevertebral muscles: medial (``dlat < lat(carotid_medial)``) and ``y < ant(carotid_medial) - 6`` is
+  outside (the carotid sheath's medial edge bounds levels II-IV, VI and RP from behind the pharynx);
+- mandible and floor of mouth: above ``z_md = z_hy + 0.5 (z_sb - z_hy)`` and anterior to ``ant(SMG_posterior)``
+  is outside (level I ends at the mylohyoid and the mandible, not at the skull base).
+
+Every voxel the shape keeps still gets exactly the level of :func:`~neckmatch.geometry.levels.assign_levels`.
 """
 
 from __future__ import annotations
@@ -42,6 +59,8 @@ __all__ = [
     "LEVEL_NAMES",
     "level_name",
     "in_neck_envelope",
+    "in_neck",
+    "axial_fill_ratio",
     "level_label_map",
     "level_meshes",
     "write_level_regions",
@@ -115,6 +134,97 @@ def in_neck_envelope(points: FloatArray, landmarks: Landmarks, margin_mm: float 
     return keep
 
 
+def _ant(landmarks: Landmarks, stem: str, z: FloatArray) -> FloatArray:
+    """y of a curve at heights z for both sides: ndarray of shape (2, N), float, mm (R first)."""
+    return np.stack([landmarks.curve(f"{stem}_{sd}").at(z)[:, 1] for sd in "RL"])
+
+
+def in_neck(points: FloatArray, landmarks: Landmarks, margin_mm: float = 10.0) -> NDArray[np.bool_]:
+    """True where points lie in the neck's soft tissue: the envelope, the body contour, outside airway and spine.
+
+    See the module docstring (*Neck shape*) for every term.
+
+    Parameters
+    ----------
+    points : ndarray of shape (N, 3), float, mm, RAS
+    landmarks : Landmarks
+        Every required landmark of shared/spec/levels.md.
+    margin_mm : float
+        Margin (mm) of the envelope and of the body contour beyond the outermost landmarks.
+
+    Returns
+    -------
+    ndarray of shape (N,), bool
+    """
+    lm = require_landmarks(landmarks)
+    keep = in_neck_envelope(points, lm, margin_mm)
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    xm = lm.x_mid(z)
+    dlat, right = np.abs(x - xm), x > xm
+    mids = lm.midline_points()
+    y_mid = np.interp(z, mids[:, 2], mids[:, 1])
+    car = np.stack([lm.curve(f"carotid_medial_{sd}").at(z) for sd in "RL"])  # (2, N, 2)
+    dcar_sides = np.abs(car[..., 0] - xm)
+    dcar = np.where(right, dcar_sides[0], dcar_sides[1])
+    y_car_sides = car[..., 1]
+    # body contour
+    lateral = np.max([np.abs(np.where(right, c[0], c[1]) - xm) for c in (
+        np.stack([lm.curve(f"{s}_{sd}").at(z)[:, 0] for sd in "RL"])
+        for s in ("SCM_posterior", "trapezius_anterior", "SMG_posterior", "scalene_anterior"))], axis=0) + margin_mm
+    front = np.max(np.vstack([_ant(lm, "digastric_anterior", z), _ant(lm, "SMG_posterior", z), y_mid[None]]), axis=0)
+    front = front + margin_mm
+    back = np.min(_ant(lm, "trapezius_anterior", z), axis=0) - margin_mm
+    half = np.maximum((front - back) / 2.0, 1.0)
+    keep &= (dlat / lateral) ** 2.2 + (np.abs(y - (front + back) / 2.0) / half) ** 2.2 <= 1.0
+    # airway
+    y_car = y_car_sides.mean(axis=0)
+    air_lat = np.maximum(0.5 * dcar_sides.mean(axis=0), 1.0)
+    air_ap = 0.3 * np.maximum(y_mid - y_car, 10.0)
+    keep &= (dlat / air_lat) ** 2 + ((y - (y_mid + y_car) / 2.0) / air_ap) ** 2 > 1.0
+    # spine and prevertebral muscles
+    keep &= ~((dlat < dcar) & (y < np.where(right, y_car_sides[0], y_car_sides[1]) - 6.0))
+    # mandible and floor of mouth above level I
+    z_hy, z_sb = lm.point("hyoid_body_inferior")[2], lm.point("skull_base")[2]
+    smg = np.where(right, *_ant(lm, "SMG_posterior", z))
+    keep &= ~((z > z_hy + 0.5 * (z_sb - z_hy)) & (y > smg))
+    return keep
+
+
+def axial_fill_ratio(level_map: LabelMap, z: float) -> float:
+    """Share of the bounding box of the level union that the union fills on the axial slice nearest ``z``.
+
+    A stack of boxes fills nearly all of it (0.99 for the old regions); a neck cross-section with its airway and
+    spine left out fills far less.
+
+    Parameters
+    ----------
+    level_map : LabelMap
+        Level regions on an axis-aligned RAS grid (``level_label_map(..., spacing_mm=...)``).
+    z : float
+        Height of the slice, mm, RAS.
+
+    Returns
+    -------
+    float
+        Voxels of the union / voxels of its bounding rectangle on that slice; 0.0 for an empty slice.
+
+    Examples
+    --------
+    >>> data = np.zeros((4, 4, 2), dtype=np.uint8); data[1:3, 0:4, 0] = 3; data[0, 0, 0] = 1
+    >>> axial_fill_ratio(LabelMap(data, np.eye(4)), 0.2)
+    0.75
+    """
+    k = int(np.rint(level_map.to_ijk(np.array([[0.0, 0.0, z]]))[0, 2]))
+    if not 0 <= k < level_map.data.shape[2]:
+        return 0.0
+    sl = level_map.data[:, :, k] > 0
+    if not sl.any():
+        return 0.0
+    rows, cols = np.flatnonzero(sl.any(axis=1)), np.flatnonzero(sl.any(axis=0))
+    box = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
+    return float(sl.sum() / box)
+
+
 def _envelope_grid(
     landmarks: Landmarks, margin_mm: float, spacing_mm: float
 ) -> tuple[tuple[int, int, int], FloatArray]:
@@ -150,7 +260,7 @@ def level_label_map(
     spacing_mm: float | None = None,
     chunk_voxels: int = 1_000_000,
 ) -> tuple[LabelMap, dict[int, str]]:
-    """Level regions on a grid: the ``som1999`` level of every voxel centre inside the neck envelope.
+    """Level regions on a grid: the ``som1999`` level of every voxel centre inside the neck (:func:`in_neck`).
 
     Parameters
     ----------
@@ -168,7 +278,7 @@ def level_label_map(
     Returns
     -------
     level_map : LabelMap
-        uint8 values of :data:`LEVEL_LABELS`, 0 outside the envelope or outside every level.
+        uint8 values of :data:`LEVEL_LABELS`, 0 outside the neck or outside every level.
     names : dict of int to str
         Label value -> TG-263 style name, for the values present.
 
@@ -191,7 +301,7 @@ def level_label_map(
     for start in range(0, out.size, chunk_voxels):
         flat = np.arange(start, min(start + chunk_voxels, out.size))
         ras = np.column_stack(np.unravel_index(flat, shape)).astype(np.float64) @ lin + affine[:3, 3]
-        inside = in_neck_envelope(ras, landmarks, margin_mm)
+        inside = in_neck(ras, landmarks, margin_mm)
         if inside.any():
             res = assign_levels(ras[inside], landmarks)
             out[flat[inside]] = _label_values(res.side, res.level)
