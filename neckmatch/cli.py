@@ -200,11 +200,13 @@ def render(
 ) -> None:
     """3-D neck-level maps of a case: anterior and lateral views, GLB, ParaView and 3D Slicer files."""
     from neckmatch.io.case import read_case
-    from neckmatch.viz.render import render_case
+    from neckmatch.io.results import read_case_results
+    from neckmatch.viz.maps import render_maps
 
     if results is None and (out / "truth_nodes.csv").is_file():
         results = out
-    paths = render_case(read_case(case_dir), out, results_dir=results)
+    tables, specimen = read_case_results(results) if results is not None else ({}, {})
+    paths = render_maps(read_case(case_dir), out, tables, specimen)
     console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)
 
 

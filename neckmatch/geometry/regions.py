@@ -91,6 +91,28 @@ def level_name(side: Side | str, level: Level | str) -> str:
 LEVEL_NAMES: dict[int, str] = {v: level_name(s, lv) for (s, lv), v in LEVEL_LABELS.items()}
 
 
+class _AtHeights:
+    """Landmark curves evaluated once per distinct height of many points (a grid has few), then gathered."""
+
+    def __init__(self, landmarks: Landmarks, z: FloatArray) -> None:
+        self.lm = landmarks
+        self.zs, self.inv = np.unique(np.asarray(z, dtype=np.float64), return_inverse=True)
+        mids = landmarks.midline_points()
+        self.x_mid = np.interp(self.zs, mids[:, 2], mids[:, 0])[self.inv]
+        self.y_mid = np.interp(self.zs, mids[:, 2], mids[:, 1])[self.inv]
+
+    def curve(self, name: str) -> FloatArray:
+        """(x, y) of a curve at each point's height: ndarray of shape (N, 2), float, mm."""
+        values = self.lm.curve(name).at(self.zs)
+        if len(values) == 1:  # one axial slice: a read-only broadcast, no copy
+            return np.broadcast_to(values, (len(self.inv), 2))
+        return values[self.inv]
+
+    def sides(self, stem: str, right: NDArray[np.bool_]) -> FloatArray:
+        """(x, y) of the curve of each point's side: ndarray of shape (N, 2), float, mm."""
+        return np.where(right[:, None], self.curve(f"{stem}_R"), self.curve(f"{stem}_L"))
+
+
 def in_neck_envelope(points: FloatArray, landmarks: Landmarks, margin_mm: float = 10.0) -> NDArray[np.bool_]:
     """True where points lie inside the plausible neck envelope of the module docstring.
 
@@ -108,35 +130,24 @@ def in_neck_envelope(points: FloatArray, landmarks: Landmarks, margin_mm: float 
     """
     lm = require_landmarks(landmarks)
     x, y, z = points[:, 0], points[:, 1], points[:, 2]
-    xm = lm.x_mid(z)
-    right = x > xm
-    dlat = np.abs(x - xm)
-
-    def on_side(stem: str) -> FloatArray:  # (N, 2) curve (x, y) on each point's side
-        return np.where(right[:, None], lm.curve(f"{stem}_R").at(z), lm.curve(f"{stem}_L").at(z))
-
+    at = _AtHeights(lm, z)
+    right = x > at.x_mid
+    dlat = np.abs(x - at.x_mid)
     z_low = min(lm.point("clavicle_superior_L")[2], lm.point("clavicle_superior_R")[2])
     z_low = min(z_low, lm.point("manubrium_superior")[2]) - margin_mm
     keep = (z <= lm.point("skull_base")[2]) & (z >= z_low)
-    keep &= y >= on_side("trapezius_anterior")[:, 1]
+    keep &= y >= at.sides("trapezius_anterior", right)[:, 1]
     lateral = np.max(
         [
-            np.abs(on_side(s)[:, 0] - xm)
+            np.abs(at.sides(s, right)[:, 0] - at.x_mid)
             for s in ("SCM_posterior", "trapezius_anterior", "SMG_posterior", "scalene_anterior")
         ],
         axis=0,
     )
     keep &= dlat <= lateral + margin_mm
-    mids = lm.midline_points()
-    fronts = [np.interp(z, mids[:, 2], mids[:, 1])]
-    fronts += [lm.curve(f"{s}_{sd}").at(z)[:, 1] for s in ("digastric_anterior", "SMG_posterior") for sd in "LR"]
+    fronts = [at.y_mid] + [at.curve(f"{s}_{sd}")[:, 1] for s in ("digastric_anterior", "SMG_posterior") for sd in "LR"]
     keep &= y <= np.max(fronts, axis=0) + margin_mm
     return keep
-
-
-def _ant(landmarks: Landmarks, stem: str, z: FloatArray) -> FloatArray:
-    """y of a curve at heights z for both sides: ndarray of shape (2, N), float, mm (R first)."""
-    return np.stack([landmarks.curve(f"{stem}_{sd}").at(z)[:, 1] for sd in "RL"])
 
 
 def in_neck(points: FloatArray, landmarks: Landmarks, margin_mm: float = 10.0) -> NDArray[np.bool_]:
@@ -159,34 +170,28 @@ def in_neck(points: FloatArray, landmarks: Landmarks, margin_mm: float = 10.0) -
     lm = require_landmarks(landmarks)
     keep = in_neck_envelope(points, lm, margin_mm)
     x, y, z = points[:, 0], points[:, 1], points[:, 2]
-    xm = lm.x_mid(z)
-    dlat, right = np.abs(x - xm), x > xm
-    mids = lm.midline_points()
-    y_mid = np.interp(z, mids[:, 2], mids[:, 1])
-    car = np.stack([lm.curve(f"carotid_medial_{sd}").at(z) for sd in "RL"])  # (2, N, 2)
-    dcar_sides = np.abs(car[..., 0] - xm)
-    dcar = np.where(right, dcar_sides[0], dcar_sides[1])
-    y_car_sides = car[..., 1]
+    at = _AtHeights(lm, z)
+    dlat, right = np.abs(x - at.x_mid), x > at.x_mid
+    car_r, car_l = at.curve("carotid_medial_R"), at.curve("carotid_medial_L")
+    dcar_r, dcar_l = np.abs(car_r[:, 0] - at.x_mid), np.abs(car_l[:, 0] - at.x_mid)
     # body contour
-    lateral = np.max([np.abs(np.where(right, c[0], c[1]) - xm) for c in (
-        np.stack([lm.curve(f"{s}_{sd}").at(z)[:, 0] for sd in "RL"])
-        for s in ("SCM_posterior", "trapezius_anterior", "SMG_posterior", "scalene_anterior"))], axis=0) + margin_mm
-    front = np.max(np.vstack([_ant(lm, "digastric_anterior", z), _ant(lm, "SMG_posterior", z), y_mid[None]]), axis=0)
-    front = front + margin_mm
-    back = np.min(_ant(lm, "trapezius_anterior", z), axis=0) - margin_mm
+    lateral = np.max([np.abs(at.sides(s, right)[:, 0] - at.x_mid) for s in (
+        "SCM_posterior", "trapezius_anterior", "SMG_posterior", "scalene_anterior")], axis=0) + margin_mm
+    front = np.max([at.y_mid] + [at.curve(f"{s}_{sd}")[:, 1] for s in ("digastric_anterior", "SMG_posterior")
+                                 for sd in "RL"], axis=0) + margin_mm
+    back = np.minimum(at.curve("trapezius_anterior_R")[:, 1], at.curve("trapezius_anterior_L")[:, 1]) - margin_mm
     half = np.maximum((front - back) / 2.0, 1.0)
     keep &= (dlat / lateral) ** 2.2 + (np.abs(y - (front + back) / 2.0) / half) ** 2.2 <= 1.0
     # airway
-    y_car = y_car_sides.mean(axis=0)
-    air_lat = np.maximum(0.5 * dcar_sides.mean(axis=0), 1.0)
-    air_ap = 0.3 * np.maximum(y_mid - y_car, 10.0)
-    keep &= (dlat / air_lat) ** 2 + ((y - (y_mid + y_car) / 2.0) / air_ap) ** 2 > 1.0
+    y_car = (car_r[:, 1] + car_l[:, 1]) / 2.0
+    air_lat = np.maximum(0.25 * (dcar_r + dcar_l), 1.0)
+    air_ap = 0.3 * np.maximum(at.y_mid - y_car, 10.0)
+    keep &= (dlat / air_lat) ** 2 + ((y - (at.y_mid + y_car) / 2.0) / air_ap) ** 2 > 1.0
     # spine and prevertebral muscles
-    keep &= ~((dlat < dcar) & (y < np.where(right, y_car_sides[0], y_car_sides[1]) - 6.0))
+    keep &= ~((dlat < np.where(right, dcar_r, dcar_l)) & (y < np.where(right, car_r[:, 1], car_l[:, 1]) - 6.0))
     # mandible and floor of mouth above level I
     z_hy, z_sb = lm.point("hyoid_body_inferior")[2], lm.point("skull_base")[2]
-    smg = np.where(right, *_ant(lm, "SMG_posterior", z))
-    keep &= ~((z > z_hy + 0.5 * (z_sb - z_hy)) & (y > smg))
+    keep &= ~((z > z_hy + 0.5 * (z_sb - z_hy)) & (y > at.sides("SMG_posterior", right)[:, 1]))
     return keep
 
 
@@ -296,19 +301,40 @@ def level_label_map(
         shape, affine = reference.data.shape, reference.affine
     else:
         raise InputError("options", "reference", "need a reference grid or spacing_mm, got neither")
-    out = np.zeros(int(np.prod(shape)), dtype=np.uint8)
-    lin = affine[:3, :3].T
-    for start in range(0, out.size, chunk_voxels):
-        flat = np.arange(start, min(start + chunk_voxels, out.size))
-        ras = np.column_stack(np.unravel_index(flat, shape)).astype(np.float64) @ lin + affine[:3, 3]
-        inside = in_neck(ras, landmarks, margin_mm)
-        if inside.any():
-            res = assign_levels(ras[inside], landmarks)
-            out[flat[inside]] = _label_values(res.side, res.level)
-    data = out.reshape(shape)
+    if spacing_mm is not None:
+        data = _axial_grid_levels(landmarks, shape, affine, margin_mm)
+    else:
+        out = np.zeros(int(np.prod(shape)), dtype=np.uint8)
+        lin = affine[:3, :3].T
+        for start in range(0, out.size, chunk_voxels):
+            flat = np.arange(start, min(start + chunk_voxels, out.size))
+            ras = np.column_stack(np.unravel_index(flat, shape)).astype(np.float64) @ lin + affine[:3, 3]
+            inside = in_neck(ras, landmarks, margin_mm)
+            if inside.any():
+                res = assign_levels(ras[inside], landmarks)
+                out[flat[inside]] = _label_values(res.side, res.level)
+        data = out.reshape(shape)
     present = np.unique(data)
     names = {int(v): LEVEL_NAMES[int(v)] for v in present if v}
     return LabelMap(data, affine, names), names
+
+
+def _axial_grid_levels(
+    landmarks: Landmarks, shape: tuple[int, int, int], affine: FloatArray, margin_mm: float
+) -> NDArray[np.uint8]:
+    """Level labels of an axis-aligned grid, one axial slice at a time (every curve is one value per slice)."""
+    out = np.zeros(shape, dtype=np.uint8)
+    ii, jj = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    xy = np.column_stack([ii.ravel() * affine[0, 0] + affine[0, 3], jj.ravel() * affine[1, 1] + affine[1, 3]])
+    for k in range(shape[2]):
+        ras = np.column_stack([xy, np.full(len(xy), k * affine[2, 2] + affine[2, 3])])
+        inside = in_neck(ras, landmarks, margin_mm)
+        if inside.any():
+            res = assign_levels(ras[inside], landmarks)
+            values = np.zeros(len(xy), dtype=np.uint8)
+            values[inside] = _label_values(res.side, res.level)
+            out[:, :, k] = values.reshape(shape[:2])
+    return out
 
 
 def _surface(mask: NDArray[np.bool_], smooth_iterations: int) -> tuple[FloatArray, NDArray[np.int64]]:

@@ -11,13 +11,11 @@ outline and its label in brackets. matplotlib lays the views out with the title,
 from __future__ import annotations
 
 import colorsys
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 import vtk
 from matplotlib import patheffects
 from matplotlib.artist import Artist
@@ -29,25 +27,20 @@ from numpy.typing import NDArray
 from scipy import ndimage
 from vtk.util.numpy_support import vtk_to_numpy
 
-from neckmatch.errors import InputError, RenderError
-from neckmatch.io.atomic import atomic_files, atomic_path
-from neckmatch.model import Case, LabelMap
-from neckmatch.viz.export import write_glb, write_level_segmentation, write_node_markups, write_vtm
+from neckmatch.errors import RenderError
+from neckmatch.io.atomic import atomic_path
+from neckmatch.model import Case
 from neckmatch.viz.scene import (
     OUTCOME_LABELS,
     PATH_STATUS_COLORS,
-    PathMarker,
     Scene,
     SceneMesh,
-    build_scene,
-    label_surfaces,
     mesh_polydata,
-    unmatched_path_markers,
 )
 
 __all__ = [
     "View", "VIEWS", "ViewImage", "project_points", "render_views", "place_labels", "render_scene", "scene_figure",
-    "case_node_table", "case_scene", "render_case",
+    "render_case",
 ]
 
 
@@ -571,134 +564,15 @@ def scene_figure(scene: Scene, size: tuple[int, int] = (2000, 1100)) -> tuple[Fi
     return fig, panels
 
 
-_LEVEL_COLUMNS = ["node", "side", "level", "x", "y", "z", "volume_mm3", "short_axis_mm", "long_axis_mm",
-                  "boundary_mm", "runner_up", "borderline"]
-_TRUTH_COLUMNS = ["path_node", "container", "path_size_mm", "mr_call", "mr_score", "path_status", "outcome",
-                  "match_kind", "confidence", "decision"]
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, dtype={"case_id": str, "path_node": str, "runner_up": str, "level": str})
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(path, "", f"not a readable CSV ({exc})") from None
-
-
-def case_node_table(case: Case, results_dir: str | Path | None = None) -> pd.DataFrame:
-    """One row per MR node: levels (``levels.csv`` or computed) joined with ``truth_nodes.csv`` where present.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``node`` and the level columns (side, level, x, y, z in mm RAS, sizes ...); with a truth table also
-        ``outcome``, ``match_kind``, ``path_node`` ... (then nodes are coloured by outcome).
-    """
-    res = Path(results_dir) if results_dir is not None else None
-    if res is not None and (res / "levels.csv").is_file():
-        levels = _read_csv(res / "levels.csv")
-    else:
-        from neckmatch.geometry.levels import levels_table
-
-        levels = levels_table(case)
-    for col in ("node", "side", "level"):
-        if col not in levels.columns:
-            raise InputError(res / "levels.csv" if res else "levels", col, f"missing column (got {list(levels)})")
-    table = levels[[c for c in _LEVEL_COLUMNS if c in levels.columns]].copy()
-    table["node"] = table["node"].astype(np.int64)
-    if res is None or not (res / "truth_nodes.csv").is_file():
-        return table
-    truth = _read_csv(res / "truth_nodes.csv")
-    if "mr_node" not in truth.columns or "outcome" not in truth.columns:
-        raise InputError(res / "truth_nodes.csv", "header", f"needs mr_node and outcome columns (got {list(truth)})")
-    truth = truth[truth["mr_node"].notna()]
-    truth = truth.assign(node=truth["mr_node"].astype(float).astype(np.int64))
-    keep = ["node", *[c for c in _TRUTH_COLUMNS if c in truth.columns]]
-    return table.merge(truth[keep], on="node", how="left")
-
-
-def _path_markers(results_dir: str | Path | None, containers: list[dict[str, Any]]) -> list[PathMarker]:
-    """The pathology nodes of ``truth_nodes.csv`` in ``results_dir`` without an MR partner (none without it)."""
-    path = Path(results_dir) / "truth_nodes.csv" if results_dir is not None else None
-    if path is None or not path.is_file():
-        return []
-    truth = _read_csv(path)
-    if "path_node" not in truth.columns:
-        return []  # a table of MR nodes only: no pathology node to draw
-    if "mr_node" not in truth.columns:
-        raise InputError(path, "mr_node", f"missing column (got {list(truth)})")
-    return unmatched_path_markers(truth, containers)
-
-
-def _containers(results_dir: str | Path | None) -> list[dict[str, Any]]:
-    """The ``containers`` of ``specimen.json`` in ``results_dir`` (none without it)."""
-    path = Path(results_dir) / "specimen.json" if results_dir is not None else None
-    if path is None or not path.is_file():
-        return []
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(path, "", f"not valid JSON ({exc})") from None
-    conts = doc.get("containers", []) if isinstance(doc, dict) else []
-    return [c for c in conts if isinstance(c, dict) and isinstance(c.get("profile"), dict) and "container" in c]
-
-
-def case_scene(
-    case: Case, results_dir: str | Path | None = None, level_spacing_mm: float = 1.5
-) -> tuple[Scene, LabelMap | None, dict[int, str]]:
-    """The scene of ``case``: level regions from its landmarks, node surfaces, containers and match outcomes.
-
-    The level regions are evaluated on an axis-aligned RAS grid of ``level_spacing_mm`` (mm) covering the neck.
-
-    Returns
-    -------
-    scene : Scene
-    level_map : LabelMap or None
-        The level regions (None without landmarks).
-    names : dict of int to str
-        Region names ``LN_Neck_<level>_<side>`` by label value.
-    """
-    level_map, names = None, dict[int, str]()
-    if case.landmarks is not None:
-        from neckmatch.geometry.regions import level_label_map
-
-        level_map, names = level_label_map(case.landmarks, spacing_mm=level_spacing_mm)
-    meshes = {}
-    if level_map is not None:
-        meshes = {names[k]: m for k, m in label_surfaces(level_map, smooth_iterations=15).items() if k in names}
-    nodes = case_node_table(case, results_dir)
-    containers = _containers(results_dir)
-    scene = build_scene(case.case_id, label_surfaces(case.label_map), nodes, meshes, containers,
-                        path_markers=_path_markers(results_dir, containers))
-    return scene, level_map, names
-
-
 def render_case(case: Case, out_dir: str | Path, results_dir: str | Path | None = None) -> dict[str, Path]:
-    """Write the maps of one case into ``out_dir``: PNG, GLB, VTK multiblock, level seg.nrrd, node markups.
+    """The maps of ``case`` with the outputs read from ``results_dir`` (``neckmatch render --results``).
 
-    Nodes are coloured by outcome from ``results_dir`` (the outputs of ``neckmatch match``: ``truth_nodes.csv``),
-    without it by level (levels are then computed from the case). Files are named ``<case_id>_map.png``,
-    ``<case_id>_scene.glb``, ``<case_id>_scene.vtm`` (+ folder), ``<case_id>_levels.seg.nrrd`` (with landmarks)
-    and ``<case_id>_nodes.mrk.json``.
-
-    The files are made in a staging folder and moved into ``out_dir`` together once all are written: a failure
-    writes nothing (other files in ``out_dir`` are kept).
-
-    Raises
-    ------
-    RenderError
-        Without a usable off-screen OpenGL context.
-    InputError
-        When ``results_dir`` is given but holds no ``truth_nodes.csv``.
+    Reads the results folder (:func:`neckmatch.io.results.read_case_results`; ``truth_nodes.csv`` required) and
+    calls :func:`neckmatch.viz.maps.render_maps`; without ``results_dir`` nodes are coloured by level. Prefer
+    :func:`~neckmatch.viz.maps.render_maps` with the tables in memory.
     """
-    if results_dir is not None and not (Path(results_dir) / "truth_nodes.csv").is_file():
-        raise InputError(results_dir, "", "holds no truth_nodes.csv (the output of neckmatch match)")
-    scene, level_map, names = case_scene(case, results_dir)
-    with atomic_files(out_dir) as stage:
-        stem = stage / case.case_id
-        paths = {"png": render_scene(scene, f"{stem}_map.png")}
-        paths["glb"] = write_glb(scene, f"{stem}_scene.glb")
-        paths["vtm"] = write_vtm(scene, f"{stem}_scene.vtm")
-        if level_map is not None:
-            paths["segmentation"] = write_level_segmentation(level_map, names, f"{stem}_levels.seg.nrrd")
-        paths["markups"] = write_node_markups(scene, f"{stem}_nodes.mrk.json")
-    return {key: Path(out_dir) / path.name for key, path in paths.items()}
+    from neckmatch.io.results import read_case_results
+    from neckmatch.viz.maps import render_maps
+
+    tables, specimen = read_case_results(results_dir) if results_dir is not None else ({}, {})
+    return render_maps(case, out_dir, tables, specimen)

@@ -188,7 +188,8 @@ def _surface_of_mask(mask: NDArray[np.bool_], smooth_iterations: int) -> tuple[N
 
 
 def label_surfaces(
-    label_map: LabelMap, labels: Any = None, smooth_iterations: int = 10
+    label_map: LabelMap, labels: Any = None, smooth_iterations: int = 10,
+    boxes: Mapping[int, tuple[slice, ...]] | None = None,
 ) -> dict[int, trimesh.Trimesh]:
     """Closed surface of each label (VTK discrete flying edges, windowed-sinc smoothing), in RAS mm.
 
@@ -200,6 +201,9 @@ def label_surfaces(
         Labels to extract; default every label present.
     smooth_iterations : int
         Windowed-sinc iterations (0 = the raw voxel-faithful surface).
+    boxes : dict of int to tuple of slice, optional
+        Each label's voxel bounding box (e.g. :func:`neckmatch.viz.maps.node_boxes`): the surfaces are then made
+        from these crops alone, without a pass over the whole map.
 
     Returns
     -------
@@ -210,11 +214,13 @@ def label_surfaces(
     wanted = label_map.labels() if labels is None else np.asarray(sorted({int(x) for x in labels}), dtype=np.int64)
     if wanted.size == 0:
         return {}
-    slices = ndimage.find_objects(np.where(np.isin(data, wanted), data, 0).astype(np.int64))
+    if boxes is None:
+        slices = ndimage.find_objects(np.where(np.isin(data, wanted), data, 0).astype(np.int64))
+        boxes = {int(lab): slices[lab - 1] for lab in wanted if lab - 1 < len(slices) and slices[lab - 1]}
     flip = np.linalg.det(label_map.affine[:3, :3]) < 0
     out: dict[int, trimesh.Trimesh] = {}
     for lab in wanted:
-        sl = slices[lab - 1] if lab - 1 < len(slices) else None
+        sl = boxes.get(int(lab))
         if sl is None:
             continue
         verts, faces = _surface_of_mask(data[sl] == lab, smooth_iterations)

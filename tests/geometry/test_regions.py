@@ -289,3 +289,10 @@ def test_atlas_unnamed_value():
     del names[5]
     with pytest.raises(InputError, match="label value 5 has no level name"):
         assign_levels_atlas(nodes, levels, names)
+
+
+def test_axial_grid_path_equals_the_reference_grid_path(landmarks):
+    fast, _ = level_label_map(landmarks, spacing_mm=4.0)
+    slow, _ = level_label_map(landmarks, LabelMap(np.zeros(fast.data.shape, np.uint8), fast.affine))
+    np.testing.assert_array_equal(fast.data, slow.data)
+    assert (fast.data > 0).mean() > 0.1

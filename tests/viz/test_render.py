@@ -13,13 +13,13 @@ import trimesh
 from matplotlib.figure import Figure
 
 from neckmatch.errors import InputError
+from neckmatch.io.results import read_case_results
+from neckmatch.viz.maps import node_table as case_node_table
+from neckmatch.viz.maps import path_markers, specimen_containers
 from neckmatch.viz.render import (
     LABEL_RADIUS_PX,
     VIEWS,
-    _containers,
     _legends,
-    _path_markers,
-    case_node_table,
     place_labels,
     project_points,
     render_scene,
@@ -161,7 +161,7 @@ def test_case_node_table_joins_levels_and_truth(tmp_path, node_table):
     truth = node_table.rename(columns={"node": "mr_node"})[["case_id", "mr_node", "outcome", "match_kind"]]
     extra = pd.DataFrame([{"case_id": "SYN1", "mr_node": np.nan, "outcome": "FN", "match_kind": "unmatched"}])
     pd.concat([truth, extra]).to_csv(tmp_path / "truth_nodes.csv", index=False)
-    table = case_node_table(None, tmp_path)
+    table = case_node_table(None, read_case_results(tmp_path)[0])
     assert table["node"].tolist() == [1, 2, 3, 4, 5, 6]
     assert table.set_index("node").loc[3, "outcome"] == "FN"
 
@@ -169,14 +169,16 @@ def test_case_node_table_joins_levels_and_truth(tmp_path, node_table):
 def test_bad_truth_table_is_an_input_error(tmp_path, node_table):
     node_table.to_csv(tmp_path / "levels.csv", index=False)
     pd.DataFrame({"mr_node": [1]}).to_csv(tmp_path / "truth_nodes.csv", index=False)
+    tables = read_case_results(tmp_path)[0]
     with pytest.raises(InputError, match="needs mr_node and outcome"):
-        case_node_table(None, tmp_path)
+        case_node_table(None, tables)
 
 
 def test_containers_from_specimen_json(tmp_path, containers):
     (tmp_path / "specimen.json").write_text(json.dumps({"case_id": "SYN1", "containers": containers}))
-    assert [c["container"] for c in _containers(tmp_path)] == ["R-II", "L-III+IV"]
-    assert _containers(tmp_path / "absent") == []
+    pd.DataFrame({"mr_node": [1], "outcome": ["TP"]}).to_csv(tmp_path / "truth_nodes.csv", index=False)
+    assert [c["container"] for c in specimen_containers(read_case_results(tmp_path)[1])] == ["R-II", "L-III+IV"]
+    assert specimen_containers({}) == []
 
 
 def test_level_region_volumes_in_the_scene(scene):
@@ -313,9 +315,7 @@ def test_marker_title_counts(scene):
     assert "MR partner" not in scene.title
 
 
-def test_truth_table_columns_for_the_markers(tmp_path):
-    pd.DataFrame({"mr_node": [1], "outcome": ["TP"]}).to_csv(tmp_path / "truth_nodes.csv", index=False)
-    assert _path_markers(tmp_path, []) == []  # MR nodes only: nothing to mark
-    pd.DataFrame({"path_node": ["R-II-01"], "outcome": [""]}).to_csv(tmp_path / "truth_nodes.csv", index=False)
+def test_truth_table_columns_for_the_markers():
+    assert path_markers(pd.DataFrame({"mr_node": [1], "outcome": ["TP"]}), []) == []  # MR nodes only: none
     with pytest.raises(InputError, match="mr_node: missing column"):
-        _path_markers(tmp_path, [])
+        path_markers(pd.DataFrame({"path_node": ["R-II-01"], "outcome": [""]}), [])
