@@ -79,7 +79,7 @@ def test_render_failing_after_the_png_leaves_nothing(tmp_path, monkeypatch, caps
         Path(path).write_bytes(b"png")
         return Path(path)
 
-    def broken_glb(scene, path):
+    def broken_glb(scene, path, data=None):
         raise RenderError("no GLB today")
 
     monkeypatch.setattr(render, "render_scene", fake_png)

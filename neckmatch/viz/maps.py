@@ -35,13 +35,15 @@ class CaseScene:
     """The scene of one case and the grids behind it.
 
     scene : Scene. level_map : LabelMap or None (the level regions, None without landmarks). names : label value
-    -> region name ``LN_Neck_<level>_<side>``. nodes : the node table the scene was coloured from.
+    -> region name ``LN_Neck_<level>_<side>``. nodes : the node table the scene was coloured from. boxes : each
+    node's voxel bounding box in the MR label map (:func:`node_boxes`).
     """
 
     scene: Scene
     level_map: LabelMap | None
     names: dict[int, str]
     nodes: pd.DataFrame
+    boxes: dict[int, tuple[slice, ...]]
 
 
 def node_table(case: Case, tables: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
@@ -170,20 +172,23 @@ def case_scene(
     """
     tables = tables or {}
     level_map, names = None, dict[int, str]()
-    level_meshes = {}
+    level_meshes, anatomy = {}, []
     if case.landmarks is not None:
         from neckmatch.geometry.regions import level_label_map
+        from neckmatch.viz.anatomy import reference_structures
 
+        anatomy = reference_structures(case.landmarks)
         level_map, names = level_label_map(case.landmarks, spacing_mm=level_spacing_mm)
-        level_meshes = {names[k]: m for k, m in label_surfaces(level_map, smooth_iterations=15).items()
+        level_meshes = {names[k]: m for k, m in label_surfaces(level_map, smooth_iterations=15, keep=0.3).items()
                         if k in names}
     nodes = node_table(case, tables)
     boxes = node_boxes(case.label_map, nodes)
     surfaces = label_surfaces(case.label_map, labels=list(boxes), boxes=boxes)
     containers = specimen_containers(specimen)
     markers = path_markers(tables.get("truth_nodes"), containers)
-    scene = build_scene(case.case_id, surfaces, nodes, level_meshes, containers, path_markers=markers)
-    return CaseScene(scene, level_map, names, nodes)
+    scene = build_scene(case.case_id, surfaces, nodes, level_meshes, containers, path_markers=markers,
+                        anatomy=anatomy)
+    return CaseScene(scene, level_map, names, nodes, boxes)
 
 
 def render_maps(
@@ -191,6 +196,7 @@ def render_maps(
     out_dir: str | Path,
     tables: Mapping[str, pd.DataFrame] | None = None,
     specimen: Mapping[str, Any] | None = None,
+    image: str | Path | None = None,
 ) -> dict[str, Path]:
     """Write the maps of one case into ``out_dir`` (files of ``docs/outputs.md``, *Maps*), from memory.
 
@@ -202,11 +208,14 @@ def render_maps(
         The case's output tables by file stem (``levels``, ``truth_nodes`` ...; ``CaseOutputs.tables``).
     specimen : dict, optional
         The ``specimen.json`` document (``CaseOutputs.specimen``).
+    image : str or Path, optional
+        The MR image (``mri.image`` of case.json) for the 3D Slicer scene; display only.
 
     Returns
     -------
     dict of str to Path
-        The files written, keyed ``png``, ``glb``, ``vtm``, ``segmentation``, ``markups`` ...
+        The files written, keyed ``png``, ``glb``, ``viewer``, ``vtm``, ``segmentation``, ``node_segmentation``,
+        ``markups``, ``landmarks``, ``mrml``.
 
     The files are made in a staging folder and moved into ``out_dir`` together once all are written: a failure
     writes nothing (other files in ``out_dir`` are kept).
@@ -218,17 +227,33 @@ def render_maps(
     InputError
         A table without the columns it needs.
     """
-    from neckmatch.viz import export, render
+    from neckmatch.viz import export, render, slicer, viewer
 
     built = case_scene(case, tables, specimen)
     scene = built.scene
     with atomic_files(out_dir) as stage:
         stem = stage / case.case_id
         paths = {"png": render.render_scene(scene, f"{stem}_map.png")}
-        paths["glb"] = export.write_glb(scene, f"{stem}_scene.glb")
+        glb = export.glb_bytes(scene)
+        paths["glb"] = export.write_glb(scene, f"{stem}_scene.glb", glb)
+        paths["viewer"] = viewer.write_viewer(scene, glb, f"{stem}_viewer.html")
         paths["vtm"] = export.write_vtm(scene, f"{stem}_scene.vtm")
+        segs = []
         if built.level_map is not None:
             paths["segmentation"] = export.write_level_segmentation(built.level_map, built.names,
                                                                     f"{stem}_levels.seg.nrrd")
+            segs.append(("level regions", paths["segmentation"]))
+        paths["node_segmentation"] = slicer.write_node_segmentation(case.label_map, scene, built.boxes,
+                                                                    f"{stem}_nodes.seg.nrrd")
+        segs.append(("MR nodes", paths["node_segmentation"]))
         paths["markups"] = export.write_node_markups(scene, f"{stem}_nodes.mrk.json")
+        marks = [("MR node centroids", "Fiducial", paths["markups"])]
+        if case.landmarks is not None:
+            files = slicer.write_landmark_markups(case.landmarks, stage, case.case_id)
+            paths["landmarks"] = files[0]
+            marks += [("landmarks", "Fiducial", files[0])] + [(f.name.removesuffix(".mrk.json"), "Curve", f)
+                                                              for f in files[1:]]
+        parts = export.vtm_parts(scene, paths["vtm"])
+        models = [(m.name, parts[m.name], m.color) for m in scene.meshes if m.kind in ("level", "anatomy")]
+        paths["mrml"] = slicer.write_mrml(f"{stem}_scene.mrml", segs, marks, models, image)
     return {key: Path(out_dir) / path.name for key, path in paths.items()}

@@ -30,6 +30,7 @@ from vtk.util.numpy_support import vtk_to_numpy
 from neckmatch.errors import RenderError
 from neckmatch.io.atomic import atomic_path
 from neckmatch.model import Case
+from neckmatch.viz.colors import ANATOMY_COLORS, OUTCOME_MARKERS
 from neckmatch.viz.scene import (
     OUTCOME_LABELS,
     PATH_STATUS_COLORS,
@@ -111,7 +112,7 @@ def _decode_ids(rgb: NDArray[np.uint8]) -> NDArray[np.int64]:
 def _actor(mesh: SceneMesh, region: int = 0) -> vtk.vtkActor:
     """Actor of one mesh; a level region is drawn flat in the id colour of ``region`` (opaque, unlit)."""
     mapper = vtk.vtkPolyDataMapper()
-    if mesh.kind == "node":
+    if mesh.kind in ("node", "anatomy"):
         normals = vtk.vtkPolyDataNormals()
         normals.SetInputData(mesh_polydata(mesh))
         normals.SplittingOff()
@@ -130,7 +131,8 @@ def _actor(mesh: SceneMesh, region: int = 0) -> vtk.vtkActor:
         prop.SetLineWidth(2.0)
         prop.LightingOff()
     else:
-        prop.SetSpecular(0.25)
+        prop.SetSpecular(0.25 if mesh.kind == "node" else 0.05)
+        prop.SetAmbient(0.0 if mesh.kind == "node" else 0.35)
     return actor
 
 
@@ -259,19 +261,34 @@ def _region_labels(
     return labels, covered
 
 
-def _compose(
-    ids: NDArray[np.int64], palette: NDArray[np.uint8], fore: NDArray[np.uint8], fore_mask: NDArray[np.bool_]
-) -> NDArray[np.uint8]:
-    """Regions in ``palette[id]`` (row 0 white) with outlines where the id changes, ``fore`` where masked."""
-    img = palette[ids]
+def _edges(ids: NDArray[Any]) -> NDArray[np.bool_]:
+    """Pixels where the value of ``ids`` (H, W) changes to a 4-neighbour: ndarray of shape (H, W), bool."""
     edge = np.zeros(ids.shape, dtype=bool)
     dx, dy = ids[:, 1:] != ids[:, :-1], ids[1:, :] != ids[:-1, :]
     edge[:, 1:] |= dx
     edge[:, :-1] |= dx
     edge[1:, :] |= dy
     edge[:-1, :] |= dy
-    img[edge] = _OUTLINE_RGB
+    return edge
+
+
+_ANATOMY_WEIGHT = 0.55  # share of a reference structure's shaded colour over the level regions
+
+
+def _compose(
+    ids: NDArray[np.int64], palette: NDArray[np.uint8], fore: NDArray[np.uint8], fore_mask: NDArray[np.bool_],
+    anat: NDArray[np.uint8] | None = None, anat_mask: NDArray[np.bool_] | None = None,
+) -> NDArray[np.uint8]:
+    """Regions in ``palette[id]`` (row 0 white) with outlines where the id changes, the reference structures
+    blended over them, ``fore`` (nodes, containers) where masked with a dark outline round each."""
+    img = palette[ids]
+    img[_edges(ids)] = _OUTLINE_RGB
+    if anat is not None and anat_mask is not None:
+        mixed = (1 - _ANATOMY_WEIGHT) * img[anat_mask] + _ANATOMY_WEIGHT * anat[anat_mask].astype(np.float64)
+        img[anat_mask] = np.round(mixed).astype(np.uint8)
+        img[_edges(anat_mask) & anat_mask] = (150, 135, 120)
     img[fore_mask] = fore[fore_mask]
+    img[_edges(fore_mask) & fore_mask] = (30, 30, 30)
     return img
 
 
@@ -298,8 +315,10 @@ def render_views(
     win = _window(*sizes[0])
     ren = win.GetRenderers().GetFirstRenderer()
     region_actors = [_actor(m, k + 1) for k, m in enumerate(levels)]
-    fore_actors = [(m, _actor(m)) for m in scene.meshes if m.kind != "level"]
-    for a in [*region_actors, *(a for _, a in fore_actors)]:
+    fore_actors = [(m, _actor(m)) for m in scene.meshes if m.kind in ("node", "container")]
+    anat_actors = [(m, _actor(m)) for m in scene.of_kind("anatomy")]
+    hide = fore_actors + anat_actors
+    for a in [*region_actors, *(a for _, a in hide)]:
         ren.AddActor(a)
     palette = np.full((len(levels) + 1, 3), 255, dtype=np.uint8)
     palette[1:] = np.round(np.array([m.color[:3] for m in levels]).reshape(-1, 3) * 255)
@@ -309,16 +328,15 @@ def render_views(
             win.SetSize(w, h)
             _aim(ren, view, scene.bounds(), h / 2.0 / px_per_mm)
             shown = {k + 1: m.name for k, m in enumerate(levels) if m.side in view.sides}
-            ids = _render_ids(win, region_actors, fore_actors, shown)
-            for m, a in fore_actors:
-                a.SetVisibility(m.side in view.sides and (view.containers or m.kind != "container"))
-            win.Render()
-            fore, fore_mask = _grab(win), _grab(win, depth=True) < 1.0
+            ids = _render_ids(win, region_actors, hide, shown)
+            anat, anat_mask = _render_fore(win, anat_actors, [m.side in view.sides for m, _ in anat_actors])
+            fore, fore_mask = _render_fore(win, fore_actors, [
+                m.side in view.sides and (view.containers or m.kind != "container") for m, _ in fore_actors])
             labels, covered = _region_labels(ids, fore_mask, shown)
-            hidden = {shown[k]: _render_ids(win, region_actors, fore_actors, {k: ""}) == k
+            hidden = {shown[k]: _render_ids(win, region_actors, hide, {k: ""}) == k
                       for k in (covered if view.covered else [])}
             extras = _view_extras(scene, view, (w, h), px_per_mm)
-            out.append(ViewImage(_compose(ids, palette, fore, fore_mask), labels, hidden, *extras))
+            out.append(ViewImage(_compose(ids, palette, fore, fore_mask, anat, anat_mask), labels, hidden, *extras))
     finally:
         win.Finalize()
     return out
@@ -344,6 +362,19 @@ def _view_extras(
         px = project_points(positions, view, bounds, size, px_per_mm)
         markers = {p.node: (float(c), float(r)) for p, (c, r) in zip(placed, px, strict=True)}
     return corners, markers, len(mine) - len(placed)
+
+
+def _render_fore(
+    win: vtk.vtkRenderWindow, actors: list[tuple[SceneMesh, vtk.vtkActor]], shown: list[bool]
+) -> tuple[NDArray[np.uint8], NDArray[np.bool_]]:
+    """Render only the actors flagged in ``shown``: the image (H, W, 3) and where anything was drawn."""
+    for (_, a), visible in zip(actors, shown, strict=True):
+        a.SetVisibility(visible)
+    win.Render()
+    image, mask = _grab(win), _grab(win, depth=True) < 1.0
+    for _, a in actors:
+        a.SetVisibility(False)
+    return image, mask
 
 
 def _render_ids(
@@ -454,6 +485,61 @@ def _draw_path_markers(ax, scene: Scene, shot: ViewImage) -> None:
                 "without MR partner", fontsize=8, color="#262626", ha="left", va="bottom")
 
 
+def _node_points(scene: Scene, view: View, shot: ViewImage, px_per_mm: float) -> tuple[list[SceneMesh], NDArray]:
+    """The MR nodes of the view's sides and their centroid pixels (N, 2)."""
+    nodes = [m for m in scene.of_kind("node") if m.side in view.sides]
+    centres = np.array([[m.attrs[c] for c in "xyz"] if all(m.attrs.get(c) is not None for c in "xyz")
+                        else m.anchor() for m in nodes], dtype=np.float64).reshape(-1, 3)
+    h, w = shot.image.shape[:2]
+    return nodes, project_points(centres, view, scene.bounds(), (w, h), px_per_mm)
+
+
+def _draw_node_markers(ax, scene: Scene, view: View, shot: ViewImage, px_per_mm: float) -> None:
+    """A small marker on each MR node giving its outcome by shape and fill as well as by colour."""
+    if scene.node_coloring != "outcome":
+        return
+    nodes, px = _node_points(scene, view, shot, px_per_mm)
+    for cat, (marker, filled) in OUTCOME_MARKERS.items():
+        pts = px[[m.attrs.get("category") == cat for m in nodes]] if len(nodes) else px
+        if len(pts):
+            ax.plot(pts[:, 0], pts[:, 1], linestyle="none", marker=marker, markersize=5.5,
+                    markerfacecolor="#111111" if filled else "white", markeredgecolor="#111111",
+                    markeredgewidth=1.1 if marker != "x" else 1.6)
+
+
+_ANATOMY_NAMES = {"mandible": "mandible", "hyoid": "hyoid", "thyroid_cartilage": "thyroid cart.",
+                  "cricoid_cartilage": "cricoid", "airway": "trachea", "carotid": "carotid", "jugular": "IJV",
+                  "SCM": "SCM", "submandibular_gland": "SMG", "clavicle": "clavicle"}
+_ANATOMY_IN_FRONT = ("mandible", "hyoid", "thyroid_cartilage_R", "cricoid_cartilage", "SCM_L", "clavicle_R",
+                     "carotid_R", "jugular_L")
+
+
+def _label_anatomy(
+    ax, scene: Scene, view: View, shot: ViewImage, px_per_mm: float, taken: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """Small italic names of the reference structures at a visible point of each, clear of the level labels."""
+    h, w = shot.image.shape[:2]
+    bounds, anchors = scene.bounds(), {}
+    for m in scene.of_kind("anatomy"):
+        if m.side not in view.sides or (not view.covered and m.name not in _ANATOMY_IN_FRONT):
+            continue
+        px = project_points(m.vertices, view, bounds, (w, h), px_per_mm)
+        centre = px.mean(axis=0)
+        if m.name == "airway":
+            centre = np.array([centre[0], np.percentile(px[:, 1], 85)])
+        best = px[int(np.argmin(np.linalg.norm(px - centre, axis=1)))]
+        anchors[m.name] = (float(best[0]), float(best[1]))
+    placed = place_labels(anchors, dx=56.0, dy=12.0, taken=taken)
+    style = dict(fontsize=7.5, style="italic", color="#5a3d2b", ha="center", va="center",
+                 path_effects=[patheffects.withStroke(linewidth=2.2, foreground="white")])
+    for name, (x, y) in placed.items():
+        stem = name.removesuffix("_R").removesuffix("_L")
+        ax.annotate(_ANATOMY_NAMES.get(stem, stem), xy=anchors[name], xytext=(x, y), annotation_clip=True,
+                    arrowprops=None if (x, y) == anchors[name] else
+                    dict(arrowstyle="-", color="#8a6d5b", linewidth=0.5, shrinkA=3, shrinkB=0), **style)
+    return list(placed.values())
+
+
 def _scale_bar(ax, shape: tuple[int, ...], px_per_mm: float, mm: float = 50.0) -> None:
     h, w = shape[:2]
     x0, y0 = w - 30 - mm * px_per_mm, h - 40
@@ -477,7 +563,7 @@ def _legends(fig: Figure, scene: Scene, x: float) -> None:
     edge = (r, g, b)
     lv: list[Artist] = [Patch(facecolor=c, edgecolor=edge, label=f"level {k}") for k, c in scene.level_legend.items()]
     lv.append(Line2D([], [], color="#555555", linestyle=(0, (5, 3)), linewidth=1.6, label="(level): behind others"))
-    fig.legend(handles=lv, loc="upper left", bbox_to_anchor=(x, 0.90), title="Level regions",
+    fig.legend(handles=lv, loc="upper left", bbox_to_anchor=(x, 0.93), title="Level regions",
                fontsize=10, title_fontsize=11, frameon=False, handlelength=2.2, handleheight=1.4)
     if scene.node_coloring == "outcome":
         nodes: list[Artist] = [
@@ -487,6 +573,12 @@ def _legends(fig: Figure, scene: Scene, x: float) -> None:
     else:
         nodes = [Patch(facecolor=c, edgecolor=c, label=k) for k, c in scene.node_legend.items()]
         title = "MR nodes (by level)"
+    if scene.node_coloring == "outcome":
+        nodes = [Line2D([], [], linestyle="none", marker=OUTCOME_MARKERS[k][0], markersize=11,
+                        markerfacecolor=c if OUTCOME_MARKERS[k][1] else "white", markeredgecolor=c,
+                        markeredgewidth=2.2, label=OUTCOME_LABELS[k]) for k, c in scene.node_legend.items()]
+        nodes.append(Line2D([], [], linestyle="none", label="triangle: metastasis, circle: benign;\n"
+                            "filled: called malignant on MR"))
     if scene.of_kind("container"):
         nodes.append(Patch(facecolor="white", edgecolor="#262626", linewidth=1.5, label="pathology container"))
     statuses = {"positive", "negative"} | {p.status for p in scene.path_markers} if scene.path_markers else set()
@@ -495,8 +587,16 @@ def _legends(fig: Figure, scene: Scene, x: float) -> None:
         nodes.append(Line2D([], [], linestyle="none", marker="o", markersize=size, markerfacecolor="none",
                             markeredgecolor=PATH_STATUS_COLORS[st], markeredgewidth=width,
                             label=f"pathology node, no MR partner ({st})"))
-    fig.legend(handles=nodes, loc="upper left", bbox_to_anchor=(x, 0.36), title=title, fontsize=9,
+    fig.legend(handles=nodes, loc="upper left", bbox_to_anchor=(x, 0.375), title=title, fontsize=9,
                title_fontsize=11, frameon=False, handlelength=2.2, handleheight=1.4)
+    tissues = sorted({str(m.attrs.get("tissue")) for m in scene.of_kind("anatomy")}, key=list(ANATOMY_COLORS).index)
+    if tissues:
+        names = {"bone": "bone: mandible, hyoid, clavicle", "cartilage": "cartilage: thyroid, cricoid",
+                 "artery": "carotid artery", "vein": "internal jugular vein (IJV)", "muscle": "sternocleidomastoid",
+                 "gland": "submandibular gland (SMG)", "airway": "larynx, trachea"}
+        handles = [Patch(facecolor=ANATOMY_COLORS[t], edgecolor="#96877a", label=names[t]) for t in tissues]
+        fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(x, 0.575), title="Reference structures",
+                   fontsize=8, title_fontsize=10, frameon=False, handlelength=2.0, handleheight=0.9)
 
 
 def _layout(scene: Scene, width: int, height: int) -> tuple[list[tuple[int, int]], float]:
@@ -527,7 +627,7 @@ def render_scene(scene: Scene, path: str | Path, size: tuple[int, int] = (2000, 
     """
     fig, _ = scene_figure(scene, size)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+        fig.savefig(tmp, format="png", dpi=100, pil_kwargs={"compress_level": 3})
     return Path(path)
 
 
@@ -556,6 +656,8 @@ def scene_figure(scene: Scene, size: tuple[int, int] = (2000, 1100)) -> tuple[Fi
         for s in ax.spines.values():
             s.set_color("#bbbbbb")
         taken = _label_levels(ax, scene, shot)
+        _draw_node_markers(ax, scene, view, shot, px_per_mm)
+        taken += _label_anatomy(ax, scene, view, shot, px_per_mm, taken)
         _label_containers(ax, shot, taken)
         _draw_path_markers(ax, scene, shot)
         _orientation(ax, view, shot.image.shape)

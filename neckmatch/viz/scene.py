@@ -21,6 +21,7 @@ from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from neckmatch.model import LabelMap
 from neckmatch.viz.colors import (
+    ANATOMY_COLORS,
     CONTAINER_COLOR,
     LEVEL_COLORS,
     NODE_LEVEL_COLORS,
@@ -63,7 +64,8 @@ class SceneMesh:
     """One named surface of the scene.
 
     vertices : ndarray of shape (V, 3), float, mm, RAS. faces : ndarray of shape (F, 3), int, outward winding.
-    color : RGBA floats in [0, 1]. kind : ``"level"``, ``"node"`` or ``"container"`` (containers are outlines:
+    color : RGBA floats in [0, 1]. kind : ``"level"``, ``"node"``, ``"anatomy"`` (a reference structure,
+    :mod:`neckmatch.viz.anatomy`) or ``"container"`` (containers are outlines:
     ``faces`` is empty and ``lines`` holds vertex index pairs). attrs : JSON-able attributes (level, outcome ...).
     """
 
@@ -156,7 +158,7 @@ def parse_level_name(name: str) -> tuple[str, str]:
     return m["level"].upper(), m["side"].upper()
 
 
-def _surface_of_mask(mask: NDArray[np.bool_], smooth_iterations: int) -> tuple[NDArray, NDArray]:
+def _surface_of_mask(mask: NDArray[np.bool_], smooth_iterations: int, keep: float = 1.0) -> tuple[NDArray, NDArray]:
     """Surface of a binary mask in (padded) voxel index space: vertices (V, 3) float, faces (F, 3) int."""
     padded = np.pad(mask.astype(np.uint8), 1)
     img = vtk.vtkImageData()
@@ -180,6 +182,12 @@ def _surface_of_mask(mask: NDArray[np.bool_], smooth_iterations: int) -> tuple[N
         out = sm.GetOutputPort()
     tri = vtk.vtkTriangleFilter()
     tri.SetInputConnection(out)
+    if keep < 1.0:  # quadric decimation to about ``keep`` of the triangles
+        dec = vtk.vtkQuadricDecimation()
+        dec.SetInputConnection(tri.GetOutputPort())
+        dec.SetTargetReduction(1.0 - keep)
+        tri = vtk.vtkTriangleFilter()
+        tri.SetInputConnection(dec.GetOutputPort())
     tri.Update()
     poly = tri.GetOutput()
     verts = vtk_to_numpy(poly.GetPoints().GetData()).astype(np.float64) - 1.0
@@ -189,7 +197,7 @@ def _surface_of_mask(mask: NDArray[np.bool_], smooth_iterations: int) -> tuple[N
 
 def label_surfaces(
     label_map: LabelMap, labels: Any = None, smooth_iterations: int = 10,
-    boxes: Mapping[int, tuple[slice, ...]] | None = None,
+    boxes: Mapping[int, tuple[slice, ...]] | None = None, keep: float = 1.0,
 ) -> dict[int, trimesh.Trimesh]:
     """Closed surface of each label (VTK discrete flying edges, windowed-sinc smoothing), in RAS mm.
 
@@ -204,6 +212,8 @@ def label_surfaces(
     boxes : dict of int to tuple of slice, optional
         Each label's voxel bounding box (e.g. :func:`neckmatch.viz.maps.node_boxes`): the surfaces are then made
         from these crops alone, without a pass over the whole map.
+    keep : float
+        Share of the triangles kept by quadric decimation (1 = none removed).
 
     Returns
     -------
@@ -223,7 +233,7 @@ def label_surfaces(
         sl = boxes.get(int(lab))
         if sl is None:
             continue
-        verts, faces = _surface_of_mask(data[sl] == lab, smooth_iterations)
+        verts, faces = _surface_of_mask(data[sl] == lab, smooth_iterations, keep)
         if len(faces) == 0:
             continue
         ijk = verts + np.array([s.start for s in sl], dtype=np.float64)
@@ -329,6 +339,15 @@ def _container_meshes(containers: Sequence[Mapping[str, Any]]) -> list[SceneMesh
     return out
 
 
+def _anatomy_meshes(structures: Sequence[Any], alpha: float) -> list[SceneMesh]:
+    out = []
+    for st in structures:
+        attrs = {"kind": "anatomy", "structure": st.name, "tissue": st.tissue, "side": st.side}
+        out.append(SceneMesh(st.name, "anatomy", np.asarray(st.vertices, float), np.asarray(st.faces, np.int64),
+                             (*ANATOMY_COLORS[st.tissue], alpha), attrs))
+    return out
+
+
 def unmatched_path_markers(truth: pd.DataFrame, containers: Sequence[Mapping[str, Any]]) -> list[PathMarker]:
     """The pathology nodes of ``truth_nodes.csv`` without an MR partner, placed from ``specimen.json``.
 
@@ -391,6 +410,7 @@ def build_scene(
     containers: Sequence[Mapping[str, Any]] | None = None,
     level_alpha: float = 0.3,
     path_markers: Sequence[PathMarker] | None = None,
+    anatomy: Sequence[Any] | None = None,
 ) -> Scene:
     """Assemble the scene of one case.
 
@@ -411,6 +431,8 @@ def build_scene(
         Opacity of the level regions.
     path_markers : list of PathMarker, optional
         Pathology nodes without an MR partner (see :func:`unmatched_path_markers`); counted in the title.
+    anatomy : list of neckmatch.viz.anatomy.Structure, optional
+        Reference structures (mandible, hyoid, vessels ...), drawn light (opacity 0.45 in the GLB).
     """
     coloring = "outcome" if "outcome" in nodes.columns else "level"
     levels = _level_meshes(level_meshes or {}, level_alpha)
@@ -427,4 +449,5 @@ def build_scene(
     if markers:
         n_pos = sum(m.status == "positive" for m in markers)
         title += f"; {len(markers)} pathology nodes without MR partner ({n_pos} positive)"
-    return Scene(case_id, levels + node_meshes + boxes, title, level_legend, node_legend, coloring, markers)
+    meshes = levels + _anatomy_meshes(anatomy or [], 0.45) + node_meshes + boxes
+    return Scene(case_id, meshes, title, level_legend, node_legend, coloring, markers)

@@ -319,3 +319,17 @@ def test_truth_table_columns_for_the_markers():
     assert path_markers(pd.DataFrame({"mr_node": [1], "outcome": ["TP"]}), []) == []  # MR nodes only: none
     with pytest.raises(InputError, match="mr_node: missing column"):
         path_markers(pd.DataFrame({"path_node": ["R-II-01"], "outcome": [""]}), [])
+
+
+def test_node_boxes_from_the_table_hold_every_voxel_of_each_node(node_map, node_table):
+    from scipy import ndimage
+
+    from neckmatch.viz.maps import node_boxes
+
+    table = node_table.assign(long_axis_mm=2.0)  # far too small: the boxes must grow to the whole node
+    boxes = node_boxes(node_map, table)
+    full = ndimage.find_objects(node_map.data)
+    for lab, box in boxes.items():
+        crop = node_map.data[box] == lab
+        assert crop.sum() == (node_map.data == lab).sum()
+        assert all(b.start <= f.start and b.stop >= f.stop for b, f in zip(box, full[lab - 1], strict=True))
