@@ -181,3 +181,15 @@ def test_report_without_any_finished_case(tmp_path: Path) -> None:
     assert cases.to_dict("records") == [
         {"case_id": "P9", "status": "failed", "error": "P9/case.json: case_id: missing", "seconds": 0.0}
     ]
+
+
+def test_case_rows_link_the_viewer_page_and_the_slicer_scene(tmp_path):
+    from neckmatch.report import _case_rows
+
+    (tmp_path / "P1" / "maps").mkdir(parents=True)
+    for name in ("P1_viewer.html", "P1_scene.mrml"):
+        (tmp_path / "P1" / "maps" / name).write_text("x")
+    row = _case_rows(tmp_path, pd.DataFrame([{"case_id": "P1", "status": "ok"}]))
+    assert '<a href="P1/maps/P1_viewer.html">viewer.html</a>' in row
+    assert '<a href="P1/maps/P1_scene.mrml">scene.mrml</a>' in row
+    assert "map.png" not in row  # only files that exist are linked

@@ -155,7 +155,7 @@ def case_scene(
     case: Case,
     tables: Mapping[str, pd.DataFrame] | None = None,
     specimen: Mapping[str, Any] | None = None,
-    level_spacing_mm: float = 2.0,
+    level_spacing_mm: float = 2.5,
 ) -> CaseScene:
     """The scene of ``case``: level regions confined to the neck, node surfaces, containers and match outcomes.
 
@@ -179,11 +179,11 @@ def case_scene(
 
         anatomy = reference_structures(case.landmarks)
         level_map, names = level_label_map(case.landmarks, spacing_mm=level_spacing_mm)
-        level_meshes = {names[k]: m for k, m in label_surfaces(level_map, smooth_iterations=15, keep=0.3).items()
+        level_meshes = {names[k]: m for k, m in label_surfaces(level_map, smooth_iterations=12).items()
                         if k in names}
     nodes = node_table(case, tables)
     boxes = node_boxes(case.label_map, nodes)
-    surfaces = label_surfaces(case.label_map, labels=list(boxes), boxes=boxes)
+    surfaces = label_surfaces(case.label_map, labels=list(boxes), boxes=boxes, resolution_mm=0.8)
     containers = specimen_containers(specimen)
     markers = path_markers(tables.get("truth_nodes"), containers)
     scene = build_scene(case.case_id, surfaces, nodes, level_meshes, containers, path_markers=markers,

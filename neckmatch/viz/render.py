@@ -646,10 +646,15 @@ def scene_figure(scene: Scene, size: tuple[int, int] = (2000, 1100)) -> tuple[Fi
     left, panels = 8, []
     for view, shot in zip(VIEWS, shots, strict=True):
         h, w = shot.image.shape[:2]
-        ax = fig.add_axes((left / width, 0.02, w / width, h / height))
+        bottom = round(0.02 * height)
+        ax = fig.add_axes((left / width, bottom / height, w / width, h / height))
         panels.append((ax, shot))
+        # the pixels as they are (no resampling, as imshow would do), under axes that map (col, row) onto them
+        fig.figimage(shot.image, xo=left, yo=bottom, origin="upper", zorder=-1)
+        ax.set_facecolor("none")
+        ax.set_xlim(-0.5, w - 0.5)
+        ax.set_ylim(h - 0.5, -0.5)
         left += w + 10
-        ax.imshow(shot.image, interpolation="nearest")
         ax.set_title(view.name, fontsize=13)
         ax.set_xticks([])
         ax.set_yticks([])

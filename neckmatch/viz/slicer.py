@@ -71,8 +71,12 @@ def write_node_segmentation(
     """
     box = _union_box(boxes, label_map.data.shape)
     offset = np.array([s.start for s in box])
-    data = np.asarray(label_map.data[box])
-    data = np.where(np.isin(data, list(boxes)), data, 0).astype(np.uint8 if data.max(initial=0) < 256 else np.uint16)
+    labels = np.array(sorted(boxes), dtype=np.int64)
+    crop = label_map.data[box]
+    lut = np.zeros(int(max(labels.max(initial=0), crop.max(initial=0))) + 1,
+                   dtype=np.uint8 if labels.max(initial=0) < 256 else np.uint16)
+    lut[labels] = labels  # labels of nodes not in ``boxes`` become 0
+    data = lut[crop]
     origin = label_map.affine[:3, :3] @ offset + label_map.affine[:3, 3]
     header: dict[str, object] = {
         "space": "left-posterior-superior", "space directions": (_LPS @ label_map.affine[:3, :3]).T,
