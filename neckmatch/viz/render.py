@@ -239,9 +239,10 @@ def _interior_point(mask: NDArray[np.bool_]) -> tuple[float, float, float]:
     if not objs or objs[0] is None:
         return 0.0, 0.0, 0.0
     rows, cols = objs[0]
-    dist = ndimage.distance_transform_edt(np.pad(mask[rows, cols], 1))
+    # on every other pixel (4x faster; a label point needs no finer placement), the radius in full pixels
+    dist = ndimage.distance_transform_edt(np.pad(mask[rows, cols][::2, ::2], 1))
     r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    return float(cols.start + c - 1), float(rows.start + r - 1), float(dist[r, c])
+    return float(cols.start + 2 * (c - 1)), float(rows.start + 2 * (r - 1)), 2.0 * float(dist[r, c])
 
 
 def _region_labels(

@@ -121,7 +121,8 @@ class Scene:
     def bounds(self) -> NDArray[np.float64]:
         """Axis-aligned bounds of all vertices, ndarray of shape (2, 3): min and max, float, mm, RAS."""
         placed = [p.position.reshape(1, 3) for p in self.path_markers if p.position is not None]
-        allv = np.concatenate([m.vertices for m in self.meshes] + placed) if self.meshes else np.zeros((1, 3))
+        ends = [np.stack([m.vertices.min(axis=0), m.vertices.max(axis=0)]) for m in self.meshes if len(m.vertices)]
+        allv = np.concatenate(ends + placed) if ends or placed else np.zeros((1, 3))
         return np.stack([allv.min(axis=0), allv.max(axis=0)])
 
 
