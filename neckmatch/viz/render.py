@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import PIL.Image
 import vtk
 from matplotlib import patheffects
 from matplotlib.artist import Artist
@@ -626,10 +627,31 @@ def render_scene(scene: Scene, path: str | Path, size: tuple[int, int] = (2000, 
     RenderError
         When no off-screen OpenGL context can be made.
     """
-    fig, _ = scene_figure(scene, size)
+    fig, panels = scene_figure(scene, size)
+    image = _flatten(fig, panels, size)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, pil_kwargs={"compress_level": 3})
+        PIL.Image.fromarray(image).save(tmp, format="png", compress_level=1)
     return Path(path)
+
+
+def _flatten(fig: Figure, panels: list[tuple[Any, ViewImage]], size: tuple[int, int]) -> NDArray[np.uint8]:
+    """The figure as RGB pixels (H, W, 3): the view images pasted as they are, the drawing blended over them.
+
+    The same picture as ``fig.savefig``, without matplotlib resampling the view images on the way.
+    """
+    width, height = size
+    for im in list(fig.images):
+        im.remove()
+    fig.patch.set_alpha(0.0)
+    fig.canvas.draw()
+    fore = np.asarray(fig.canvas.buffer_rgba())  # type: ignore[attr-defined]
+    base = np.full((height, width, 3), 255, dtype=np.uint8)
+    for ax, shot in panels:
+        h, w = shot.image.shape[:2]
+        x0, y0 = (round(v) for v in ax.get_position().p0 * (width, height))
+        base[height - y0 - h:height - y0, x0:x0 + w] = shot.image
+    alpha = fore[..., 3:4].astype(np.float32) / 255.0
+    return np.round(base * (1.0 - alpha) + fore[..., :3] * alpha).astype(np.uint8)
 
 
 def scene_figure(scene: Scene, size: tuple[int, int] = (2000, 1100)) -> tuple[Figure, list[tuple[Any, ViewImage]]]:
