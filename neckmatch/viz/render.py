@@ -335,8 +335,8 @@ def render_views(
             fore, fore_mask = _render_fore(win, fore_actors, [
                 m.side in view.sides and (view.containers or m.kind != "container") for m, _ in fore_actors])
             labels, covered = _region_labels(ids, fore_mask, shown)
-            hidden = {shown[k]: _render_ids(win, region_actors, hide, {k: ""}) == k
-                      for k in (covered if view.covered else [])}
+            hidden = _hidden_masks(win, ren, view, region_actors, hide, {k: shown[k] for k in covered}, (w, h),
+                                   px_per_mm, scene.bounds()) if view.covered and covered else {}
             extras = _view_extras(scene, view, (w, h), px_per_mm)
             out.append(ViewImage(_compose(ids, palette, fore, fore_mask, anat, anat_mask), labels, hidden, *extras))
     finally:
@@ -364,6 +364,26 @@ def _view_extras(
         px = project_points(positions, view, bounds, size, px_per_mm)
         markers = {p.node: (float(c), float(r)) for p, (c, r) in zip(placed, px, strict=True)}
     return corners, markers, len(mine) - len(placed)
+
+
+def _hidden_masks(
+    win: vtk.vtkRenderWindow, ren: vtk.vtkRenderer, view: View, regions: list[vtk.vtkActor],
+    hide: list[tuple[SceneMesh, vtk.vtkActor]], covered: dict[int, str], size: tuple[int, int], px_per_mm: float,
+    bounds: NDArray[np.float64],
+) -> dict[str, NDArray[np.bool_]]:
+    """Silhouette (H, W) of each covered region rendered alone, at half resolution (a dashed outline needs no
+    more; a quarter of the pixels to fill), then scaled back to the view's pixels."""
+    w, h = size
+    w2, h2 = (w + 1) // 2, (h + 1) // 2
+    win.SetSize(w2, h2)
+    _aim(ren, view, bounds, h2 / px_per_mm)
+    out = {}
+    for k, name in covered.items():
+        half = _render_ids(win, regions, hide, {k: ""}) == k
+        out[name] = np.repeat(np.repeat(half, 2, axis=0), 2, axis=1)[:h, :w]
+    win.SetSize(w, h)
+    _aim(ren, view, bounds, h / 2.0 / px_per_mm)
+    return out
 
 
 def _render_fore(
