@@ -670,8 +670,10 @@ def _flatten(fig: Figure, panels: list[tuple[Any, ViewImage]], size: tuple[int, 
         h, w = shot.image.shape[:2]
         x0, y0 = (round(v) for v in ax.get_position().p0 * (width, height))
         base[height - y0 - h:height - y0, x0:x0 + w] = shot.image
-    alpha = fore[..., 3:4].astype(np.float32) / 255.0
-    return np.round(base * (1.0 - alpha) + fore[..., :3] * alpha).astype(np.uint8)
+    drawn = fore[..., 3] > 0  # text, lines and legends: a small part of the picture
+    alpha = fore[drawn, 3:4].astype(np.float32) / 255.0
+    base[drawn] = np.round(base[drawn] * (1.0 - alpha) + fore[drawn, :3] * alpha).astype(np.uint8)
+    return base
 
 
 def scene_figure(scene: Scene, size: tuple[int, int] = (2000, 1100)) -> tuple[Figure, list[tuple[Any, ViewImage]]]:

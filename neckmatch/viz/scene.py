@@ -113,17 +113,24 @@ class Scene:
     node_legend: dict[str, RGB]
     node_coloring: str  # "outcome" or "level"
     path_markers: list[PathMarker] = field(default_factory=list)
+    _bounds: NDArray[np.float64] | None = field(default=None, init=False, repr=False, compare=False)
 
     def of_kind(self, kind: str) -> list[SceneMesh]:
         """The meshes of one kind, in scene order."""
         return [m for m in self.meshes if m.kind == kind]
 
     def bounds(self) -> NDArray[np.float64]:
-        """Axis-aligned bounds of all vertices, ndarray of shape (2, 3): min and max, float, mm, RAS."""
+        """Axis-aligned bounds of all vertices, ndarray of shape (2, 3): min and max, float, mm, RAS.
+
+        Computed once (a scene's meshes are not changed after it is built).
+        """
+        if self._bounds is not None:
+            return self._bounds
         placed = [p.position.reshape(1, 3) for p in self.path_markers if p.position is not None]
         ends = [np.stack([m.vertices.min(axis=0), m.vertices.max(axis=0)]) for m in self.meshes if len(m.vertices)]
         allv = np.concatenate(ends + placed) if ends or placed else np.zeros((1, 3))
-        return np.stack([allv.min(axis=0), allv.max(axis=0)])
+        self._bounds = np.stack([allv.min(axis=0), allv.max(axis=0)])
+        return self._bounds
 
 
 def mesh_polydata(mesh: SceneMesh) -> vtk.vtkPolyData:
