@@ -92,21 +92,35 @@ LEVEL_NAMES: dict[int, str] = {v: level_name(s, lv) for (s, lv), v in LEVEL_LABE
 
 
 class _AtHeights:
-    """Landmark curves evaluated once per distinct height of many points (a grid has few), then gathered."""
+    """Landmark curves at the heights of many points: once per distinct height where the points share few (an axial
+    grid), then gathered; directly per point otherwise (an oblique grid). Each curve is evaluated once."""
 
     def __init__(self, landmarks: Landmarks, z: FloatArray) -> None:
         self.lm = landmarks
-        self.zs, self.inv = np.unique(np.asarray(z, dtype=np.float64), return_inverse=True)
+        z = np.asarray(z, dtype=np.float64)
+        self.n = len(z)
+        sample = z[:: max(1, self.n // 512)]
+        self.inv: NDArray[np.intp] | None = None
+        self.zs = z
+        if len(np.unique(sample)) * 4 < len(sample):
+            self.zs, self.inv = np.unique(z, return_inverse=True)
+        self._cache: dict[str, FloatArray] = {}
         mids = landmarks.midline_points()
-        self.x_mid = np.interp(self.zs, mids[:, 2], mids[:, 0])[self.inv]
-        self.y_mid = np.interp(self.zs, mids[:, 2], mids[:, 1])[self.inv]
+        self.x_mid = self._gather(np.interp(self.zs, mids[:, 2], mids[:, 0]))
+        self.y_mid = self._gather(np.interp(self.zs, mids[:, 2], mids[:, 1]))
+
+    def _gather(self, values: FloatArray) -> FloatArray:
+        if self.inv is None:
+            return values
+        if len(values) == 1:  # one axial slice: a read-only broadcast, no copy
+            return np.broadcast_to(values[0], (self.n, *values.shape[1:]))
+        return values[self.inv]
 
     def curve(self, name: str) -> FloatArray:
         """(x, y) of a curve at each point's height: ndarray of shape (N, 2), float, mm."""
-        values = self.lm.curve(name).at(self.zs)
-        if len(values) == 1:  # one axial slice: a read-only broadcast, no copy
-            return np.broadcast_to(values, (len(self.inv), 2))
-        return values[self.inv]
+        if name not in self._cache:
+            self._cache[name] = self._gather(self.lm.curve(name).at(self.zs))
+        return self._cache[name]
 
     def sides(self, stem: str, right: NDArray[np.bool_]) -> FloatArray:
         """(x, y) of the curve of each point's side: ndarray of shape (N, 2), float, mm."""
@@ -129,8 +143,11 @@ def in_neck_envelope(points: FloatArray, landmarks: Landmarks, margin_mm: float 
     ndarray of shape (N,), bool
     """
     lm = require_landmarks(landmarks)
+    return _envelope(points, lm, margin_mm, _AtHeights(lm, points[:, 2]))
+
+
+def _envelope(points: FloatArray, lm: Landmarks, margin_mm: float, at: _AtHeights) -> NDArray[np.bool_]:
     x, y, z = points[:, 0], points[:, 1], points[:, 2]
-    at = _AtHeights(lm, z)
     right = x > at.x_mid
     dlat = np.abs(x - at.x_mid)
     z_low = min(lm.point("clavicle_superior_L")[2], lm.point("clavicle_superior_R")[2])
@@ -168,9 +185,15 @@ def in_neck(points: FloatArray, landmarks: Landmarks, margin_mm: float = 10.0) -
     ndarray of shape (N,), bool
     """
     lm = require_landmarks(landmarks)
-    keep = in_neck_envelope(points, lm, margin_mm)
+    keep = _envelope(points, lm, margin_mm, _AtHeights(lm, points[:, 2]))
+    inside = points[keep]  # the shape terms only where the envelope keeps a point
+    keep[keep] = _shape(inside, lm, margin_mm, _AtHeights(lm, inside[:, 2]))
+    return keep
+
+
+def _shape(points: FloatArray, lm: Landmarks, margin_mm: float, at: _AtHeights) -> NDArray[np.bool_]:
+    """Body contour, airway, spine and floor of mouth of the module docstring (True = kept)."""
     x, y, z = points[:, 0], points[:, 1], points[:, 2]
-    at = _AtHeights(lm, z)
     dlat, right = np.abs(x - at.x_mid), x > at.x_mid
     car_r, car_l = at.curve("carotid_medial_R"), at.curve("carotid_medial_L")
     dcar_r, dcar_l = np.abs(car_r[:, 0] - at.x_mid), np.abs(car_l[:, 0] - at.x_mid)
@@ -181,7 +204,7 @@ def in_neck(points: FloatArray, landmarks: Landmarks, margin_mm: float = 10.0) -
                                  for sd in "RL"], axis=0) + margin_mm
     back = np.minimum(at.curve("trapezius_anterior_R")[:, 1], at.curve("trapezius_anterior_L")[:, 1]) - margin_mm
     half = np.maximum((front - back) / 2.0, 1.0)
-    keep &= (dlat / lateral) ** 2.2 + (np.abs(y - (front + back) / 2.0) / half) ** 2.2 <= 1.0
+    keep = (dlat / lateral) ** 2.2 + (np.abs(y - (front + back) / 2.0) / half) ** 2.2 <= 1.0
     # airway
     y_car = (car_r[:, 1] + car_l[:, 1]) / 2.0
     air_lat = np.maximum(0.25 * (dcar_r + dcar_l), 1.0)
