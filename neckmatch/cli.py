@@ -200,7 +200,7 @@ def render(
 ) -> None:
     """3-D neck-level maps of a case: anterior and lateral views, GLB, ParaView and 3D Slicer files."""
     from neckmatch.io.case import read_case
-    from neckmatch.io.results import read_case_results
+    from neckmatch.io.render_inputs import read_case_results
     from neckmatch.viz.maps import render_maps
 
     if results is None and (out / "truth_nodes.csv").is_file():

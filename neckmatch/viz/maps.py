@@ -3,7 +3,7 @@
 :func:`case_scene` builds the scene (geometry only: level regions confined to the neck, MR node surfaces,
 reference structures, pathology containers and markers); :func:`render_maps` writes the files of
 ``docs/outputs.md`` (*Maps*). Nothing here reads a file: the tables and the specimen come in memory (from the
-pipeline, or from :func:`neckmatch.io.results.read_case_results` for ``neckmatch render --results``).
+pipeline, or from :func:`neckmatch.io.render_inputs.read_case_results` for ``neckmatch render --results``).
 """
 
 from __future__ import annotations

@@ -719,11 +719,11 @@ def scene_figure(scene: Scene, size: tuple[int, int] = (2000, 1100)) -> tuple[Fi
 def render_case(case: Case, out_dir: str | Path, results_dir: str | Path | None = None) -> dict[str, Path]:
     """The maps of ``case`` with the outputs read from ``results_dir`` (``neckmatch render --results``).
 
-    Reads the results folder (:func:`neckmatch.io.results.read_case_results`; ``truth_nodes.csv`` required) and
-    calls :func:`neckmatch.viz.maps.render_maps`; without ``results_dir`` nodes are coloured by level. Prefer
-    :func:`~neckmatch.viz.maps.render_maps` with the tables in memory.
+    Reads the results folder (:func:`neckmatch.io.render_inputs.read_case_results`; ``truth_nodes.csv``
+    required) and calls :func:`neckmatch.viz.maps.render_maps`; without ``results_dir`` nodes are coloured by
+    level. Prefer :func:`~neckmatch.viz.maps.render_maps` with the tables in memory.
     """
-    from neckmatch.io.results import read_case_results
+    from neckmatch.io.render_inputs import read_case_results
     from neckmatch.viz.maps import render_maps
 
     tables, specimen = read_case_results(results_dir) if results_dir is not None else ({}, {})

@@ -13,7 +13,7 @@ import trimesh
 from matplotlib.figure import Figure
 
 from neckmatch.errors import InputError
-from neckmatch.io.results import read_case_results
+from neckmatch.io.render_inputs import read_case_results
 from neckmatch.viz.maps import node_table as case_node_table
 from neckmatch.viz.maps import path_markers, specimen_containers
 from neckmatch.viz.render import (

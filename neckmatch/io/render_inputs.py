@@ -1,7 +1,8 @@
 """Read back the outputs of one case (``neckmatch match`` / a cohort run's case folder) for the maps.
 
 The maps take their inputs in memory (:func:`neckmatch.viz.maps.render_maps`); this is the one place that reads a
-results folder from disk for them (``neckmatch render --results``).
+results folder from disk for them (``neckmatch render --results``). A results folder's general reader returning the
+typed per-case result can take its place: the maps need only its tables by stem and its specimen document.
 """
 
 from __future__ import annotations
