@@ -193,4 +193,3 @@ def test_report_without_any_finished_case(tmp_path: Path) -> None:
     assert cases.to_dict("records") == [
         {"case_id": "P9", "status": "failed", "error": "P9/case.json: case_id: missing", "seconds": 0.0}
     ]
-
