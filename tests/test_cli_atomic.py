@@ -73,7 +73,7 @@ def test_render_with_a_results_folder_without_truth_tables_is_refused(tmp_path, 
 
 
 def test_render_failing_after_the_png_leaves_nothing(tmp_path, monkeypatch, capsys) -> None:
-    from neckmatch.viz import export, render
+    from neckmatch.viz import export, png
 
     def fake_png(scene, path, size=(2000, 1100)):  # the OpenGL part is not under test here
         Path(path).write_bytes(b"png")
@@ -82,7 +82,7 @@ def test_render_failing_after_the_png_leaves_nothing(tmp_path, monkeypatch, caps
     def broken_glb(scene, path, data=None):
         raise RenderError("no GLB today")
 
-    monkeypatch.setattr(render, "render_scene", fake_png)
+    monkeypatch.setattr(png, "render_scene", fake_png)
     monkeypatch.setattr(export, "write_glb", broken_glb)
     out = tmp_path / "out"
     out.mkdir()

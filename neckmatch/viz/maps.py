@@ -227,13 +227,13 @@ def render_maps(
     InputError
         A table without the columns it needs.
     """
-    from neckmatch.viz import export, render, slicer, viewer
+    from neckmatch.viz import export, png, slicer, viewer
 
     built = case_scene(case, tables, specimen)
     scene = built.scene
     with atomic_files(out_dir) as stage:
         stem = stage / case.case_id
-        paths = {"png": render.render_scene(scene, f"{stem}_map.png")}
+        paths = {"png": png.render_scene(scene, f"{stem}_map.png")}
         glb = export.glb_bytes(scene)
         paths["glb"] = export.write_glb(scene, f"{stem}_scene.glb", glb)
         paths["viewer"] = viewer.write_viewer(scene, glb, f"{stem}_viewer.html")

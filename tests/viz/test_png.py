@@ -16,7 +16,7 @@ from neckmatch.errors import InputError
 from neckmatch.io.render_inputs import read_case_results
 from neckmatch.viz.maps import node_table as case_node_table
 from neckmatch.viz.maps import path_markers, specimen_containers
-from neckmatch.viz.render import (
+from neckmatch.viz.png import (
     LABEL_RADIUS_PX,
     VIEWS,
     _legends,
