@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # the names resolve lazily at run time (see __getattr__), sta
     from neckmatch.pipeline import Settings, run_case
     from neckmatch.stats.report import run_stats, truth_accuracy
     from neckmatch.synth import generate_cohort
+    from neckmatch.viz.maps import render_maps
     from neckmatch.viz.render import render_case
 
 #: The small hand-made case shipped with the package (``examples/minimal_case`` in the source tree).
@@ -76,6 +77,7 @@ _LAZY: dict[str, str] = {
     "truth_accuracy": "neckmatch.stats.report",
     "run_stats": "neckmatch.stats.report",
     "render_case": "neckmatch.viz.render",
+    "render_maps": "neckmatch.viz.maps",
     "run_cohort": "neckmatch.cohort",
     "generate_cohort": "neckmatch.synth",
 }
@@ -87,7 +89,7 @@ __all__ = [
     "MatchResult", "match_case", "truth_tables",
     "Settings", "run_case",
     "truth_accuracy", "run_stats",
-    "render_case", "run_cohort", "generate_cohort",
+    "render_maps", "render_case", "run_cohort", "generate_cohort",
 ]  # fmt: skip
 
 

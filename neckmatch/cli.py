@@ -220,15 +220,19 @@ def render(
 ) -> None:
     """3-D neck-level maps of a case: anterior and lateral views, GLB, ParaView and 3D Slicer files."""
     from neckmatch.io.case import read_case
-    from neckmatch.viz.render import render_case
+    from neckmatch.viz.maps import render_maps
 
     if results is None and (out / "truth_nodes.csv").is_file():
         results = out
+    result = None
     if results is not None:  # never draw another patient's results (or results of older inputs)
         from neckmatch.io.outdir import check_results_for_case
+        from neckmatch.io.results import read_results
 
         check_results_for_case(results, case_dir)
-    paths = render_case(read_case(case_dir), out, results_dir=results)
+        result = read_results(results)
+    case = read_case(case_dir)
+    paths = render_maps(case, out, result.tables if result else None, result.specimen if result else None)
     console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)
 
 

@@ -216,9 +216,9 @@ def _check_ours(folder: Path) -> None:
 
 
 def _render_maps(case: Case, result: CaseResult, results_dir: Path) -> None:
-    from neckmatch.viz.render import render_case
+    from neckmatch.viz.maps import render_maps
 
-    render_case(case, results_dir / "maps", results_dir=results_dir)
+    render_maps(case, results_dir / "maps", result.tables, result.specimen)  # in memory: nothing read again
 
 
 def _remove_dir(path: Path) -> None:

@@ -252,7 +252,8 @@ def _case_rows(out_dir: Path, cases: pd.DataFrame) -> str:
         cid = str(rec["case_id"])
         links = []
         names = ["matches.csv", "truth_nodes.csv", "levels.csv"]
-        names += [f"maps/{cid}_map.png", f"maps/{cid}_scene.glb", f"maps/{cid}_levels.seg.nrrd"]
+        names += [f"maps/{cid}_map.png", f"maps/{cid}_viewer.html", f"maps/{cid}_scene.mrml",
+                  f"maps/{cid}_scene.glb", f"maps/{cid}_levels.seg.nrrd"]
         for name in names:
             if (out_dir / cid / name).exists():
                 label = name.split("/")[-1].removeprefix(f"{cid}_")

@@ -73,17 +73,17 @@ def test_render_with_a_results_folder_without_truth_tables_is_refused(tmp_path, 
 
 
 def test_render_failing_after_the_png_leaves_nothing(tmp_path, monkeypatch, capsys) -> None:
-    from neckmatch.viz import render
+    from neckmatch.viz import export, png
 
     def fake_png(scene, path, size=(2000, 1100)):  # the OpenGL part is not under test here
         Path(path).write_bytes(b"png")
         return Path(path)
 
-    def broken_glb(scene, path):
+    def broken_glb(scene, path, data=None):
         raise RenderError("no GLB today")
 
-    monkeypatch.setattr(render, "render_scene", fake_png)
-    monkeypatch.setattr(render, "write_glb", broken_glb)
+    monkeypatch.setattr(png, "render_scene", fake_png)
+    monkeypatch.setattr(export, "write_glb", broken_glb)
     out = tmp_path / "out"
     assert _run(monkeypatch, "match", str(MINIMAL), "--out", str(out)) == 0  # results of this very case
     before = sorted(p.name for p in out.iterdir())

@@ -149,6 +149,7 @@ def test_maps_example(tmp_path: Path) -> None:
     glb = (results / "SYN001_scene.glb").read_bytes()
     assert glb[:4] == b"glTF" and len(glb) > 10_000
     assert (results / "SYN001_levels.seg.nrrd").stat().st_size > 1000
+    assert (results / "SYN001_scene.mrml").read_text().startswith("<MRML")
     assert "rendered in" in stdout
 
 

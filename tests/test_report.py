@@ -53,6 +53,18 @@ def test_report_links_only_existing_outputs_and_escapes_errors(tmp_path: Path) -
     assert "mr_nodes=3, pairs=2, auto=1, review=1" in text
 
 
+def test_case_rows_link_the_viewer_page_and_the_slicer_scene(tmp_path):
+    from neckmatch.report import _case_rows
+
+    (tmp_path / "P1" / "maps").mkdir(parents=True)
+    for name in ("P1_viewer.html", "P1_scene.mrml"):
+        (tmp_path / "P1" / "maps" / name).write_text("x")
+    row = _case_rows(tmp_path, pd.DataFrame([{"case_id": "P1", "status": "ok"}]))
+    assert '<a href="P1/maps/P1_viewer.html">viewer.html</a>' in row
+    assert '<a href="P1/maps/P1_scene.mrml">scene.mrml</a>' in row
+    assert "map.png" not in row  # only files that exist are linked
+
+
 def test_report_flow_cards_and_review(tmp_path: Path) -> None:
     text = render_report_html(tmp_path, _cases(), {"nodes": _nodes()}, {})  # no stats/: counts from the tables
     flow = _flow_counts(text)

@@ -19,6 +19,23 @@ the neck is; with ``m = margin_mm`` and curves of the point's side (midline rule
   (lateral limit);
 - ``y <= max(ant(digastric_anterior), ant(SMG_posterior) of both sides, y_mid(z)) + m`` (anterior limit), where
   ``y_mid`` interpolates y over the three midline points like ``x_mid``.
+
+Neck shape (:func:`in_neck`, used for the level regions): the envelope above confined to the neck as the
+landmarks draw it, so that the regions look like a neck and not like a stack of boxes, with the structures that
+bound the levels in the atlases (Som 1999; Grégoire 2014) standing in for the infinite planes of the rules:
+
+- body contour: inside the superellipse ``|dlat / W|^2.2 + |(y - y_c) / H|^2.2 <= 1`` with ``W`` the envelope's
+  lateral limit of the point's side, front ``F = max(ant(digastric_anterior), ant(SMG_posterior), y_mid) + m``,
+  back ``B = min(ant(trapezius_anterior)) - m`` of both sides, ``y_c = (F + B) / 2``, ``H = (F - B) / 2``;
+- airway (pharynx, larynx, trachea): outside the ellipse centred at ``(x_mid, (y_mid + y_car) / 2)``, ``y_car``
+  the mean ``ant(carotid_medial)`` of both sides, half-axes ``0.5 * lat(carotid_medial)`` (mean of both sides,
+  lateral) and ``0.3 * max(y_mid - y_car, 10)`` (antero-posterior);
+- spine and prevertebral muscles: medial (``dlat < lat(carotid_medial)``) and ``y < ant(carotid_medial) - 6`` is
+  outside (the carotid sheath's medial edge bounds levels II-IV, VI and RP from behind the pharynx);
+- mandible and floor of mouth: above ``z_md = z_hy + 0.5 (z_sb - z_hy)`` and anterior to ``ant(SMG_posterior)``
+  is outside (level I ends at the mylohyoid and the mandible, not at the skull base).
+
+Every voxel the shape keeps still gets exactly the level of :func:`~neckmatch.geometry.levels.assign_levels`.
 """
 
 from __future__ import annotations
@@ -42,6 +59,8 @@ __all__ = [
     "LEVEL_NAMES",
     "level_name",
     "in_neck_envelope",
+    "in_neck",
+    "axial_fill_ratio",
     "level_label_map",
     "level_meshes",
     "write_level_regions",
@@ -72,6 +91,42 @@ def level_name(side: Side | str, level: Level | str) -> str:
 LEVEL_NAMES: dict[int, str] = {v: level_name(s, lv) for (s, lv), v in LEVEL_LABELS.items()}
 
 
+class _AtHeights:
+    """Landmark curves at the heights of many points: once per distinct height where the points share few (an axial
+    grid), then gathered; directly per point otherwise (an oblique grid). Each curve is evaluated once."""
+
+    def __init__(self, landmarks: Landmarks, z: FloatArray) -> None:
+        self.lm = landmarks
+        z = np.asarray(z, dtype=np.float64)
+        self.n = len(z)
+        sample = z[:: max(1, self.n // 512)]
+        self.inv: NDArray[np.intp] | None = None
+        self.zs = z
+        if len(np.unique(sample)) * 4 < len(sample):
+            self.zs, self.inv = np.unique(z, return_inverse=True)
+        self._cache: dict[str, FloatArray] = {}
+        mids = landmarks.midline_points()
+        self.x_mid = self._gather(np.interp(self.zs, mids[:, 2], mids[:, 0]))
+        self.y_mid = self._gather(np.interp(self.zs, mids[:, 2], mids[:, 1]))
+
+    def _gather(self, values: FloatArray) -> FloatArray:
+        if self.inv is None:
+            return values
+        if len(values) == 1:  # one axial slice: a read-only broadcast, no copy
+            return np.broadcast_to(values[0], (self.n, *values.shape[1:]))
+        return values[self.inv]
+
+    def curve(self, name: str) -> FloatArray:
+        """(x, y) of a curve at each point's height: ndarray of shape (N, 2), float, mm."""
+        if name not in self._cache:
+            self._cache[name] = self._gather(self.lm.curve(name).at(self.zs))
+        return self._cache[name]
+
+    def sides(self, stem: str, right: NDArray[np.bool_]) -> FloatArray:
+        """(x, y) of the curve of each point's side: ndarray of shape (N, 2), float, mm."""
+        return np.where(right[:, None], self.curve(f"{stem}_R"), self.curve(f"{stem}_L"))
+
+
 def in_neck_envelope(points: FloatArray, landmarks: Landmarks, margin_mm: float = 10.0) -> NDArray[np.bool_]:
     """True where points lie inside the plausible neck envelope of the module docstring.
 
@@ -88,31 +143,114 @@ def in_neck_envelope(points: FloatArray, landmarks: Landmarks, margin_mm: float 
     ndarray of shape (N,), bool
     """
     lm = require_landmarks(landmarks)
+    return _envelope(points, lm, margin_mm, _AtHeights(lm, points[:, 2]))
+
+
+def _envelope(points: FloatArray, lm: Landmarks, margin_mm: float, at: _AtHeights) -> NDArray[np.bool_]:
     x, y, z = points[:, 0], points[:, 1], points[:, 2]
-    xm = lm.x_mid(z)
-    right = x > xm
-    dlat = np.abs(x - xm)
-
-    def on_side(stem: str) -> FloatArray:  # (N, 2) curve (x, y) on each point's side
-        return np.where(right[:, None], lm.curve(f"{stem}_R").at(z), lm.curve(f"{stem}_L").at(z))
-
+    right = x > at.x_mid
+    dlat = np.abs(x - at.x_mid)
     z_low = min(lm.point("clavicle_superior_L")[2], lm.point("clavicle_superior_R")[2])
     z_low = min(z_low, lm.point("manubrium_superior")[2]) - margin_mm
     keep = (z <= lm.point("skull_base")[2]) & (z >= z_low)
-    keep &= y >= on_side("trapezius_anterior")[:, 1]
+    keep &= y >= at.sides("trapezius_anterior", right)[:, 1]
     lateral = np.max(
         [
-            np.abs(on_side(s)[:, 0] - xm)
+            np.abs(at.sides(s, right)[:, 0] - at.x_mid)
             for s in ("SCM_posterior", "trapezius_anterior", "SMG_posterior", "scalene_anterior")
         ],
         axis=0,
     )
     keep &= dlat <= lateral + margin_mm
-    mids = lm.midline_points()
-    fronts = [np.interp(z, mids[:, 2], mids[:, 1])]
-    fronts += [lm.curve(f"{s}_{sd}").at(z)[:, 1] for s in ("digastric_anterior", "SMG_posterior") for sd in "LR"]
+    fronts = [at.y_mid] + [at.curve(f"{s}_{sd}")[:, 1] for s in ("digastric_anterior", "SMG_posterior") for sd in "LR"]
     keep &= y <= np.max(fronts, axis=0) + margin_mm
     return keep
+
+
+def in_neck(points: FloatArray, landmarks: Landmarks, margin_mm: float = 10.0) -> NDArray[np.bool_]:
+    """True where points lie in the neck's soft tissue: the envelope, the body contour, outside airway and spine.
+
+    See the module docstring (*Neck shape*) for every term.
+
+    Parameters
+    ----------
+    points : ndarray of shape (N, 3), float, mm, RAS
+    landmarks : Landmarks
+        Every required landmark of shared/spec/levels.md.
+    margin_mm : float
+        Margin (mm) of the envelope and of the body contour beyond the outermost landmarks.
+
+    Returns
+    -------
+    ndarray of shape (N,), bool
+    """
+    lm = require_landmarks(landmarks)
+    keep = _envelope(points, lm, margin_mm, _AtHeights(lm, points[:, 2]))
+    inside = points[keep]  # the shape terms only where the envelope keeps a point
+    keep[keep] = _shape(inside, lm, margin_mm, _AtHeights(lm, inside[:, 2]))
+    return keep
+
+
+def _shape(points: FloatArray, lm: Landmarks, margin_mm: float, at: _AtHeights) -> NDArray[np.bool_]:
+    """Body contour, airway, spine and floor of mouth of the module docstring (True = kept)."""
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    dlat, right = np.abs(x - at.x_mid), x > at.x_mid
+    car_r, car_l = at.curve("carotid_medial_R"), at.curve("carotid_medial_L")
+    dcar_r, dcar_l = np.abs(car_r[:, 0] - at.x_mid), np.abs(car_l[:, 0] - at.x_mid)
+    # body contour
+    lateral = np.max([np.abs(at.sides(s, right)[:, 0] - at.x_mid) for s in (
+        "SCM_posterior", "trapezius_anterior", "SMG_posterior", "scalene_anterior")], axis=0) + margin_mm
+    front = np.max([at.y_mid] + [at.curve(f"{s}_{sd}")[:, 1] for s in ("digastric_anterior", "SMG_posterior")
+                                 for sd in "RL"], axis=0) + margin_mm
+    back = np.minimum(at.curve("trapezius_anterior_R")[:, 1], at.curve("trapezius_anterior_L")[:, 1]) - margin_mm
+    half = np.maximum((front - back) / 2.0, 1.0)
+    keep = (dlat / lateral) ** 2.2 + (np.abs(y - (front + back) / 2.0) / half) ** 2.2 <= 1.0
+    # airway
+    y_car = (car_r[:, 1] + car_l[:, 1]) / 2.0
+    air_lat = np.maximum(0.25 * (dcar_r + dcar_l), 1.0)
+    air_ap = 0.3 * np.maximum(at.y_mid - y_car, 10.0)
+    keep &= (dlat / air_lat) ** 2 + ((y - (at.y_mid + y_car) / 2.0) / air_ap) ** 2 > 1.0
+    # spine and prevertebral muscles
+    keep &= ~((dlat < np.where(right, dcar_r, dcar_l)) & (y < np.where(right, car_r[:, 1], car_l[:, 1]) - 6.0))
+    # mandible and floor of mouth above level I
+    z_hy, z_sb = lm.point("hyoid_body_inferior")[2], lm.point("skull_base")[2]
+    keep &= ~((z > z_hy + 0.5 * (z_sb - z_hy)) & (y > at.sides("SMG_posterior", right)[:, 1]))
+    return keep
+
+
+def axial_fill_ratio(level_map: LabelMap, z: float) -> float:
+    """Share of the bounding box of the level union that the union fills on the axial slice nearest ``z``.
+
+    A stack of boxes fills nearly all of it (0.99 for the old regions); a neck cross-section with its airway and
+    spine left out fills far less.
+
+    Parameters
+    ----------
+    level_map : LabelMap
+        Level regions on an axis-aligned RAS grid (``level_label_map(..., spacing_mm=...)``).
+    z : float
+        Height of the slice, mm, RAS.
+
+    Returns
+    -------
+    float
+        Voxels of the union / voxels of its bounding rectangle on that slice; 0.0 for an empty slice.
+
+    Examples
+    --------
+    >>> data = np.zeros((4, 4, 2), dtype=np.uint8); data[1:3, 0:4, 0] = 3; data[0, 0, 0] = 1
+    >>> axial_fill_ratio(LabelMap(data, np.eye(4)), 0.2)
+    0.75
+    """
+    k = int(np.rint(level_map.to_ijk(np.array([[0.0, 0.0, z]]))[0, 2]))
+    if not 0 <= k < level_map.data.shape[2]:
+        return 0.0
+    sl = level_map.data[:, :, k] > 0
+    if not sl.any():
+        return 0.0
+    rows, cols = np.flatnonzero(sl.any(axis=1)), np.flatnonzero(sl.any(axis=0))
+    box = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
+    return float(sl.sum() / box)
 
 
 def _envelope_grid(
@@ -150,7 +288,7 @@ def level_label_map(
     spacing_mm: float | None = None,
     chunk_voxels: int = 1_000_000,
 ) -> tuple[LabelMap, dict[int, str]]:
-    """Level regions on a grid: the ``som1999`` level of every voxel centre inside the neck envelope.
+    """Level regions on a grid: the ``som1999`` level of every voxel centre inside the neck (:func:`in_neck`).
 
     Parameters
     ----------
@@ -168,7 +306,7 @@ def level_label_map(
     Returns
     -------
     level_map : LabelMap
-        uint8 values of :data:`LEVEL_LABELS`, 0 outside the envelope or outside every level.
+        uint8 values of :data:`LEVEL_LABELS`, 0 outside the neck or outside every level.
     names : dict of int to str
         Label value -> TG-263 style name, for the values present.
 
@@ -186,19 +324,40 @@ def level_label_map(
         shape, affine = reference.data.shape, reference.affine
     else:
         raise InputError("options", "reference", "need a reference grid or spacing_mm, got neither")
-    out = np.zeros(int(np.prod(shape)), dtype=np.uint8)
-    lin = affine[:3, :3].T
-    for start in range(0, out.size, chunk_voxels):
-        flat = np.arange(start, min(start + chunk_voxels, out.size))
-        ras = np.column_stack(np.unravel_index(flat, shape)).astype(np.float64) @ lin + affine[:3, 3]
-        inside = in_neck_envelope(ras, landmarks, margin_mm)
-        if inside.any():
-            res = assign_levels(ras[inside], landmarks)
-            out[flat[inside]] = _label_values(res.side, res.level)
-    data = out.reshape(shape)
+    if spacing_mm is not None:
+        data = _axial_grid_levels(landmarks, shape, affine, margin_mm)
+    else:
+        out = np.zeros(int(np.prod(shape)), dtype=np.uint8)
+        lin = affine[:3, :3].T
+        for start in range(0, out.size, chunk_voxels):
+            flat = np.arange(start, min(start + chunk_voxels, out.size))
+            ras = np.column_stack(np.unravel_index(flat, shape)).astype(np.float64) @ lin + affine[:3, 3]
+            inside = in_neck(ras, landmarks, margin_mm)
+            if inside.any():
+                res = assign_levels(ras[inside], landmarks)
+                out[flat[inside]] = _label_values(res.side, res.level)
+        data = out.reshape(shape)
     present = np.unique(data)
     names = {int(v): LEVEL_NAMES[int(v)] for v in present if v}
     return LabelMap(data, affine, names), names
+
+
+def _axial_grid_levels(
+    landmarks: Landmarks, shape: tuple[int, int, int], affine: FloatArray, margin_mm: float
+) -> NDArray[np.uint8]:
+    """Level labels of an axis-aligned grid, one axial slice at a time (every curve is one value per slice)."""
+    out = np.zeros(shape, dtype=np.uint8)
+    ii, jj = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    xy = np.column_stack([ii.ravel() * affine[0, 0] + affine[0, 3], jj.ravel() * affine[1, 1] + affine[1, 3]])
+    for k in range(shape[2]):
+        ras = np.column_stack([xy, np.full(len(xy), k * affine[2, 2] + affine[2, 3])])
+        inside = in_neck(ras, landmarks, margin_mm)
+        if inside.any():
+            res = assign_levels(ras[inside], landmarks)
+            values = np.zeros(len(xy), dtype=np.uint8)
+            values[inside] = _label_values(res.side, res.level)
+            out[:, :, k] = values.reshape(shape[:2])
+    return out
 
 
 def _surface(mask: NDArray[np.bool_], smooth_iterations: int) -> tuple[FloatArray, NDArray[np.int64]]:

@@ -9,7 +9,8 @@ import colorsys
 
 from neckmatch.model import Level
 
-__all__ = ["RGB", "LEVEL_COLORS", "OUTCOME_COLORS", "OUTCOME_LABELS", "NODE_LEVEL_COLORS", "CONTAINER_COLOR"]
+__all__ = ["RGB", "OKABE_ITO", "LEVEL_COLORS", "OUTCOME_COLORS", "OUTCOME_LABELS", "OUTCOME_MARKERS", "ANATOMY_COLORS",
+           "NODE_LEVEL_COLORS", "CONTAINER_COLOR"]
 
 RGB = tuple[float, float, float]
 
@@ -18,23 +19,37 @@ def _hex(code: str) -> RGB:
     return tuple(int(code[i : i + 2], 16) / 255.0 for i in (1, 3, 5))  # type: ignore[return-value]
 
 
-# One colour per imaging level (ColorBrewer Set3: 12 pastel colours, readable when translucent).
-LEVEL_COLORS: dict[str, RGB] = {
-    lv.value: _hex(c)
-    for lv, c in zip(
-        Level,
-        ("#8dd3c7", "#ffffb3", "#bebada", "#fb8072", "#80b1d3", "#fdb462",
-         "#b3de69", "#fccde5", "#d9d9d9", "#bc80bd", "#ccebc5", "#ffed6f"),
-        strict=True,
-    )
+# Okabe & Ito (2008) colour-blind-safe palette.
+OKABE_ITO: dict[str, str] = {
+    "orange": "#e69f00", "sky_blue": "#56b4e9", "bluish_green": "#009e73", "yellow": "#f0e442",
+    "blue": "#0072b2", "vermillion": "#d55e00", "reddish_purple": "#cc79a7", "black": "#000000",
 }
-# Saturated colours for nodes by outcome; they stay distinct from the pastel level colours.
+
+
+def _tint(code: str, white: float) -> RGB:
+    """``code`` mixed with ``white`` (0-1) parts of white: a light fill that keeps the hue."""
+    r, g, b = _hex(code)
+    return (r + (1 - r) * white, g + (1 - g) * white, b + (1 - b) * white)
+
+
+# One fill per imaging level: light tints of the Okabe-Ito hues (adjacent levels never share a hue; sub-levels
+# differ in hue, not only in lightness), greys for the central compartment. Readable under the nodes.
+_LEVEL_TINTS: dict[str, tuple[str, float]] = {
+    "IA": ("yellow", 0.35), "IB": ("orange", 0.45), "IIA": ("sky_blue", 0.45), "IIB": ("blue", 0.55),
+    "III": ("bluish_green", 0.55), "IV": ("reddish_purple", 0.40), "VA": ("vermillion", 0.55),
+    "VB": ("yellow", 0.60), "VI": ("black", 0.78), "VII": ("black", 0.62), "RP": ("reddish_purple", 0.70),
+    "SC": ("bluish_green", 0.78),
+}
+LEVEL_COLORS: dict[str, RGB] = {lv.value: _tint(OKABE_ITO[_LEVEL_TINTS[lv.value][0]], _LEVEL_TINTS[lv.value][1])
+                                for lv in Level}
+# Saturated Okabe-Ito colours for nodes by outcome; the PNG also draws each node's outcome as a marker shape
+# (OUTCOME_MARKERS), so colour is never the only cue.
 OUTCOME_COLORS: dict[str, RGB] = {
-    "TP": _hex("#c8102e"),  # metastasis called malignant
-    "FN": _hex("#d400d4"),  # missed metastasis
-    "FP": _hex("#1f4fd6"),  # benign node called malignant
-    "TN": _hex("#1b9e3a"),  # benign node called benign
-    "unmatched": _hex("#5a5a5a"),  # no pathology reference (or no reading)
+    "TP": _hex(OKABE_ITO["vermillion"]),  # metastasis called malignant
+    "FN": _hex(OKABE_ITO["reddish_purple"]),  # missed metastasis
+    "FP": _hex(OKABE_ITO["blue"]),  # benign node called malignant
+    "TN": _hex(OKABE_ITO["bluish_green"]),  # benign node called benign
+    "unmatched": _hex("#7f7f7f"),  # no pathology reference (or no reading)
 }
 OUTCOME_LABELS: dict[str, str] = {
     "TP": "TP: metastasis, called malignant",
@@ -42,6 +57,16 @@ OUTCOME_LABELS: dict[str, str] = {
     "FP": "FP: benign, called malignant",
     "TN": "TN: benign, called benign",
     "unmatched": "no reference (unmatched / not read)",
+}
+# Marker (matplotlib code, filled) per outcome: triangle = metastasis at pathology, circle = benign; filled = called
+# malignant on MR, hollow = called benign; a cross = no reference.
+OUTCOME_MARKERS: dict[str, tuple[str, bool]] = {
+    "TP": ("^", True), "FN": ("^", False), "FP": ("o", True), "TN": ("o", False), "unmatched": ("x", True),
+}
+# Reference structures (light, so the levels stay readable through them): bone, cartilage, vessels, muscle, gland.
+ANATOMY_COLORS: dict[str, RGB] = {
+    "bone": _hex("#e8e2d0"), "cartilage": _hex("#cfe3ea"), "artery": _hex("#e3a0a0"), "vein": _hex("#9fb4de"),
+    "muscle": _hex("#d9b3a3"), "gland": _hex("#e6cf9c"), "airway": _hex("#f4f4f4"),
 }
 CONTAINER_COLOR: RGB = (0.15, 0.15, 0.15)
 

@@ -24,7 +24,8 @@ from neckmatch.io.markups import write_point_list
 from neckmatch.model import LabelMap
 from neckmatch.viz.scene import LEVEL_COLORS, Scene, SceneMesh, mesh_polydata, parse_level_name
 
-__all__ = ["RAS_TO_GLTF", "write_glb", "write_vtm", "write_level_segmentation", "write_node_markups"]
+__all__ = ["RAS_TO_GLTF", "glb_bytes", "write_glb", "write_vtm", "vtm_parts", "write_level_segmentation",
+           "write_node_markups"]
 
 # glTF is Y-up, metres, viewer looking down -Z: a patient facing the viewer is 0.001 * (-x, z, y) of RAS mm.
 RAS_TO_GLTF: NDArray[np.float64] = 0.001 * np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
@@ -51,13 +52,8 @@ def _gltf_mesh(m: SceneMesh) -> trimesh.Trimesh | trimesh.path.Path3D:
     return mesh
 
 
-def write_glb(scene: Scene, path: str | Path) -> Path:
-    """Write ``scene`` as binary glTF: one named mesh per level region and MR node (containers as lines).
-
-    Vertices go to glTF axes (Y up, metres; see :data:`RAS_TO_GLTF`); colours are PBR base colours (levels
-    translucent with ``alphaMode=BLEND``); each mesh's attributes (level, side, outcome, match ...) are its
-    ``extras``; the scene ``extras`` hold the case id, title and legends.
-    """
+def glb_bytes(scene: Scene) -> bytes:
+    """``scene`` as binary glTF bytes (see :func:`write_glb`)."""
     out = trimesh.Scene()
     for m in scene.meshes:
         out.add_geometry(_gltf_mesh(m), node_name=m.name, geom_name=m.name)
@@ -67,8 +63,19 @@ def write_glb(scene: Scene, path: str | Path) -> Path:
         "node_colors": {k: [round(c, 4) for c in v] for k, v in scene.node_legend.items()},
         "axes": "glTF: +X patient left, +Y superior, +Z anterior; metres",
     })
+    return bytes(out.export(file_type="glb"))
+
+
+def write_glb(scene: Scene, path: str | Path, data: bytes | None = None) -> Path:
+    """Write ``scene`` as binary glTF: one named mesh per level region, reference structure and MR node
+    (containers as lines); ``data`` = :func:`glb_bytes` of the scene where already made.
+
+    Vertices go to glTF axes (Y up, metres; see :data:`RAS_TO_GLTF`); colours are PBR base colours (levels and
+    reference structures translucent with ``alphaMode=BLEND``); each mesh's attributes (level, side, outcome,
+    match ...) are its ``extras``; the scene ``extras`` hold the case id, title and legends. No Draco compression.
+    """
     with atomic_path(path) as tmp:
-        tmp.write_bytes(out.export(file_type="glb"))
+        tmp.write_bytes(glb_bytes(scene) if data is None else data)
     return Path(path)
 
 
@@ -79,7 +86,7 @@ def _field_data(poly: vtk.vtkPolyData, m: SceneMesh) -> None:
     color.SetNumberOfComponents(4)
     color.InsertNextTuple(m.color)
     fd.AddArray(color)
-    for key, value in {"name": m.name, **m.attrs}.items():
+    for key, value in {"name": m.name, **m.attrs, "SPACE": "RAS"}.items():
         if value is None:
             continue
         arr = vtk.vtkStringArray()
@@ -88,15 +95,27 @@ def _field_data(poly: vtk.vtkPolyData, m: SceneMesh) -> None:
         fd.AddArray(arr)
 
 
+_VTM_GROUPS = (("levels", "level"), ("nodes", "node"), ("containers", "container"), ("anatomy", "anatomy"))
+
+
+def vtm_parts(scene: Scene, path: str | Path) -> dict[str, Path]:
+    """The ``.vtp`` file :func:`write_vtm` writes for each mesh of ``scene`` (mesh name -> path)."""
+    path = Path(path)
+    meshes = [m for _, kind in _VTM_GROUPS for m in scene.of_kind(kind)]
+    folder = path.with_suffix("")
+    return {m.name: folder / f"{folder.name}_{i}.vtp" for i, m in enumerate(meshes)}
+
+
 def write_vtm(scene: Scene, path: str | Path) -> Path:
     """Write ``scene`` as a VTK multiblock (``.vtm`` + a folder of ``.vtp``), RAS mm.
 
-    Top-level blocks ``levels``, ``nodes``, ``containers``; each child block is named after its mesh
-    (``LN_Neck_IIA_R``, ``node_7``, ``container_R-II``) and carries its colour and attributes as field data.
+    Top-level blocks ``levels``, ``nodes``, ``containers``, ``anatomy``; each child block is named after its mesh
+    (``LN_Neck_IIA_R``, ``node_7``, ``container_R-II``, ``mandible``) and carries its colour and attributes as
+    field data, and ``SPACE`` = ``RAS`` (3D Slicer reads the points as RAS). Binary, uncompressed.
     """
     path = Path(path)
     root = vtk.vtkMultiBlockDataSet()
-    for i, (group, kind) in enumerate((("levels", "level"), ("nodes", "node"), ("containers", "container"))):
+    for i, (group, kind) in enumerate(_VTM_GROUPS):
         block = vtk.vtkMultiBlockDataSet()
         for j, m in enumerate(scene.of_kind(kind)):
             poly = mesh_polydata(m)
@@ -109,6 +128,9 @@ def write_vtm(scene: Scene, path: str | Path) -> Path:
         writer = vtk.vtkXMLMultiBlockDataWriter()
         writer.SetFileName(str(tmp / path.name))
         writer.SetInputData(root)
+        writer.SetDataModeToAppended()
+        writer.EncodeAppendedDataOff()  # raw binary, uncompressed: written 10x faster, read by ParaView and Slicer
+        writer.SetCompressorTypeToNone()
         if writer.Write() != 1:
             raise OSError(f"{path}: VTK could not write the multiblock")
         parts = path.with_suffix("")

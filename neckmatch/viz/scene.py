@@ -21,6 +21,7 @@ from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from neckmatch.model import LabelMap
 from neckmatch.viz.colors import (
+    ANATOMY_COLORS,
     CONTAINER_COLOR,
     LEVEL_COLORS,
     NODE_LEVEL_COLORS,
@@ -63,7 +64,8 @@ class SceneMesh:
     """One named surface of the scene.
 
     vertices : ndarray of shape (V, 3), float, mm, RAS. faces : ndarray of shape (F, 3), int, outward winding.
-    color : RGBA floats in [0, 1]. kind : ``"level"``, ``"node"`` or ``"container"`` (containers are outlines:
+    color : RGBA floats in [0, 1]. kind : ``"level"``, ``"node"``, ``"anatomy"`` (a reference structure,
+    :mod:`neckmatch.viz.anatomy`) or ``"container"`` (containers are outlines:
     ``faces`` is empty and ``lines`` holds vertex index pairs). attrs : JSON-able attributes (level, outcome ...).
     """
 
@@ -111,16 +113,24 @@ class Scene:
     node_legend: dict[str, RGB]
     node_coloring: str  # "outcome" or "level"
     path_markers: list[PathMarker] = field(default_factory=list)
+    _bounds: NDArray[np.float64] | None = field(default=None, init=False, repr=False, compare=False)
 
     def of_kind(self, kind: str) -> list[SceneMesh]:
         """The meshes of one kind, in scene order."""
         return [m for m in self.meshes if m.kind == kind]
 
     def bounds(self) -> NDArray[np.float64]:
-        """Axis-aligned bounds of all vertices, ndarray of shape (2, 3): min and max, float, mm, RAS."""
+        """Axis-aligned bounds of all vertices, ndarray of shape (2, 3): min and max, float, mm, RAS.
+
+        Computed once (a scene's meshes are not changed after it is built).
+        """
+        if self._bounds is not None:
+            return self._bounds
         placed = [p.position.reshape(1, 3) for p in self.path_markers if p.position is not None]
-        allv = np.concatenate([m.vertices for m in self.meshes] + placed) if self.meshes else np.zeros((1, 3))
-        return np.stack([allv.min(axis=0), allv.max(axis=0)])
+        ends = [np.stack([m.vertices.min(axis=0), m.vertices.max(axis=0)]) for m in self.meshes if len(m.vertices)]
+        allv = np.concatenate(ends + placed) if ends or placed else np.zeros((1, 3))
+        self._bounds = np.stack([allv.min(axis=0), allv.max(axis=0)])
+        return self._bounds
 
 
 def mesh_polydata(mesh: SceneMesh) -> vtk.vtkPolyData:
@@ -156,7 +166,7 @@ def parse_level_name(name: str) -> tuple[str, str]:
     return m["level"].upper(), m["side"].upper()
 
 
-def _surface_of_mask(mask: NDArray[np.bool_], smooth_iterations: int) -> tuple[NDArray, NDArray]:
+def _surface_of_mask(mask: NDArray[np.bool_], smooth_iterations: int, keep: float = 1.0) -> tuple[NDArray, NDArray]:
     """Surface of a binary mask in (padded) voxel index space: vertices (V, 3) float, faces (F, 3) int."""
     padded = np.pad(mask.astype(np.uint8), 1)
     img = vtk.vtkImageData()
@@ -180,6 +190,12 @@ def _surface_of_mask(mask: NDArray[np.bool_], smooth_iterations: int) -> tuple[N
         out = sm.GetOutputPort()
     tri = vtk.vtkTriangleFilter()
     tri.SetInputConnection(out)
+    if keep < 1.0:  # quadric decimation to about ``keep`` of the triangles
+        dec = vtk.vtkQuadricDecimation()
+        dec.SetInputConnection(tri.GetOutputPort())
+        dec.SetTargetReduction(1.0 - keep)
+        tri = vtk.vtkTriangleFilter()
+        tri.SetInputConnection(dec.GetOutputPort())
     tri.Update()
     poly = tri.GetOutput()
     verts = vtk_to_numpy(poly.GetPoints().GetData()).astype(np.float64) - 1.0
@@ -188,7 +204,8 @@ def _surface_of_mask(mask: NDArray[np.bool_], smooth_iterations: int) -> tuple[N
 
 
 def label_surfaces(
-    label_map: LabelMap, labels: Any = None, smooth_iterations: int = 10
+    label_map: LabelMap, labels: Any = None, smooth_iterations: int = 10,
+    boxes: Mapping[int, tuple[slice, ...]] | None = None, keep: float = 1.0, resolution_mm: float | None = None,
 ) -> dict[int, trimesh.Trimesh]:
     """Closed surface of each label (VTK discrete flying edges, windowed-sinc smoothing), in RAS mm.
 
@@ -200,6 +217,14 @@ def label_surfaces(
         Labels to extract; default every label present.
     smooth_iterations : int
         Windowed-sinc iterations (0 = the raw voxel-faithful surface).
+    boxes : dict of int to tuple of slice, optional
+        Each label's voxel bounding box (e.g. :func:`neckmatch.viz.maps.node_boxes`): the surfaces are then made
+        from these crops alone, without a pass over the whole map.
+    keep : float
+        Share of the triangles kept by quadric decimation (1 = none removed).
+    resolution_mm : float, optional
+        Make each surface from every ``round(resolution_mm / spacing)``-th voxel along each axis (a label keeping at
+        least 64 voxels so): a finer grid than this gives no visibly better surface, only more triangles.
 
     Returns
     -------
@@ -210,14 +235,24 @@ def label_surfaces(
     wanted = label_map.labels() if labels is None else np.asarray(sorted({int(x) for x in labels}), dtype=np.int64)
     if wanted.size == 0:
         return {}
-    slices = ndimage.find_objects(np.where(np.isin(data, wanted), data, 0).astype(np.int64))
+    if boxes is None:
+        slices = ndimage.find_objects(np.where(np.isin(data, wanted), data, 0).astype(np.int64))
+        boxes = {int(lab): slices[lab - 1] for lab in wanted if lab - 1 < len(slices) and slices[lab - 1]}
     flip = np.linalg.det(label_map.affine[:3, :3]) < 0
+    step = np.ones(3, dtype=np.int64)
+    if resolution_mm is not None:
+        step = np.maximum(np.rint(resolution_mm / label_map.spacing), 1).astype(np.int64)
     out: dict[int, trimesh.Trimesh] = {}
     for lab in wanted:
-        sl = slices[lab - 1] if lab - 1 < len(slices) else None
+        sl = boxes.get(int(lab))
         if sl is None:
             continue
-        verts, faces = _surface_of_mask(data[sl] == lab, smooth_iterations)
+        mask = data[sl] == lab
+        if mask[::step[0], ::step[1], ::step[2]].sum() >= 64:  # enough voxels left to keep the node's shape
+            verts, faces = _surface_of_mask(mask[::step[0], ::step[1], ::step[2]], smooth_iterations, keep)
+            verts = verts * step
+        else:
+            verts, faces = _surface_of_mask(mask, smooth_iterations, keep)
         if len(faces) == 0:
             continue
         ijk = verts + np.array([s.start for s in sl], dtype=np.float64)
@@ -323,6 +358,15 @@ def _container_meshes(containers: Sequence[Mapping[str, Any]]) -> list[SceneMesh
     return out
 
 
+def _anatomy_meshes(structures: Sequence[Any], alpha: float) -> list[SceneMesh]:
+    out = []
+    for st in structures:
+        attrs = {"kind": "anatomy", "structure": st.name, "tissue": st.tissue, "side": st.side}
+        out.append(SceneMesh(st.name, "anatomy", np.asarray(st.vertices, float), np.asarray(st.faces, np.int64),
+                             (*ANATOMY_COLORS[st.tissue], alpha), attrs))
+    return out
+
+
 def unmatched_path_markers(truth: pd.DataFrame, containers: Sequence[Mapping[str, Any]]) -> list[PathMarker]:
     """The pathology nodes of ``truth_nodes.csv`` without an MR partner, placed from ``specimen.json``.
 
@@ -385,6 +429,7 @@ def build_scene(
     containers: Sequence[Mapping[str, Any]] | None = None,
     level_alpha: float = 0.3,
     path_markers: Sequence[PathMarker] | None = None,
+    anatomy: Sequence[Any] | None = None,
 ) -> Scene:
     """Assemble the scene of one case.
 
@@ -405,6 +450,8 @@ def build_scene(
         Opacity of the level regions.
     path_markers : list of PathMarker, optional
         Pathology nodes without an MR partner (see :func:`unmatched_path_markers`); counted in the title.
+    anatomy : list of neckmatch.viz.anatomy.Structure, optional
+        Reference structures (mandible, hyoid, vessels ...), drawn light (opacity 0.45 in the GLB).
     """
     coloring = "outcome" if "outcome" in nodes.columns else "level"
     levels = _level_meshes(level_meshes or {}, level_alpha)
@@ -421,4 +468,5 @@ def build_scene(
     if markers:
         n_pos = sum(m.status == "positive" for m in markers)
         title += f"; {len(markers)} pathology nodes without MR partner ({n_pos} positive)"
-    return Scene(case_id, levels + node_meshes + boxes, title, level_legend, node_legend, coloring, markers)
+    meshes = levels + _anatomy_meshes(anatomy or [], 0.45) + node_meshes + boxes
+    return Scene(case_id, meshes, title, level_legend, node_legend, coloring, markers)

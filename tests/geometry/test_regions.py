@@ -81,8 +81,8 @@ def test_label_table():
     [
         ((18.0, 0.0, -20.0), "R", "III"),  # infrahyoid, lateral to the carotid, anterior to SCM
         ((2.0, 20.0, -60.0), "R", "VI"),  # medial, above the manubrium
-        ((-20.0, 20.0, 20.0), "L", "IB"),  # suprahyoid, anterior to SMG, lateral to the digastric
-        ((-4.0, 20.0, 20.0), "L", "IA"),
+        ((-20.0, 20.0, 10.0), "L", "IB"),  # suprahyoid, anterior to SMG, lateral to the digastric
+        ((-4.0, 20.0, 10.0), "L", "IA"),
         ((4.0, 0.0, 20.0), "R", "RP"),
         ((20.0, 0.0, 20.0), "R", "IIA"),
         ((20.0, -8.0, 20.0), "R", "IIB"),
@@ -90,7 +90,7 @@ def test_label_table():
         ((20.0, 0.0, -40.0), "R", "IV"),  # in front of the SCM-scalene line
         ((-44.0, -30.0, -40.0), "L", "VB"),
         ((20.0, 0.0, -70.0), "R", "SC"),
-        ((-2.0, 10.0, -70.0), "L", "VII"),
+        ((-6.0, 10.0, -70.0), "L", "VII"),  # beside the trachea
     ],
 )
 def test_hand_picked_voxels(level_map, landmarks, point, side, level):
@@ -114,6 +114,28 @@ def test_hand_picked_voxels(level_map, landmarks, point, side, level):
 )
 def test_empty_outside_envelope(level_map, point):
     assert _label_at(level_map[0], point) == 0
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        (0.0, 10.0, -20.0),  # the larynx: midway between the midline points (y 20) and the carotids (y 0)
+        (0.0, 10.0, -70.0),  # the trachea below the manubrium
+        (4.0, -10.0, -20.0),  # medial and behind the carotids: the spine
+        (-20.0, 20.0, 30.0),  # anterior to SMG above z_hy + 0.5 (z_sb - z_hy) = 20: floor of mouth, not level I
+        (54.0, 36.0, -20.0),  # inside the box envelope, outside the rounded body contour
+    ],
+)
+def test_neck_shape_leaves_out_airway_spine_mouth_and_corners(level_map, landmarks, point):
+    assert _label_at(level_map[0], point) == 0
+    assert assign_levels(np.array([point]), landmarks).level[0] != ""  # the rules alone would label it
+
+
+def test_mid_neck_slice_is_not_a_box(level_map):
+    from neckmatch.geometry.regions import axial_fill_ratio
+
+    ratio = axial_fill_ratio(level_map[0], -16.0)  # between hyoid (0) and cricoid (-30)
+    assert 0.4 < ratio < 0.90
 
 
 def test_every_voxel_consistent_with_assign_levels(level_map, landmarks):
@@ -267,3 +289,10 @@ def test_atlas_unnamed_value():
     del names[5]
     with pytest.raises(InputError, match="label value 5 has no level name"):
         assign_levels_atlas(nodes, levels, names)
+
+
+def test_axial_grid_path_equals_the_reference_grid_path(landmarks):
+    fast, _ = level_label_map(landmarks, spacing_mm=4.0)
+    slow, _ = level_label_map(landmarks, LabelMap(np.zeros(fast.data.shape, np.uint8), fast.affine))
+    np.testing.assert_array_equal(fast.data, slow.data)
+    assert (fast.data > 0).mean() > 0.1

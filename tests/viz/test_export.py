@@ -56,7 +56,7 @@ def test_vtm_has_named_blocks_with_colours(scene, tmp_path):
     root = reader.GetOutput()
     groups = {root.GetMetaData(i).Get(vtk.vtkCompositeDataSet.NAME()): root.GetBlock(i)
               for i in range(root.GetNumberOfBlocks())}
-    assert list(groups) == ["levels", "nodes", "containers"]
+    assert list(groups) == ["levels", "nodes", "containers", "anatomy"]
     nodes = groups["nodes"]
     names = [nodes.GetMetaData(j).Get(vtk.vtkCompositeDataSet.NAME()) for j in range(nodes.GetNumberOfBlocks())]
     assert names == [f"node_{k}" for k in range(1, 7)]

@@ -13,13 +13,12 @@ import trimesh
 from matplotlib.figure import Figure
 
 from neckmatch.errors import InputError
-from neckmatch.viz.render import (
+from neckmatch.viz.maps import node_table as case_node_table
+from neckmatch.viz.maps import path_markers, specimen_containers
+from neckmatch.viz.png import (
     LABEL_RADIUS_PX,
     VIEWS,
-    _containers,
     _legends,
-    _path_markers,
-    case_node_table,
     place_labels,
     project_points,
     render_scene,
@@ -155,28 +154,25 @@ def test_scene_names_and_colouring(scene):
     assert scene.title == "Case SYN1: 6 MR nodes - TP 1, FN 1, FP 1, TN 2, unmatched 1"
 
 
-def test_case_node_table_joins_levels_and_truth(tmp_path, node_table):
+def test_case_node_table_joins_levels_and_truth(node_table):
     levels = node_table[["case_id", "node", "side", "level", "x", "y", "z"]]
-    levels.to_csv(tmp_path / "levels.csv", index=False)
     truth = node_table.rename(columns={"node": "mr_node"})[["case_id", "mr_node", "outcome", "match_kind"]]
     extra = pd.DataFrame([{"case_id": "SYN1", "mr_node": np.nan, "outcome": "FN", "match_kind": "unmatched"}])
-    pd.concat([truth, extra]).to_csv(tmp_path / "truth_nodes.csv", index=False)
-    table = case_node_table(None, tmp_path)
+    table = case_node_table(None, {"levels": levels, "truth_nodes": pd.concat([truth, extra], ignore_index=True)})
     assert table["node"].tolist() == [1, 2, 3, 4, 5, 6]
     assert table.set_index("node").loc[3, "outcome"] == "FN"
 
 
-def test_bad_truth_table_is_an_input_error(tmp_path, node_table):
-    node_table.to_csv(tmp_path / "levels.csv", index=False)
-    pd.DataFrame({"mr_node": [1]}).to_csv(tmp_path / "truth_nodes.csv", index=False)
+def test_bad_truth_table_is_an_input_error(node_table):
+    tables = {"levels": node_table, "truth_nodes": pd.DataFrame({"mr_node": [1]})}
     with pytest.raises(InputError, match="needs mr_node and outcome"):
-        case_node_table(None, tmp_path)
+        case_node_table(None, tables)
 
 
-def test_containers_from_specimen_json(tmp_path, containers):
-    (tmp_path / "specimen.json").write_text(json.dumps({"case_id": "SYN1", "containers": containers}))
-    assert [c["container"] for c in _containers(tmp_path)] == ["R-II", "L-III+IV"]
-    assert _containers(tmp_path / "absent") == []
+def test_containers_from_specimen_json(containers):
+    doc = json.loads(json.dumps({"case_id": "SYN1", "containers": containers}))  # as specimen.json reads back
+    assert [c["container"] for c in specimen_containers(doc)] == ["R-II", "L-III+IV"]
+    assert specimen_containers({}) == []
 
 
 def test_level_region_volumes_in_the_scene(scene):
@@ -313,9 +309,21 @@ def test_marker_title_counts(scene):
     assert "MR partner" not in scene.title
 
 
-def test_truth_table_columns_for_the_markers(tmp_path):
-    pd.DataFrame({"mr_node": [1], "outcome": ["TP"]}).to_csv(tmp_path / "truth_nodes.csv", index=False)
-    assert _path_markers(tmp_path, []) == []  # MR nodes only: nothing to mark
-    pd.DataFrame({"path_node": ["R-II-01"], "outcome": [""]}).to_csv(tmp_path / "truth_nodes.csv", index=False)
+def test_truth_table_columns_for_the_markers():
+    assert path_markers(pd.DataFrame({"mr_node": [1], "outcome": ["TP"]}), []) == []  # MR nodes only: none
     with pytest.raises(InputError, match="mr_node: missing column"):
-        _path_markers(tmp_path, [])
+        path_markers(pd.DataFrame({"path_node": ["R-II-01"], "outcome": [""]}), [])
+
+
+def test_node_boxes_from_the_table_hold_every_voxel_of_each_node(node_map, node_table):
+    from scipy import ndimage
+
+    from neckmatch.viz.maps import node_boxes
+
+    table = node_table.assign(long_axis_mm=2.0)  # far too small: the boxes must grow to the whole node
+    boxes = node_boxes(node_map, table)
+    full = ndimage.find_objects(node_map.data)
+    for lab, box in boxes.items():
+        crop = node_map.data[box] == lab
+        assert crop.sum() == (node_map.data == lab).sum()
+        assert all(b.start <= f.start and b.stop >= f.stop for b, f in zip(box, full[lab - 1], strict=True))

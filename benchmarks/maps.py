@@ -1,0 +1,119 @@
+"""Speed of the 3-D maps on real-size cases against the floor of reading each case's label map, in one run.
+
+Run: ``.venv/bin/python benchmarks/maps.py [--cases 3] [--voxel-mm 0.42] [--no-cohort]``.
+
+1. ``--cases`` synthetic cases at ``--voxel-mm`` isotropic voxels (0.42 mm gives ~35-45 Mvoxel label maps with
+   ~70-100 nodes, the size of a real USPIO neck MRI) are generated into a temporary folder (not timed).
+2. The floor, in this process: read every case's label map and find its labels (``read_label_map`` +
+   ``LabelMap.labels()``), serially.
+3. In memory, as the pipeline hands them over: the engine (``compute_case``) and then ``render_maps`` per case
+   (PNG, GLB, viewer page, VTK multiblock, both Slicer segmentations, landmarks, scene); a first render on a
+   small case warms up the imports and the OpenGL context. Printed: seconds per case and the ratio to the floor.
+4. Unless ``--no-cohort``: ``neckmatch run`` with and without maps (2 workers, fresh interpreters): wall time as
+   a multiple of the floor, and the peak resident memory of a worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_CHILD = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+from neckmatch.cohort import run_cohort
+res = run_cohort(sys.argv[1], sys.argv[2], workers=2, maps=sys.argv[3] == "maps")
+print(json.dumps({"run_s": time.perf_counter() - t0, "status": [r.status for r in res.records],
+                  "children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+"""
+
+
+def _generate(n: int, voxel_mm: float, out: Path) -> list[Path]:
+    from neckmatch.synth.cohort import case_seed, generate_case
+    from neckmatch.synth.params import SynthParams
+
+    params = SynthParams(voxel_min_mm=voxel_mm, voxel_max_mm=voxel_mm, anisotropic_fraction=0.0)
+    for k in range(n):
+        generate_case(f"BIG{k + 1:03d}", case_seed(11, k), out, params)
+    return sorted(p.parent for p in out.rglob("case.json"))
+
+
+def _floor(cases: list[Path]) -> float:
+    from neckmatch.io.labelmap import read_label_map
+
+    t0 = time.perf_counter()
+    for case in cases:
+        manifest = json.loads((case / "case.json").read_text(encoding="utf-8"))
+        read_label_map(case / manifest["mri"]["nodes"]).labels()
+    return time.perf_counter() - t0
+
+
+def _in_memory(cases: list[Path], warm: Path, out: Path) -> tuple[float, float, float]:
+    """Seconds of the engine, of the scene alone and of all maps, summed over the cases (after a warm-up)."""
+    from neckmatch.io.case import read_case
+    from neckmatch.pipeline import compute_case
+    from neckmatch.viz.maps import case_scene, render_maps
+
+    outputs = compute_case(warm)
+    render_maps(read_case(warm), out / "warm", outputs.tables, outputs.specimen)
+    engine = scene = maps = 0.0
+    for case_dir in cases:
+        case = read_case(case_dir)
+        t0 = time.perf_counter()
+        outputs = compute_case(case_dir)
+        t1 = time.perf_counter()
+        case_scene(case, outputs.tables, outputs.specimen)
+        t2 = time.perf_counter()
+        render_maps(case, out / case.case_id, outputs.tables, outputs.specimen)
+        t3 = time.perf_counter()
+        engine, scene, maps = engine + t1 - t0, scene + t2 - t1, maps + t3 - t2
+        print(f"  {case.case_id}: {case.label_map.data.size / 1e6:.0f} Mvoxel, {len(case.label_map.labels())} nodes:"
+              f" engine {t1 - t0:.2f} s, scene {t2 - t1:.2f} s, all maps {t3 - t2:.2f} s", flush=True)
+    return engine, scene, maps
+
+
+def _cohort(cohort: Path, out: Path, maps: bool) -> dict:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(cohort), str(out), "maps" if maps else "no-maps"],
+                          check=True, capture_output=True, text=True)
+    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    stats["wall_s"] = time.perf_counter() - t0
+    return stats
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", type=int, default=3)
+    ap.add_argument("--voxel-mm", type=float, default=0.42)
+    ap.add_argument("--no-cohort", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="neckmatch-maps-") as tmp:
+        root = Path(tmp)
+        cases = _generate(args.cases, args.voxel_mm, root / "cohort")
+        from neckmatch.synth.cohort import case_seed, generate_case
+
+        generate_case("WARM", case_seed(3, 0), root / "warm")
+        print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        floor = _floor(cases)
+        n = len(cases)
+        print(f"floor: {n} label maps read, {floor / n:.3f} s per case")
+        engine, scene, maps = _in_memory(cases, root / "warm" / "WARM", root / "maps")
+        print(f"maps in memory: {maps / n:.2f} s per case ({maps / floor:.1f}x the floor; scene {scene / n:.2f} s); "
+              f"engine {engine / n:.2f} s per case ({engine / floor:.1f}x)")
+        if not args.no_cohort:
+            bare = _cohort(root / "cohort", root / "run-bare", maps=False)
+            full = _cohort(root / "cohort", root / "run-maps", maps=True)
+            for label, s in (("run --no-maps", bare), ("run with maps", full)):
+                print(f"{label}, 2 workers, {n} cases: wall {s['wall_s']:.1f} s = {s['wall_s'] / floor:.1f}x the "
+                      f"floor; peak RSS per worker {s['children_mb']:.0f} MB; {sorted(set(s['status']))}")
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,714 @@
+"""Off-screen pictures of a case's scene: anterior and lateral views side by side, with legends and labels.
+
+VTK renders each view off-screen (EGL or OSMesa where there is no display) in two opaque passes: the level
+regions in flat id colours (which region is in front at each pixel), then the MR nodes and containers. The
+picture is composed from both: each region in its exact legend colour with outlines, the nodes over it in their
+outcome colours, so no translucent blending mixes colours. A region gets its label at the centre of the largest
+circle that fits in its visible part (away from nodes); a region that others cover in a view gets a dashed
+outline and its label in brackets. matplotlib lays the views out with the title, labels and legends.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import PIL.Image
+import vtk
+from matplotlib import patheffects
+from matplotlib.artist import Artist
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from numpy.typing import NDArray
+from scipy import ndimage
+from vtk.util.numpy_support import vtk_to_numpy
+
+from neckmatch.errors import RenderError
+from neckmatch.io.atomic import atomic_path
+from neckmatch.viz.colors import ANATOMY_COLORS, OUTCOME_MARKERS
+from neckmatch.viz.scene import (
+    OUTCOME_LABELS,
+    PATH_STATUS_COLORS,
+    Scene,
+    SceneMesh,
+    mesh_polydata,
+)
+
+__all__ = [
+    "View", "VIEWS", "ViewImage", "project_points", "render_views", "place_labels", "render_scene", "scene_figure",
+]
+
+
+@dataclass(frozen=True)
+class View:
+    """A camera looking at the patient: where it sits (unit vector from the focus, RAS) and which way is up.
+
+    ``sides`` lists the patient sides shown (a lateral view shows only its own side, so the two necks do not
+    overlap). ``edges`` are the orientation letters at the image's left, right, top and bottom. With
+    ``covered`` the regions that others hide in this view get a dashed outline and a label in brackets.
+    """
+
+    name: str
+    position: tuple[float, float, float]
+    up: tuple[float, float, float]
+    sides: tuple[str, ...]
+    edges: tuple[str, str, str, str]
+    containers: bool = True
+    covered: bool = True
+
+
+# Anterior: camera in front (+A), so the patient's right is on the image left, as when facing the patient.
+VIEWS: tuple[View, ...] = (
+    View("Anterior view (facing the patient)", (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), ("R", "L", ""),
+         ("R", "L", "S", "I"), containers=False, covered=False),
+    View("Right lateral view (right neck)", (1.0, 0.0, 0.0), (0.0, 0.0, 1.0), ("R", ""), ("P", "A", "S", "I")),
+    View("Left lateral view (left neck)", (-1.0, 0.0, 0.0), (0.0, 0.0, 1.0), ("L", ""), ("A", "P", "S", "I")),
+)
+
+
+class ViewImage(NamedTuple):
+    """One rendered view.
+
+    image : ndarray of shape (H, W, 3), uint8, row 0 at the top: the front-most level region at each pixel in
+    its exact legend colour, region outlines, and the MR nodes and containers drawn over them.
+    labels : level-region name -> (col, row) pixel of its label, for the regions with room for one.
+    hidden : level-region name -> ndarray of shape (H, W), bool: the silhouette of a region of the shown sides
+    that other regions cover in this view (drawn as a dashed outline, its label in brackets).
+    containers : container name -> (col, row) pixel of the top-left corner of its outline, where its name goes
+    (views that draw containers).
+    markers : pathology node id -> (col, row) pixel of each placed pathology node without an MR partner shown
+    (views that draw containers). unplaced : how many of this view's side were not placed.
+    """
+
+    image: NDArray[np.uint8]
+    labels: dict[str, tuple[float, float]]
+    hidden: dict[str, NDArray[np.bool_]]
+    containers: dict[str, tuple[float, float]] = {}
+    markers: dict[str, tuple[float, float]] = {}
+    unplaced: int = 0
+
+
+LABEL_RADIUS_PX = 9.0  # a region needs room for a circle this large (pixels) to carry its label
+_OUTLINE_RGB = np.array([105, 105, 105], dtype=np.uint8)
+
+
+def _id_color(k: int) -> tuple[float, float, float]:
+    """Flat colour that encodes region number ``k`` (1..255) in 8-bit red and green, robust to rounding."""
+    return ((k & 15) * 16 / 255.0, (k >> 4) * 16 / 255.0, 0.0)
+
+
+def _decode_ids(rgb: NDArray[np.uint8]) -> NDArray[np.int64]:
+    """Region number per pixel of an id render (0 = background): ndarray of shape (H, W), int."""
+    px = np.rint(rgb[..., :2].astype(np.float64) / 16.0).astype(np.int64)
+    return px[..., 0] + 16 * px[..., 1]
+
+
+def _actor(mesh: SceneMesh, region: int = 0) -> vtk.vtkActor:
+    """Actor of one mesh; a level region is drawn flat in the id colour of ``region`` (opaque, unlit)."""
+    mapper = vtk.vtkPolyDataMapper()
+    if mesh.kind in ("node", "anatomy"):
+        normals = vtk.vtkPolyDataNormals()
+        normals.SetInputData(mesh_polydata(mesh))
+        normals.SplittingOff()
+        mapper.SetInputConnection(normals.GetOutputPort())
+    else:
+        mapper.SetInputData(mesh_polydata(mesh))
+    actor = vtk.vtkActor()
+    actor.SetMapper(mapper)
+    prop = actor.GetProperty()
+    if mesh.kind == "level":
+        prop.SetColor(*_id_color(region))
+        prop.LightingOff()
+        return actor
+    prop.SetColor(*mesh.color[:3])
+    if mesh.kind == "container":
+        prop.SetLineWidth(2.0)
+        prop.LightingOff()
+    else:
+        prop.SetSpecular(0.25 if mesh.kind == "node" else 0.05)
+        prop.SetAmbient(0.0 if mesh.kind == "node" else 0.35)
+    return actor
+
+
+def _window(width: int, height: int) -> vtk.vtkRenderWindow:
+    logger = vtk.vtkLogger
+    old = logger.GetCurrentVerbosityCutoff()
+    logger.SetStderrVerbosity(logger.VERBOSITY_OFF)  # silences "bad X server connection" before EGL fallback
+    try:
+        win = vtk.vtkRenderWindow()
+        win.SetOffScreenRendering(1)
+        win.SetSize(width, height)
+        win.SetMultiSamples(0)
+        ren = vtk.vtkRenderer()
+        ren.SetBackground(0.0, 0.0, 0.0)
+        win.AddRenderer(ren)
+        win.Render()
+    except Exception as exc:  # VTK raises plain errors when no context can be made
+        raise RenderError(f"cannot open an off-screen OpenGL context ({exc})") from exc
+    finally:
+        logger.SetStderrVerbosity(old if old >= logger.VERBOSITY_OFF else logger.VERBOSITY_WARNING)
+    if not win.IsCurrent() and not win.SupportsOpenGL():
+        raise RenderError("no usable OpenGL context for off-screen rendering (need EGL, OSMesa or a display)")
+    return win
+
+
+def _grab(win: vtk.vtkRenderWindow, depth: bool = False) -> NDArray[Any]:
+    """The last render: RGB ndarray (H, W, 3) uint8, or with ``depth`` the z-buffer (H, W) float in [0, 1]."""
+    grab = vtk.vtkWindowToImageFilter()
+    grab.SetInput(win)
+    if depth:
+        grab.SetInputBufferTypeToZBuffer()
+    else:
+        grab.SetInputBufferTypeToRGB()
+    grab.ReadFrontBufferOff()
+    grab.ShouldRerenderOff()
+    grab.Update()
+    img = grab.GetOutput()
+    w, h, _ = img.GetDimensions()
+    arr = vtk_to_numpy(img.GetPointData().GetScalars())
+    return np.ascontiguousarray(arr.reshape((h, w) if depth else (h, w, 3))[::-1])
+
+
+def _view_axes(view: View) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Unit vectors (RAS) pointing to the image's right and top in ``view``."""
+    dop, up = -np.asarray(view.position, float), np.asarray(view.up, float)
+    return np.cross(dop, up), up
+
+
+def _projected_extent(scene: Scene, view: View) -> tuple[float, float]:
+    """Width and height (mm) of the scene's bounding box seen in ``view``."""
+    lo, hi = scene.bounds()
+    corners = np.array([[(lo, hi)[i >> k & 1][k] for k in range(3)] for i in range(8)])
+    right, top = _view_axes(view)
+    return float(np.ptp(corners @ right)), float(np.ptp(corners @ top))
+
+
+def project_points(
+    points: NDArray[np.float64], view: View, bounds: NDArray[np.float64], size: tuple[int, int], px_per_mm: float
+) -> NDArray[np.float64]:
+    """Image pixels of RAS points in a view rendered by :func:`render_views` (camera aimed at the ``bounds`` centre).
+
+    Parameters
+    ----------
+    points : ndarray of shape (N, 3), float, mm, RAS
+    view : View
+    bounds : ndarray of shape (2, 3), float, mm, RAS
+        The scene bounds (:meth:`Scene.bounds`).
+    size : (int, int)
+        Width and height of the view's image, pixels.
+    px_per_mm : float
+
+    Returns
+    -------
+    ndarray of shape (N, 2), float
+        (col, row) with row 0 at the top; pixel centres at integers (as ``imshow`` draws them).
+
+    Examples
+    --------
+    >>> b = np.array([[-10.0, -10.0, -10.0], [10.0, 10.0, 10.0]])
+    >>> project_points(np.array([[0.0, 5.0, 2.0]]), VIEWS[1], b, (100, 80), 2.0)
+    array([[59.5, 35.5]])
+    """
+    right, top = _view_axes(view)
+    rel = np.asarray(points, dtype=np.float64).reshape(-1, 3) - bounds.mean(axis=0)
+    w, h = size
+    return np.column_stack([w / 2.0 + px_per_mm * (rel @ right) - 0.5, h / 2.0 - px_per_mm * (rel @ top) - 0.5])
+
+
+def _aim(ren: vtk.vtkRenderer, view: View, bounds: NDArray[np.float64], half_height_mm: float) -> None:
+    """Point the parallel-projection camera of ``ren`` along ``view`` at the centre of ``bounds`` (2, 3) mm."""
+    centre, radius = bounds.mean(axis=0), float(np.linalg.norm(np.ptp(bounds, axis=0))) / 2.0 + 10.0
+    cam = ren.GetActiveCamera()
+    cam.ParallelProjectionOn()
+    cam.SetFocalPoint(*centre)
+    cam.SetPosition(*(centre + 1000.0 * np.asarray(view.position)))
+    cam.SetViewUp(*view.up)
+    cam.SetParallelScale(half_height_mm)
+    cam.SetClippingRange(1000.0 - radius, 1000.0 + radius)
+
+
+def _interior_point(mask: NDArray[np.bool_]) -> tuple[float, float, float]:
+    """Centre (col, row) and radius (pixels) of the largest circle inside ``mask`` (H, W) bool; radius 0 if empty."""
+    objs = ndimage.find_objects(mask.astype(np.int8))
+    if not objs or objs[0] is None:
+        return 0.0, 0.0, 0.0
+    rows, cols = objs[0]
+    # on every other pixel (4x faster; a label point needs no finer placement), the radius in full pixels
+    dist = ndimage.distance_transform_edt(np.pad(mask[rows, cols][::2, ::2], 1))
+    r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return float(cols.start + 2 * (c - 1)), float(rows.start + 2 * (r - 1)), 2.0 * float(dist[r, c])
+
+
+def _region_labels(
+    ids: NDArray[np.int64], nodes: NDArray[np.bool_], names: dict[int, str]
+) -> tuple[dict[str, tuple[float, float]], list[int]]:
+    """Label points of the regions visible in an id image, away from nodes where there is room; the others."""
+    labels, covered = {}, []
+    for k, name in names.items():
+        region = ids == k
+        col, row, radius = _interior_point(region & ~nodes)
+        if radius < LABEL_RADIUS_PX:
+            col, row, radius = _interior_point(region)
+        if radius < LABEL_RADIUS_PX:
+            covered.append(k)
+        else:
+            labels[name] = (col, row)
+    return labels, covered
+
+
+def _edges(ids: NDArray[Any]) -> NDArray[np.bool_]:
+    """Pixels where the value of ``ids`` (H, W) changes to a 4-neighbour: ndarray of shape (H, W), bool."""
+    edge = np.zeros(ids.shape, dtype=bool)
+    dx, dy = ids[:, 1:] != ids[:, :-1], ids[1:, :] != ids[:-1, :]
+    edge[:, 1:] |= dx
+    edge[:, :-1] |= dx
+    edge[1:, :] |= dy
+    edge[:-1, :] |= dy
+    return edge
+
+
+_ANATOMY_WEIGHT = 0.55  # share of a reference structure's shaded colour over the level regions
+
+
+def _compose(
+    ids: NDArray[np.int64], palette: NDArray[np.uint8], fore: NDArray[np.uint8], fore_mask: NDArray[np.bool_],
+    anat: NDArray[np.uint8] | None = None, anat_mask: NDArray[np.bool_] | None = None,
+) -> NDArray[np.uint8]:
+    """Regions in ``palette[id]`` (row 0 white) with outlines where the id changes, the reference structures
+    blended over them, ``fore`` (nodes, containers) where masked with a dark outline round each."""
+    img = palette[ids]
+    img[_edges(ids)] = _OUTLINE_RGB
+    if anat is not None and anat_mask is not None:
+        mixed = (1 - _ANATOMY_WEIGHT) * img[anat_mask] + _ANATOMY_WEIGHT * anat[anat_mask].astype(np.float64)
+        img[anat_mask] = np.round(mixed).astype(np.uint8)
+        img[_edges(anat_mask) & anat_mask] = (150, 135, 120)
+    img[fore_mask] = fore[fore_mask]
+    img[_edges(fore_mask) & fore_mask] = (30, 30, 30)
+    return img
+
+
+def render_views(
+    scene: Scene, views: tuple[View, ...], sizes: list[tuple[int, int]], px_per_mm: float
+) -> list[ViewImage]:
+    """Render each view off-screen in parallel projection at one common scale.
+
+    Parameters
+    ----------
+    scene : Scene
+    views : tuple of View
+    sizes : list of (int, int)
+        Width and height in pixels of each view's image.
+    px_per_mm : float
+        Image pixels per patient millimetre, the same in every view.
+
+    Returns
+    -------
+    list of ViewImage
+        Per view: the composed image (H, W, 3) uint8, label points and covered regions (see :class:`ViewImage`).
+    """
+    levels = scene.of_kind("level")
+    win = _window(*sizes[0])
+    ren = win.GetRenderers().GetFirstRenderer()
+    region_actors = [_actor(m, k + 1) for k, m in enumerate(levels)]
+    fore_actors = [(m, _actor(m)) for m in scene.meshes if m.kind in ("node", "container")]
+    anat_actors = [(m, _actor(m)) for m in scene.of_kind("anatomy")]
+    hide = fore_actors + anat_actors
+    for a in [*region_actors, *(a for _, a in hide)]:
+        ren.AddActor(a)
+    palette = np.full((len(levels) + 1, 3), 255, dtype=np.uint8)
+    palette[1:] = np.round(np.array([m.color[:3] for m in levels]).reshape(-1, 3) * 255)
+    out = []
+    try:
+        for view, (w, h) in zip(views, sizes, strict=True):
+            win.SetSize(w, h)
+            _aim(ren, view, scene.bounds(), h / 2.0 / px_per_mm)
+            shown = {k + 1: m.name for k, m in enumerate(levels) if m.side in view.sides}
+            ids = _render_ids(win, region_actors, hide, shown)
+            anat, anat_mask = _render_fore(win, anat_actors, [m.side in view.sides for m, _ in anat_actors])
+            fore, fore_mask = _render_fore(win, fore_actors, [
+                m.side in view.sides and (view.containers or m.kind != "container") for m, _ in fore_actors])
+            labels, covered = _region_labels(ids, fore_mask, shown)
+            hidden = _hidden_masks(win, ren, view, region_actors, hide, {k: shown[k] for k in covered}, (w, h),
+                                   px_per_mm, scene.bounds()) if view.covered and covered else {}
+            extras = _view_extras(scene, view, (w, h), px_per_mm)
+            out.append(ViewImage(_compose(ids, palette, fore, fore_mask, anat, anat_mask), labels, hidden, *extras))
+    finally:
+        win.Finalize()
+    return out
+
+
+def _view_extras(
+    scene: Scene, view: View, size: tuple[int, int], px_per_mm: float
+) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]], int]:
+    """Container name corners, placed unmatched pathology node pixels and the unplaced count of one view."""
+    if not view.containers:
+        return {}, {}, 0
+    bounds = scene.bounds()
+    corners = {}
+    for m in scene.of_kind("container"):
+        if m.side in view.sides:
+            px = project_points(m.vertices, view, bounds, size, px_per_mm)
+            corners[str(m.attrs.get("container", m.name))] = (float(px[:, 0].min()), float(px[:, 1].min()))
+    mine = [p for p in scene.path_markers if p.side in view.sides]
+    placed = [p for p in mine if p.position is not None]
+    markers = {}
+    if placed:
+        positions = np.array([p.position for p in placed if p.position is not None], dtype=np.float64)
+        px = project_points(positions, view, bounds, size, px_per_mm)
+        markers = {p.node: (float(c), float(r)) for p, (c, r) in zip(placed, px, strict=True)}
+    return corners, markers, len(mine) - len(placed)
+
+
+def _hidden_masks(
+    win: vtk.vtkRenderWindow, ren: vtk.vtkRenderer, view: View, regions: list[vtk.vtkActor],
+    hide: list[tuple[SceneMesh, vtk.vtkActor]], covered: dict[int, str], size: tuple[int, int], px_per_mm: float,
+    bounds: NDArray[np.float64],
+) -> dict[str, NDArray[np.bool_]]:
+    """Silhouette (H, W) of each covered region rendered alone, at half resolution (a dashed outline needs no
+    more; a quarter of the pixels to fill), then scaled back to the view's pixels."""
+    w, h = size
+    w2, h2 = (w + 1) // 2, (h + 1) // 2
+    win.SetSize(w2, h2)
+    _aim(ren, view, bounds, h2 / px_per_mm)
+    out = {}
+    for k, name in covered.items():
+        half = _render_ids(win, regions, hide, {k: ""}) == k
+        out[name] = np.repeat(np.repeat(half, 2, axis=0), 2, axis=1)[:h, :w]
+    win.SetSize(w, h)
+    _aim(ren, view, bounds, h / 2.0 / px_per_mm)
+    return out
+
+
+def _render_fore(
+    win: vtk.vtkRenderWindow, actors: list[tuple[SceneMesh, vtk.vtkActor]], shown: list[bool]
+) -> tuple[NDArray[np.uint8], NDArray[np.bool_]]:
+    """Render only the actors flagged in ``shown``: the image (H, W, 3) and where anything was drawn."""
+    for (_, a), visible in zip(actors, shown, strict=True):
+        a.SetVisibility(visible)
+    win.Render()
+    image, mask = _grab(win), _grab(win, depth=True) < 1.0
+    for _, a in actors:
+        a.SetVisibility(False)
+    return image, mask
+
+
+def _render_ids(
+    win: vtk.vtkRenderWindow, regions: list[vtk.vtkActor], fore: list[tuple[SceneMesh, vtk.vtkActor]],
+    shown: dict[int, str],
+) -> NDArray[np.int64]:
+    """Render only the regions numbered in ``shown`` (flat id colours); their number per pixel, (H, W) int."""
+    for _, a in fore:
+        a.SetVisibility(False)
+    for k, a in enumerate(regions, start=1):
+        a.SetVisibility(k in shown)
+    win.Render()
+    ids = _decode_ids(_grab(win))
+    for a in regions:
+        a.SetVisibility(False)
+    return ids
+
+
+def place_labels(
+    anchors: dict[str, tuple[float, float]], dx: float = 30.0, dy: float = 15.0, tries: int = 8,
+    taken: list[tuple[float, float]] | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Label positions (pixels) near their anchors such that no two labels' ``dx`` x ``dy`` boxes overlap.
+
+    Greedy from the top: each label takes the first free spot among its anchor and steps of ``dy`` below and
+    above it, then of ``dx`` to the sides, further out each round (up to ``tries`` rounds). ``taken`` are the
+    centres of labels already placed (the same box size) that the new ones keep clear of.
+
+    Examples
+    --------
+    >>> place_labels({"IIA": (100.0, 50.0), "IIB": (104.0, 52.0)})
+    {'IIA': (100.0, 50.0), 'IIB': (104.0, 67.0)}
+    """
+    steps = [(0.0, 0.0)] + [(sx * r * dx, sy * r * dy) for r in range(1, tries + 1)
+                            for sx, sy in ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (-1, 1), (1, -1), (-1, -1))]
+    placed: dict[str, tuple[float, float]] = {}
+    fixed = list(taken or [])
+    for name, (x, y) in sorted(anchors.items(), key=lambda kv: (kv[1][1], kv[1][0])):
+        spot = next(((x + ox, y + oy) for ox, oy in steps
+                     if all(abs(x + ox - px) >= dx or abs(y + oy - py) >= dy
+                            for px, py in [*fixed, *placed.values()])),
+                    (x, y))
+        placed[name] = spot
+    return placed
+
+
+def _darker(rgb: tuple[float, ...]) -> tuple[float, float, float]:
+    h, s, v = colorsys.rgb_to_hsv(*rgb[:3])
+    return colorsys.hsv_to_rgb(h, max(s, 0.5), 0.45)
+
+
+def _label_levels(ax, scene: Scene, shot: ViewImage) -> list[tuple[float, float]]:
+    """Draw the level labels (and dashed outlines of covered regions); the label centres (pixels)."""
+    by_name = {m.name: m for m in scene.of_kind("level")}
+    anchors = dict(shot.labels)
+    for name, mask in shot.hidden.items():
+        if mask.any():
+            ax.contour(mask.astype(np.float32), levels=[0.5], colors=[_darker(by_name[name].color)],
+                       linewidths=1.6, linestyles=[(0, (5, 3))])
+            anchors[name] = _interior_point(mask)[:2]
+    outline = [patheffects.withStroke(linewidth=2.5, foreground="white")]
+    placed = place_labels(anchors)
+    for name, (x, y) in placed.items():
+        level = by_name[name].attrs["level"]
+        text, style = (f"({level})", "italic") if name in shot.hidden else (level, "normal")
+        ax.annotate(text, xy=anchors[name], xytext=(x, y), ha="center", va="center", fontsize=10, weight="bold",
+                    style=style, color="#222222", path_effects=outline, annotation_clip=True,
+                    arrowprops=None if (x, y) == anchors[name] else
+                    dict(arrowstyle="-", color="#444444", linewidth=0.8, shrinkA=5, shrinkB=0))
+    return list(placed.values())
+
+
+_CONTAINER_LABEL_PX = (44.0, 13.0)  # box of a container name (fontsize 8), pixels
+
+
+def _label_containers(ax, shot: ViewImage, taken: list[tuple[float, float]]) -> None:
+    """Each container's name just inside the top-left corner of its outline, clear of the other labels."""
+    dx, dy = _CONTAINER_LABEL_PX
+    anchors = {name: (c + dx / 2 + 2, r + dy / 2 + 2) for name, (c, r) in shot.containers.items()}
+    # level labels are 30 x 15 px: keep clear of both boxes
+    placed = place_labels(anchors, dx=(dx + 30.0) / 2, dy=(dy + 15.0) / 2, taken=taken)
+    outline = [patheffects.withStroke(linewidth=2.2, foreground="white")]
+    for name, (x, y) in placed.items():
+        corner = shot.containers[name]
+        ax.annotate(name, xy=corner, xytext=(x, y), ha="center", va="center", fontsize=8, color="#262626",
+                    path_effects=outline, annotation_clip=True,
+                    arrowprops=None if (x, y) == anchors[name] else
+                    dict(arrowstyle="-", color="#262626", linewidth=0.6, shrinkA=4, shrinkB=0))
+
+
+_MARKER_STYLE = {"positive": (11.0, 2.4), "negative": (7.0, 1.3), "unknown": (7.0, 1.3)}  # size pt, edge width
+
+
+def _draw_path_markers(ax, scene: Scene, shot: ViewImage) -> None:
+    """Hollow markers of the placed pathology nodes without an MR partner (positives larger, on top)."""
+    status = {p.node: p.status for p in scene.path_markers}
+    for st in ("unknown", "negative", "positive"):
+        pts = np.array([xy for node, xy in shot.markers.items() if status[node] == st]).reshape(-1, 2)
+        if len(pts):
+            size, width = _MARKER_STYLE[st]
+            ax.plot(pts[:, 0], pts[:, 1], linestyle="none", marker="o", markersize=size, markerfacecolor="none",
+                    markeredgecolor=PATH_STATUS_COLORS[st], markeredgewidth=width,
+                    path_effects=[patheffects.withStroke(linewidth=width + 2.0, foreground="white")])
+    if shot.unplaced:
+        h = shot.image.shape[0]
+        # two short lines in the bottom-left corner: clear of the centred 'I' letter and the scale bar
+        ax.text(8, h - 8, f"{shot.unplaced} unplaced pathology node{'s' if shot.unplaced > 1 else ''}\n"
+                "without MR partner", fontsize=8, color="#262626", ha="left", va="bottom")
+
+
+def _node_points(scene: Scene, view: View, shot: ViewImage, px_per_mm: float) -> tuple[list[SceneMesh], NDArray]:
+    """The MR nodes of the view's sides and their centroid pixels (N, 2)."""
+    nodes = [m for m in scene.of_kind("node") if m.side in view.sides]
+    centres = np.array([[m.attrs[c] for c in "xyz"] if all(m.attrs.get(c) is not None for c in "xyz")
+                        else m.anchor() for m in nodes], dtype=np.float64).reshape(-1, 3)
+    h, w = shot.image.shape[:2]
+    return nodes, project_points(centres, view, scene.bounds(), (w, h), px_per_mm)
+
+
+def _draw_node_markers(ax, scene: Scene, view: View, shot: ViewImage, px_per_mm: float) -> None:
+    """A small marker on each MR node giving its outcome by shape and fill as well as by colour."""
+    if scene.node_coloring != "outcome":
+        return
+    nodes, px = _node_points(scene, view, shot, px_per_mm)
+    for cat, (marker, filled) in OUTCOME_MARKERS.items():
+        pts = px[[m.attrs.get("category") == cat for m in nodes]] if len(nodes) else px
+        if len(pts):
+            ax.plot(pts[:, 0], pts[:, 1], linestyle="none", marker=marker, markersize=5.5,
+                    markerfacecolor="#111111" if filled else "white", markeredgecolor="#111111",
+                    markeredgewidth=1.1 if marker != "x" else 1.6)
+
+
+_ANATOMY_NAMES = {"mandible": "mandible", "hyoid": "hyoid", "thyroid_cartilage": "thyroid cart.",
+                  "cricoid_cartilage": "cricoid", "airway": "trachea", "carotid": "carotid", "jugular": "IJV",
+                  "SCM": "SCM", "submandibular_gland": "SMG", "clavicle": "clavicle"}
+_ANATOMY_IN_FRONT = ("mandible", "hyoid", "thyroid_cartilage_R", "cricoid_cartilage", "SCM_L", "clavicle_R",
+                     "carotid_R", "jugular_L")
+
+
+def _label_anatomy(
+    ax, scene: Scene, view: View, shot: ViewImage, px_per_mm: float, taken: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """Small italic names of the reference structures at a visible point of each, clear of the level labels."""
+    h, w = shot.image.shape[:2]
+    bounds, anchors = scene.bounds(), {}
+    for m in scene.of_kind("anatomy"):
+        if m.side not in view.sides or (not view.covered and m.name not in _ANATOMY_IN_FRONT):
+            continue
+        px = project_points(m.vertices, view, bounds, (w, h), px_per_mm)
+        centre = px.mean(axis=0)
+        if m.name == "airway":
+            centre = np.array([centre[0], np.percentile(px[:, 1], 85)])
+        best = px[int(np.argmin(np.linalg.norm(px - centre, axis=1)))]
+        anchors[m.name] = (float(best[0]), float(best[1]))
+    placed = place_labels(anchors, dx=56.0, dy=12.0, taken=taken)
+    style = dict(fontsize=7.5, style="italic", color="#5a3d2b", ha="center", va="center",
+                 path_effects=[patheffects.withStroke(linewidth=2.2, foreground="white")])
+    for name, (x, y) in placed.items():
+        stem = name.removesuffix("_R").removesuffix("_L")
+        ax.annotate(_ANATOMY_NAMES.get(stem, stem), xy=anchors[name], xytext=(x, y), annotation_clip=True,
+                    arrowprops=None if (x, y) == anchors[name] else
+                    dict(arrowstyle="-", color="#8a6d5b", linewidth=0.5, shrinkA=3, shrinkB=0), **style)
+    return list(placed.values())
+
+
+def _scale_bar(ax, shape: tuple[int, ...], px_per_mm: float, mm: float = 50.0) -> None:
+    h, w = shape[:2]
+    x0, y0 = w - 30 - mm * px_per_mm, h - 40
+    ax.plot([x0, x0 + mm * px_per_mm], [y0, y0], color="#222222", linewidth=3, solid_capstyle="butt")
+    ax.text(x0 + mm * px_per_mm / 2, y0 - 8, f"{mm:g} mm", ha="center", va="bottom", fontsize=9)
+
+
+def _orientation(ax, view: View, shape: tuple[int, ...]) -> None:
+    h, w = shape[:2]
+    style = dict(fontsize=15, weight="bold", color="#1a3d7a", ha="center", va="center",
+                 path_effects=[patheffects.withStroke(linewidth=3, foreground="white")])
+    left, right, top, bottom = view.edges
+    ax.text(18, h / 2, left, **style)
+    ax.text(w - 18, h / 2, right, **style)
+    ax.text(w / 2, 18, top, **style)
+    ax.text(w / 2, h - 18, bottom, **style)
+
+
+def _legends(fig: Figure, scene: Scene, x: float) -> None:
+    r, g, b = (float(c) / 255.0 for c in _OUTLINE_RGB)
+    edge = (r, g, b)
+    lv: list[Artist] = [Patch(facecolor=c, edgecolor=edge, label=f"level {k}") for k, c in scene.level_legend.items()]
+    lv.append(Line2D([], [], color="#555555", linestyle=(0, (5, 3)), linewidth=1.6, label="(level): behind others"))
+    fig.legend(handles=lv, loc="upper left", bbox_to_anchor=(x, 0.93), title="Level regions",
+               fontsize=10, title_fontsize=11, frameon=False, handlelength=2.2, handleheight=1.4)
+    if scene.node_coloring == "outcome":
+        nodes: list[Artist] = [
+            Patch(facecolor=c, edgecolor=c, label=OUTCOME_LABELS[k]) for k, c in scene.node_legend.items()
+        ]
+        title = "MR nodes by outcome"
+    else:
+        nodes = [Patch(facecolor=c, edgecolor=c, label=k) for k, c in scene.node_legend.items()]
+        title = "MR nodes (by level)"
+    if scene.node_coloring == "outcome":
+        nodes = [Line2D([], [], linestyle="none", marker=OUTCOME_MARKERS[k][0], markersize=11,
+                        markerfacecolor=c if OUTCOME_MARKERS[k][1] else "white", markeredgecolor=c,
+                        markeredgewidth=2.2, label=OUTCOME_LABELS[k]) for k, c in scene.node_legend.items()]
+        nodes.append(Line2D([], [], linestyle="none", label="triangle: metastasis, circle: benign;\n"
+                            "filled: called malignant on MR"))
+    if scene.of_kind("container"):
+        nodes.append(Patch(facecolor="white", edgecolor="#262626", linewidth=1.5, label="pathology container"))
+    statuses = {"positive", "negative"} | {p.status for p in scene.path_markers} if scene.path_markers else set()
+    for st in [st for st in _MARKER_STYLE if st in statuses]:
+        size, width = _MARKER_STYLE[st]
+        nodes.append(Line2D([], [], linestyle="none", marker="o", markersize=size, markerfacecolor="none",
+                            markeredgecolor=PATH_STATUS_COLORS[st], markeredgewidth=width,
+                            label=f"pathology node, no MR partner ({st})"))
+    fig.legend(handles=nodes, loc="upper left", bbox_to_anchor=(x, 0.375), title=title, fontsize=9,
+               title_fontsize=11, frameon=False, handlelength=2.2, handleheight=1.4)
+    tissues = sorted({str(m.attrs.get("tissue")) for m in scene.of_kind("anatomy")}, key=list(ANATOMY_COLORS).index)
+    if tissues:
+        names = {"bone": "bone: mandible, hyoid, clavicle", "cartilage": "cartilage: thyroid, cricoid",
+                 "artery": "carotid artery", "vein": "internal jugular vein (IJV)", "muscle": "sternocleidomastoid",
+                 "gland": "submandibular gland (SMG)", "airway": "larynx, trachea"}
+        handles = [Patch(facecolor=ANATOMY_COLORS[t], edgecolor="#96877a", label=names[t]) for t in tissues]
+        fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(x, 0.575), title="Reference structures",
+                   fontsize=8, title_fontsize=10, frameon=False, handlelength=2.0, handleheight=0.9)
+
+
+def _layout(scene: Scene, width: int, height: int) -> tuple[list[tuple[int, int]], float]:
+    """Panel sizes (pixels) for the views, proportional to what each shows, and the common pixels per mm."""
+    ext = [_projected_extent(scene, v) for v in VIEWS]
+    margin = 1.12
+    avail_w, avail_h = 0.80 * width - 10 * len(VIEWS), 0.84 * height
+    px_per_mm = min(avail_w / sum(e[0] * margin for e in ext), avail_h / max(e[1] * margin for e in ext))
+    panel_h = int(avail_h)
+    return [(max(int(e[0] * margin * px_per_mm), 200), panel_h) for e in ext], px_per_mm
+
+
+def render_scene(scene: Scene, path: str | Path, size: tuple[int, int] = (2000, 1100)) -> Path:
+    """Write the PNG of ``scene``: the views side by side, title, level labels, orientation letters, legends.
+
+    Parameters
+    ----------
+    scene : Scene
+    path : str or Path
+        Output ``.png`` (written atomically).
+    size : (int, int)
+        Image width and height in pixels (at least 1600 x 1000 for reading).
+
+    Raises
+    ------
+    RenderError
+        When no off-screen OpenGL context can be made.
+    """
+    fig, panels = scene_figure(scene, size)
+    image = _flatten(fig, panels, size)
+    with atomic_path(path) as tmp:
+        PIL.Image.fromarray(image).save(tmp, format="png", compress_level=1)
+    return Path(path)
+
+
+def _flatten(fig: Figure, panels: list[tuple[Any, ViewImage]], size: tuple[int, int]) -> NDArray[np.uint8]:
+    """The figure as RGB pixels (H, W, 3): the view images pasted as they are, the drawing blended over them.
+
+    The same picture as ``fig.savefig``, without matplotlib resampling the view images on the way.
+    """
+    width, height = size
+    for im in list(fig.images):
+        im.remove()
+    fig.patch.set_alpha(0.0)
+    fig.canvas.draw()
+    fore = np.asarray(fig.canvas.buffer_rgba())  # type: ignore[attr-defined]
+    base = np.full((height, width, 3), 255, dtype=np.uint8)
+    for ax, shot in panels:
+        h, w = shot.image.shape[:2]
+        x0, y0 = (round(v) for v in ax.get_position().p0 * (width, height))
+        base[height - y0 - h:height - y0, x0:x0 + w] = shot.image
+    drawn = fore[..., 3] > 0  # text, lines and legends: a small part of the picture
+    alpha = fore[drawn, 3:4].astype(np.float32) / 255.0
+    base[drawn] = np.round(base[drawn] * (1.0 - alpha) + fore[drawn, :3] * alpha).astype(np.uint8)
+    return base
+
+
+def scene_figure(scene: Scene, size: tuple[int, int] = (2000, 1100)) -> tuple[Figure, list[tuple[Any, ViewImage]]]:
+    """The figure of :func:`render_scene` (``size`` pixels at 100 dpi) and each view's axes and rendered image.
+
+    A point (col, row) of a :class:`ViewImage` is at ``ax.transData.transform((col, row))`` in the figure
+    (display pixels, origin bottom left).
+    """
+    width, height = size
+    sizes, px_per_mm = _layout(scene, width, height)
+    shots = render_views(scene, VIEWS, sizes, px_per_mm)
+    fig = Figure(figsize=(width / 100, height / 100), dpi=100, facecolor="white")
+    FigureCanvasAgg(fig)
+    fig.suptitle(scene.title, fontsize=17, weight="bold", y=0.975)
+    left, panels = 8, []
+    for view, shot in zip(VIEWS, shots, strict=True):
+        h, w = shot.image.shape[:2]
+        bottom = round(0.02 * height)
+        ax = fig.add_axes((left / width, bottom / height, w / width, h / height))
+        panels.append((ax, shot))
+        # the pixels as they are (no resampling, as imshow would do), under axes that map (col, row) onto them
+        fig.figimage(shot.image, xo=left, yo=bottom, origin="upper", zorder=-1)
+        ax.set_facecolor("none")
+        ax.set_xlim(-0.5, w - 0.5)
+        ax.set_ylim(h - 0.5, -0.5)
+        left += w + 10
+        ax.set_title(view.name, fontsize=13)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for s in ax.spines.values():
+            s.set_color("#bbbbbb")
+        taken = _label_levels(ax, scene, shot)
+        _draw_node_markers(ax, scene, view, shot, px_per_mm)
+        taken += _label_anatomy(ax, scene, view, shot, px_per_mm, taken)
+        _label_containers(ax, shot, taken)
+        _draw_path_markers(ax, scene, shot)
+        _orientation(ax, view, shot.image.shape)
+        _scale_bar(ax, shot.image.shape, px_per_mm)
+    _legends(fig, scene, (left + 10) / width)
+    return fig, panels
