@@ -116,7 +116,6 @@ def _marker_doc(info: dict[str, Any], files: Iterable[str], complete: bool) -> s
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
-@contextmanager
 def write_marker(folder: str | Path, info: dict[str, Any]) -> Path:
     """Write the marker into a finished output ``folder`` (e.g. a cohort run's staging folder of one case), listing
     every entry in it as neckmatch's own; ``info`` as for :func:`write_into`."""
@@ -125,6 +124,7 @@ def write_marker(folder: str | Path, info: dict[str, Any]) -> Path:
     return write_text(_marker_doc(info, names, True), folder / MARKER)
 
 
+@contextmanager
 def write_into(out_dir: str | Path, info: dict[str, Any], force: bool = False, legacy: Iterable[str] = ()
                ) -> Iterator[Path]:
     """Yield an empty staging folder; on success move its entries into ``out_dir`` and write the marker.

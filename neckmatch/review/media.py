@@ -55,7 +55,7 @@ def blind_map_glb(case_dir: str, tolerance_mm: float) -> Path:
     folder under a digest of the case folder's files (path, sizes, times; no identifier in the file name)."""
     from neckmatch._version import __version__
     from neckmatch.viz.export import write_glb
-    from neckmatch.viz.render import case_scene
+    from neckmatch.viz.maps import case_scene
 
     folder = Path(case_dir).resolve()
     stamp = [str(folder), __version__] + [f"{p.name}:{p.stat().st_mtime_ns}:{p.stat().st_size}"
@@ -66,6 +66,5 @@ def blind_map_glb(case_dir: str, tolerance_mm: float) -> Path:
     with _glb_lock:
         if not path.is_file():
             cache.mkdir(parents=True, exist_ok=True)
-            scene, _, _ = case_scene(case_inputs(case_dir, tolerance_mm).case)
-            write_glb(scene, path)
+            write_glb(case_scene(case_inputs(case_dir, tolerance_mm).case).scene, path)
     return path

@@ -96,11 +96,11 @@ def build_constraints(settled: list[tuple[str, str, str, str | None]]) -> Any:
 def matches_frame(case_dir: str, tolerance_mm: float, auto_threshold: float | None, constraints: Any) -> pd.DataFrame:
     """The engine's ``matches`` table of the case under ``constraints`` (InputError on contradictions)."""
     from neckmatch.correlation.matching import match_case
-    from neckmatch.pipeline import apply_auto_threshold
 
     inp = case_inputs(case_dir, tolerance_mm)
-    result = match_case(inp.case, inp.levels, specimen=inp.specimen, constraints=constraints)
-    matches = apply_auto_threshold(result.matches, auto_threshold)
+    result = match_case(inp.case, inp.levels, specimen=inp.specimen, constraints=constraints,
+                        auto_threshold=auto_threshold)
+    matches = result.matches
     matches.attrs["weights"] = result.weights
     return matches
 
