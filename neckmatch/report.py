@@ -202,10 +202,10 @@ def _flow(stard: Mapping[str, Any], cases: pd.DataFrame) -> str:
     y_c = y_n + _box_h(heads[0][2]) + 56
     children = _flow_children(mr, pn)
     h = max(_box_h(lines) for _cx, _k, lines, _n in children)
-    svg.append(_branch(290, y_n + _box_h(heads[0][2]), [105, 290, 475], y_c))
-    svg.append(_branch(850, y_n + _box_h(heads[1][2]), [665, 850, 1035], y_c))
+    svg.append(_branch(290, y_n + _box_h(heads[0][2]), MR_X, y_c))
+    svg.append(_branch(850, y_n + _box_h(heads[1][2]), PATH_X, y_c))
     for cx, key, lines, n in children:
-        svg.append(_svg_box(cx, y_c, 176, lines, key, n, h))
+        svg.append(_svg_box(cx, y_c, 134, lines, key, n, h))
     foot = _reasons(mr.get("unmatched_by_reason"))
     y_end = y_c + h + 10
     if foot:
@@ -216,23 +216,34 @@ def _flow(stard: Mapping[str, Any], cases: pd.DataFrame) -> str:
 
 
 def _flow_children(mr: Mapping[str, Any], pn: Mapping[str, Any]) -> list[tuple[float, str, list[str], int]]:
-    """(centre x, key, lines, count) of the six outcome boxes: MR nodes and pathology nodes by match."""
-    matched, auto = int(mr.get("matched", 0)), mr.get("matched_auto")
-    detail = [f"auto {auto} · review {matched - int(auto)}"] if auto is not None else []
+    """(centre x, key, lines, count) of the eight outcome boxes: MR nodes and pathology nodes by match. Matched
+    means decided (by the engine, ``auto``, or by a person); pairs awaiting review have their own box."""
+    matched = int(mr.get("matched", 0))
+    auto, person = mr.get("matched_auto"), mr.get("matched_person")
+    detail = [f"auto {auto} · person {person or 0}"] if auto is not None else []
+    waiting = int(mr.get("awaiting_review", mr.get("undecided", 0)))
+    p_waiting = int(pn.get("awaiting_review", 0))
     undissected = int(pn.get("in_undissected_levels", 0))
     unseen = max(int(pn.get("unseen_on_mr", 0)) - undissected, 0)
     return [
-        (105, "mr_nodes.matched", ["Matched node-to-node", f"n = {matched}", *detail, "node reference"], matched),
-        (290, "mr_nodes.level-only", ["Level-only", f"n = {mr.get('level-only', 0)}", "level reference only"],
+        (MR_X[0], "mr_nodes.matched", ["Matched", f"n = {matched}", *detail, "node reference"], matched),
+        (MR_X[1], "mr_nodes.awaiting_review", ["Awaiting review", f"n = {waiting}", "no node reference yet"],
+         waiting),
+        (MR_X[2], "mr_nodes.level-only", ["Level-only", f"n = {mr.get('level-only', 0)}", "level reference"],
          int(mr.get("level-only", 0))),
-        (475, "mr_nodes.unmatched", ["Unmatched", f"n = {mr.get('unmatched', 0)}", "no reference"],
+        (MR_X[3], "mr_nodes.unmatched", ["Unmatched", f"n = {mr.get('unmatched', 0)}", "no reference"],
          int(mr.get("unmatched", 0))),
-        (665, "path_nodes.matched", ["Matched to MR nodes", f"n = {pn.get('matched', 0)}"],
-         int(pn.get("matched", 0))),
-        (850, "path_nodes.unseen", ["Unseen on MR", f"n = {unseen}",
-                                    *_reasons(pn.get("unseen_by_reason"), drop="undissected")], unseen),
-        (1035, "path_nodes.in_undissected_levels", ["In undissected levels", f"n = {undissected}"], undissected),
+        (PATH_X[0], "path_nodes.matched", ["Matched", f"n = {pn.get('matched', 0)}"], int(pn.get("matched", 0))),
+        (PATH_X[1], "path_nodes.awaiting_review", ["Awaiting review", f"n = {p_waiting}"], p_waiting),
+        (PATH_X[2], "path_nodes.unseen", ["Unseen on MR", f"n = {unseen}",
+                                          *_reasons(pn.get("unseen_by_reason"), drop="undissected")], unseen),
+        (PATH_X[3], "path_nodes.in_undissected_levels", ["Undissected level", f"n = {undissected}"], undissected),
     ]
+
+
+# x centres of the outcome boxes (the flow diagram is 1130 wide): MR nodes on the left, pathology on the right
+MR_X = (75.0, 215.0, 355.0, 495.0)
+PATH_X = (635.0, 775.0, 915.0, 1055.0)
 
 
 def _svg_wrap(parts: Sequence[str], height: float) -> str:

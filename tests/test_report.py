@@ -83,9 +83,11 @@ def _flow_counts(text: str) -> dict[str, int]:
 
 STARD = {"patients": 5, "sides": {"total": 10, "dissected": 8, "with_reference": 8},
          "levels": {"total": 60, "dissected": 30, "with_reference": 29},
-         "mr_nodes": {"total": 100, "matched": 60, "level-only": 15, "unmatched": 25, "matched_auto": 41,
+         "mr_nodes": {"total": 100, "matched": 50, "undecided": 10, "awaiting_review": 10, "level-only": 15,
+                      "unmatched": 25, "matched_auto": 41, "matched_person": 9,
                       "unmatched_by_reason": {"not-harvested": 16, "undissected": 24}},
-         "path_nodes": {"total": 70, "matched": 60, "unseen_on_mr": 10, "in_undissected_levels": 3,
+         "path_nodes": {"total": 70, "matched": 50, "awaiting_review": 10, "unseen_on_mr": 10,
+                        "in_undissected_levels": 3,
                         "unseen_by_reason": {"not-visible": 7, "undissected": 3}}}
 
 
@@ -94,13 +96,16 @@ def test_flow_numbers_are_those_of_stard_json(tmp_path: Path) -> None:
     (tmp_path / "stats" / "stard.json").write_text(json.dumps(STARD))
     text = render_report_html(tmp_path, _cases(), {"nodes": _nodes()}, {})
     flow = _flow_counts(text)
-    assert flow == {"cohort": 2, "excluded": 1, "patients": 5, "mr_nodes.total": 100, "mr_nodes.matched": 60,
-                    "mr_nodes.level-only": 15, "mr_nodes.unmatched": 25, "path_nodes.total": 70,
-                    "path_nodes.matched": 60, "path_nodes.unseen": 7, "path_nodes.in_undissected_levels": 3}
+    assert flow == {"cohort": 2, "excluded": 1, "patients": 5, "mr_nodes.total": 100, "mr_nodes.matched": 50,
+                    "mr_nodes.awaiting_review": 10, "mr_nodes.level-only": 15, "mr_nodes.unmatched": 25,
+                    "path_nodes.total": 70, "path_nodes.matched": 50, "path_nodes.awaiting_review": 10,
+                    "path_nodes.unseen": 7, "path_nodes.in_undissected_levels": 3}
     # the children of each node box add up to it; the pathology side splits unseen nodes by where they were
-    assert flow["mr_nodes.matched"] + flow["mr_nodes.level-only"] + flow["mr_nodes.unmatched"] == 100
-    assert flow["path_nodes.matched"] + flow["path_nodes.unseen"] + flow["path_nodes.in_undissected_levels"] == 70
-    for line in ("auto 41 · review 19", "sides: 10 (dissected 8; with reference 8)", "not visible: 7",
+    mr_keys = ("matched", "awaiting_review", "level-only", "unmatched")
+    assert sum(flow[f"mr_nodes.{k}"] for k in mr_keys) == 100
+    path_keys = ("matched", "awaiting_review", "unseen", "in_undissected_levels")
+    assert sum(flow[f"path_nodes.{k}"] for k in path_keys) == 70
+    for line in ("auto 41 · person 9", "sides: 10 (dissected 8; with reference 8)", "not visible: 7",
                  "levels: 60 (dissected 30; with reference 29)", "by reason: not harvested: 16; undissected: 24"):
         assert line in text, line
 
