@@ -220,14 +220,14 @@ def _flow_children(mr: Mapping[str, Any], pn: Mapping[str, Any]) -> list[tuple[f
     means decided (by the engine, ``auto``, or by a person); pairs awaiting review have their own box."""
     matched = int(mr.get("matched", 0))
     auto, person = mr.get("matched_auto"), mr.get("matched_person")
-    detail = [f"auto {auto} · person {person or 0}"] if auto is not None else []
+    detail = [f"auto {auto}" + (f" · person {person}" if person else "")] if auto is not None else []
     waiting = int(mr.get("awaiting_review", mr.get("undecided", 0)))
     p_waiting = int(pn.get("awaiting_review", 0))
     undissected = int(pn.get("in_undissected_levels", 0))
     unseen = max(int(pn.get("unseen_on_mr", 0)) - undissected, 0)
     return [
         (MR_X[0], "mr_nodes.matched", ["Matched", f"n = {matched}", *detail, "node reference"], matched),
-        (MR_X[1], "mr_nodes.awaiting_review", ["Awaiting review", f"n = {waiting}", "no node reference yet"],
+        (MR_X[1], "mr_nodes.awaiting_review", ["Awaiting review", f"n = {waiting}", "not yet a reference"],
          waiting),
         (MR_X[2], "mr_nodes.level-only", ["Level-only", f"n = {mr.get('level-only', 0)}", "level reference"],
          int(mr.get("level-only", 0))),
