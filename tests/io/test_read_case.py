@@ -118,12 +118,27 @@ def test_missing_case_folder(tmp_path: Path) -> None:
     ({"mri": {"nodes": "mri/gone.nii.gz"}}, r"case\.json: mri\.nodes: names 'mri/gone\.nii\.gz', which does not exist"),
     ({"pathology": {"nodes": "pathology/x.csv"}}, r"case\.json: pathology\.nodes: names 'pathology/x\.csv', which"),
     ({"pathology": {}}, r"case\.json: pathology: must name 'nodes' and/or 'containers', got neither"),
+    ({"mri": {"nodes": "mri/nodes.nii.gz", "image": "mri/gone.nii.gz"}},
+     r"case\.json: mri\.image: names 'mri/gone\.nii\.gz', which does not exist"),
+    ({"mri": {"nodes": "mri/nodes.nii.gz", "image": 3}}, r"case\.json: mri\.image: must be a file path .*got 3"),
+    ({"mri": {"nodes": "mri/nodes.nii.gz", "image": "../x.nii.gz"}},
+     r"case\.json: mri\.image: must lie inside the case folder"),
     ({"pN": "N2x"}, r"case\.json: pN: not a pathological N category .*got|case\.json: pN: .*'N2x'"),
 ])
 def test_bad_manifest(case_dir: Path, changes: dict[str, Any], message: str) -> None:
     _manifest(case_dir, **changes)
     with pytest.raises(InputError, match=message):
         read_case(case_dir)
+
+
+def test_the_mr_image_is_a_checked_path_whose_voxels_are_not_read(case_dir: Path) -> None:
+    assert read_case(case_dir).image_path is None
+    (case_dir / "mri" / "image.nii.gz").write_bytes(b"not a NIfTI: display only, read by the viewer later")
+    _manifest(case_dir, mri={"nodes": "mri/nodes.nii.gz", "landmarks": "mri/landmarks.mrk.json",
+                             "reads": "mri/reads.csv", "image": "mri/image.nii.gz"})
+    case = read_case(case_dir)  # would fail if read_case loaded the voxels
+    assert case.image_path == case_dir / "mri" / "image.nii.gz"
+    assert "image" not in case.extra and len(case.label_map.labels()) == 4
 
 
 def test_reads_of_labels_not_in_the_map(case_dir: Path) -> None:
