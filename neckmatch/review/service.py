@@ -354,6 +354,14 @@ def highlight_nodes(view: dict[str, Any]) -> tuple[int | None, list[int]]:
     return None, [int(c["partner"]) for c in view["candidates"]]
 
 
+def item_centre(view: dict[str, Any]) -> list[float] | None:
+    """Where the viewer centres an item (RAS mm): the MR node's centre, a pathology item's first candidate's."""
+    xyz = view["evidence"].get("xyz")
+    if not xyz and view["candidates"]:
+        xyz = view["candidates"][0].get("xyz")
+    return [float(v) for v in xyz] if xyz else None
+
+
 def case_state(db: Session, user: User, case_pk: int) -> dict[str, Any]:
     """A case's items with their status, and for a reviewer whether they have decided each."""
     case = _case(db, case_pk)

@@ -186,3 +186,21 @@ def test_pages_walk_a_disagreement_to_the_adjudicator_and_the_audit(app, caplog)
 @pytest.mark.parametrize("path", ["/api/cases/999", "/api/cases/1/items/99999"])
 def test_unknown_ids_are_404(sqlite_app, path):
     assert as_user(sqlite_app, "rad").get(path).status_code == 404
+
+
+def test_the_item_page_shows_the_mr_image_only_where_the_case_has_one(sqlite_app):
+    rad = as_user(sqlite_app, "rad")
+    cases = {c["case_id"]: c["case"] for c in rad.get("/api/cases").json()}
+    first = {}
+    for q in rad.get("/api/queue").json():
+        first.setdefault(q["case_id"], q["item"])
+    assert {"SYN001", "SYN002"} <= set(first)
+    base = f"/cases/{cases['SYN001']}/items/{first['SYN001']}"
+    assert f'data-image="{base}/image.nii.gz"' in rad.get(base).text
+    body = rad.get(base + "/image.nii.gz")
+    assert body.status_code == 200 and body.content[:2] == b"\x1f\x8b"  # gzipped NIfTI
+    other = f"/cases/{cases['SYN002']}/items/{first['SYN002']}"
+    assert "data-image" not in rad.get(other).text
+    assert rad.get(other + "/image.nii.gz").status_code == 404
+    rad.cookies.clear()
+    assert rad.get(base + "/image.nii.gz", follow_redirects=False).status_code == 303  # to the login
