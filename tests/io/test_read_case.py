@@ -139,6 +139,13 @@ def test_the_mr_image_is_a_checked_path_whose_voxels_are_not_read(case_dir: Path
     case = read_case(case_dir)  # would fail if read_case loaded the voxels
     assert case.image_path == case_dir / "mri" / "image.nii.gz"
     assert "image" not in case.extra and len(case.label_map.labels()) == 4
+    assert case_summary(case)["image"] == {"file": "mri/image.nii.gz", "shape": None, "voxel_size_mm": None}
+    lm = case.label_map
+    nib.save(nib.Nifti1Image(np.zeros(lm.data.shape, np.int16), lm.affine), case_dir / "mri" / "image.nii.gz")
+    s = case_summary(read_case(case_dir))
+    assert s["image"] == {"file": "mri/image.nii.gz", "shape": [100, 80, 80], "voxel_size_mm": [1.5, 1.5, 1.5]}
+    assert "MR image: mri/image.nii.gz, grid 100 x 80 x 80 voxels of 1.5 x 1.5 x 1.5 mm (display only)" in \
+        format_case_summary(s)
 
 
 def test_reads_of_labels_not_in_the_map(case_dir: Path) -> None:
@@ -163,7 +170,9 @@ def test_summary_known_values() -> None:
     assert s["containers"][2] == {"container": "R-IV", "side": "R", "level": "IV", "nodes_examined": 1,
                                   "nodes_positive": 0, "node_rows": 1}
     assert s["reads"] == {"count": 8, "readers": {"R1": 4, "R2": 4}, "nodes_read": 4, "called_malignant": 2}
+    assert s["image"] is None
     text = format_case_summary(s)
+    assert "MR image" not in text
     assert "MR nodes: 4 (labels 1, 2, 3, 4)" in text and "L-III+IV" in text and "orientation RAS" in text
 
 
