@@ -94,6 +94,11 @@ def page_ready(get: Any, page: str, assets: list[str]) -> tuple[float, list[int]
     return time.perf_counter() - t0, [len(first)] + [len(b) for b in rest]
 
 
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
 def static_baseline(sizes: list[int], repeats: int) -> float:
     """Median seconds to fetch files of ``sizes`` bytes (first alone, then the rest in parallel) from a
     threaded ``http.server`` on localhost."""
@@ -103,8 +108,7 @@ def static_baseline(sizes: list[int], repeats: int) -> float:
         names = [f"f{k}" for k in range(len(sizes))]
         for name, n in zip(names, sizes, strict=True):
             Path(tmp, name).write_bytes(os.urandom(n))
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=tmp)
-        handler.log_message = lambda *a: None  # type: ignore[attr-defined,method-assign]
+        handler = functools.partial(_Quiet, directory=tmp)
         srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         base = f"http://127.0.0.1:{srv.server_address[1]}/"
