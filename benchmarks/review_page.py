@@ -20,8 +20,6 @@ import functools
 import http.server
 import json
 import os
-import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,14 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-PW = "benchmark password 123"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from review import PW, _client, _port  # benchmarks/review.py: the same login and free port
 
 
 def real_size_case(case_dir: Path, fov_mm: list[float], voxel_mm: float) -> tuple[int, ...]:
@@ -74,15 +65,6 @@ def real_size_case(case_dir: Path, fov_mm: list[float], voxel_mm: float) -> tupl
     doc["mri"]["image"] = "mri/image.nii.gz"
     (case_dir / "case.json").write_text(json.dumps(doc))
     return shape
-
-
-def _client(base: str, name: str) -> Any:
-    import httpx2 as httpx
-
-    c = httpx.Client(base_url=base, follow_redirects=True, timeout=600)
-    token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text).group(1)  # type: ignore[union-attr]
-    assert c.post("/login", data={"name": name, "password": PW, "csrf": token}).status_code == 200
-    return c
 
 
 def page_ready(get: Any, page: str, assets: list[str]) -> tuple[float, list[int]]:

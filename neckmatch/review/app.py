@@ -217,17 +217,23 @@ async def item_post(request: Request, case_pk: int, item_id: int) -> Response:
     return RedirectResponse(target, status_code=303)
 
 
-@router.get("/cases/{case_pk}/items/{item_id}/labels.nii.gz")
-def labels(request: Request, case_pk: int, item_id: int) -> Response:
-    from neckmatch.review.media import highlight_labels
-
+def _item_media(request: Request, case_pk: int, item_id: int) -> tuple[dict[str, Any], str, float]:
+    """For a volume of an item (any logged-in user who may see the item): its view, case folder and tolerance."""
     with _tx(request) as db:
         user, _ = _need(request, db)
         view = service.item_view(db, user, case_pk, item_id)
         case = db.get(ReviewCase, case_pk)
         assert case is not None
-        node, cands = service.highlight_nodes(view)
-        body = highlight_labels(case.case_dir, case.tolerance_mm, node, cands, service.item_centre(view))
+        return view, case.case_dir, case.tolerance_mm
+
+
+@router.get("/cases/{case_pk}/items/{item_id}/labels.nii.gz")
+def labels(request: Request, case_pk: int, item_id: int) -> Response:
+    from neckmatch.review.media import highlight_labels
+
+    view, case_dir, tol = _item_media(request, case_pk, item_id)
+    node, cands = service.highlight_nodes(view)
+    body = highlight_labels(case_dir, tol, node, cands, service.item_centre(view))
     return Response(body, media_type="application/octet-stream")
 
 
@@ -235,12 +241,7 @@ def labels(request: Request, case_pk: int, item_id: int) -> Response:
 def image(request: Request, case_pk: int, item_id: int) -> Response:
     from neckmatch.review.media import image_volume
 
-    with _tx(request) as db:
-        user, _ = _need(request, db)
-        view = service.item_view(db, user, case_pk, item_id)
-        case = db.get(ReviewCase, case_pk)
-        assert case is not None
-        case_dir, tol = case.case_dir, case.tolerance_mm
+    view, case_dir, tol = _item_media(request, case_pk, item_id)
     body = image_volume(case_dir, tol, service.item_centre(view))
     if body is None:
         raise service.NotFound("this case has no MR image")
