@@ -30,10 +30,10 @@ async function startViewer() {
   const nv = new window.niivue.Niivue({ backColor: [1, 1, 1, 1], crosshairColor: [0, 0.62, 0.45, 1],
                                         dragAndDropEnabled: false, isColorbar: false, multiplanarShowRender: never });
   await nv.attachToCanvas(canvas);
-  // with an MR image (display only): the image in grey under the label map, half transparent
+  // with an MR image (display only): the image in grey under the label map (70 % opaque)
   const layers = box.dataset.image
     ? [{ url: box.dataset.image, name: "image.nii.gz", colormap: "gray" },
-       { url: box.dataset.labels, name: "labels.nii.gz", opacity: 0.5 }]
+       { url: box.dataset.labels, name: "labels.nii.gz", opacity: 0.7 }]
     : [{ url: box.dataset.labels, name: "labels.nii.gz" }];
   await nv.loadVolumes(layers);
   nv.volumes[nv.volumes.length - 1].setColormapLabel(LUT);
