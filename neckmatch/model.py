@@ -569,6 +569,7 @@ class Case:
     root: Path | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     specimen: SpecimenScan | None = None  # optional ex vivo specimen MRI (shared/spec/specimen-imaging.md)
+    image_path: Path | None = None  # optional MR image (case.json mri.image): display only, never evidence
 
     def __post_init__(self) -> None:
         if self.primary_side not in ("R", "L", "midline"):

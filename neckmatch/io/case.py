@@ -21,7 +21,7 @@ from typing import Any
 
 from neckmatch.errors import InputError
 from neckmatch.io.ids import validate_case_id
-from neckmatch.io.labelmap import read_label_map
+from neckmatch.io.labelmap import label_map_format, read_label_map
 from neckmatch.io.markups import read_markups
 from neckmatch.io.pathology import derive_containers, read_containers, read_path_nodes
 from neckmatch.io.reads import read_reads
@@ -57,7 +57,7 @@ def _load_manifest_json(path: Path) -> Any:
 def read_manifest(case_dir: str | Path, allow_external_files: bool | None = None) -> dict[str, Any]:
     """Read and validate ``case_dir/case.json``; return it as a dict with absolute paths under ``"files"``.
 
-    ``files`` maps ``mri.nodes``, ``mri.landmarks``, ``mri.reads``, ``pathology.nodes`` and
+    ``files`` maps ``mri.nodes``, ``mri.landmarks``, ``mri.reads``, ``mri.image``, ``pathology.nodes`` and
     ``pathology.containers`` (those given) to existing files. Those files must lie inside the case folder (no
     absolute path, no ``..``, symlinks resolved) unless ``allow_external_files`` (default: the environment
     variable ``NECKMATCH_ALLOW_EXTERNAL_FILES=1``, which ``neckmatch --allow-external-files`` sets).
@@ -119,7 +119,7 @@ def _contained(path: Path, field: str, case_dir: Path, value: str) -> None:
 
 def _files(path: Path, case_dir: Path, doc: dict[str, Any], allow_external: bool = False) -> dict[str, Path]:
     files: dict[str, Path] = {}
-    for section, keys, required in (("mri", ("nodes", "landmarks", "reads"), ("nodes",)),
+    for section, keys, required in (("mri", ("nodes", "landmarks", "reads", "image"), ("nodes",)),
                                     ("pathology", ("nodes", "containers"), ())):
         block = doc.get(section)
         if not isinstance(block, dict):
@@ -136,9 +136,14 @@ def _files(path: Path, case_dir: Path, doc: dict[str, Any], allow_external: bool
             elif "\0" in value:
                 raise InputError(path, field, f"not a file name: {value!r}")
             target = case_dir / value
-            # mri.nodes may also be a folder holding one DICOM SEG file (as PACS exports write it)
-            if not (target.is_file() or (field == "mri.nodes" and target.is_dir())):
+            # mri.nodes (and mri.image) may also be a folder holding one DICOM file (as PACS exports write it)
+            if not (target.is_file() or (field in ("mri.nodes", "mri.image") and target.is_dir())):
                 raise InputError(path, field, f"names '{value}', which does not exist in {case_dir}")
+            if field == "mri.image":
+                try:
+                    label_map_format(target)
+                except InputError:
+                    raise InputError(path, field, f"unsupported image format '{value}' (NIfTI or NRRD)") from None
             files[field] = target
     if "pathology.nodes" not in files and "pathology.containers" not in files:
         raise InputError(path, "pathology", "must name 'nodes' and/or 'containers', got neither")
@@ -162,7 +167,8 @@ def read_case(case_dir: str | Path, required_landmarks: Iterable[str] | None = R
     -------
     Case
         With ``containers`` from ``pathology.containers`` (checked against the node rows when both exist) or
-        derived from the node rows; ``landmarks`` None where ``case.json`` names none.
+        derived from the node rows; ``landmarks`` None where ``case.json`` names none; ``image_path`` the MR
+        image (``mri.image``, display only, its voxels not read here) or None.
     """
     doc = read_manifest(case_dir, allow_external_files)
     files = doc["files"]
@@ -186,7 +192,7 @@ def read_case(case_dir: str | Path, required_landmarks: Iterable[str] | None = R
         return Case(
             case_id=doc["case_id"].strip(), primary_side=doc["primary_side"], dissected=doc["dissected_levels"],
             label_map=label_map, landmarks=landmarks, path_nodes=tuple(nodes), containers=tuple(containers),
-            reads=tuple(reads), root=Path(case_dir), specimen=specimen,
+            reads=tuple(reads), root=Path(case_dir), specimen=specimen, image_path=files.get("mri.image"),
             extra={k: v for k, v in doc.items() if k not in _KNOWN_KEYS | {"files", "dissected_levels"}},
         )
     except (ValueError, TypeError) as exc:

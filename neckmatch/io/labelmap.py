@@ -37,8 +37,8 @@ from neckmatch.errors import InputError
 from neckmatch.io.atomic import atomic_path
 from neckmatch.model import LabelMap
 
-__all__ = ["read_label_map", "write_label_map", "label_map_format", "NRRD_SPACES", "MAX_VOXELS", "MAX_BYTES",
-           "MAX_LABELS"]
+__all__ = ["read_label_map", "read_image", "write_label_map", "label_map_format", "NRRD_SPACES", "MAX_VOXELS",
+           "MAX_BYTES", "MAX_LABELS"]
 
 # Bounded cost: a label map is refused by its header, before its voxels are read, when larger than these
 # (a 512 x 512 x 400 neck MRI at 16 bits is 0.2 GB); and when it holds more nodes than the matching handles.
@@ -142,6 +142,18 @@ def _check_size(path: Path, shape: Any, itemsize: int, field: str) -> None:
     if voxels > MAX_VOXELS or voxels * max(itemsize, 1) > MAX_BYTES:
         raise InputError(path, field, f"{dims} is {voxels} voxels ({voxels * max(itemsize, 1) / 2**30:.3g} GiB); "
                          f"at most {MAX_VOXELS} voxels and {MAX_BYTES / 2**30:g} GiB are read")
+
+
+def read_image(path: str | Path) -> tuple[NDArray[Any], NDArray[np.float64]]:
+    """Read an MR image volume (``mri.image``; display only) as its voxel array (I, J, K) and voxel -> RAS mm
+    affine (4, 4): NIfTI or NRRD as :func:`read_label_map` reads them, any voxel type; InputError otherwise (a
+    DICOM image series is not read)."""
+    path = Path(path)
+    fmt = label_map_format(path)
+    if fmt == "dicom" or not path.is_file():
+        raise InputError(path, "", "the MR image must be a NIfTI or NRRD file to be displayed")
+    data, affine, _ = _read_nifti(path) if fmt == "nifti" else _read_nrrd(path)
+    return data, affine
 
 
 def _read_nifti(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[int, str]]:

@@ -12,6 +12,7 @@ Examples
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import nibabel as nib
@@ -73,7 +74,8 @@ def _reads(case: Case) -> dict[str, Any]:
 def case_summary(case: Case) -> dict[str, Any]:
     """A JSON-able summary of ``case``: ids, MR nodes and grid, landmarks, pathology, reads.
 
-    Keys: ``case_id, primary_side, dissected, nodes, landmarks, pathology, containers, reads``.
+    Keys: ``case_id, primary_side, dissected, nodes, landmarks, pathology, containers, reads, image`` (the MR
+    image, ``mri.image``: its file relative to the case folder and its grid from the header, or None).
     """
     pn = case.path_nodes
     return {
@@ -93,7 +95,26 @@ def case_summary(case: Case) -> dict[str, Any]:
         },
         "containers": _containers(case),
         "reads": _reads(case),
+        "image": _image(case),
     }
+
+
+def _image(case: Case) -> dict[str, Any] | None:
+    """The MR image's file and, for NIfTI, its grid (header only; the voxels are not read)."""
+    if case.image_path is None:
+        return None
+    path = Path(case.image_path)
+    name = path.relative_to(case.root).as_posix() if case.root is not None and path.is_relative_to(case.root) \
+        else path.name
+    out: dict[str, Any] = {"file": name, "shape": None, "voxel_size_mm": None}
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        try:
+            header: Any = nib.load(path).header
+            out["shape"] = [int(v) for v in header.get_data_shape()[:3]]
+            out["voxel_size_mm"] = [round(float(v), 3) for v in header.get_zooms()[:3]]
+        except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError):
+            pass  # display only: an unreadable header leaves the grid unknown
+    return out
 
 
 def _fmt(values: Any) -> str:
@@ -136,4 +157,8 @@ def format_case_summary(summary: dict[str, Any]) -> str:
     readers = ", ".join(f"{k} ({v})" for k, v in r["readers"].items()) or "none"
     lines.append(f"reads: {r['count']} on {_count(r['nodes_read'], 'node')}; readers {readers}; "
                  f"{_count(r['called_malignant'], 'malignant call')}")
+    im = summary.get("image")
+    if im is not None:
+        grid = f", grid {_fmt(im['shape'])} voxels of {_fmt(im['voxel_size_mm'])} mm" if im["shape"] else ""
+        lines.append(f"MR image: {im['file']}{grid} (display only)")
     return escape("\n".join(lines))

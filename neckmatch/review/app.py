@@ -197,7 +197,10 @@ def item_page(request: Request, case_pk: int, item_id: int) -> Response:
     with _tx(request) as db:
         user, ws = _need(request, db)
         view = service.item_view(db, user, case_pk, item_id)
-        return _page("item.html", request, user=user, csrf=ws.csrf, v=view, message="")
+        case = db.get(ReviewCase, case_pk)
+        assert case is not None
+        return _page("item.html", request, user=user, csrf=ws.csrf, v=view, message="",
+                     has_image=_has_image(case.case_dir))
 
 
 @router.post("/cases/{case_pk}/items/{item_id}")
@@ -214,17 +217,34 @@ async def item_post(request: Request, case_pk: int, item_id: int) -> Response:
     return RedirectResponse(target, status_code=303)
 
 
-@router.get("/cases/{case_pk}/items/{item_id}/labels.nii.gz")
-def labels(request: Request, case_pk: int, item_id: int) -> Response:
-    from neckmatch.review.media import highlight_labels
-
+def _item_media(request: Request, case_pk: int, item_id: int) -> tuple[dict[str, Any], str, float]:
+    """For a volume of an item (any logged-in user who may see the item): its view, case folder and tolerance."""
     with _tx(request) as db:
         user, _ = _need(request, db)
         view = service.item_view(db, user, case_pk, item_id)
         case = db.get(ReviewCase, case_pk)
         assert case is not None
-        node, cands = service.highlight_nodes(view)
-        body = highlight_labels(case.case_dir, case.tolerance_mm, node, cands)
+        return view, case.case_dir, case.tolerance_mm
+
+
+@router.get("/cases/{case_pk}/items/{item_id}/labels.nii.gz")
+def labels(request: Request, case_pk: int, item_id: int) -> Response:
+    from neckmatch.review.media import highlight_labels
+
+    view, case_dir, tol = _item_media(request, case_pk, item_id)
+    node, cands = service.highlight_nodes(view)
+    body = highlight_labels(case_dir, tol, node, cands, service.item_centre(view))
+    return Response(body, media_type="application/octet-stream")
+
+
+@router.get("/cases/{case_pk}/items/{item_id}/image.nii.gz")
+def image(request: Request, case_pk: int, item_id: int) -> Response:
+    from neckmatch.review.media import image_volume
+
+    view, case_dir, tol = _item_media(request, case_pk, item_id)
+    body = image_volume(case_dir, tol, service.item_centre(view))
+    if body is None:
+        raise service.NotFound("this case has no MR image")
     return Response(body, media_type="application/octet-stream")
 
 
@@ -316,6 +336,18 @@ def api_audit(request: Request, case_pk: int) -> list[dict[str, Any]]:
     with _tx(request) as db:
         _need(request, db, AUDIT_ROLES)
         return service.audit_entries(db, case_pk)
+
+
+def _has_image(case_dir: str) -> bool:
+    """Whether the case names an MR image the viewer can show (``mri.image``, NIfTI or NRRD); reads case.json only."""
+    from neckmatch.io.case import read_manifest
+    from neckmatch.io.labelmap import label_map_format
+
+    try:
+        image = read_manifest(case_dir)["files"].get("mri.image")
+        return image is not None and label_map_format(image) != "dicom"
+    except InputError:
+        return False
 
 
 def _int(value: Any) -> int:

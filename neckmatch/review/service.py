@@ -16,6 +16,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -336,7 +337,33 @@ def item_view(db: Session, user: User, case_pk: int, item_id: int) -> dict[str, 
             "decisions": visible, "decided_by_me": any(d.user_id == user.id for d in decisions.values()),
             "decided_count": sum(r in decisions for r in REVIEWER_ROLES),
             "prev": live[pos - 1] if pos > 0 else None, "next": live[pos + 1] if 0 <= pos < len(live) - 1 else None,
-            "position": pos + 1, "of": len(live), "containers": _containers(sol)}
+            "position": pos + 1, "of": len(live), "containers": _containers(sol),
+            "has_specimen": bool(sol.get("specimen")),
+            "specimen": specimen_near(sol.get("specimen", []), item.kind, item.node,
+                                      (sol["mr"] if item.kind == "mr" else sol["path"]).get(item.node, {}), cands)}
+
+
+NEAR_MM = 20.0  # a registered specimen node this close to the node in hand is listed
+MAX_SPECIMEN_ROWS = 12
+
+
+def specimen_near(rows: list[dict[str, Any]], kind: str, node: str, evidence: dict[str, Any],
+                  cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The specimen panel of an item: registered specimen nodes within :data:`NEAR_MM` of the node in hand (a
+    pathology item: of its first candidate), registered to it, or linked to it or to a candidate; nearest first,
+    at most :data:`MAX_SPECIMEN_ROWS`. Each row gains ``distance_mm`` (None without a centre) and ``marked``
+    (the pathology nodes among ``path_nodes`` that are the item's node or a candidate)."""
+    partners = {str(c["partner"]) for c in cands}
+    xyz = evidence.get("xyz") or (cands[0].get("xyz") if cands else None)
+    out = []
+    for r in rows:
+        dist = round(float(np.linalg.norm(np.subtract(r["xyz"], xyz))), 1) if xyz else None
+        marked = [p for p in r["path_nodes"] if p == node or p in partners]
+        mine = str(r["mr_node"]) == node if kind == "mr" else str(r["mr_node"]) in partners
+        if (dist is not None and dist <= NEAR_MM) or marked or mine:
+            out.append({**r, "distance_mm": dist, "marked": marked})
+    out.sort(key=lambda r: (r["distance_mm"] is None, r["distance_mm"] or 0.0, r["image"], r["specimen_node"]))
+    return out[:MAX_SPECIMEN_ROWS]
 
 
 def _containers(sol: dict[str, Any]) -> list[dict[str, Any]]:
@@ -352,6 +379,14 @@ def highlight_nodes(view: dict[str, Any]) -> tuple[int | None, list[int]]:
     if view["kind"] == "mr":
         return int(view["node"]), []
     return None, [int(c["partner"]) for c in view["candidates"]]
+
+
+def item_centre(view: dict[str, Any]) -> list[float] | None:
+    """Where the viewer centres an item (RAS mm): the MR node's centre, a pathology item's first candidate's."""
+    xyz = view["evidence"].get("xyz")
+    if not xyz and view["candidates"]:
+        xyz = view["candidates"][0].get("xyz")
+    return [float(v) for v in xyz] if xyz else None
 
 
 def case_state(db: Session, user: User, case_pk: int) -> dict[str, Any]:

@@ -102,6 +102,7 @@ def matches_frame(case_dir: str, tolerance_mm: float, auto_threshold: float | No
                         auto_threshold=auto_threshold)
     matches = result.matches
     matches.attrs["weights"] = result.weights
+    matches.attrs["registration"] = result.registration.table if result.registration is not None else None
     return matches
 
 
@@ -182,7 +183,26 @@ def solve(case_dir: str, tolerance_mm: float, auto_threshold: float | None,
             review.append(key)
     ev = inp.evidence
     return {"rows": rows, "review": review, "candidates": _candidates(matches.attrs["weights"], ev["members"]),
-            "mr": ev["mr"], "path": ev["path"]}
+            "mr": ev["mr"], "path": ev["path"],
+            "specimen": _specimen_rows(inp.case, matches.attrs.get("registration"))}
+
+
+def _specimen_rows(case: Any, table: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """The specimen nodes registered into patient space (``specimen_registration.csv`` rows: image, specimen
+    node, the MR node it was registered to, its confidence, RAS mm centre, residual) with ``path_nodes``, the
+    pathology nodes the pathologist linked to it. Empty without a ``specimen`` block. Never a status."""
+    if table is None or case.specimen is None:
+        return []
+    linked: dict[tuple[str, int], list[str]] = {}
+    for link in case.specimen.links:
+        linked.setdefault((link.image, int(link.specimen_node)), []).append(link.path_node)
+    return [{"image": str(r["image"]), "specimen_node": int(r["specimen_node"]),
+             "mr_node": None if pd.isna(r["mr_node"]) else int(r["mr_node"]),
+             "confidence": _num(None if pd.isna(r["confidence"]) else round(float(r["confidence"]), 3)),
+             "xyz": [float(r["x"]), float(r["y"]), float(r["z"])],
+             "residual_mm": None if pd.isna(r["residual_mm"]) else round(float(r["residual_mm"]), 1),
+             "path_nodes": sorted(linked.get((str(r["image"]), int(r["specimen_node"])), []))}
+            for r in table.to_dict("records")]
 
 
 def truth_with_provenance(case_dir: str, tolerance_mm: float, auto_threshold: float | None,

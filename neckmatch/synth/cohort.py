@@ -8,7 +8,7 @@ case k is the same whatever the number of cases.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ import pandas as pd
 from neckmatch.geometry.levels import assign_levels
 from neckmatch.io.atomic import atomic_dir, write_csv, write_text
 from neckmatch.synth.anatomy import Phantom, make_phantom
-from neckmatch.synth.mri import MRI, make_mri
+from neckmatch.synth.mri import MRI, make_mri, synth_image
 from neckmatch.synth.nodes import TrueNodes, draw_counts, draw_involvement, draw_nodes
 from neckmatch.synth.params import SynthParams
 from neckmatch.synth.pathology import Pathology, make_pathology
@@ -86,6 +86,8 @@ def simulate_case(
     positives = draw_involvement(rng, params, location, primary)
     nodes = draw_nodes(rng, phantom, params, counts, positives)
     mri = make_mri(rng, params, nodes, raster=raster)
+    if params.mri_image and raster:  # deterministic: no draw, the rest of the case is unchanged
+        mri = replace(mri, image=synth_image(mri.label_map))
     path = make_pathology(rng, params, phantom, nodes, primary, with_positions)
     truth = _truth(nodes, phantom, mri, path)
     specimen = None
@@ -106,10 +108,13 @@ def write_case(case: SynthCase, case_dir: str | Path) -> list[Path]:
     case_dir = Path(case_dir)
     rel = ["case.json", "mri/nodes.nii.gz", "mri/landmarks.mrk.json", "mri/reads.csv", "pathology/nodes.csv",
            "ground_truth.csv"]
+    mri_files = {"nodes": rel[1], "landmarks": rel[2], "reads": rel[3]}
+    if case.mri.image is not None:
+        mri_files["image"] = "mri/image.nii.gz"
     manifest = {
         "format": "neckmatch-case/1", "case_id": case.case_id, "primary_side": case.primary_side,
         "dissected": case.pathology.dissected,
-        "mri": {"nodes": rel[1], "landmarks": rel[2], "reads": rel[3]},
+        "mri": mri_files,
         "pathology": {"nodes": rel[4]},
         "synthetic": True, "primary_site": case.location,
     }  # fmt: skip
@@ -124,7 +129,19 @@ def write_case(case: SynthCase, case_dir: str | Path) -> list[Path]:
         write_csv(case.truth, tmp / rel[5])
         if case.specimen is not None:
             rel += write_specimen(case.specimen, tmp)
+        if case.mri.image is not None:
+            rel.append(_write_image(case.mri.image, case.mri.label_map.affine, tmp / "mri" / "image.nii.gz"))
     return [case_dir / r for r in rel]
+
+
+def _write_image(data: np.ndarray, affine: np.ndarray, path: Path) -> str:
+    """Write the synthetic MR image (int16 NIfTI-1, mm); its path relative to the case folder."""
+    import nibabel as nib
+
+    img = nib.Nifti1Image(data, np.asarray(affine, dtype=float))
+    img.header.set_xyzt_units("mm")
+    nib.save(img, path)
+    return "mri/image.nii.gz"
 
 
 def generate_case(

@@ -17,7 +17,7 @@ from neckmatch.synth.anatomy import rotation_matrix
 from neckmatch.synth.nodes import TrueNodes, support_radius
 from neckmatch.synth.params import SynthParams
 
-__all__ = ["MRI", "draw_grid", "segment_nodes", "rasterise", "draw_reads"]
+__all__ = ["MRI", "draw_grid", "segment_nodes", "rasterise", "draw_reads", "synth_image"]
 
 _MARGIN_MM = 8.0
 
@@ -33,6 +33,7 @@ class MRI:
     label_map: LabelMap
     mr_label: NDArray[np.int64]
     reads: pd.DataFrame
+    image: NDArray[np.int16] | None = None  # the MR image on the label map's grid (params.mri_image), display only
 
 
 def draw_grid(rng: np.random.Generator, params: SynthParams, nodes: TrueNodes) -> tuple[NDArray, tuple[int, ...]]:
@@ -139,3 +140,21 @@ def make_mri(rng: np.random.Generator, params: SynthParams, nodes: TrueNodes, ra
     reads = draw_reads(rng, params, nodes, mr_label)
     data = rasterise(shape, affine, nodes, mr_label) if raster else np.zeros((1, 1, 1), np.uint16)
     return MRI(label_map=LabelMap(data, affine), mr_label=mr_label, reads=reads)
+
+
+NODE_SIGNAL = 900  # every segmented node has this intensity: the image must not tell the pathology status
+
+
+def synth_image(label_map: LabelMap) -> NDArray[np.int16]:
+    """A display-only MR image on the label map's grid: a smooth background (a few hundred units, varying over
+    centimetres of RAS mm) and every segmented node at the constant :data:`NODE_SIGNAL`.
+
+    Deterministic (no random draw), so switching it on changes nothing else of the case; node intensities do not
+    depend on the pathology status nor on the reads. Returns ndarray (I, J, K), int16.
+    """
+    shape = label_map.data.shape
+    ijk = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in shape), indexing="ij", sparse=True)
+    aff = label_map.affine.astype(np.float32)
+    x, y, z = (aff[r, 0] * ijk[0] + aff[r, 1] * ijk[1] + aff[r, 2] * ijk[2] + aff[r, 3] for r in range(3))
+    back = 350.0 + 120.0 * np.sin(x / 17.0) * np.cos(y / 23.0) + 80.0 * np.cos(z / 29.0)
+    return np.where(label_map.data > 0, NODE_SIGNAL, back).astype(np.int16)

@@ -118,6 +118,7 @@ class SynthParams:
     score_probs_macro: tuple[float, ...] = (0.02, 0.04, 0.06, 0.30, 0.58)
     score_probs_micro: tuple[float, ...] = (0.50, 0.22, 0.10, 0.10, 0.08)
     malignant_threshold: int = 4  # domain reading rule: residual signal >= fat -> malignant
+    mri_image: bool = False  # also write mri/image.nii.gz (synth_image: display only, status-blind)
     study_reads: bool = False  # reader-study reads instead (synth/reads.py): phases, order, T2star vs T1, f_*
     # --- surgery / pathology (domain; lyDATA for bilateral fraction) ---------------------------------
     dissection_types: dict[str, float] = field(

@@ -118,12 +118,34 @@ def test_missing_case_folder(tmp_path: Path) -> None:
     ({"mri": {"nodes": "mri/gone.nii.gz"}}, r"case\.json: mri\.nodes: names 'mri/gone\.nii\.gz', which does not exist"),
     ({"pathology": {"nodes": "pathology/x.csv"}}, r"case\.json: pathology\.nodes: names 'pathology/x\.csv', which"),
     ({"pathology": {}}, r"case\.json: pathology: must name 'nodes' and/or 'containers', got neither"),
+    ({"mri": {"nodes": "mri/nodes.nii.gz", "image": "mri/gone.nii.gz"}},
+     r"case\.json: mri\.image: names 'mri/gone\.nii\.gz', which does not exist"),
+    ({"mri": {"nodes": "mri/nodes.nii.gz", "image": 3}}, r"case\.json: mri\.image: must be a file path .*got 3"),
+    ({"mri": {"nodes": "mri/nodes.nii.gz", "image": "../x.nii.gz"}},
+     r"case\.json: mri\.image: must lie inside the case folder"),
     ({"pN": "N2x"}, r"case\.json: pN: not a pathological N category .*got|case\.json: pN: .*'N2x'"),
 ])
 def test_bad_manifest(case_dir: Path, changes: dict[str, Any], message: str) -> None:
     _manifest(case_dir, **changes)
     with pytest.raises(InputError, match=message):
         read_case(case_dir)
+
+
+def test_the_mr_image_is_a_checked_path_whose_voxels_are_not_read(case_dir: Path) -> None:
+    assert read_case(case_dir).image_path is None
+    (case_dir / "mri" / "image.nii.gz").write_bytes(b"not a NIfTI: display only, read by the viewer later")
+    _manifest(case_dir, mri={"nodes": "mri/nodes.nii.gz", "landmarks": "mri/landmarks.mrk.json",
+                             "reads": "mri/reads.csv", "image": "mri/image.nii.gz"})
+    case = read_case(case_dir)  # would fail if read_case loaded the voxels
+    assert case.image_path == case_dir / "mri" / "image.nii.gz"
+    assert "image" not in case.extra and len(case.label_map.labels()) == 4
+    assert case_summary(case)["image"] == {"file": "mri/image.nii.gz", "shape": None, "voxel_size_mm": None}
+    lm = case.label_map
+    nib.save(nib.Nifti1Image(np.zeros(lm.data.shape, np.int16), lm.affine), case_dir / "mri" / "image.nii.gz")
+    s = case_summary(read_case(case_dir))
+    assert s["image"] == {"file": "mri/image.nii.gz", "shape": [100, 80, 80], "voxel_size_mm": [1.5, 1.5, 1.5]}
+    assert "MR image: mri/image.nii.gz, grid 100 x 80 x 80 voxels of 1.5 x 1.5 x 1.5 mm (display only)" in \
+        format_case_summary(s)
 
 
 def test_reads_of_labels_not_in_the_map(case_dir: Path) -> None:
@@ -148,7 +170,9 @@ def test_summary_known_values() -> None:
     assert s["containers"][2] == {"container": "R-IV", "side": "R", "level": "IV", "nodes_examined": 1,
                                   "nodes_positive": 0, "node_rows": 1}
     assert s["reads"] == {"count": 8, "readers": {"R1": 4, "R2": 4}, "nodes_read": 4, "called_malignant": 2}
+    assert s["image"] is None
     text = format_case_summary(s)
+    assert "MR image" not in text
     assert "MR nodes: 4 (labels 1, 2, 3, 4)" in text and "L-III+IV" in text and "orientation RAS" in text
 
 

@@ -53,12 +53,20 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 @pytest.fixture(scope="session")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A results folder of `neckmatch run` on 2 synthetic cases (no maps)."""
+    """A results folder of `neckmatch run` on 2 synthetic cases (no maps): SYN001 with an MR image
+    (``mri.image``), SYN002 without."""
+    import json
+
     from neckmatch.cohort import run_cohort
-    from neckmatch.synth import generate_cohort
+    from neckmatch.synth import SynthParams, generate_cohort
 
     root = tmp_path_factory.mktemp("review")
-    generate_cohort(2, 11, root / "cohort")
+    generate_cohort(2, 11, root / "cohort", SynthParams(mri_image=True))
+    manifest = root / "cohort" / "SYN002" / "case.json"
+    doc = json.loads(manifest.read_text())
+    del doc["mri"]["image"]
+    manifest.write_text(json.dumps(doc))
+    (root / "cohort" / "SYN002" / "mri" / "image.nii.gz").unlink()
     run_cohort(root / "cohort", root / "results", workers=1, maps=False)
     return root / "results"
 

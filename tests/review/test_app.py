@@ -186,3 +186,46 @@ def test_pages_walk_a_disagreement_to_the_adjudicator_and_the_audit(app, caplog)
 @pytest.mark.parametrize("path", ["/api/cases/999", "/api/cases/1/items/99999"])
 def test_unknown_ids_are_404(sqlite_app, path):
     assert as_user(sqlite_app, "rad").get(path).status_code == 404
+
+
+def test_the_item_page_shows_the_mr_image_only_where_the_case_has_one(sqlite_app):
+    rad = as_user(sqlite_app, "rad")
+    cases = {c["case_id"]: c["case"] for c in rad.get("/api/cases").json()}
+    first = {}
+    for q in rad.get("/api/queue").json():
+        first.setdefault(q["case_id"], q["item"])
+    assert {"SYN001", "SYN002"} <= set(first)
+    base = f"/cases/{cases['SYN001']}/items/{first['SYN001']}"
+    assert f'data-image="{base}/image.nii.gz"' in rad.get(base).text
+    body = rad.get(base + "/image.nii.gz")
+    assert body.status_code == 200 and body.content[:2] == b"\x1f\x8b"  # gzipped NIfTI
+    other = f"/cases/{cases['SYN002']}/items/{first['SYN002']}"
+    assert "data-image" not in rad.get(other).text
+    assert rad.get(other + "/image.nii.gz").status_code == 404
+    rad.cookies.clear()
+    assert rad.get(base + "/image.nii.gz", follow_redirects=False).status_code == 303  # to the login
+
+
+def test_the_specimen_panel_shows_the_rows_and_marks_candidates_but_no_status(sqlite_app):
+    from types import SimpleNamespace
+
+    from neckmatch.review.app import _env
+
+    rad = as_user(sqlite_app, "rad")
+    view = _first_mr_item(rad)
+    cand = view["candidates"][0]["partner"]
+    view |= {"has_specimen": True, "specimen": [
+        {"image": "R-piece", "specimen_node": 4, "mr_node": int(view["node"]), "confidence": 0.93, "xyz": [0, 0, 0],
+         "residual_mm": 1.2, "path_nodes": [cand, "R-X-9"], "distance_mm": 2.5, "marked": [cand]}]}
+    user = SimpleNamespace(role="radiologist", name="rad")
+    html = _env.get_template("item.html").render(request=None, user=user, csrf="x", v=view, message="",
+                                                 has_image=False)
+    panel = html.split("<h2>Specimen MRI</h2>", 1)[1].split("</section>", 1)[0]
+    assert "R-piece" in panel and "2.5" in panel and "0.93" in panel and f"<strong>{cand}</strong>" in panel
+    assert "R-X-9" in panel and "<strong>R-X-9</strong>" not in panel and 'class="marked"' in panel
+    assert "positive" not in panel and "negative" not in panel
+    view |= {"specimen": []}
+    html = _env.get_template("item.html").render(request=None, user=user, csrf="x", v=view, message="",
+                                                 has_image=False)
+    assert "No specimen node near this node." in html
+    assert "Specimen MRI" not in rad.get(f"/cases/{view['case']}/items/{view['item']}").text  # no specimen block

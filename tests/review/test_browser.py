@@ -99,6 +99,8 @@ def test_keyboard_review_blind_adjudication_and_audit(server, browser, tmp_path)
     first = rad.url
     rad.wait_for_selector('#mr-viewer[data-ready="1"]', timeout=120_000)  # niivue drew the label map (WebGL)
     assert rad.get_attribute("#mr-viewer", "data-error") is None
+    assert rad.get_attribute("#mr-viewer", "data-layers") == "2"  # the MR image under the label map (SYN001)
+    assert any(u.endswith("/image.nii.gz") for u in seen)
     assert "Shortcuts" in rad.content()
     assert _shot(rad, tmp_path, "review-item.png").stat().st_size > 10_000
     with rad.expect_response(lambda r: r.url.endswith("/map.glb"), timeout=300_000) as glb:

@@ -42,3 +42,48 @@ def test_the_3d_map_shows_no_outcome_nor_status(results):
     assert doc["meshes"] and "LN_Neck_" in text
     for hidden in ("outcome", "path_status", "positive", "mr_score", "malignant", '"TP"', '"FP"'):
         assert hidden not in text
+
+
+def test_a_large_volume_is_strided_and_a_crop_keeps_the_world_frame():
+    sl, aff = media.crop_box((1000, 10, 10), np.diag([0.5, 1.0, 1.0, 1.0]), None)
+    assert sl == (slice(0, 1000, 6), slice(0, 10, 1), slice(0, 10, 1))  # ceil(1000 / 192) = 6
+    assert np.allclose(np.diag(aff)[:3], [3.0, 1.0, 1.0]) and np.allclose(aff[:3, 3], 0)
+    rot = np.array([[0.0, -0.8, 0, 10], [0.9, 0, 0, -5], [0, 0, 1.2, 3], [0, 0, 0, 1]])
+    sl, aff = media.crop_box((300, 300, 300), rot, [0.0, 40.0, 60.0])
+    idx = np.array([7, 11, 13, 1.0])
+    orig = np.array([s.start + s.step * i for s, i in zip(sl, idx[:3], strict=True)] + [1.0])
+    np.testing.assert_allclose(aff @ idx, rot @ orig)  # a cropped voxel sits where the original voxel was
+    edges = [(s.stop - s.start) * sp for s, sp in zip(sl, (0.9, 0.8, 1.2), strict=True)]
+    assert all(e <= media.CROP_MM + 2 * sp for e, sp in zip(edges, (0.9, 0.8, 1.2), strict=True))
+
+
+def test_the_image_is_served_around_the_node_blind_and_aligned_with_the_labels(results, tmp_path):
+    from neckmatch.synth.mri import NODE_SIGNAL
+
+    case_dir = json.loads((results / "SYN001" / "run.json").read_text())["case_dir"]
+    case = case_inputs(case_dir, 3.0).case
+    lm = case.label_map
+    source = np.asarray(nib.load(case.image_path).dataobj)
+    assert source.shape == lm.data.shape and source.max() == NODE_SIGNAL
+    node = int(np.unique(lm.data)[-1])
+    centre = (lm.affine @ np.append(np.argwhere(lm.data == node).mean(axis=0), 1.0))[:3]
+    (tmp_path / "i.nii.gz").write_bytes(media.image_volume(case_dir, 3.0, centre.tolist()))
+    (tmp_path / "l.nii.gz").write_bytes(media.highlight_labels(case_dir, 3.0, node, [], centre.tolist()))
+    img, lab = nib.load(tmp_path / "i.nii.gz"), nib.load(tmp_path / "l.nii.gz")
+    np.testing.assert_allclose(img.affine, lab.affine)  # one box for both layers
+    assert img.get_data_dtype() == np.uint8 and img.shape == lab.shape
+    extent = np.array(img.shape) * np.linalg.norm(img.affine[:3, :3], axis=0)
+    assert np.all(extent <= media.CROP_MM + 2 * lm.spacing) and max(img.shape) <= media.MAX_EDGE
+    values, labels = np.asarray(img.dataobj), np.asarray(lab.dataobj)
+    assert np.any(labels == media.HIGHLIGHT)
+    assert len(np.unique(values[labels > 0])) == 1  # every node one intensity: nothing of its status
+    ijk = np.linalg.solve(lm.affine, img.affine @ np.array([0.0, 0, 0, 1]))[:3]
+    assert np.allclose(ijk, np.round(ijk))  # the box starts on a voxel of the source grid
+    i, j, k = np.round(ijk).astype(int)
+    assert (lm.data[i, j, k] > 0) == (labels[0, 0, 0] > 0)
+
+
+def test_a_case_without_an_image_serves_none(results):
+    case_dir = json.loads((results / "SYN002" / "run.json").read_text())["case_dir"]
+    assert case_inputs(case_dir, 3.0).case.image_path is None
+    assert media.image_volume(case_dir, 3.0, [0.0, 0.0, 0.0]) is None

@@ -226,3 +226,26 @@ def test_concurrent_settlements_in_one_case_all_reach_the_solution(url):
     assert all(isinstance(r, dict) and r["status"] == "settled" for r in out), out
     for _, node in items:  # every settled decision is a constraint of the final solution
         assert [(r["kind"], r["constrained"]) for r in _solution_rows(url, case, node)] == [("mr-unmatched", True)]
+
+
+def test_the_specimen_panel_lists_near_registered_and_linked_specimen_nodes():
+    from neckmatch.review.service import NEAR_MM, specimen_near
+
+    def row(node, xyz, mr=None, path=()):
+        return {"image": "R", "specimen_node": node, "mr_node": mr, "confidence": None, "xyz": xyz,
+                "residual_mm": None, "path_nodes": list(path)}
+
+    rows = [row(1, [3.0, 4.0, 0.0]),  # 5 mm away
+            row(2, [0.0, 0.0, NEAR_MM + 1]),  # too far, nothing else
+            row(3, [0.0, 0.0, 100.0], mr=7),  # far, but registered to MR node 7
+            row(4, [0.0, 90.0, 0.0], path=["R-II-2", "R-II-9"]),  # far, linked to a candidate
+            row(5, [0.0, 0.0, 0.0], path=["R-III-1"])]  # on the node
+    cands = [{"partner": "R-II-2", "score": 1.0}]
+    got = specimen_near(rows, "mr", "7", {"xyz": [0.0, 0.0, 0.0]}, cands)
+    assert [r["specimen_node"] for r in got] == [5, 1, 4, 3]  # nearest first; node 2 left out
+    assert [r["distance_mm"] for r in got] == [0.0, 5.0, 90.0, 100.0]
+    assert got[2]["marked"] == ["R-II-2"] and got[0]["marked"] == []
+    # a pathology item: centred on its first candidate MR node; a specimen node registered to a candidate counts
+    got = specimen_near(rows, "path", "R-III-1", {}, [{"partner": "7", "xyz": [0.0, 0.0, 99.0]}])
+    assert [r["specimen_node"] for r in got] == [3, 5] and got[1]["marked"] == ["R-III-1"]
+    assert specimen_near(rows, "path", "X", {}, []) == []  # no centre, no link, nothing registered to a candidate

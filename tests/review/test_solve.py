@@ -43,3 +43,22 @@ def test_a_settled_item_constrains_the_solution(results):
     again = solve.solve(case_dir, 3.0, None, [("mr", key[3:], "link", partner)])
     rows = [r for r in again["rows"] if r["mr_node"] == int(key[3:])]
     assert [r["path_node"] for r in rows] == [partner] and rows[0]["constrained"] and key not in again["review"]
+
+
+def test_the_specimen_registration_reaches_the_solution_with_the_pathologists_links(tmp_path):
+    from neckmatch.io.case import read_case
+    from neckmatch.synth import SynthParams, generate_cohort
+
+    (case_dir,) = generate_cohort(1, 3, tmp_path, SynthParams(specimen_fraction=1.0))
+    sol = solve.solve(str(case_dir), 3.0, None, [])
+    case = read_case(case_dir)
+    assert case.specimen is not None and sol["specimen"]
+    n_spec = sum(len(set(p.label_map.labels())) for p in case.specimen.pieces)
+    assert len(sol["specimen"]) == n_spec  # every specimen node of every piece
+    links = {(lk.image, lk.specimen_node): lk.path_node for lk in case.specimen.links}
+    for r in sol["specimen"]:
+        assert r["path_nodes"] == ([links[(r["image"], r["specimen_node"])]]
+                                   if (r["image"], r["specimen_node"]) in links else [])
+        assert r["mr_node"] is None or str(r["mr_node"]) in sol["mr"]
+    text = json.dumps(sol["specimen"])
+    assert "status" not in text and "positive" not in text and "negative" not in text

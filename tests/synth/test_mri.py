@@ -92,3 +92,28 @@ def test_reader_scores_are_realistic(fast_cases):
         np.testing.assert_array_equal(r.malignant == "yes", r.score >= P.malignant_threshold)
     assert np.mean(np.array(benign) <= 2) > 0.85  # domain: benign mostly complete signal loss
     assert np.mean(np.array(macro) >= 4) > 0.75  # domain: metastatic mostly >= fat
+
+
+def test_the_synthetic_image_is_off_by_default_and_blind_to_the_status(tmp_path):
+    from neckmatch.io.case import read_case
+    from neckmatch.synth import generate_case
+    from neckmatch.synth.mri import NODE_SIGNAL
+
+    plain = simulate_case("S0", 300, P)
+    case = simulate_case("S0", 300, P.replace(mri_image=True))
+    assert plain.mri.image is None and case.mri.image is not None
+    assert plain.truth.equals(case.truth)  # no random draw: the rest of the case is unchanged
+    labels = case.mri.label_map.data
+    image = case.mri.image
+    assert image.shape == labels.shape and image.dtype == np.int16
+    assert np.all(image[labels > 0] == NODE_SIGNAL)  # one intensity for every node, positive or not
+    back = image[labels == 0]
+    assert back.max() < NODE_SIGNAL and back.std() > 10  # a smooth, varying background
+    generate_case("S0", 300, tmp_path, P.replace(mri_image=True))
+    read = read_case(tmp_path / "S0")
+    assert read.image_path == tmp_path / "S0" / "mri" / "image.nii.gz"
+    import nibabel as nib
+
+    img = nib.load(read.image_path)
+    np.testing.assert_allclose(img.affine, read.label_map.affine)
+    assert np.array_equal(np.asarray(img.dataobj), image)

@@ -30,12 +30,18 @@ async function startViewer() {
   const nv = new window.niivue.Niivue({ backColor: [1, 1, 1, 1], crosshairColor: [0, 0.62, 0.45, 1],
                                         dragAndDropEnabled: false, isColorbar: false, multiplanarShowRender: never });
   await nv.attachToCanvas(canvas);
-  await nv.loadVolumes([{ url: box.dataset.labels, name: "labels.nii.gz" }]);
-  nv.volumes[0].setColormapLabel(LUT);
+  // with an MR image (display only): the image in grey under the label map (70 % opaque)
+  const layers = box.dataset.image
+    ? [{ url: box.dataset.image, name: "image.nii.gz", colormap: "gray" },
+       { url: box.dataset.labels, name: "labels.nii.gz", opacity: 0.7 }]
+    : [{ url: box.dataset.labels, name: "labels.nii.gz" }];
+  await nv.loadVolumes(layers);
+  nv.volumes[nv.volumes.length - 1].setColormapLabel(LUT);
   nv.setSliceType(window.niivue.SLICE_TYPE ? window.niivue.SLICE_TYPE.MULTIPLANAR : 3);
   const centre = (box.dataset.centre || "").split(",").filter((s) => s !== "").map(Number);
   if (centre.length === 3) nv.scene.crosshairPos = nv.mm2frac(centre);
   nv.updateGLVolume();
+  box.dataset.layers = String(nv.volumes.length);
   box.dataset.ready = "1";
 }
 
