@@ -105,7 +105,7 @@ def test_flow_numbers_are_those_of_stard_json(tmp_path: Path) -> None:
     assert sum(flow[f"mr_nodes.{k}"] for k in mr_keys) == 100
     path_keys = ("matched", "awaiting_review", "unseen", "in_undissected_levels")
     assert sum(flow[f"path_nodes.{k}"] for k in path_keys) == 70
-    for line in ("auto 41 · person 9",  # person shown only where people decided "sides: 10 (dissected 8; with reference 8)", "not visible: 7",
+    for line in ("auto 41 · person 9", "sides: 10 (dissected 8; with reference 8)", "not visible: 7",
                  "levels: 60 (dissected 30; with reference 29)", "by reason: not harvested: 16; undissected: 24"):
         assert line in text, line
 

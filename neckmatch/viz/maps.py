@@ -209,7 +209,8 @@ def render_maps(
     specimen : dict, optional
         The ``specimen.json`` document (``CaseOutputs.specimen``).
     image : str or Path, optional
-        The MR image (``mri.image`` of case.json) for the 3D Slicer scene; display only.
+        The MR image for the 3D Slicer scene; display only. Default: the case's ``mri.image`` (``case.image_path``)
+        where it has one.
 
     Returns
     -------
@@ -255,5 +256,6 @@ def render_maps(
                                                               for f in files[1:]]
         parts = export.vtm_parts(scene, paths["vtm"])
         models = [(m.name, parts[m.name], m.color) for m in scene.meshes if m.kind in ("level", "anatomy")]
+        image = image if image is not None else case.image_path
         paths["mrml"] = slicer.write_mrml(f"{stem}_scene.mrml", segs, marks, models, image)
     return {key: Path(out_dir) / path.name for key, path in paths.items()}
