@@ -207,7 +207,7 @@ def render_maps(
     tables : dict of str to pandas.DataFrame, optional
         The case's output tables by file stem (``levels``, ``truth_nodes`` ...; ``CaseOutputs.tables``).
     specimen : dict, optional
-        The ``specimen.json`` document (``CaseOutputs.specimen``).
+        The ``specimen.json`` document (``CaseResult.specimen``).
     image : str or Path, optional
         The MR image for the 3D Slicer scene; display only. Default: the case's ``mri.image`` (``case.image_path``)
         where it has one.
