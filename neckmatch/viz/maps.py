@@ -205,7 +205,7 @@ def render_maps(
     case : Case
     out_dir : str or Path
     tables : dict of str to pandas.DataFrame, optional
-        The case's output tables by file stem (``levels``, ``truth_nodes`` ...; ``CaseOutputs.tables``).
+        The case's output tables by file stem (``levels``, ``truth_nodes`` ...; ``CaseResult.tables``).
     specimen : dict, optional
         The ``specimen.json`` document (``CaseResult.specimen``).
     image : str or Path, optional
