@@ -70,6 +70,7 @@ def browser() -> Iterator[Any]:
 
 def _page(browser: Any, base: str, name: str, seen: list[str], errors: list[str]) -> Any:
     page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    page.set_default_timeout(180_000)  # a decision re-solves the case: seconds on a loaded 2-core machine, not 30
     page.on("request", lambda r: seen.append(r.url))
     page.on("pageerror", lambda e: errors.append(f"{name}: {e}"))
     page.goto(base + "/login")
