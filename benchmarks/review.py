@@ -28,6 +28,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +121,31 @@ def load(base: str, reviewers: int, decisions: int) -> dict[str, int]:
     return counts
 
 
+
+@contextmanager
+def serve(results: Path, db: str | None = None, wait_s: float = 120.0) -> Iterator[str]:
+    """``neckmatch serve RESULTS`` in a subprocess on a free loopback port; yields its base URL once it answers
+    (bounded wait), and stops it at exit."""
+    import httpx2 as httpx
+
+    port = _port()
+    cmd = [sys.executable, "-m", "neckmatch.cli", "serve", str(results), "--port", str(port)]
+    if db:
+        cmd += ["--db", db]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(int(wait_s / 0.1)):
+            try:
+                httpx.get(base + "/login")
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", type=int, default=3)
@@ -146,29 +173,12 @@ def main() -> None:
         biggest = max(sizes, key=lambda k: sizes[k])
         case_dir = json.loads((root / "results" / biggest / "run.json").read_text())["case_dir"]
         base_s = baseline(case_dir)
-        port = _port()
-        cmd = [sys.executable, "-m", "neckmatch.cli", "serve", str(root / "results"), "--port", str(port)]
-        if args.db:
-            cmd += ["--db", args.db]
-        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
-        base = f"http://127.0.0.1:{port}"
-        try:
-            import httpx2 as httpx
-
-            for _ in range(600):
-                try:
-                    httpx.get(base + "/login")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
+        with serve(root / "results", args.db) as base:
             c = _client(base, "rad1")
             case_pk = next(x["case"] for x in c.get("/api/cases").json() if x["case_id"] == biggest)
             c.get(f"/api/cases/{case_pk}/items/{c.get('/api/queue').json()[0]['item']}")  # first visit solves
             lat = latency(base, case_pk, args.latency_items)
             counts = load(base, args.reviewers, args.decisions)
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
         with open_db(url) as db:
             from sqlalchemy import func, select
 

@@ -21,8 +21,6 @@ import http.server
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from review import PW, _client, _port  # benchmarks/review.py: the same login and free port
+from review import PW, _client, serve  # benchmarks/review.py: the same login and server start
 
 
 def real_size_case(case_dir: Path, fov_mm: list[float], voxel_mm: float) -> tuple[int, ...]:
@@ -127,19 +125,7 @@ def main() -> None:
         run_cohort(root / "cohort", root / "results", workers=1, maps=False)
         with open_db(resolve_url(None, root / "results")) as db:
             add_user(db, "rad1", "radiologist", PW)
-        port = _port()
-        cmd = [sys.executable, "-m", "neckmatch.cli", "serve", str(root / "results"), "--port", str(port)]
-        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
-        base = f"http://127.0.0.1:{port}"
-        try:
-            import httpx2 as httpx
-
-            for _ in range(1200):
-                try:
-                    httpx.get(base + "/login")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
+        with serve(root / "results") as base:
             c = _client(base, "rad1")
             cases = c.get("/api/cases").json()
             assert cases, "neckmatch run failed on the case (a field of view too small for its nodes?)"
@@ -156,9 +142,6 @@ def main() -> None:
                 page = f"/cases/{case_pk}/items/{item}"
                 runs.append(page_ready(get, page, [page + "/labels.nii.gz", page + "/image.nii.gz",
                                                    f"/cases/{case_pk}/map.glb"]))
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
     cold, sizes = runs[0]
     warm = statistics.median(t for t, _ in runs[1:]) if len(runs) > 1 else float("nan")
     warm_sizes = runs[-1][1]
