@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from neckmatch.errors import InputError
-from neckmatch.io.ids import validate_case_id
+from neckmatch.io.ids import check_inside, validate_case_id
 from neckmatch.io.labelmap import label_map_format, read_label_map
 from neckmatch.io.markups import read_markups
 from neckmatch.io.pathology import derive_containers, read_containers, read_path_nodes
@@ -54,6 +54,11 @@ def _load_manifest_json(path: Path) -> Any:
         raise InputError(path, "", "not valid JSON: nested too deeply") from None
 
 
+def external_files_allowed(flag: bool | None) -> bool:
+    """``flag``, or where None the environment's :data:`EXTERNAL_FILES_ENV` (set by ``--allow-external-files``)."""
+    return flag if flag is not None else os.environ.get(EXTERNAL_FILES_ENV, "") == "1"
+
+
 def read_manifest(case_dir: str | Path, allow_external_files: bool | None = None) -> dict[str, Any]:
     """Read and validate ``case_dir/case.json``; return it as a dict with absolute paths under ``"files"``.
 
@@ -80,9 +85,7 @@ def read_manifest(case_dir: str | Path, allow_external_files: bool | None = None
     if doc["primary_side"] not in ("R", "L", "midline"):
         raise InputError(path, "primary_side", f"must be R, L or midline, got {doc['primary_side']!r}")
     doc["dissected_levels"] = _dissected(path, doc.get("dissected"))
-    if allow_external_files is None:
-        allow_external_files = os.environ.get(EXTERNAL_FILES_ENV, "") == "1"
-    doc["files"] = _files(path, case_dir, doc, allow_external_files)
+    doc["files"] = _files(path, case_dir, doc, external_files_allowed(allow_external_files))
     return doc
 
 
@@ -106,17 +109,6 @@ def _dissected(path: Path, value: Any) -> dict[Side, frozenset[SurgicalLevel]]:
     return out
 
 
-def _contained(path: Path, field: str, case_dir: Path, value: str) -> None:
-    """InputError unless ``case_dir / value`` lies inside ``case_dir`` (relative, no ``..``, symlinks resolved)."""
-    rule = "must lie inside the case folder (or pass --allow-external-files)"
-    if Path(value).is_absolute() or ".." in Path(value).parts or "\0" in value:
-        raise InputError(path, field, f"{rule}, got '{value}'")
-    try:
-        (case_dir / value).resolve().relative_to(case_dir.resolve())
-    except (ValueError, OSError, RuntimeError):
-        raise InputError(path, field, f"{rule}; '{value}' leads outside it (a symlink?)") from None
-
-
 def _files(path: Path, case_dir: Path, doc: dict[str, Any], allow_external: bool = False) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for section, keys, required in (("mri", ("nodes", "landmarks", "reads", "image"), ("nodes",)),
@@ -132,7 +124,7 @@ def _files(path: Path, case_dir: Path, doc: dict[str, Any], allow_external: bool
             if not isinstance(value, str) or not value.strip():
                 raise InputError(path, field, f"must be a file path relative to the case folder, got {value!r}")
             if not allow_external:
-                _contained(path, field, case_dir, value)
+                check_inside(path, field, case_dir, value)
             elif "\0" in value:
                 raise InputError(path, field, f"not a file name: {value!r}")
             target = case_dir / value
@@ -187,7 +179,10 @@ def read_case(case_dir: str | Path, required_landmarks: Iterable[str] | None = R
         containers = read_containers(files["pathology.containers"], nodes if "pathology.nodes" in files else None)
     else:
         containers = derive_containers(nodes)
-    specimen = read_specimen(case_dir, doc["specimen"], nodes, containers) if "specimen" in doc else None
+    specimen = None
+    if "specimen" in doc:
+        specimen = read_specimen(case_dir, doc["specimen"], nodes, containers,
+                                 external_files_allowed(allow_external_files))
     try:
         return Case(
             case_id=doc["case_id"].strip(), primary_side=doc["primary_side"], dissected=doc["dissected_levels"],

@@ -13,7 +13,7 @@ from typing import Any
 
 from neckmatch.errors import InputError
 
-__all__ = ["CASE_ID_RULE", "MAX_ID_LENGTH", "is_valid_case_id", "validate_case_id", "safe_join"]
+__all__ = ["CASE_ID_RULE", "MAX_ID_LENGTH", "is_valid_case_id", "validate_case_id", "safe_join", "check_inside"]
 
 MAX_ID_LENGTH = 64
 _CASE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -61,3 +61,15 @@ def safe_join(root: str | Path, *parts: str) -> Path:
         if p.is_absolute() or ".." in p.parts:
             raise InputError(root, "path", f"'{part}' would leave the output folder")
     return root.joinpath(*parts)
+
+
+def check_inside(file: str | Path, field: str, case_dir: Path, value: str) -> None:
+    """InputError (naming ``file`` and ``field``) unless ``case_dir / value`` lies inside ``case_dir``: relative,
+    no ``..``, symlinks resolved."""
+    rule = "must lie inside the case folder (or pass --allow-external-files)"
+    if Path(value).is_absolute() or ".." in Path(value).parts or "\0" in value:
+        raise InputError(file, field, f"{rule}, got '{value}'")
+    try:
+        (case_dir / value).resolve().relative_to(case_dir.resolve())
+    except (ValueError, OSError, RuntimeError):
+        raise InputError(file, field, f"{rule}; '{value}' leads outside it (a symlink?)") from None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from neckmatch.errors import InputError
+from neckmatch.io.ids import check_inside
 from neckmatch.io.labelmap import read_label_map
 from neckmatch.io.markups import read_markups
 from neckmatch.io.pathology import read_table
@@ -34,9 +35,12 @@ LINK_COLUMNS = ("path_node", "image", "specimen_node")
 CERTAINTIES = ("sure", "probable")
 
 
-def _file(manifest: Path, case_dir: Path, field: str, value: Any, folder_ok: bool = False) -> Path:
+def _file(manifest: Path, case_dir: Path, field: str, value: Any, folder_ok: bool = False,
+          external: bool = False) -> Path:
     if not isinstance(value, str) or not value.strip():
         raise InputError(manifest, field, f"must be a file path relative to the case folder, got {value!r}")
+    if not external:
+        check_inside(manifest, field, case_dir, value)
     target = case_dir / value
     if not (target.is_file() or (folder_ok and target.is_dir())):
         raise InputError(manifest, field, f"names '{value}', which does not exist in {case_dir}")
@@ -67,7 +71,8 @@ def _sutures(path: Path) -> dict[str, Any]:
     return dict(marks.points)
 
 
-def _piece(manifest: Path, case_dir: Path, k: int, entry: Any, containers: Sequence[Container]) -> SpecimenPiece:
+def _piece(manifest: Path, case_dir: Path, k: int, entry: Any, containers: Sequence[Container],
+           external: bool = False) -> SpecimenPiece:
     field = f"specimen.images[{k}]"
     if not isinstance(entry, dict):
         raise InputError(manifest, field, f"must be an object, got {entry!r}")
@@ -79,8 +84,8 @@ def _piece(manifest: Path, case_dir: Path, k: int, entry: Any, containers: Seque
     except ValueError:
         raise InputError(manifest, f"{field}.side", f"must be R or L, got {entry.get('side')!r}") from None
     conts = _containers(manifest, f"{field}.containers", entry.get("containers"), side, containers)
-    label_map = read_label_map(_file(manifest, case_dir, f"{field}.nodes", entry.get("nodes"), folder_ok=True))
-    sutures = _sutures(_file(manifest, case_dir, f"{field}.orientation", entry.get("orientation")))
+    label_map = read_label_map(_file(manifest, case_dir, f"{field}.nodes", entry.get("nodes"), True, external))
+    sutures = _sutures(_file(manifest, case_dir, f"{field}.orientation", entry.get("orientation"), False, external))
     return SpecimenPiece(pid.strip(), side, conts, label_map, sutures)
 
 
@@ -119,7 +124,7 @@ def read_links(path: str | Path, pieces: Sequence[SpecimenPiece], path_nodes: Se
 
 
 def read_specimen(case_dir: str | Path, block: Any, path_nodes: Sequence[PathNode],
-                  containers: Sequence[Container]) -> SpecimenScan:
+                  containers: Sequence[Container], allow_external_files: bool = False) -> SpecimenScan:
     """Read and validate the ``specimen`` block of ``case_dir/case.json``.
 
     Parameters
@@ -130,6 +135,8 @@ def read_specimen(case_dir: str | Path, block: Any, path_nodes: Sequence[PathNod
         The parsed ``specimen`` value of ``case.json``.
     path_nodes, containers : sequence
         The case's pathology nodes and containers (links and containers are checked against them).
+    allow_external_files : bool
+        Let the block name files outside the case folder (``--allow-external-files``); else InputError.
 
     Returns
     -------
@@ -154,11 +161,12 @@ def read_specimen(case_dir: str | Path, block: Any, path_nodes: Sequence[PathNod
         raise InputError(manifest, "specimen.images", f"must be a non-empty list of images, got {images!r}")
     pieces: list[SpecimenPiece] = []
     for k, entry in enumerate(images):
-        piece = _piece(manifest, case_dir, k, entry, containers)
+        piece = _piece(manifest, case_dir, k, entry, containers, allow_external_files)
         if any(p.id == piece.id for p in pieces):
             raise InputError(manifest, f"specimen.images[{k}].id", f"'{piece.id}' is given twice")
         pieces.append(piece)
     links: list[SpecimenLink] = []
     if block.get("links") is not None:
-        links = read_links(_file(manifest, case_dir, "specimen.links", block["links"]), pieces, path_nodes)
+        links_file = _file(manifest, case_dir, "specimen.links", block["links"], False, allow_external_files)
+        links = read_links(links_file, pieces, path_nodes)
     return SpecimenScan(tuple(pieces), tuple(links))

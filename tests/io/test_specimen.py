@@ -120,3 +120,18 @@ def test_missing_required_suture_and_unknown_label_are_refused(case_dir: Path) -
     _write(case_dir, sutures={**SUTURES, "superior": [0, 0, 2]})
     with pytest.raises(InputError, match=r"controlPoints.label: 'superior' is not a suture label"):
         read_case(case_dir)
+
+
+@pytest.mark.parametrize("where", ["dotdot", "absolute"])
+def test_specimen_files_must_lie_inside_the_case_folder(case_dir: Path, where: str) -> None:
+    _write(case_dir)
+    outside = case_dir.parent / "elsewhere"
+    shutil.copytree(case_dir / "specimen", outside)
+    name = "../elsewhere/links.csv" if where == "dotdot" else str(outside / "links.csv")
+    doc = json.loads((case_dir / "case.json").read_text())
+    doc["specimen"]["links"] = name
+    (case_dir / "case.json").write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=r"case\.json: specimen\.links: must lie inside the case folder"):
+        read_case(case_dir)
+    spec = read_case(case_dir, allow_external_files=True).specimen  # the explicit option
+    assert spec is not None and len(spec.links) == 2
