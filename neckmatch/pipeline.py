@@ -127,7 +127,7 @@ def run_case(case: Case, settings: Settings | None = None) -> CaseResult:
     result = match_case(case, levels, specimen=specimen, constraints=constraints,
                         auto_threshold=settings.auto_threshold)
     matches = _with_case_id(result.matches, case.case_id)
-    truth = {k: v for k, v in result.truth_tables.items()}
+    truth = dict(result.truth_tables)
     tables = {"levels": levels, "matches": matches} | {f"truth_{k}": v for k, v in truth.items()}
     summary = summarise(case.case_id, tables, settings)
     summary["path_nodes"] = len(case.path_nodes)
