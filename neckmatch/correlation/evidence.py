@@ -352,11 +352,12 @@ def size_evidence(mr: MRNodes, units: PathUnits, params: MatchParams, log_k: flo
 
     With ``merge_p`` (n,), the prior probability that each MR label holds two merged nodes, the pair density is
     the mixture ``(1 - p) f_single + p f_piece`` (a merged label's partner is smaller than its long axis)."""
-    single, piece, only = _size_terms(mr, units, params, log_k)
-    if merge_p is not None:
-        p = np.clip(merge_p, 1e-12, 1 - 1e-12)[:, None]
-        single = np.where(merge_p[:, None] > 0, np.logaddexp(np.log1p(-p) + single, np.log(p) + piece), single)
-    pair, part = single - only, piece - only
+    with np.errstate(invalid="ignore"):  # an unknown size is NaN here and becomes 0 below, by design
+        single, piece, only = _size_terms(mr, units, params, log_k)
+        if merge_p is not None:
+            p = np.clip(merge_p, 1e-12, 1 - 1e-12)[:, None]
+            single = np.where(merge_p[:, None] > 0, np.logaddexp(np.log1p(-p) + single, np.log(p) + piece), single)
+        pair, part = single - only, piece - only
     return np.where(np.isfinite(pair), pair, 0.0), np.where(np.isfinite(part), part, 0.0)
 
 

@@ -79,3 +79,19 @@ def test_size_noise_is_estimated_per_case():
     assert sd_exact < p.size_sd < sd_coarse
     assert fit_size_sd(_mr(long_mm), _units(np.full(80, np.nan), coarse), pairs, k,
                        MatchParams(estimate_size_sd=False)) == p.size_sd
+
+
+def test_a_report_without_sizes_is_matched_without_numeric_warnings(tmp_path):
+    """Unknown sizes are NaN inside the size term and become 0 by design: no RuntimeWarning reaches the user
+    (the suite turns warnings into errors), and every size-less pair gets no size evidence."""
+    from neckmatch.correlation.matching import match_case
+    from neckmatch.geometry.levels import levels_table
+    from neckmatch.io.case import read_case
+    from neckmatch.synth.misspec import generate_family_cohort
+
+    (case_dir,) = generate_family_cohort("count-only", 1, 3, tmp_path)
+    case = read_case(case_dir)
+    assert any(p.size_mm is None for p in case.path_nodes)
+    matches = match_case(case, levels_table(case)).matches
+    sizeless = matches["path_size_mm"].isna() & (matches["kind"] == "pair")
+    assert sizeless.any() and (matches.loc[sizeless, "cost_size"].fillna(0.0) == 0.0).all()
