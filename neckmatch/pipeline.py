@@ -122,18 +122,18 @@ def run_case(case: Case, settings: Settings | None = None) -> CaseResult:
 
     settings = settings if settings is not None else Settings()
     constraints = read_constraints(settings.constraints, case) if settings.constraints else None
-    levels = _with_case_id(levels_table(case, tolerance_mm=settings.tolerance_mm), case.case_id)
+    levels = with_case_id(levels_table(case, tolerance_mm=settings.tolerance_mm), case.case_id)
     specimen = reconstruct_specimen(case, levels)
     result = match_case(case, levels, specimen=specimen, constraints=constraints,
                         auto_threshold=settings.auto_threshold)
-    matches = _with_case_id(result.matches, case.case_id)
+    matches = with_case_id(result.matches, case.case_id)
     truth = dict(result.truth_tables)
     tables = {"levels": levels, "matches": matches} | {f"truth_{k}": v for k, v in truth.items()}
     summary = summarise(case.case_id, tables, settings)
     summary["path_nodes"] = len(case.path_nodes)
     summary["containers"] = len(case.containers)
     reg = result.registration  # ex vivo specimen scans: specimen_registration.csv / .json
-    extra = {} if reg is None else {"specimen_registration": _with_case_id(reg.table, case.case_id)}
+    extra = {} if reg is None else {"specimen_registration": with_case_id(reg.table, case.case_id)}
     return CaseResult(case.case_id, levels, matches, truth, result.specimen.to_json(), summary, extra,
                       reg.to_json() if reg is not None else None)
 
@@ -151,7 +151,7 @@ def compute_case(case_dir: str | Path, settings: Settings | None = None) -> Case
     return run_case(read_case(case_dir), settings)
 
 
-def _with_case_id(frame: pd.DataFrame, case_id: str) -> pd.DataFrame:
+def with_case_id(frame: pd.DataFrame, case_id: str) -> pd.DataFrame:
     """``frame`` with ``case_id`` as its first column (docs/outputs.md)."""
     out = frame.drop(columns=["case_id"], errors="ignore")
     out.insert(0, "case_id", case_id)

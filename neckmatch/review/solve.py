@@ -48,6 +48,7 @@ def case_inputs(case_dir: str, tolerance_mm: float) -> CaseInputs:
     from neckmatch.geometry.levels import levels_table
     from neckmatch.geometry.specimen import reconstruct_specimen
     from neckmatch.io.case import read_case
+    from neckmatch.pipeline import with_case_id
 
     key = (str(Path(case_dir).resolve()), float(tolerance_mm))
     with _lock:
@@ -56,9 +57,7 @@ def case_inputs(case_dir: str, tolerance_mm: float) -> CaseInputs:
             _cache.move_to_end(key)
             return hit
     case = read_case(case_dir)
-    levels = levels_table(case, tolerance_mm=tolerance_mm)
-    levels = levels.drop(columns=["case_id"], errors="ignore")
-    levels.insert(0, "case_id", case.case_id)
+    levels = with_case_id(levels_table(case, tolerance_mm=tolerance_mm), case.case_id)
     inputs = CaseInputs(case, levels, reconstruct_specimen(case, levels))
     inputs.evidence.update(_evidence(inputs))
     with _lock:
