@@ -161,15 +161,20 @@ def write_into(out_dir: str | Path, info: dict[str, Any], force: bool = False, l
 
 
 def inputs_fingerprint(case_dir: str | Path) -> str:
-    """SHA-256 over ``case.json`` and every input file it names (a DICOM folder: its files), names and bytes."""
+    """SHA-256 over ``case.json`` and every input file it names (a DICOM folder: its files; the ``specimen``
+    block's scans, sutures and links included), names and bytes."""
     from neckmatch.io.case import read_manifest
+    from neckmatch.io.specimen import block_files
 
     root = Path(case_dir)
-    files = read_manifest(root)["files"]
+    doc = read_manifest(root)
+    files = dict(doc["files"])
+    files.update({field: root / rel for field, rel in block_files(doc.get("specimen")).items()})
     h = hashlib.sha256()
     paths = [("case.json", root / "case.json")]
     for field, path in sorted(files.items()):
-        members = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else [Path(path)]
+        path = Path(path)
+        members = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         paths += [(f"{field}:{p.name}", p) for p in members]
     for name, path in paths:
         h.update(name.encode() + b"\0")

@@ -29,7 +29,7 @@ from neckmatch.model import (
     SpecimenScan,
 )
 
-__all__ = ["read_specimen", "read_links", "LINK_COLUMNS", "CERTAINTIES"]
+__all__ = ["read_specimen", "read_links", "block_files", "LINK_COLUMNS", "CERTAINTIES"]
 
 LINK_COLUMNS = ("path_node", "image", "specimen_node")
 CERTAINTIES = ("sure", "probable")
@@ -170,3 +170,26 @@ def read_specimen(case_dir: str | Path, block: Any, path_nodes: Sequence[PathNod
         links_file = _file(manifest, case_dir, "specimen.links", block["links"], False, allow_external_files)
         links = read_links(links_file, pieces, path_nodes)
     return SpecimenScan(tuple(pieces), tuple(links))
+
+
+def block_files(block: Any) -> dict[str, str]:
+    """The files a ``specimen`` block names, by field (``specimen.images[0].nodes`` -> relative path).
+
+    Reads nothing and validates nothing (:func:`read_specimen` does): what is not a path is left out.
+
+    Examples
+    --------
+    >>> block_files({"images": [{"id": "R", "nodes": "ex/r.nii.gz", "orientation": "ex/r.mrk.json"}],
+    ...              "links": "ex/links.csv"})  # doctest: +NORMALIZE_WHITESPACE
+    {'specimen.images[0].nodes': 'ex/r.nii.gz', 'specimen.images[0].orientation': 'ex/r.mrk.json',
+     'specimen.links': 'ex/links.csv'}
+    """
+    if not isinstance(block, dict):
+        return {}
+    named: list[tuple[str, Any]] = []
+    images = block.get("images")
+    for k, entry in enumerate(images if isinstance(images, list) else []):
+        if isinstance(entry, dict):
+            named += [(f"specimen.images[{k}].{key}", entry.get(key)) for key in ("nodes", "orientation")]
+    named.append(("specimen.links", block.get("links")))
+    return {field: value for field, value in named if isinstance(value, str) and value.strip()}

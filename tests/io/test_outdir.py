@@ -73,3 +73,19 @@ def test_results_are_refused_for_another_case_or_changed_inputs(tmp_path: Path) 
         check_results_for_case(tmp_path / "res", case)
     with pytest.raises(InputError, match="holds no neckmatch match output"):
         check_results_for_case(tmp_path, case)
+
+
+def test_the_fingerprint_covers_the_specimen_blocks_files(tmp_path: Path) -> None:
+    from neckmatch.synth import SynthParams, generate_cohort
+
+    case = generate_cohort(1, 31, tmp_path / "c", SynthParams(specimen_fraction=1.0))[0]
+    block = json.loads((case / "case.json").read_text())["specimen"]
+    named = [block["links"]] + [img[key] for img in block["images"] for key in ("nodes", "orientation")]
+    for rel in named:
+        before = inputs_fingerprint(case)
+        with (case / rel).open("ab") as fh:  # one byte more in a scan, a suture file or the links
+            fh.write(b"\n")
+        assert inputs_fingerprint(case) != before, rel
+    before = inputs_fingerprint(case)
+    (case / "notes.txt").write_text("not an input")
+    assert inputs_fingerprint(case) == before
