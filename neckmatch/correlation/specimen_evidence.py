@@ -46,7 +46,8 @@ SPECIMEN_CALIBRATION: tuple[float, float, float, float, float] = (0.4624, -0.436
 SPECIMEN_AUTO_THRESHOLD = 0.9658
 
 #: How a transform in specimen_registration.json maps any point (PieceRegistration.map_points).
-MAPPING = ("q = ((p - spec_centre) @ rotation.T) / spec_scale; q = q @ affine.T + shift; "
+MAPPING = ("q = ((p - spec_centre) @ rotation.T) / spec_scale; q = q @ affine.T + bend * q_z ** 2 + shift "
+           "(q_z = q[:, 2] before this step); "
            "q = q + exp(-|q - ctrl_k|^2 / (2 beta^2)) summed over k with weights coef_k; "
            "x = q * pat_scale + pat_centre "
            "(p: points (K, 3) in the specimen scanner's RAS mm, x: patient RAS mm)")
@@ -279,6 +280,7 @@ def _summary(reg: PieceRegistration, n_spec: int, resid: list[float]) -> dict[st
             "median_residual_mm": round(float(np.median(resid)), 3) if resid else None,
             "transform": {"rotation": arr(reg.rotation), "spec_centre": arr(reg.spec_centre),
                           "spec_scale": arr(reg.spec_scale), "affine": arr(reg.affine), "shift": arr(reg.shift),
+                          "bend": arr(reg.bend),
                           "beta": reg.beta, "ctrl": arr(reg.ctrl), "coef": arr(reg.coef),
                           "pat_centre": arr(reg.pat_centre), "pat_scale": round(reg.pat_scale, 6)}}
 

@@ -103,6 +103,15 @@ def suture_rotation(sutures: dict[str, FloatArray], side: str) -> FloatArray:
     return rot
 
 
+def board_rotation(Y_spec: FloatArray, rot: FloatArray) -> FloatArray:
+    """The suture frame ``rot`` turned so that its x row (medio-lateral) is the specimen's thinnest direction."""
+    c = Y_spec - Y_spec.mean(axis=0)
+    _, vecs = np.linalg.eigh(c.T @ c)
+    nx = vecs[:, 0] * (1.0 if vecs[:, 0] @ rot[0] >= 0 else -1.0)
+    uz = _unit(rot[2] - float(rot[2] @ nx) * nx)
+    return np.vstack([nx, np.cross(uz, nx), uz])
+
+
 #: Poses tried on top of the suture frame (name -> diagonal sign matrix); "sutures" is the frame as given.
 POSES: dict[str, tuple[float, float, float]] = {
     "sutures": (1, 1, 1), "turned-x": (1, -1, -1), "turned-y": (-1, 1, -1), "turned-z": (-1, -1, 1),
@@ -130,12 +139,13 @@ def _init_sigma2(X: FloatArray, Y: FloatArray) -> float:
 
 
 def cpd_affine(X: FloatArray, Y: FloatArray, w: float = 0.2, feat: FloatArray | None = None, max_iter: int = 100,
-               tol: float = 1e-6, min_sigma2: float = 1e-8, ridge: float = 0.0
+               tol: float = 1e-6, min_sigma2: float = 1e-8, ridge: float = 0.0, quad: FloatArray | None = None
                ) -> tuple[FloatArray, FloatArray, float, float]:
     """Affine CPD of ``Y`` (M, 3) onto ``X`` (N, 3) (normalised coordinates): ``B`` (3, 3), ``t`` (3,), sigma^2,
     log-likelihood. ``feat`` (M, N) multiplies the E-step kernel (feature compatibility); ``ridge`` pulls ``B``
     towards the identity (the start: suture frame and expected flattening) with the weight of that many
-    unit-distance points.
+    unit-distance points. ``quad`` (M, k): extra design columns (e.g. the squared long-axis coordinate, a bend):
+    the model is then ``T(y) = B [y, quad] + t`` with ``B`` (3, 3 + k), its extra columns pulled towards 0.
 
     Examples
     --------
@@ -144,24 +154,29 @@ def cpd_affine(X: FloatArray, Y: FloatArray, w: float = 0.2, feat: FloatArray | 
     >>> bool(np.allclose(B, A, atol=1e-3) and np.allclose(t, 0.1, atol=1e-3))
     True
     """
-    B, t = np.eye(_D), np.zeros(_D)
+    Phi = Y if quad is None else np.column_stack([Y, quad])
+    k = Phi.shape[1]
+    target = np.eye(_D, k)
+    B, t = target.copy(), np.zeros(_D)
     sigma2 = _init_sigma2(X, Y)
     ll_prev = -np.inf
     ll = ll_prev
     for _ in range(max_iter):
-        P, ll = _e_step(X, Y @ B.T + t, sigma2, w, feat)
+        TY = Phi @ B.T + t
+        P, ll = _e_step(X, TY, sigma2, w, feat)
         Pt1, P1 = P.sum(axis=0), P.sum(axis=1)
         Np = float(P1.sum())
         if Np < 1e-9:
             break
-        mu_x, mu_y = Pt1 @ X / Np, P1 @ Y / Np
-        Xh, Yh = X - mu_x, Y - mu_y
+        mu_x, mu_y = Pt1 @ X / Np, P1 @ Phi / Np
+        Xh, Yh = X - mu_x, Phi - mu_y
         A = Xh.T @ P.T @ Yh
         YPY = (Yh * P1[:, None]).T @ Yh
-        B = np.linalg.solve(YPY + (ridge + 1e-9) * np.eye(_D), (A + ridge * np.eye(_D)).T).T  # YPY symmetric
+        B = np.linalg.solve(YPY + (ridge + 1e-9) * np.eye(k), (A + ridge * target).T).T  # YPY symmetric
         t = mu_x - B @ mu_y
-        xpx = float(Pt1 @ np.sum(Xh**2, axis=1))
-        sigma2 = max((xpx - float(np.trace(A @ B.T))) / (Np * _D), min_sigma2)
+        TY = Phi @ B.T + t
+        d2 = (TY * TY).sum(axis=1)[:, None] + (X * X).sum(axis=1)[None, :] - 2.0 * TY @ X.T
+        sigma2 = max(float(np.sum(P * np.maximum(d2, 0.0))) / (Np * _D), min_sigma2)
         if abs(ll - ll_prev) < tol * max(abs(ll), 1.0):
             break
         ll_prev = ll
@@ -214,8 +229,10 @@ class PieceRegistration:
     """The estimated transform of one specimen piece (ex vivo scanner RAS mm -> patient RAS mm) and its pairs.
 
     ``map_points`` applies it to any points: ``q = ((p - spec_centre) @ rotation.T) / spec_scale`` (suture frame and
-    pose, per-axis normalisation), ``q = q @ affine.T + shift`` (affine CPD), ``q += G(q, ctrl) @ coef`` (non-rigid
-    CPD, Gaussian kernel of width ``beta`` on the control points ``ctrl``), ``x = q * pat_scale + pat_centre``.
+    pose, per-axis normalisation), ``q = q @ affine.T + bend * q_z ** 2 + shift`` (affine CPD with a bend along the
+    long axis, ``q_z`` the normalised cranio-caudal coordinate before the affine), ``q += G(q, ctrl) @ coef``
+    (non-rigid CPD, Gaussian kernel of width ``beta`` on the control points ``ctrl``), ``x = q * pat_scale +
+    pat_centre``.
     ``P`` (M, N): posterior that MR node n (``mr_nodes``) is specimen node m (``specimen_nodes``).
     """
 
@@ -226,6 +243,7 @@ class PieceRegistration:
     spec_scale: FloatArray
     affine: FloatArray
     shift: FloatArray
+    bend: FloatArray
     ctrl: FloatArray
     coef: FloatArray
     beta: float
@@ -242,7 +260,7 @@ class PieceRegistration:
         """Specimen-frame points (K, 3), mm -> patient RAS mm (K, 3)."""
         p = np.atleast_2d(np.asarray(points, dtype=np.float64))
         q = ((p - self.spec_centre) @ self.rotation.T) / self.spec_scale
-        q = q @ self.affine.T + self.shift
+        q = q @ self.affine.T + self.bend * q[:, 2:3] ** 2 + self.shift
         if len(self.ctrl):
             q = q + _gauss_kernel(q, self.ctrl, self.beta) @ self.coef
         return q * self.pat_scale + self.pat_centre
@@ -299,8 +317,8 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
                    min_sigma_mm: float = 2.0, core: NDArray[np.bool_] | None = None,
                    prior: FloatArray | None = None, small: int = 10,
                    start_sigma_mm: float = 10.0,
-                   anchors: tuple[FloatArray, FloatArray, FloatArray] | None = None, search_iter: int = 15
-                   ) -> PieceRegistration:
+                   anchors: tuple[FloatArray, FloatArray, FloatArray] | None = None, search_iter: int = 15,
+                   bend: bool = True, board: bool = True) -> PieceRegistration:
     """Register specimen centroids ``Y_spec`` (M, 3, scanner mm) to MR centroids ``X_mr`` (N, 3, patient RAS mm).
 
     Parameters
@@ -331,6 +349,13 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
         translation from 1-3 anchors, an affine fit from 4 or more).
     search_iter : int
         Affine CPD iterations per pose and start while searching; the chosen one is then run to convergence.
+    bend : bool
+        The affine stage also fits a bend: a term quadratic in the specimen's cranio-caudal coordinate (a strip of
+        tissue pinned on a board curves along its length), pulled towards 0 like the affine part.
+    board : bool
+        Also try every pose in the **board frame** (:func:`board_rotation`: the suture frame turned about the
+        cranio-caudal axis so that its medio-lateral axis is the node cloud's thinnest direction, the board's
+        normal); the better likelihood wins. For small pieces the anterior suture fixes that turn poorly.
 
     Returns
     -------
@@ -352,22 +377,46 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
     if len(Y_spec) < 3 or len(X_mr) < 3:
         return _identity_result(image, base, Y_spec, X_mr, pat_centre, pat_scale, spec_nodes, mr_ids, 1.0)
     beta = beta_mm / pat_scale
-    offsets = [np.zeros(3)] if len(Y_spec) >= small else [np.zeros(3), *(0.7 * np.eye(3)[1:]), *(-0.7 * np.eye(3)[1:])]
-    search = _Search(Xn, w, feat, min_s2, ridge * len(Y_spec), search_iter, pat_centre, pat_scale)
-    tried = {name: search.pose(Y_spec, np.diag(signs) @ base, offsets if name == "sutures" else offsets[:1],
-                               anchors, len(Y_spec) >= 2 * small,
-                               0.0 if name == "sutures" else pose_prior * (1.0 if np.prod(signs) > 0 else 2.0))
-             for name, signs in POSES.items()}
+    search = _Search(Xn, w, feat, min_s2, ridge * len(Y_spec), search_iter, pat_centre, pat_scale, bend)
+    frames = {"sutures": base}
+    if board and len(Y_spec) >= 4:
+        frames["board"] = board_rotation(Y_spec, base)
+    tried = _search_poses(search, Y_spec, frames, anchors, small, pose_prior)
     pose = max(tried, key=lambda k: tried[k][0])
-    rot, Yn, centre, scale, B, t, s2 = tried[pose][1]
-    B1, t1, s2, _ = cpd_affine(Xn, Yn @ B.T + t, w, feat, min_sigma2=min_s2, ridge=ridge * len(Y_spec))
-    B, t = B1 @ B, B1 @ t + t1  # the chosen pose polished to convergence
-    Y0 = Yn @ B.T + t
+    rot, Yn, centre, scale, B, c, t, s2 = tried[pose][1]
+    quad = Yn[:, 2:3] ** 2 if bend else None
+    B1, t1, s2, _ = cpd_affine(Xn, Yn @ B.T + quad_term(Yn, c) + t, w, feat, min_sigma2=min_s2,
+                               ridge=ridge * len(Y_spec), quad=quad)
+    B, c, t = B1[:, :3] @ B, B1[:, :3] @ c + (B1[:, 3] if bend else 0.0), B1[:, :3] @ t + t1  # polished
+    Y0 = Yn @ B.T + quad_term(Yn, c) + t
     s2 = max(s2, (start_sigma_mm / pat_scale) ** 2)  # re-opens correspondences the affine fit left wrong
     W, s2, P, ll = cpd_nonrigid(Xn, Y0, w, beta, lam, feat, sigma2=s2, min_sigma2=min_s2)
     reg = (Y0 + _gauss_kernel(Y0, Y0, beta) @ W) * pat_scale + pat_centre
-    return PieceRegistration(image, pose, rot, centre, scale, B, t, Y0, W, beta, pat_centre, pat_scale,
+    return PieceRegistration(image, pose.split("@")[0], rot, centre, scale, B, t, c, Y0, W, beta, pat_centre, pat_scale,
                              spec_nodes, mr_ids, P, reg, ll, {k: round(v[0], 3) for k, v in tried.items()})
+
+
+def quad_term(Yn: FloatArray, bend: FloatArray) -> FloatArray:
+    """The bend's displacement (M, 3) of normalised points ``Yn`` (M, 3): ``bend`` (3,) times their squared
+    cranio-caudal coordinate."""
+    return np.asarray(Yn[:, 2:3] ** 2 * bend, dtype=np.float64)
+
+
+def _search_poses(search: _Search, Y_spec: FloatArray, frames: dict[str, FloatArray],
+                  anchors: tuple[FloatArray, FloatArray, FloatArray] | None, small: int, pose_prior: float
+                  ) -> dict[str, tuple[float, tuple[Any, ...]]]:
+    """Every pose of :data:`POSES` in every frame: key ``pose`` (suture frame) or ``pose@frame``, value
+    (log-likelihood - the pose's penalty, fit). Small pieces also try shifted starts in the unturned pose."""
+    many = [np.zeros(3), *(0.7 * np.eye(3)[1:]), *(-0.7 * np.eye(3)[1:])]
+    offsets = [np.zeros(3)] if len(Y_spec) >= small else many
+    tried = {}
+    for frame, base in frames.items():
+        for name, signs in POSES.items():
+            penalty = 0.0 if name == "sutures" else pose_prior * (1.0 if np.prod(signs) > 0 else 2.0)
+            key = name if frame == "sutures" else f"{name}@{frame}"
+            tried[key] = search.pose(Y_spec, np.diag(signs) @ base, offsets if name == "sutures" else offsets[:1],
+                                     anchors, len(Y_spec) >= 2 * small, penalty)
+    return tried
 
 
 @dataclass(frozen=True)
@@ -382,22 +431,26 @@ class _Search:
     max_iter: int
     pat_centre: FloatArray
     pat_scale: float
+    bend: bool
 
     def pose(self, Y_spec: FloatArray, rot: FloatArray, offsets: list[FloatArray],
              anchors: tuple[FloatArray, FloatArray, FloatArray] | None, measured: bool, penalty: float
              ) -> tuple[float, tuple[Any, ...]]:
-        """Best (log-likelihood - penalty, (rot, Yn, centre, scale, B, t, sigma2)) over the starts of one pose."""
+        """Best (log-likelihood - penalty, (rot, Yn, centre, scale, B, bend, t, sigma2)) over the starts of one
+        pose."""
         Yn, centre, scale = _start(Y_spec, rot, self.Xn, self.pat_scale, measured)
         starts = [(np.eye(3), off) for off in offsets]
         if anchors is not None:
             a_y = ((anchors[0] - centre) @ rot.T) / scale
             starts.append(_anchor_start(a_y, (anchors[1] - self.pat_centre) / self.pat_scale, anchors[2]))
         best: tuple[float, tuple[Any, ...]] = (-np.inf, ())
+        quad = Yn[:, 2:3] ** 2 if self.bend else None
         for B0, t0 in starts:
             B, t, s2, ll = cpd_affine(self.Xn, Yn @ B0.T + t0, self.w, self.feat, max_iter=self.max_iter,
-                                      min_sigma2=self.min_s2, ridge=self.ridge)
+                                      min_sigma2=self.min_s2, ridge=self.ridge, quad=quad)
             if ll - penalty > best[0]:
-                best = (ll - penalty, (rot, Yn, centre, scale, B @ B0, B @ t0 + t, s2))
+                c = B[:, 3] if self.bend else np.zeros(3)
+                best = (ll - penalty, (rot, Yn, centre, scale, B[:, :3] @ B0, c, B[:, :3] @ t0 + t, s2))
         return best
 
 
@@ -422,6 +475,6 @@ def _identity_result(image: str, rot: FloatArray, Y_spec: FloatArray, X_mr: Floa
     centre = Y_spec.mean(axis=0) if len(Y_spec) else np.zeros(3)
     scale = np.full(3, pat_scale)
     reg = (Y_spec - centre) @ rot.T + pat_centre
-    return PieceRegistration(image, "sutures", rot, centre, scale, np.eye(3), np.zeros(3), np.zeros((0, 3)),
-                             np.zeros((0, 3)), beta, pat_centre, pat_scale, spec_nodes, mr_ids,
+    return PieceRegistration(image, "sutures", rot, centre, scale, np.eye(3), np.zeros(3), np.zeros(3),
+                             np.zeros((0, 3)), np.zeros((0, 3)), beta, pat_centre, pat_scale, spec_nodes, mr_ids,
                              np.zeros((len(Y_spec), len(X_mr))), reg, float("nan"))
