@@ -119,9 +119,13 @@ POSES: dict[str, tuple[float, float, float]] = {
 }
 
 
-def _e_step(X: FloatArray, TY: FloatArray, sigma2: float, w: float, feat: FloatArray | None
-            ) -> tuple[FloatArray, float]:
-    """Posterior P (M, N) of component m for point n (outlier mass left out) and the log-likelihood of X."""
+def _e_step(X: FloatArray, TY: FloatArray, sigma2: float, w: float, feat: FloatArray | None,
+            wy: float | None = None) -> tuple[FloatArray, float]:
+    """Posterior P (M, N) of component m for point n (outlier mass left out) and the log-likelihood of X.
+
+    With ``wy`` (the share of specimen nodes without an MR partner) P is made one-to-one instead (each specimen
+    node and each MR node carries at most unit mass, the rest in slack: :func:`_sinkhorn`, as in robust point
+    matching); the log-likelihood stays CPD's."""
     M, N = len(TY), len(X)
     d2 = (TY * TY).sum(axis=1)[:, None] + (X * X).sum(axis=1)[None, :] - 2.0 * TY @ X.T
     K = np.exp(-np.maximum(d2, 0.0) / (2.0 * sigma2))
@@ -129,9 +133,26 @@ def _e_step(X: FloatArray, TY: FloatArray, sigma2: float, w: float, feat: FloatA
         K *= feat
     norm = (2.0 * np.pi * sigma2) ** (_D / 2)
     col = K.sum(axis=0)
-    P = K / (col + norm * w / (1.0 - w) * M / N)
+    c = norm * w / (1.0 - w) * M / N
+    P = K / (col + c)
     ll = float(np.sum(np.log((1.0 - w) / M * col / norm + w / N)))
+    if wy is not None:
+        P = _sinkhorn(K, c, norm * wy / (1.0 - wy) * N / M)
     return P, ll
+
+
+def _sinkhorn(K: FloatArray, cx: float, cy: float, n_iter: int = 10) -> FloatArray:
+    """One-to-one soft correspondences: ``K`` (M, N) with a slack column (specimen node unexplained, weight
+    ``cy``) and a slack row (MR node unexplained, ``cx``), normalised alternately by rows and columns."""
+    M, N = K.shape
+    A = np.zeros((M + 1, N + 1))
+    A[:M, :N] = K
+    A[M, :N] = cx
+    A[:M, N] = cy
+    for _ in range(n_iter):
+        A[:M] /= np.maximum(A[:M].sum(axis=1, keepdims=True), 1e-300)
+        A[:, :N] /= np.maximum(A[:, :N].sum(axis=0, keepdims=True), 1e-300)
+    return A[:M, :N]
 
 
 def _init_sigma2(X: FloatArray, Y: FloatArray) -> float:
@@ -139,13 +160,14 @@ def _init_sigma2(X: FloatArray, Y: FloatArray) -> float:
 
 
 def cpd_affine(X: FloatArray, Y: FloatArray, w: float = 0.2, feat: FloatArray | None = None, max_iter: int = 100,
-               tol: float = 1e-6, min_sigma2: float = 1e-8, ridge: float = 0.0, quad: FloatArray | None = None
-               ) -> tuple[FloatArray, FloatArray, float, float]:
+               tol: float = 1e-6, min_sigma2: float = 1e-8, ridge: float = 0.0, quad: FloatArray | None = None,
+               wy: float | None = None) -> tuple[FloatArray, FloatArray, float, float]:
     """Affine CPD of ``Y`` (M, 3) onto ``X`` (N, 3) (normalised coordinates): ``B`` (3, 3), ``t`` (3,), sigma^2,
     log-likelihood. ``feat`` (M, N) multiplies the E-step kernel (feature compatibility); ``ridge`` pulls ``B``
     towards the identity (the start: suture frame and expected flattening) with the weight of that many
     unit-distance points. ``quad`` (M, k): extra design columns (e.g. the squared long-axis coordinate, a bend):
     the model is then ``T(y) = B [y, quad] + t`` with ``B`` (3, 3 + k), its extra columns pulled towards 0.
+    ``wy``: one-to-one correspondences with that share of specimen-only nodes (:func:`_e_step`).
 
     Examples
     --------
@@ -163,7 +185,7 @@ def cpd_affine(X: FloatArray, Y: FloatArray, w: float = 0.2, feat: FloatArray | 
     ll = ll_prev
     for _ in range(max_iter):
         TY = Phi @ B.T + t
-        P, ll = _e_step(X, TY, sigma2, w, feat)
+        P, ll = _e_step(X, TY, sigma2, w, feat, wy)
         Pt1, P1 = P.sum(axis=0), P.sum(axis=1)
         Np = float(P1.sum())
         if Np < 1e-9:
@@ -189,9 +211,11 @@ def _gauss_kernel(A: FloatArray, B: FloatArray, beta: float) -> FloatArray:
 
 def cpd_nonrigid(X: FloatArray, Y: FloatArray, w: float = 0.2, beta: float = 1.0, lam: float = 2.0,
                  feat: FloatArray | None = None, sigma2: float | None = None, max_iter: int = 100,
-                 tol: float = 1e-6, min_sigma2: float = 1e-8) -> tuple[FloatArray, float, FloatArray, float]:
+                 tol: float = 1e-6, min_sigma2: float = 1e-8, wy: float | None = None
+                 ) -> tuple[FloatArray, float, FloatArray, float]:
     """Non-rigid CPD of ``Y`` (M, 3) onto ``X`` (N, 3): ``T(Y) = Y + G W`` with ``G`` the Gaussian kernel (width
-    ``beta``) on ``Y``. Returns ``W`` (M, 3), sigma^2, the posterior P (M, N) and the log-likelihood.
+    ``beta``) on ``Y``. Returns ``W`` (M, 3), sigma^2, the posterior P (M, N) and the log-likelihood. ``wy``: as
+    for :func:`cpd_affine`.
 
     Examples
     --------
@@ -208,7 +232,7 @@ def cpd_nonrigid(X: FloatArray, Y: FloatArray, w: float = 0.2, beta: float = 1.0
     ll_prev, ll, P = -np.inf, -np.inf, np.zeros((M, len(X)))
     for _ in range(max_iter):
         TY = Y + G @ W
-        P, ll = _e_step(X, TY, sigma2, w, feat)
+        P, ll = _e_step(X, TY, sigma2, w, feat, wy)
         P1, Np = P.sum(axis=1), float(P.sum())
         if Np < 1e-9:
             break
@@ -331,7 +355,7 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
                    prior: FloatArray | None = None, small: int = 10,
                    start_sigma_mm: float = 10.0,
                    anchors: tuple[FloatArray, FloatArray, FloatArray] | None = None, search_iter: int = 15,
-                   bend: bool = True, board: bool = True) -> PieceRegistration:
+                   bend: bool = True, board: bool = True, spec_outlier: float | None = 0.3) -> PieceRegistration:
     """Register specimen centroids ``Y_spec`` (M, 3, scanner mm) to MR centroids ``X_mr`` (N, 3, patient RAS mm).
 
     Parameters
@@ -367,6 +391,10 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
     bend : bool
         The affine stage also fits a bend: a term quadratic in the specimen's cranio-caudal coordinate (a strip of
         tissue pinned on a board curves along its length), pulled towards 0 like the affine part.
+    spec_outlier : float or None
+        Share of specimen nodes without an MR partner (ex vivo MRI sees more nodes): correspondences are then
+        one-to-one with slack on both sides (robust point matching's normalisation) instead of CPD's, where
+        several specimen nodes may share one MR node. None: classic CPD.
     board : bool
         Also try every pose in the **board frame** (:func:`board_rotation`: the suture frame turned about the
         cranio-caudal axis so that its medio-lateral axis is the node cloud's thinnest direction, the board's
@@ -392,7 +420,8 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
     if len(Y_spec) < 3 or len(X_mr) < 3:
         return _identity_result(image, base, Y_spec, X_mr, pat_centre, pat_scale, spec_nodes, mr_ids, 1.0)
     beta = beta_mm / pat_scale
-    search = _Search(Xn, w, feat, min_s2, ridge * len(Y_spec), search_iter, pat_centre, pat_scale, bend)
+    search = _Search(Xn, w, feat, min_s2, ridge * len(Y_spec), search_iter, pat_centre, pat_scale, bend,
+                     spec_outlier)
     frames = {"sutures": base}
     if board and len(Y_spec) >= 4:
         frames["board"] = board_rotation(Y_spec, base)
@@ -401,11 +430,11 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
     rot, Yn, centre, scale, B, c, t, s2 = tried[pose][1]
     quad = Yn[:, 2:3] ** 2 if bend else None
     B1, t1, s2, _ = cpd_affine(Xn, Yn @ B.T + quad_term(Yn, c) + t, w, feat, min_sigma2=min_s2,
-                               ridge=ridge * len(Y_spec), quad=quad)
+                               ridge=ridge * len(Y_spec), quad=quad, wy=spec_outlier)
     B, c, t = B1[:, :3] @ B, B1[:, :3] @ c + (B1[:, 3] if bend else 0.0), B1[:, :3] @ t + t1  # polished
     Y0 = Yn @ B.T + quad_term(Yn, c) + t
     s2 = max(s2, (start_sigma_mm / pat_scale) ** 2)  # re-opens correspondences the affine fit left wrong
-    W, s2, P, ll = cpd_nonrigid(Xn, Y0, w, beta, lam, feat, sigma2=s2, min_sigma2=min_s2)
+    W, s2, P, ll = cpd_nonrigid(Xn, Y0, w, beta, lam, feat, sigma2=s2, min_sigma2=min_s2, wy=spec_outlier)
     reg = (Y0 + _gauss_kernel(Y0, Y0, beta) @ W) * pat_scale + pat_centre
     return PieceRegistration(image, pose.split("@")[0], rot, centre, scale, B, t, c, Y0, W, beta, pat_centre, pat_scale,
                              spec_nodes, mr_ids, P, reg, ll, {k: round(v[0], 3) for k, v in tried.items()})
@@ -447,6 +476,7 @@ class _Search:
     pat_centre: FloatArray
     pat_scale: float
     bend: bool
+    wy: float | None
 
     def pose(self, Y_spec: FloatArray, rot: FloatArray, offsets: list[FloatArray],
              anchors: tuple[FloatArray, FloatArray, FloatArray] | None, measured: bool, penalty: float
@@ -462,7 +492,7 @@ class _Search:
         quad = Yn[:, 2:3] ** 2 if self.bend else None
         for B0, t0 in starts:
             B, t, s2, ll = cpd_affine(self.Xn, Yn @ B0.T + t0, self.w, self.feat, max_iter=self.max_iter,
-                                      min_sigma2=self.min_s2, ridge=self.ridge, quad=quad)
+                                      min_sigma2=self.min_s2, ridge=self.ridge, quad=quad, wy=self.wy)
             if ll - penalty > best[0]:
                 c = B[:, 3] if self.bend else np.zeros(3)
                 best = (ll - penalty, (rot, Yn, centre, scale, B[:, :3] @ B0, c, B[:, :3] @ t0 + t, s2))
