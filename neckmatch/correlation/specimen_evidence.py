@@ -68,6 +68,9 @@ class SpecimenParams:
     cpd_ridge: float = 0.08  # pull of the affine part towards the suture frame and expected flattening, per node
     cpd_small: int = 10  # pieces with fewer nodes also try shifted starts
     cpd_start_sigma_mm: float = 10.0  # smallest noise sd the non-rigid stage starts from
+    cpd_spec_outlier: float = 0.3  # share of specimen nodes without an MR partner (one-to-one correspondences)
+    exclusive: bool = True  # an MR node another specimen node explains better weakens the link's evidence for it
+    exclusive_floor: float = 0.02  # the smallest such factor
     pose_prior: float = 6.0  # log-likelihood a pose other than the suture frame must gain (a mirror: twice)
     margin_mm: float = 10.0  # padding of the box whose volume gives the uniform density u
     sigma_floor_mm: float = 3.0  # smallest per-axis sd of a registered position (mm)
@@ -212,7 +215,8 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
                              _diameter(nodes["volume_mm3"].to_numpy(float)), d_mr[rows], params.cpd_outlier,
                              params.cpd_beta_mm, params.cpd_lambda, pose_prior=params.pose_prior, core=core,
                              prior=prior, ridge=params.cpd_ridge, small=params.cpd_small,
-                             start_sigma_mm=params.cpd_start_sigma_mm, anchors=anchors)
+                             start_sigma_mm=params.cpd_start_sigma_mm, anchors=anchors,
+                             spec_outlier=params.cpd_spec_outlier)
         regs[piece.id], measured[piece.id], cands[piece.id] = reg, nodes, rows
     mu = _size_offset(links, units, measured)
     weights, linked = np.zeros((n, m)), np.zeros(m, dtype=bool)
@@ -225,6 +229,9 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
         u = 1.0 / max(float(np.prod(box)), 1e3)
         d2 = np.sum((mr.pos - reg.registered[s]) ** 2, axis=1)
         dens = np.exp(-d2 / (2 * sigma**2)) / (2 * np.pi * sigma**2) ** 1.5
+        if params.exclusive and len(rows):
+            C = reg.correspondence(mr.pos[rows], sigma, params.cpd_outlier, None)
+            dens[rows] *= np.maximum(C[s] / np.maximum(C.sum(axis=0), 1e-12), params.exclusive_floor)
         p_right = 1.0 - (params.probable_error if cert == "probable" else params.link_error)
         long_all = nodes["long_axis_mm"].to_numpy(float)
         rho = _reliability(float(units.size_mm[j]), float(long_all[s]), long_all, mu, p_right, params.size_sd)

@@ -279,6 +279,15 @@ class PieceRegistration:
     registered: FloatArray  # (M, 3) specimen centroids in patient RAS mm
     log_lik: float
     pose_log_lik: dict[str, float] = field(default_factory=dict)
+    feat: FloatArray | None = None  # (M, N) size and link compatibility that weighed the E-step
+
+    def correspondence(self, mr_pos: FloatArray, sigma_mm: float, w: float, wy: float | None) -> FloatArray:
+        """One-to-one soft correspondences (M, N) of the registered specimen nodes and the MR candidates
+        ``mr_pos`` (N, 3, patient mm) at noise sd ``sigma_mm`` (:func:`_e_step` with slack on both sides)."""
+        if len(self.registered) == 0 or len(mr_pos) == 0:
+            return np.zeros((len(self.registered), len(mr_pos)))
+        P, _ = _e_step(np.asarray(mr_pos, float), self.registered, sigma_mm**2, w, self.feat, wy)
+        return P
 
     def map_points(self, points: Any) -> FloatArray:
         """Specimen-frame points (K, 3), mm -> patient RAS mm (K, 3)."""
@@ -436,8 +445,9 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
     s2 = max(s2, (start_sigma_mm / pat_scale) ** 2)  # re-opens correspondences the affine fit left wrong
     W, s2, P, ll = cpd_nonrigid(Xn, Y0, w, beta, lam, feat, sigma2=s2, min_sigma2=min_s2, wy=spec_outlier)
     reg = (Y0 + _gauss_kernel(Y0, Y0, beta) @ W) * pat_scale + pat_centre
-    return PieceRegistration(image, pose.split("@")[0], rot, centre, scale, B, t, c, Y0, W, beta, pat_centre, pat_scale,
-                             spec_nodes, mr_ids, P, reg, ll, {k: round(v[0], 3) for k, v in tried.items()})
+    return PieceRegistration(image, pose.split("@")[0], rot, centre, scale, B, t, c, Y0, W, beta, pat_centre,
+                             pat_scale, spec_nodes, mr_ids, P, reg, ll, {k: round(v[0], 3) for k, v in tried.items()},
+                             feat)
 
 
 def quad_term(Yn: FloatArray, bend: FloatArray) -> FloatArray:
