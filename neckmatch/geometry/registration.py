@@ -298,6 +298,16 @@ class PieceRegistration:
             q = q + _gauss_kernel(q, self.ctrl, self.beta) @ self.coef
         return q * self.pat_scale + self.pat_centre
 
+    def pose_gap(self, cap: float = 50.0) -> float:
+        """Log-likelihood margin of the chosen pose over the best other pose (either frame; at most ``cap``):
+        small where the piece's orientation is ambiguous."""
+        chosen = self.pose_log_lik.get(self.pose)
+        best = max((v for k, v in self.pose_log_lik.items() if k.split("@")[0] == self.pose), default=chosen)
+        other = [v for k, v in self.pose_log_lik.items() if k.split("@")[0] != self.pose]
+        if best is None or not other:
+            return cap
+        return float(min(best - max(other), cap))
+
     def pairs(self, min_p: float = 0.5) -> list[tuple[int, int, float]]:
         """Mutual-best (specimen row, MR column, posterior) pairs with posterior >= ``min_p``."""
         out: list[tuple[int, int, float]] = []
@@ -310,13 +320,17 @@ class PieceRegistration:
                 out.append((m, int(n), float(self.P[m, n])))
         return out
 
-    def residual_sd_mm(self, mr_pos: FloatArray, floor: float = 1.5, cap: float = 8.0) -> float:
-        """Per-axis sd (mm) of the pairs' residuals: median distance / 1.538 (3-D Gaussian), within [floor, cap]."""
+    def residual_sd_mm(self, mr_pos: FloatArray, floor: float = 1.5, cap: float = 8.0, params: int = 15) -> float:
+        """Per-axis sd (mm) of the pairs' residuals: median distance / 1.538 (3-D Gaussian), corrected for the
+        ``params`` parameters the fit spent on them (affine 12 + bend 3: ``sqrt(3K / (3K - params))`` for K pairs;
+        an in-sample residual is too small, and 0 for an exact fit), within [floor, cap]; ``cap`` with fewer
+        than ``params / 3 + 1`` pairs."""
         pr = self.pairs()
-        if len(pr) < 3:
+        dof = 3 * len(pr) - params
+        if len(pr) < 3 or dof < 3:
             return cap
         d = [float(np.linalg.norm(self.registered[m] - mr_pos[n])) for m, n, _ in pr]
-        return float(np.clip(np.median(d) / 1.538, floor, cap))
+        return float(np.clip(np.median(d) / 1.538 * np.sqrt(3 * len(pr) / dof), floor, cap))
 
 
 def _size_feature(d_spec: FloatArray | None, d_mr: FloatArray | None, sd: float, mu: float,

@@ -12,7 +12,9 @@ specimen node (``link_rate``); ``wrong_link_rate`` of the links name a neighbour
 
 Families (:data:`FAMILIES`) break the physics on purpose: ``flat`` (flattening to 25-40 %, stronger bending),
 ``wrong-links`` (10 % wrong links), ``no-optional-sutures`` (only the three required sutures, 10 mm error),
-``upside-down`` (the piece turned over on the table and its cranial / caudal sutures read from the wrong end).
+``upside-down`` (the piece turned over on the table and its cranial / caudal sutures read from the wrong end);
+``stress`` (held out from tuning and calibration: half the sides in per-container pieces, 10-20 mm bending, ex vivo
+MRI seeing nodes from 0.8 mm, 7 mm suture error per axis, 5-15 % shrinkage, 1.5 mm jitter, 15 degree board tilt).
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "wrong-links": {"wrong_link_rate": 0.10},
     "no-optional-sutures": {"optional_sutures": 0.0, "suture_sd_mm": 6.0},
     "upside-down": {"upside_down": True},
+    # held out: never used to tune or calibrate (benchmarks/specimen.py); breaks the spec's ranges on purpose
+    "stress": {"en_bloc": 0.5, "bend_mm": (10.0, 20.0), "visible_short_mm": 0.8, "suture_sd_mm": 7.0,
+               "shrink": (0.05, 0.15), "jitter_mm": 1.5, "tilt_sd_deg": 15.0},
 }
 
 
