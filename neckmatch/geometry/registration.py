@@ -143,15 +143,22 @@ def _e_step(X: FloatArray, TY: FloatArray, sigma2: float, w: float, feat: FloatA
 
 def _sinkhorn(K: FloatArray, cx: float, cy: float, n_iter: int = 10) -> FloatArray:
     """One-to-one soft correspondences: ``K`` (M, N) with a slack column (specimen node unexplained, weight
-    ``cy``) and a slack row (MR node unexplained, ``cx``), normalised alternately by rows and columns."""
+    ``cy``) and a slack row (MR node unexplained, ``cx``), normalised alternately by columns and rows (rows
+    last: no specimen node carries more than one MR node's mass; MR nodes approximately so).
+
+    Examples
+    --------
+    >>> _sinkhorn(np.array([[1.0, 1.0]]), 1e-3, 1e-3).round(2).tolist()  # one specimen node, two MR nodes
+    [[0.5, 0.5]]
+    """
     M, N = K.shape
     A = np.zeros((M + 1, N + 1))
     A[:M, :N] = K
     A[M, :N] = cx
     A[:M, N] = cy
     for _ in range(n_iter):
-        A[:M] /= np.maximum(A[:M].sum(axis=1, keepdims=True), 1e-300)
         A[:, :N] /= np.maximum(A[:, :N].sum(axis=0, keepdims=True), 1e-300)
+        A[:M] /= np.maximum(A[:M].sum(axis=1, keepdims=True), 1e-300)
     return A[:M, :N]
 
 
