@@ -41,9 +41,9 @@ FloatArray = NDArray[np.float64]
 #: Weights of ``sigmoid(w . (margin, term, *FEATURES) + b)`` (the last value is ``b``) for pairs decided through
 #: the specimen: ``term`` = their specimen evidence (``-cost_specimen``), the rest :meth:`SpecimenEvidence.features`;
 #: fitted by ``benchmarks/specimen.py --calibrate`` (the ``stress`` family held out)
-SPECIMEN_CALIBRATION: tuple[float, ...] = (0.373, -0.8108, 2.7906, -1.2219, 0.7517, 0.0357, -0.2044, 0.5253)
+SPECIMEN_CALIBRATION: tuple[float, ...] = (0.342, -0.6228, 1.9718, -1.4525, 0.9666, 0.0101, -0.199, 0.6116)
 #: auto threshold of those pairs: the smallest confidence at which the calibration cohort's are >= 99 % right
-SPECIMEN_AUTO_THRESHOLD = 0.9594
+SPECIMEN_AUTO_THRESHOLD = 0.9749
 
 #: How a transform in specimen_registration.json maps any point (PieceRegistration.map_points).
 MAPPING = ("q = ((p - spec_centre) @ rotation.T) / spec_scale; q = q @ affine.T + bend * q_z ** 2 + shift "
