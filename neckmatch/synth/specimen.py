@@ -240,7 +240,9 @@ def make_specimen(rng: np.random.Generator, sp: SpecimenSynth, phantom: Phantom,
     pieces = []
     plan = _pieces(rng, sp, container)
     turned = int(rng.integers(len(plan))) if plan else -1
-    for k, (pid, side, conts) in enumerate(plan):
+    reported = set(report["container"])
+    for k, (pid, side, all_conts) in enumerate(plan):
+        conts = [c for c in all_conts if c in reported]  # a container with no node reported is not in the case
         members = np.flatnonzero(np.isin(container, conts))
         spk = dataclasses.replace(sp, upside_down=sp.upside_down and k == turned)
         piece = _piece(rng, spk, phantom, nodes, pid, side, conts, members) if len(members) else None
