@@ -458,10 +458,7 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
     tried = _search_poses(search, Y_spec, frames, anchors, small, pose_prior)
     pose = max(tried, key=lambda k: tried[k][0])
     rot, Yn, centre, scale, B, c, t, s2 = tried[pose][1]
-    quad = Yn[:, 2:3] ** 2 if bend else None
-    B1, t1, s2, _ = cpd_affine(Xn, Yn @ B.T + quad_term(Yn, c) + t, w, feat, min_sigma2=min_s2,
-                               ridge=ridge * len(Y_spec), quad=quad, wy=spec_outlier)
-    B, c, t = B1[:, :3] @ B, B1[:, :3] @ c + (B1[:, 3] if bend else 0.0), B1[:, :3] @ t + t1  # polished
+    B, c, t, s2 = search.polish(Yn, B, c, t)
     Y0 = Yn @ B.T + quad_term(Yn, c) + t
     s2 = max(s2, (start_sigma_mm / pat_scale) ** 2)  # re-opens correspondences the affine fit left wrong
     W, s2, P, ll = cpd_nonrigid(Xn, Y0, w, beta, lam, feat, sigma2=s2, min_sigma2=min_s2, wy=spec_outlier)
@@ -508,6 +505,15 @@ class _Search:
     pat_scale: float
     bend: bool
     wy: float | None
+
+    def polish(self, Yn: FloatArray, B: FloatArray, c: FloatArray, t: FloatArray
+               ) -> tuple[FloatArray, FloatArray, FloatArray, float]:
+        """The chosen start's affine + bend (``B``, ``c``, ``t``) run to convergence: (B, bend, t, sigma^2)."""
+        quad = Yn[:, 2:3] ** 2 if self.bend else None
+        B1, t1, s2, _ = cpd_affine(self.Xn, Yn @ B.T + quad_term(Yn, c) + t, self.w, self.feat,
+                                   min_sigma2=self.min_s2, ridge=self.ridge, quad=quad, wy=self.wy)
+        A = B1[:, :3]
+        return A @ B, A @ c + (B1[:, 3] if self.bend else 0.0), A @ t + t1, s2
 
     def pose(self, Y_spec: FloatArray, rot: FloatArray, offsets: list[FloatArray],
              anchors: tuple[FloatArray, FloatArray, FloatArray] | None, measured: bool, penalty: float
