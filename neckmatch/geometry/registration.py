@@ -4,17 +4,20 @@ The specimen was cut free, flattened on a board (medio-lateral depth 40-70 %), s
 little, and scanned in a frame unrelated to the patient (shared/spec/specimen-imaging.md). The registration maps
 the specimen node centroids ``Y`` (M, 3) onto the MR node centroids ``X`` (N, 3) of the piece's side and levels:
 
-1. **Suture frame** (:func:`suture_rotation`): cranial - caudal gives the patient's +z, anterior (against
-   posterior, else the cranio-caudal mid-point) +y, and x = y cross z; medial / lateral sutures, where given,
-   detect a mirrored image. Alternative poses (the frame turned 180 degrees about each axis, and mirrored) are
-   tried too and chosen by likelihood with a prior for the suture frame (a piece scanned upside down, sutures
-   read from the wrong end).
+1. **Frames** (:func:`suture_rotation`): cranial - caudal gives the patient's +z, anterior (against posterior, else
+   the cranio-caudal mid-point) +y, and x = y cross z; medial / lateral sutures, where given, detect a mirrored
+   image. The **board frame** (:func:`board_rotation`) turns it about z until x is the node cloud's thinnest
+   direction (the specimen lies flat on a board). Alternative poses (each frame turned 180 degrees about each axis,
+   and mirrored) are tried too and chosen by likelihood with a prior for the unturned frames (a piece scanned upside
+   down, sutures read from the wrong end).
 2. **Normalisation**: both sets centred; ``X`` scaled by its RMS radius, ``Y`` per frame axis to ``X``'s spread
    (CPD with an outlier weight diverges on raw millimetres).
-3. **Affine CPD** (Myronenko & Song 2010) with an outlier weight ``w`` (MR nodes outside the piece), then
-   **non-rigid CPD** (Gaussian kernel width ``beta``, smoothness ``lam``) for bending. Specimen nodes without an
-   MR partner (ex vivo MRI sees more nodes) are GMM components that explain no point. The E-step kernel is
-   multiplied by a node-size compatibility (equivalent diameters, log-normal ``size_sd``).
+3. **Affine CPD** (Myronenko & Song 2010) with a **bend** (a term quadratic in the cranio-caudal coordinate) and
+   an outlier weight ``w`` (MR nodes outside the piece), then **non-rigid CPD** (Gaussian kernel width ``beta``,
+   smoothness ``lam``) for the rest. Correspondences are **one-to-one** (the E-step normalised by rows and columns
+   with slack on both sides, as in robust point matching): specimen nodes without an MR partner (ex vivo MRI sees
+   more nodes) and MR nodes without a specimen node go to the slack. The E-step kernel is multiplied by a node-size
+   compatibility (equivalent diameters: a log-normal core and a wider tail).
 
 Only centroids and sizes are used: never the MR reading, the image signal or the pathology status.
 Coordinates: specimen points in the ex vivo scanner's RAS mm, patient points in patient RAS mm.
