@@ -33,7 +33,7 @@ def test_specimen_outputs_map_every_specimen_node(tmp_path: Path) -> None:
         piece = next(p for p in case.specimen.pieces if p.id == img["image"])
         nodes = specimen_nodes(piece.label_map)
         q = ((nodes[["x", "y", "z"]].to_numpy() - t["spec_centre"]) @ t["rotation"].T) / t["spec_scale"]
-        q = q @ t["affine"].T + t["shift"]
+        q = q @ t["affine"].T + t["bend"] * q[:, 2:3] ** 2 + t["shift"]
         g = np.exp(-((q[:, None] - t["ctrl"][None]) ** 2).sum(axis=2) / (2 * float(t["beta"]) ** 2))
         x = (q + g @ t["coef"]) * float(t["pat_scale"]) + t["pat_centre"]
         rows = reg[reg["image"] == img["image"]]

@@ -31,25 +31,29 @@ from neckmatch.correlation.evidence import MRNodes, PathUnits, adjacent_levels
 from neckmatch.geometry.registration import PieceRegistration, register_piece, specimen_nodes
 from neckmatch.model import MIDLINE_LEVELS, Case, SpecimenPiece
 
-__all__ = ["SpecimenParams", "SpecimenEvidence", "specimen_evidence", "annotate_via", "specimen_confidence",
+__all__ = ["SpecimenParams", "FEATURES", "SpecimenEvidence", "specimen_evidence", "annotate_via", "specimen_confidence",
            "SPECIMEN_CALIBRATION",
            "SPECIMEN_AUTO_THRESHOLD",
            "REGISTRATION_COLUMNS"]
 
 FloatArray = NDArray[np.float64]
 
-#: (a, c, d, e, b) of ``sigmoid(a margin + c term + d reg_p + e log_nodes + b)`` for pairs decided through the
-#: specimen: ``term`` = their specimen evidence (``-cost_specimen``), ``reg_p`` and ``log_nodes`` =
-#: :meth:`SpecimenEvidence.features`; fitted by ``benchmarks/specimen.py --calibrate``
-SPECIMEN_CALIBRATION: tuple[float, float, float, float, float] = (0.4624, -0.4367, 3.6024, 0.3789, -1.599)
+#: Weights of ``sigmoid(w . (margin, term, *FEATURES) + b)`` (the last value is ``b``) for pairs decided through
+#: the specimen: ``term`` = their specimen evidence (``-cost_specimen``), the rest :meth:`SpecimenEvidence.features`;
+#: fitted by ``benchmarks/specimen.py --calibrate`` (the ``stress`` family held out)
+SPECIMEN_CALIBRATION: tuple[float, ...] = (0.342, -0.6228, 1.9718, -1.4525, 0.9666, 0.0101, -0.199, 0.6116)
 #: auto threshold of those pairs: the smallest confidence at which the calibration cohort's are >= 99 % right
-SPECIMEN_AUTO_THRESHOLD = 0.9658
+SPECIMEN_AUTO_THRESHOLD = 0.9749
 
 #: How a transform in specimen_registration.json maps any point (PieceRegistration.map_points).
-MAPPING = ("q = ((p - spec_centre) @ rotation.T) / spec_scale; q = q @ affine.T + shift; "
+MAPPING = ("q = ((p - spec_centre) @ rotation.T) / spec_scale; q = q @ affine.T + bend * q_z ** 2 + shift "
+           "(q_z = q[:, 2] before this step); "
            "q = q + exp(-|q - ctrl_k|^2 / (2 beta^2)) summed over k with weights coef_k; "
            "x = q * pat_scale + pat_centre "
            "(p: points (K, 3) in the specimen scanner's RAS mm, x: patient RAS mm)")
+
+#: Names of :meth:`SpecimenEvidence.features` (after margin and term in the calibration).
+FEATURES = ("share", "zdist", "log_nodes", "pose_gap", "sigma")
 
 REGISTRATION_COLUMNS = ["image", "specimen_node", "mr_node", "confidence", "x", "y", "z", "residual_mm"]
 
@@ -67,6 +71,9 @@ class SpecimenParams:
     cpd_ridge: float = 0.08  # pull of the affine part towards the suture frame and expected flattening, per node
     cpd_small: int = 10  # pieces with fewer nodes also try shifted starts
     cpd_start_sigma_mm: float = 10.0  # smallest noise sd the non-rigid stage starts from
+    cpd_spec_outlier: float = 0.3  # share of specimen nodes without an MR partner (one-to-one correspondences)
+    exclusive: bool = True  # an MR node another specimen node explains better weakens the link's evidence for it
+    exclusive_floor: float = 0.02  # the smallest such factor
     pose_prior: float = 6.0  # log-likelihood a pose other than the suture frame must gain (a mirror: twice)
     margin_mm: float = 10.0  # padding of the box whose volume gives the uniform density u
     sigma_floor_mm: float = 3.0  # smallest per-axis sd of a registered position (mm)
@@ -81,8 +88,8 @@ class SpecimenEvidence:
     """The registrations of a case's pieces and the specimen term of every (MR node, unit) pair.
 
     ``weights`` (n, m): ``w_spec``; ``linked`` (m,): the unit has a link to a registered piece;
-    ``registrations``: one per piece; ``table``: specimen_registration.csv rows; ``reg_p``, ``piece_nodes``:
-    calibration features (:meth:`features`).
+    ``registrations``: one per piece; ``table``: specimen_registration.csv rows; ``share``, ``zdist``,
+    ``piece_nodes``, ``pose_gap``, ``sigma``: calibration features (:meth:`features`).
     """
 
     weights: FloatArray
@@ -90,13 +97,19 @@ class SpecimenEvidence:
     registrations: list[PieceRegistration]
     table: pd.DataFrame
     summary: list[dict[str, Any]] = field(default_factory=list)
-    reg_p: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))  # (n, m) CPD posterior of the linked node
+    share: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))  # (n, m) linked node's share of MR node i
+    zdist: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))  # (n, m) its distance to i / sigma
     piece_nodes: FloatArray = field(default_factory=lambda: np.zeros(0))  # (m,) specimen nodes of the unit's piece
+    pose_gap: FloatArray = field(default_factory=lambda: np.zeros(0))  # (m,) PieceRegistration.pose_gap
+    sigma: FloatArray = field(default_factory=lambda: np.zeros(0))  # (m,) the piece's residual sd, mm
 
-    def features(self, i: int, j: int) -> tuple[float, float]:
-        """Calibration features of the pair (MR row i, unit j): the registration posterior that the unit's linked
-        specimen node is MR node i, and log(number of specimen nodes of its piece)."""
-        return float(self.reg_p[i, j]), float(np.log(max(self.piece_nodes[j], 1.0)))
+    def features(self, i: int, j: int) -> tuple[float, ...]:
+        """Calibration features (:data:`FEATURES`) of the pair (MR row i, unit j): the share of MR node i's
+        registration responsibility held by the unit's linked specimen node, their distance in units of the piece's
+        residual sd, log(number of specimen nodes of the piece), the piece's pose log-likelihood gap and its
+        residual sd (mm)."""
+        return (float(self.share[i, j]), float(self.zdist[i, j]), float(np.log(max(self.piece_nodes[j], 1.0))),
+                float(self.pose_gap[j]), float(self.sigma[j]))
 
     def to_json(self) -> dict[str, Any]:
         """specimen_registration.json: per image the transform (parameters and how to map a point), counts and
@@ -211,11 +224,13 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
                              _diameter(nodes["volume_mm3"].to_numpy(float)), d_mr[rows], params.cpd_outlier,
                              params.cpd_beta_mm, params.cpd_lambda, pose_prior=params.pose_prior, core=core,
                              prior=prior, ridge=params.cpd_ridge, small=params.cpd_small,
-                             start_sigma_mm=params.cpd_start_sigma_mm, anchors=anchors)
+                             start_sigma_mm=params.cpd_start_sigma_mm, anchors=anchors,
+                             spec_outlier=params.cpd_spec_outlier)
         regs[piece.id], measured[piece.id], cands[piece.id] = reg, nodes, rows
     mu = _size_offset(links, units, measured)
     weights, linked = np.zeros((n, m)), np.zeros(m, dtype=bool)
-    reg_p, piece_nodes = np.zeros((n, m)), np.ones(m)
+    share, zdist = np.ones((n, m)), np.zeros((n, m))
+    piece_nodes, gap, sig = np.ones(m), np.zeros(m), np.zeros(m)
     for j, (image, label, cert) in links.items():
         reg, nodes, rows = regs[image], measured[image], cands[image]
         s = int(np.flatnonzero(nodes["node"].to_numpy() == label)[0])
@@ -224,16 +239,20 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
         u = 1.0 / max(float(np.prod(box)), 1e3)
         d2 = np.sum((mr.pos - reg.registered[s]) ** 2, axis=1)
         dens = np.exp(-d2 / (2 * sigma**2)) / (2 * np.pi * sigma**2) ** 1.5
+        if len(rows):
+            C = reg.correspondence(mr.pos[rows], sigma, params.cpd_outlier, None)
+            share[rows, j] = C[s] / np.maximum(C.sum(axis=0), 1e-12)
+            if params.exclusive:
+                dens[rows] *= np.maximum(share[rows, j], params.exclusive_floor)
         p_right = 1.0 - (params.probable_error if cert == "probable" else params.link_error)
         long_all = nodes["long_axis_mm"].to_numpy(float)
         rho = _reliability(float(units.size_mm[j]), float(long_all[s]), long_all, mu, p_right, params.size_sd)
         weights[:, j] = np.log(rho * dens / u + (1.0 - rho))
         linked[j] = True
-        if reg.P.size:
-            reg_p[rows, j] = reg.P[s]
-        piece_nodes[j] = len(reg.specimen_nodes)
+        zdist[:, j] = np.sqrt(d2) / sigma
+        piece_nodes[j], gap[j], sig[j] = len(reg.specimen_nodes), reg.pose_gap(), sigma
     table, summary = _outputs(regs, measured, cands, mr)
-    return SpecimenEvidence(weights, linked, list(regs.values()), table, summary, reg_p, piece_nodes)
+    return SpecimenEvidence(weights, linked, list(regs.values()), table, summary, share, zdist, piece_nodes, gap, sig)
 
 
 def _size_offset(links: dict[int, tuple[str, int, str | None]], units: PathUnits,
@@ -279,18 +298,19 @@ def _summary(reg: PieceRegistration, n_spec: int, resid: list[float]) -> dict[st
             "median_residual_mm": round(float(np.median(resid)), 3) if resid else None,
             "transform": {"rotation": arr(reg.rotation), "spec_centre": arr(reg.spec_centre),
                           "spec_scale": arr(reg.spec_scale), "affine": arr(reg.affine), "shift": arr(reg.shift),
+                          "bend": arr(reg.bend),
                           "beta": reg.beta, "ctrl": arr(reg.ctrl), "coef": arr(reg.coef),
                           "pat_centre": arr(reg.pat_centre), "pat_scale": round(reg.pat_scale, 6)}}
 
 
 def specimen_confidence(x: FloatArray, coef: tuple[float, ...] | None = None) -> FloatArray:
-    """Calibrated confidence of pairs decided through the specimen from their features ``x`` (K, 4): margin,
-    specimen term, registration posterior, log specimen nodes of the piece.
+    """Calibrated confidence of pairs decided through the specimen from their features ``x`` (K, 2 + F): margin,
+    specimen term and :data:`FEATURES` (``coef``: F + 2 weights and the intercept).
 
     Examples
     --------
-    >>> x = np.array([[0.0, 0, 0, 0], [50.0, 0, 0, 0]])
-    >>> specimen_confidence(x, (1.0, 0.0, 0.0, 0.0, 0.0)).round(3).tolist()
+    >>> x = np.array([[0.0, 0, 0], [50.0, 0, 0]])
+    >>> specimen_confidence(x, (1.0, 0.0, 0.0, 0.0)).round(3).tolist()
     [0.5, 1.0]
     """
     c = np.asarray(SPECIMEN_CALIBRATION if coef is None else coef, dtype=np.float64)
@@ -310,7 +330,7 @@ def annotate_via(table: pd.DataFrame, spec: SpecimenEvidence | None, mr_rows: di
     if spec is None:
         return out
     via = np.zeros(len(out), dtype=bool)
-    feats = np.zeros((len(out), 2))
+    feats = np.zeros((len(out), len(FEATURES)))
     for k in np.flatnonzero(pair):
         i, j = mr_rows[int(out["mr_node"].iat[k])], unit_of[str(out["path_node"].iat[k])]
         term = float(spec.weights[i, j])

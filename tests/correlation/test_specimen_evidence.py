@@ -10,7 +10,7 @@ import pytest
 
 from neckmatch.correlation.evidence import mr_nodes, path_units
 from neckmatch.correlation.matching import MATCH_COLUMNS, match_case
-from neckmatch.correlation.specimen_evidence import REGISTRATION_COLUMNS, specimen_evidence
+from neckmatch.correlation.specimen_evidence import REGISTRATION_COLUMNS, SpecimenParams, specimen_evidence
 from neckmatch.geometry.levels import levels_table
 from neckmatch.io.case import read_case
 from neckmatch.model import PathNode, Status
@@ -66,3 +66,21 @@ def test_pathology_status_is_never_evidence(item: dict) -> None:
     cols = ["mr_node", "path_node", "confidence", "decision", "via"]
     pd.testing.assert_frame_equal(a[cols], b[cols])
     assert isinstance(flipped[0], PathNode)
+
+
+def test_exclusivity_only_weakens_evidence_and_features_are_in_range(item: dict) -> None:
+    case = item["case"]
+    mr, units = mr_nodes(case, item["levels"]), path_units(case)
+    ev = specimen_evidence(case, mr, units)
+    free = specimen_evidence(case, mr, units, SpecimenParams(exclusive=False))
+    assert ev is not None and free is not None
+    # an MR node that another specimen node explains better can only lose evidence, and some do
+    assert np.all(ev.weights <= free.weights + 1e-12) and np.any(ev.weights < free.weights - 0.1)
+    lk = ev.linked
+    assert np.all((ev.share[:, lk] >= 0) & (ev.share[:, lk] <= 1 + 1e-9)) and np.all(ev.zdist[:, lk] >= 0)
+    assert np.all(ev.sigma[lk] >= SpecimenParams().sigma_floor_mm) and np.all(ev.pose_gap[lk] >= 0)
+    row = {int(v): k for k, v in enumerate(mr.node)}
+    own = item["gt"]["mr_label"].map(item["gt"]["mr_label"].value_counts()) == 1
+    shares = [ev.share[row[int(r.mr_label)], units.unit.index(r.path_node)] for r in item["gt"][own].itertuples()
+              if r.mr_label and r.path_node in units.unit and ev.linked[units.unit.index(r.path_node)]]
+    assert len(shares) > 10 and np.median(shares) > 0.9  # true partners: the linked node holds the MR node

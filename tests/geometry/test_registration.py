@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from neckmatch.geometry.registration import (
+    _e_step,
+    board_rotation,
     cpd_affine,
     cpd_nonrigid,
     register_piece,
@@ -110,3 +114,77 @@ def test_specimen_nodes_measure_centroid_volume_and_long_axis() -> None:
     assert np.allclose([row.x, row.y, row.z], [17.5, 27.5, 37.5])
     assert row.volume_mm3 == pytest.approx(4 / 3 * np.pi * 5 * 2.5 * 2.5, rel=0.05)
     assert row.long_axis_mm == pytest.approx(10.0, rel=0.05)
+
+
+def test_affine_cpd_with_a_bend_term_recovers_a_bent_affine() -> None:
+    rng = np.random.default_rng(7)
+    Y = rng.normal(size=(40, 3))
+    A = np.array([[0.5, 0.1, 0.0], [0.0, 1.2, 0.1], [0.0, 0.0, 1.2]])
+    c = np.array([0.4, -0.3, 0.0])  # sag and curve along the long (z) axis
+    X = Y @ A.T + c * Y[:, 2:3] ** 2 + [0.1, 0.2, -0.1]
+    B, t, _, _ = cpd_affine(X, Y, w=0.0, quad=Y[:, 2:3] ** 2)
+    assert B.shape == (3, 4)
+    assert np.allclose(B[:, :3], A, atol=0.02) and np.allclose(B[:, 3], c, atol=0.02)
+    fit = np.column_stack([Y, Y[:, 2] ** 2]) @ B.T + t
+    assert np.abs(fit - X).max() < 0.02
+    B0, t0, _, _ = cpd_affine(X, Y, w=0.0)  # a plain affine cannot follow the bend
+    assert np.abs(Y @ B0.T + t0 - X).max() > 10 * np.abs(fit - X).max()
+
+
+def test_board_rotation_turns_the_medio_lateral_axis_to_the_thinnest_direction() -> None:
+    rng = np.random.default_rng(8)
+    flat = rng.uniform([-2, -15, -25], [2, 15, 25], size=(12, 3))  # thin along x: the board's normal
+    sutures = rotation_matrix(0, 0, 35)  # a suture frame turned 35 degrees about the long axis
+    board = board_rotation(flat, sutures)
+    assert np.allclose(board @ board.T, np.eye(3), atol=1e-9) and np.linalg.det(board) == pytest.approx(1.0)
+    assert abs(board[0] @ [1.0, 0, 0]) > 0.99 and board[0] @ sutures[0] > 0  # x: the normal, on the sutures' side
+    assert board[2] @ sutures[2] > 0.99  # cranio-caudal axis kept
+
+
+def test_sinkhorn_correspondences_are_one_to_one() -> None:
+    X = np.array([[0.0, 0, 0], [0.2, 0, 0], [2.0, 0, 0]])  # normalised coordinates, noise sd 0.1
+    TY = np.array([[0.1, 0, 0], [2.05, 0, 0]])  # specimen node 0 lies between MR nodes 0 and 1
+    P_cpd, _ = _e_step(X, TY, 0.01, 0.01, None)
+    P_one, _ = _e_step(X, TY, 0.01, 0.01, None, wy=0.3)
+    assert P_cpd[0, :2].sum() > 1.5  # CPD: one specimen node explains two MR nodes
+    assert np.all(P_one.sum(axis=1) <= 1 + 1e-9)  # one-to-one: at most one MR node's worth per specimen node
+    assert P_one[0, 0] == pytest.approx(0.5, abs=0.02) and P_one[0, 1] == pytest.approx(0.5, abs=0.02)
+    assert P_one[1, 2] > 0.95
+
+
+def _small_piece(seed: int, flatten: float, turn_deg: float, upside_down: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """A 12-node container piece (RAS mm) flattened along x, stretched, rotated into a scanner frame, with sutures
+    whose frame is turned ``turn_deg`` about the long axis (a misplaced anterior suture)."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform([20, -15, -20], [45, 10, 20], size=(12, 3))
+    c = x.mean(axis=0)
+    q = (x - c) * np.array([flatten, 1.2, 1.2])
+    rot = rotation_matrix(*rng.uniform(0, 360, 3))
+    y = q @ rot.T + 30.0
+    turn = rotation_matrix(0, 0, turn_deg)
+    sut = {"cranial": np.array([0.0, 0, 35]), "caudal": np.array([0.0, 0, -35]), "anterior": np.array([0.0, 20, 0])}
+    sutures = {k: (turn @ v) @ rot.T + 30.0 for k, v in sut.items()}
+    if upside_down:  # turned over on the table, sutures read from the wrong end
+        y = (y - 30.0) @ rotation_matrix(0, 180, 0).T @ rot.T @ rot + 30.0
+        sutures = {k: (v - 30.0) @ rotation_matrix(0, 180, 0).T @ rot.T @ rot + 30.0 for k, v in sutures.items()}
+        sutures["cranial"], sutures["caudal"] = sutures["caudal"], sutures["cranial"]
+    return x, y, sutures
+
+
+@pytest.mark.parametrize("upside_down", [False, True])
+def test_a_small_flattened_rotated_piece_is_recovered(upside_down: bool) -> None:
+    x, y, sutures = _small_piece(11, flatten=0.35, turn_deg=30.0, upside_down=upside_down)
+    reg = register_piece("R-III", y, x, "R", sutures, np.arange(1, 13), np.arange(101, 113))
+    right = sum(m == n for m, n, _ in reg.pairs())
+    assert right >= 11
+    assert np.median(np.linalg.norm(reg.registered - x, axis=1)) < 1.5
+
+
+def test_pose_gap_is_the_margin_over_the_best_other_pose() -> None:
+    x = _patient(2, seed=5)
+    y, _, sutures = _to_specimen(_patient(10, seed=5), seed=6)
+    reg = register_piece("R", y[:2], x, "R", sutures, [1, 2], [7, 8])
+    lik = {"sutures": -1.0, "sutures@board": -0.5, "turned-y": -4.0, "turned-y@board": -6.0}
+    assert dataclasses.replace(reg, pose_log_lik=lik).pose_gap() == pytest.approx(3.5)  # either frame counts
+    assert dataclasses.replace(reg, pose_log_lik={"sutures": 0.0}).pose_gap() == 50.0  # nothing to compare

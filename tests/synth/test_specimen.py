@@ -83,3 +83,14 @@ def test_cli_synth_writes_specimen_cases_and_refuses_an_unknown_family(
     err = capsys.readouterr().err
     assert code == 2 and "--specimen-family: 'bad' is not a specimen family" in err and "Traceback" not in err
     assert not (tmp_path / "b").exists()
+
+
+def test_pieces_list_only_containers_the_report_has() -> None:
+    # seed 8, case 7: container L-IV held nodes but none was reported; a piece naming it made the case unreadable
+    case = simulate_case("S", case_seed(8, 6), SynthParams(specimen_fraction=1.0), raster=False)
+    reported = set(case.pathology.report["container"])
+    assert case.specimen is not None and case.specimen.pieces
+    assert set(case.pathology.container) - {""} - reported  # the situation: a container with nothing reported
+    for p in case.specimen.pieces:
+        assert p.containers and set(p.containers) <= reported
+        assert set(case.pathology.container[p.true_index]) <= set(p.containers)
