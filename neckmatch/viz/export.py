@@ -14,9 +14,11 @@ from typing import Any
 import nrrd
 import numpy as np
 import trimesh
-import vtk
 from numpy.typing import NDArray
 from trimesh.visual.material import PBRMaterial
+from vtkmodules.vtkCommonCore import vtkFloatArray, vtkStringArray
+from vtkmodules.vtkCommonDataModel import vtkCompositeDataSet, vtkMultiBlockDataSet, vtkPolyData
+from vtkmodules.vtkIOXML import vtkXMLMultiBlockDataWriter
 
 from neckmatch.io.atomic import atomic_dir, atomic_path
 from neckmatch.io.labelmap import write_label_map
@@ -79,9 +81,9 @@ def write_glb(scene: Scene, path: str | Path, data: bytes | None = None) -> Path
     return Path(path)
 
 
-def _field_data(poly: vtk.vtkPolyData, m: SceneMesh) -> None:
+def _field_data(poly: vtkPolyData, m: SceneMesh) -> None:
     fd = poly.GetFieldData()
-    color = vtk.vtkFloatArray()
+    color = vtkFloatArray()
     color.SetName("color_rgba")
     color.SetNumberOfComponents(4)
     color.InsertNextTuple(m.color)
@@ -89,7 +91,7 @@ def _field_data(poly: vtk.vtkPolyData, m: SceneMesh) -> None:
     for key, value in {"name": m.name, **m.attrs, "SPACE": "RAS"}.items():
         if value is None:
             continue
-        arr = vtk.vtkStringArray()
+        arr = vtkStringArray()
         arr.SetName(str(key))
         arr.InsertNextValue(str(value))
         fd.AddArray(arr)
@@ -114,18 +116,18 @@ def write_vtm(scene: Scene, path: str | Path) -> Path:
     field data, and ``SPACE`` = ``RAS`` (3D Slicer reads the points as RAS). Binary, uncompressed.
     """
     path = Path(path)
-    root = vtk.vtkMultiBlockDataSet()
+    root = vtkMultiBlockDataSet()
     for i, (group, kind) in enumerate(_VTM_GROUPS):
-        block = vtk.vtkMultiBlockDataSet()
+        block = vtkMultiBlockDataSet()
         for j, m in enumerate(scene.of_kind(kind)):
             poly = mesh_polydata(m)
             _field_data(poly, m)
             block.SetBlock(j, poly)
-            block.GetMetaData(j).Set(vtk.vtkCompositeDataSet.NAME(), m.name)
+            block.GetMetaData(j).Set(vtkCompositeDataSet.NAME(), m.name)
         root.SetBlock(i, block)
-        root.GetMetaData(i).Set(vtk.vtkCompositeDataSet.NAME(), group)
+        root.GetMetaData(i).Set(vtkCompositeDataSet.NAME(), group)
     with atomic_dir(path.with_name(f".{path.name}.parts")) as tmp:
-        writer = vtk.vtkXMLMultiBlockDataWriter()
+        writer = vtkXMLMultiBlockDataWriter()
         writer.SetFileName(str(tmp / path.name))
         writer.SetInputData(root)
         writer.SetDataModeToAppended()

@@ -14,10 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import trimesh
-import vtk
 from numpy.typing import NDArray
 from scipy import ndimage
-from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+from vtkmodules.vtkCommonCore import VTK_ID_TYPE, vtkPoints
+from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData
+from vtkmodules.vtkFiltersCore import vtkQuadricDecimation, vtkTriangleFilter, vtkWindowedSincPolyDataFilter
+from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D
 
 from neckmatch.model import LabelMap
 from neckmatch.viz.colors import (
@@ -133,18 +136,18 @@ class Scene:
         return self._bounds
 
 
-def mesh_polydata(mesh: SceneMesh) -> vtk.vtkPolyData:
+def mesh_polydata(mesh: SceneMesh) -> vtkPolyData:
     """The mesh as vtkPolyData (triangles, or lines for outlines), points in RAS mm."""
-    poly = vtk.vtkPolyData()
-    pts = vtk.vtkPoints()
+    poly = vtkPolyData()
+    pts = vtkPoints()
     pts.SetData(numpy_to_vtk(np.ascontiguousarray(mesh.vertices, dtype=np.float64), deep=True))
     poly.SetPoints(pts)
     cells = mesh.faces if len(mesh.faces) else mesh.lines
-    arr = vtk.vtkCellArray()
+    arr = vtkCellArray()
     n = cells.shape[1]
     offsets = np.arange(0, (len(cells) + 1) * n, n, dtype=np.int64)
-    arr.SetData(numpy_to_vtk(offsets, deep=True, array_type=vtk.VTK_ID_TYPE),
-                numpy_to_vtk(cells.ravel().astype(np.int64), deep=True, array_type=vtk.VTK_ID_TYPE))
+    arr.SetData(numpy_to_vtk(offsets, deep=True, array_type=VTK_ID_TYPE),
+                numpy_to_vtk(cells.ravel().astype(np.int64), deep=True, array_type=VTK_ID_TYPE))
     if len(mesh.faces):
         poly.SetPolys(arr)
     else:
@@ -169,10 +172,10 @@ def parse_level_name(name: str) -> tuple[str, str]:
 def _surface_of_mask(mask: NDArray[np.bool_], smooth_iterations: int, keep: float = 1.0) -> tuple[NDArray, NDArray]:
     """Surface of a binary mask in (padded) voxel index space: vertices (V, 3) float, faces (F, 3) int."""
     padded = np.pad(mask.astype(np.uint8), 1)
-    img = vtk.vtkImageData()
+    img = vtkImageData()
     img.SetDimensions(*padded.shape)
     img.GetPointData().SetScalars(numpy_to_vtk(padded.ravel(order="F"), deep=True))
-    fe = vtk.vtkDiscreteFlyingEdges3D()
+    fe = vtkDiscreteFlyingEdges3D()
     fe.SetInputData(img)
     fe.SetValue(0, 1)
     fe.ComputeNormalsOff()
@@ -180,7 +183,7 @@ def _surface_of_mask(mask: NDArray[np.bool_], smooth_iterations: int, keep: floa
     fe.ComputeScalarsOff()
     out = fe.GetOutputPort()
     if smooth_iterations > 0:
-        sm = vtk.vtkWindowedSincPolyDataFilter()
+        sm = vtkWindowedSincPolyDataFilter()
         sm.SetInputConnection(out)
         sm.SetNumberOfIterations(smooth_iterations)
         sm.SetPassBand(0.1)
@@ -188,13 +191,13 @@ def _surface_of_mask(mask: NDArray[np.bool_], smooth_iterations: int, keep: floa
         sm.BoundarySmoothingOff()
         sm.NonManifoldSmoothingOn()
         out = sm.GetOutputPort()
-    tri = vtk.vtkTriangleFilter()
+    tri = vtkTriangleFilter()
     tri.SetInputConnection(out)
     if keep < 1.0:  # quadric decimation to about ``keep`` of the triangles
-        dec = vtk.vtkQuadricDecimation()
+        dec = vtkQuadricDecimation()
         dec.SetInputConnection(tri.GetOutputPort())
         dec.SetTargetReduction(1.0 - keep)
-        tri = vtk.vtkTriangleFilter()
+        tri = vtkTriangleFilter()
         tri.SetInputConnection(dec.GetOutputPort())
     tri.Update()
     poly = tri.GetOutput()
