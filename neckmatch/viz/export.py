@@ -27,7 +27,7 @@ from neckmatch.model import LabelMap
 from neckmatch.viz.scene import LEVEL_COLORS, Scene, SceneMesh, mesh_polydata, parse_level_name
 
 __all__ = ["RAS_TO_GLTF", "glb_bytes", "write_glb", "write_vtm", "vtm_parts", "write_level_segmentation",
-           "write_node_markups"]
+           "write_node_markups", "write_specimen_markups"]
 
 # glTF is Y-up, metres, viewer looking down -Z: a patient facing the viewer is 0.001 * (-x, z, y) of RAS mm.
 RAS_TO_GLTF: NDArray[np.float64] = 0.001 * np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
@@ -40,7 +40,7 @@ def _rgba8(color: tuple[float, ...]) -> list[int]:
 def _gltf_mesh(m: SceneMesh) -> trimesh.Trimesh | trimesh.path.Path3D:
     verts = m.vertices @ RAS_TO_GLTF.T
     meta = {"name": m.name, **m.attrs, "color_rgba": [round(c, 4) for c in m.color]}
-    if m.kind == "container":
+    if not len(m.faces):  # outlines (containers, specimen links) as line paths
         path = trimesh.load_path(verts[m.lines])
         path.metadata.update(meta)
         path.colors = np.tile(_rgba8(m.color), (len(path.entities), 1))
@@ -98,12 +98,18 @@ def _field_data(poly: vtkPolyData, m: SceneMesh) -> None:
 
 
 _VTM_GROUPS = (("levels", "level"), ("nodes", "node"), ("containers", "container"), ("anatomy", "anatomy"))
+_SPECIMEN_GROUPS = (("specimen", "specimen"), ("specimen links", "specimen_link"))
+
+
+def _groups(scene: Scene) -> tuple[tuple[str, str], ...]:
+    """The multiblock's groups (name, mesh kind): the specimen ones only where the scene has registered nodes."""
+    return _VTM_GROUPS + (_SPECIMEN_GROUPS if scene.of_kind("specimen") else ())
 
 
 def vtm_parts(scene: Scene, path: str | Path) -> dict[str, Path]:
     """The ``.vtp`` file :func:`write_vtm` writes for each mesh of ``scene`` (mesh name -> path)."""
     path = Path(path)
-    meshes = [m for _, kind in _VTM_GROUPS for m in scene.of_kind(kind)]
+    meshes = [m for _, kind in _groups(scene) for m in scene.of_kind(kind)]
     folder = path.with_suffix("")
     return {m.name: folder / f"{folder.name}_{i}.vtp" for i, m in enumerate(meshes)}
 
@@ -111,13 +117,14 @@ def vtm_parts(scene: Scene, path: str | Path) -> dict[str, Path]:
 def write_vtm(scene: Scene, path: str | Path) -> Path:
     """Write ``scene`` as a VTK multiblock (``.vtm`` + a folder of ``.vtp``), RAS mm.
 
-    Top-level blocks ``levels``, ``nodes``, ``containers``, ``anatomy``; each child block is named after its mesh
+    Top-level blocks ``levels``, ``nodes``, ``containers``, ``anatomy`` (and ``specimen``, ``specimen links``
+    where the case has registered specimen nodes); each child block is named after its mesh
     (``LN_Neck_IIA_R``, ``node_7``, ``container_R-II``, ``mandible``) and carries its colour and attributes as
     field data, and ``SPACE`` = ``RAS`` (3D Slicer reads the points as RAS). Binary, uncompressed.
     """
     path = Path(path)
     root = vtkMultiBlockDataSet()
-    for i, (group, kind) in enumerate(_VTM_GROUPS):
+    for i, (group, kind) in enumerate(_groups(scene)):
         block = vtkMultiBlockDataSet()
         for j, m in enumerate(scene.of_kind(kind)):
             poly = mesh_polydata(m)
@@ -181,3 +188,17 @@ def write_node_markups(scene: Scene, path: str | Path) -> Path:
         else m.anchor() for m in nodes
     ], dtype=np.float64).reshape(-1, 3)
     return write_point_list(path, f"{scene.case_id} MR nodes", labels, pts, [_describe(m.attrs) for m in nodes])
+
+
+def write_specimen_markups(scene: Scene, path: str | Path) -> Path:
+    """Write the registered specimen nodes as a 3D Slicer markups point list (``.mrk.json``, LPS on disk).
+
+    Each control point is labelled ``S<image>-<node>`` at the node's registered position; its description names the
+    paired MR node (``paired with node_<k>``) or ``unpaired``.
+    """
+    marks = scene.specimen_markers
+    labels = [f"S{m.image}-{m.node}" for m in marks]
+    pts = np.array([m.position for m in marks], dtype=np.float64).reshape(-1, 3)
+    notes = [f"image {m.image}, specimen node {m.node}; " + (f"paired with node_{m.mr_node}" if m.mr_node is not None
+                                                              else "unpaired") for m in marks]
+    return write_point_list(path, f"{scene.case_id} registered specimen nodes", labels, pts, notes)

@@ -19,7 +19,14 @@ import pandas as pd
 from neckmatch.errors import InputError
 from neckmatch.io.atomic import atomic_files
 from neckmatch.model import Case, LabelMap
-from neckmatch.viz.scene import PathMarker, Scene, build_scene, label_surfaces, unmatched_path_markers
+from neckmatch.viz.scene import (
+    PathMarker,
+    Scene,
+    build_scene,
+    label_surfaces,
+    specimen_markers,
+    unmatched_path_markers,
+)
 
 __all__ = ["CaseScene", "node_table", "specimen_containers", "path_markers", "node_boxes", "case_scene",
            "render_maps"]
@@ -164,7 +171,7 @@ def case_scene(
     case : Case
     tables : dict of str to pandas.DataFrame, optional
         Output tables by file stem: ``levels`` (else computed), ``truth_nodes`` (nodes coloured by outcome; without
-        it by level).
+        it by level), ``specimen_registration`` (the registered ex vivo specimen nodes, drawn as their own layer).
     specimen : dict, optional
         The ``specimen.json`` document (containers drawn as outlines, unmatched pathology nodes placed).
     level_spacing_mm : float
@@ -186,8 +193,9 @@ def case_scene(
     surfaces = label_surfaces(case.label_map, labels=list(boxes), boxes=boxes, resolution_mm=0.8)
     containers = specimen_containers(specimen)
     markers = path_markers(tables.get("truth_nodes"), containers)
+    registered = specimen_markers(tables.get("specimen_registration"), nodes)
     scene = build_scene(case.case_id, surfaces, nodes, level_meshes, containers, path_markers=markers,
-                        anatomy=anatomy)
+                        anatomy=anatomy, specimen=registered)
     return CaseScene(scene, level_map, names, nodes, boxes)
 
 
@@ -216,7 +224,7 @@ def render_maps(
     -------
     dict of str to Path
         The files written, keyed ``png``, ``glb``, ``viewer``, ``vtm``, ``segmentation``, ``node_segmentation``,
-        ``markups``, ``landmarks``, ``mrml``.
+        ``markups``, ``landmarks``, ``mrml``; with registered specimen nodes also ``specimen_markups``.
 
     The files are made in a staging folder and moved into ``out_dir`` together once all are written: a failure
     writes nothing (other files in ``out_dir`` are kept).
@@ -249,13 +257,17 @@ def render_maps(
         segs.append(("MR nodes", paths["node_segmentation"]))
         paths["markups"] = export.write_node_markups(scene, f"{stem}_nodes.mrk.json")
         marks = [("MR node centroids", "Fiducial", paths["markups"])]
+        if scene.specimen_markers:
+            paths["specimen_markups"] = export.write_specimen_markups(scene, f"{stem}_specimen_nodes.mrk.json")
+            marks.append(("registered specimen nodes", "Fiducial", paths["specimen_markups"]))
         if case.landmarks is not None:
             files = slicer.write_landmark_markups(case.landmarks, stage, case.case_id)
             paths["landmarks"] = files[0]
             marks += [("landmarks", "Fiducial", files[0])] + [(f.name.removesuffix(".mrk.json"), "Curve", f)
                                                               for f in files[1:]]
         parts = export.vtm_parts(scene, paths["vtm"])
-        models = [(m.name, parts[m.name], m.color) for m in scene.meshes if m.kind in ("level", "anatomy")]
+        models = [(m.name, parts[m.name], m.color) for m in scene.meshes
+                  if m.kind in ("level", "anatomy", "specimen_link")]
         image = image if image is not None else case.image_path
         paths["mrml"] = slicer.write_mrml(f"{stem}_scene.mrml", segs, marks, models, image)
     return {key: Path(out_dir) / path.name for key, path in paths.items()}

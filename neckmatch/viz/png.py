@@ -43,7 +43,7 @@ from vtkmodules.vtkRenderingCore import (
 
 from neckmatch.errors import RenderError
 from neckmatch.io.atomic import atomic_path
-from neckmatch.viz.colors import ANATOMY_COLORS, OUTCOME_MARKERS
+from neckmatch.viz.colors import ANATOMY_COLORS, OUTCOME_MARKERS, SPECIMEN_COLOR
 from neckmatch.viz.scene import (
     OUTCOME_LABELS,
     PATH_STATUS_COLORS,
@@ -577,6 +577,23 @@ def _draw_node_markers(ax, scene: Scene, view: View, shot: ViewImage, px_per_mm:
                     markeredgewidth=1.1 if marker != "x" else 1.6)
 
 
+def _draw_specimen(ax, scene: Scene, view: View, shot: ViewImage, px_per_mm: float) -> None:
+    """The registered specimen nodes of the view's sides: a small violet square each, a thin line to the paired
+    MR node's centroid."""
+    marks = [m for m in scene.specimen_markers if m.side in view.sides]
+    if not marks:
+        return
+    h, w = shot.image.shape[:2]
+    bounds = scene.bounds()
+    px = project_points(np.array([m.position for m in marks]), view, bounds, (w, h), px_per_mm)
+    for m, (c, r) in zip(marks, px, strict=True):
+        if m.partner is not None:
+            pc, pr = project_points(m.partner.reshape(1, 3), view, bounds, (w, h), px_per_mm)[0]
+            ax.plot([c, pc], [r, pr], color=SPECIMEN_COLOR, linewidth=1.0, alpha=0.85)
+    ax.plot(px[:, 0], px[:, 1], linestyle="none", marker="s", markersize=4.5, markerfacecolor=SPECIMEN_COLOR,
+            markeredgecolor="white", markeredgewidth=0.8)
+
+
 _ANATOMY_NAMES = {"mandible": "mandible", "hyoid": "hyoid", "thyroid_cartilage": "thyroid cart.",
                   "cricoid_cartilage": "cricoid", "airway": "trachea", "carotid": "carotid", "jugular": "IJV",
                   "SCM": "SCM", "submandibular_gland": "SMG", "clavicle": "clavicle"}
@@ -657,6 +674,10 @@ def _legends(fig: Figure, scene: Scene, x: float) -> None:
         nodes.append(Line2D([], [], linestyle="none", marker="o", markersize=size, markerfacecolor="none",
                             markeredgecolor=PATH_STATUS_COLORS[st], markeredgewidth=width,
                             label=f"pathology node, no MR partner ({st})"))
+    if scene.specimen_markers:
+        nodes.append(Line2D([], [], color=SPECIMEN_COLOR, linewidth=1.0, marker="s", markersize=5.5,
+                            markerfacecolor=SPECIMEN_COLOR, markeredgecolor="white",
+                            label="registered specimen node (ex vivo scan),\nline to its MR node"))
     fig.legend(handles=nodes, loc="upper left", bbox_to_anchor=(x, 0.375), title=title, fontsize=9,
                title_fontsize=11, frameon=False, handlelength=2.2, handleheight=1.4)
     tissues = sorted({str(m.attrs.get("tissue")) for m in scene.of_kind("anatomy")}, key=list(ANATOMY_COLORS).index)
@@ -724,6 +745,20 @@ def _flatten(fig: Figure, panels: list[tuple[Any, ViewImage]], size: tuple[int, 
     return base
 
 
+_TITLE_CHARS = 118  # a longer title is broken into lines at its "; " parts
+
+
+def _wrap_title(title: str) -> str:
+    """``title`` with a line break before each ``; `` part that would run past :data:`_TITLE_CHARS`."""
+    lines = [""]
+    for part in title.split("; "):
+        if lines[-1] and len(lines[-1]) + 2 + len(part) > _TITLE_CHARS:
+            lines.append(part)
+        else:
+            lines[-1] = f"{lines[-1]}; {part}" if lines[-1] else part
+    return "\n".join(lines)
+
+
 def scene_figure(scene: Scene, size: tuple[int, int] = (2000, 1100)) -> tuple[Figure, list[tuple[Any, ViewImage]]]:
     """The figure of :func:`render_scene` (``size`` pixels at 100 dpi) and each view's axes and rendered image.
 
@@ -735,7 +770,10 @@ def scene_figure(scene: Scene, size: tuple[int, int] = (2000, 1100)) -> tuple[Fi
     shots = render_views(scene, VIEWS, sizes, px_per_mm)
     fig = Figure(figsize=(width / 100, height / 100), dpi=100, facecolor="white")
     FigureCanvasAgg(fig)
-    fig.suptitle(scene.title, fontsize=17, weight="bold", y=0.975)
+    if len(scene.title) <= _TITLE_CHARS:
+        fig.suptitle(scene.title, fontsize=17, weight="bold", y=0.975)
+    else:
+        fig.suptitle(_wrap_title(scene.title), fontsize=15, weight="bold", y=0.99, va="top")
     left, panels = 8, []
     for view, shot in zip(VIEWS, shots, strict=True):
         h, w = shot.image.shape[:2]
@@ -758,6 +796,7 @@ def scene_figure(scene: Scene, size: tuple[int, int] = (2000, 1100)) -> tuple[Fi
         taken += _label_anatomy(ax, scene, view, shot, px_per_mm, taken)
         _label_containers(ax, shot, taken)
         _draw_path_markers(ax, scene, shot)
+        _draw_specimen(ax, scene, view, shot, px_per_mm)
         _orientation(ax, view, shot.image.shape)
         _scale_bar(ax, shot.image.shape, px_per_mm)
     _legends(fig, scene, (left + 10) / width)

@@ -31,6 +31,7 @@ from neckmatch.viz.colors import (
     OUTCOME_COLORS,
     OUTCOME_LABELS,
     RGB,
+    SPECIMEN_COLOR,
 )
 
 __all__ = [
@@ -49,6 +50,8 @@ __all__ = [
     "PATH_STATUS_COLORS",
     "PathMarker",
     "unmatched_path_markers",
+    "SpecimenMarker",
+    "specimen_markers",
     "build_scene",
 ]
 
@@ -105,6 +108,24 @@ class PathMarker:
     position: NDArray[np.float64] | None
 
 
+@dataclass(frozen=True)
+class SpecimenMarker:
+    """A node of an ex vivo specimen scan, registered into the patient (a ``specimen_registration`` row).
+
+    image : the specimen scan (piece) id. node : its label in that scan. position : ndarray of shape (3,), float,
+    mm, RAS: where the registration maps it. mr_node : the MR node it is paired with, or None. partner : ndarray
+    of shape (3,), float, mm, RAS: that MR node's centroid, or None. side : ``R`` / ``L`` (the paired MR node's,
+    else by the position: x > 0 is the right).
+    """
+
+    image: str
+    node: int
+    position: NDArray[np.float64]
+    mr_node: int | None
+    partner: NDArray[np.float64] | None
+    side: str
+
+
 @dataclass
 class Scene:
     """Everything drawn for one case, plus the title and the legends."""
@@ -116,6 +137,7 @@ class Scene:
     node_legend: dict[str, RGB]
     node_coloring: str  # "outcome" or "level"
     path_markers: list[PathMarker] = field(default_factory=list)
+    specimen_markers: list[SpecimenMarker] = field(default_factory=list)
     _bounds: NDArray[np.float64] | None = field(default=None, init=False, repr=False, compare=False)
 
     def of_kind(self, kind: str) -> list[SceneMesh]:
@@ -265,16 +287,21 @@ def label_surfaces(
     return out
 
 
-def node_category(outcome: Any, match_kind: Any = None) -> str:
-    """Colour category of an MR node: its outcome ``TP/FP/FN/TN``, else ``unmatched``.
+def node_category(outcome: Any, match_kind: Any = None, decision: Any = None) -> str:
+    """Colour category of an MR node: its outcome ``TP/FN/FP/TN``; ``review`` for a proposed match awaiting a
+    decision (``match_kind`` ``undecided`` or ``decision`` ``review``, no outcome yet); else ``unmatched``.
 
     Examples
     --------
     >>> node_category("TP"), node_category(float("nan")), node_category("", "matched")
     ('TP', 'unmatched', 'unmatched')
+    >>> node_category(None, "undecided"), node_category(float("nan"), "matched", "review")
+    ('review', 'review')
     """
     text = "" if outcome is None or (isinstance(outcome, float) and np.isnan(outcome)) else str(outcome).strip()
-    return text if text in OUTCOME_COLORS and text != "unmatched" else "unmatched"
+    if text in OUTCOME_COLORS and text not in ("unmatched", "review"):
+        return text
+    return "review" if str(match_kind).strip() == "undecided" or str(decision).strip() == "review" else "unmatched"
 
 
 def _jsonable(value: Any) -> Any:
@@ -321,7 +348,7 @@ def _node_meshes(surfaces: Mapping[int, trimesh.Trimesh], nodes: pd.DataFrame, c
         attrs = {"kind": "node", "node": int(lab)}
         attrs.update({str(k): _jsonable(v) for k, v in row.items() if k != "case_id"})
         if coloring == "outcome":
-            cat = node_category(row.get("outcome"), row.get("match_kind"))
+            cat = node_category(row.get("outcome"), row.get("match_kind"), row.get("decision"))
             attrs["category"] = cat
             rgb = OUTCOME_COLORS[cat]
         else:
@@ -415,12 +442,80 @@ def unmatched_path_markers(truth: pd.DataFrame, containers: Sequence[Mapping[str
     return out
 
 
+def specimen_markers(registration: pd.DataFrame | None, nodes: pd.DataFrame) -> list[SpecimenMarker]:
+    """The registered specimen nodes of ``specimen_registration.csv`` (none without the table).
+
+    Parameters
+    ----------
+    registration : pandas.DataFrame or None
+        ``image``, ``specimen_node``, ``mr_node`` (empty where unpaired) and ``x, y, z``: the node's position
+        mapped into the patient (mm, RAS), as :func:`neckmatch.correlation.specimen_evidence.specimen_evidence`
+        writes them.
+    nodes : pandas.DataFrame
+        The MR node table (``node``, ``side``, ``x, y, z``): the paired node's centroid and side.
+
+    Returns
+    -------
+    list of SpecimenMarker
+        In table order.
+
+    Examples
+    --------
+    >>> reg = pd.DataFrame({"image": ["A", "A"], "specimen_node": [1, 2], "mr_node": [7, None],
+    ...                     "x": [30.0, -20.0], "y": [0.0, 5.0], "z": [10.0, 12.0]})
+    >>> mr = pd.DataFrame({"node": [7], "side": ["R"], "x": [31.0], "y": [1.0], "z": [9.0]})
+    >>> [(m.node, m.mr_node, m.side, m.partner is None) for m in specimen_markers(reg, mr)]
+    [(1, 7, 'R', False), (2, None, 'L', True)]
+    """
+    if registration is None or registration.empty:
+        return []
+    table = nodes.set_index("node") if "node" in nodes.columns else nodes
+    have_xyz = all(c in table.columns for c in "xyz")
+    out = []
+    for row in registration.to_dict("records"):
+        pos = np.array([row["x"], row["y"], row["z"]], dtype=np.float64)
+        mr = None if pd.isna(row.get("mr_node")) else int(float(row["mr_node"]))
+        partner, side = None, "R" if pos[0] > 0 else "L"
+        if mr is not None and mr in table.index:
+            side = str(table.at[mr, "side"]) if "side" in table.columns else side
+            partner = table.loc[mr, ["x", "y", "z"]].to_numpy(dtype=np.float64) if have_xyz else None
+        out.append(SpecimenMarker(str(row["image"]), int(row["specimen_node"]), pos, mr, partner, side))
+    return out
+
+
+_OCTAHEDRON_FACES = np.array([[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5],
+                              [0, 3, 5]], dtype=np.int64)
+
+
+def _specimen_meshes(markers: Sequence[SpecimenMarker], radius_mm: float = 1.6) -> list[SceneMesh]:
+    """A small octahedron per registered specimen node and one set of lines to the paired MR nodes."""
+    out = []
+    corners = radius_mm * np.concatenate([np.eye(3), -np.eye(3)])[[0, 3, 1, 4, 2, 5]]
+    for m in markers:
+        attrs = {"kind": "specimen", "image": m.image, "specimen_node": m.node, "mr_node": m.mr_node,
+                 "side": m.side, "x": round(float(m.position[0]), 3), "y": round(float(m.position[1]), 3),
+                 "z": round(float(m.position[2]), 3)}
+        out.append(SceneMesh(f"specimen_{m.image}_{m.node}", "specimen", m.position + corners, _OCTAHEDRON_FACES,
+                             (*SPECIMEN_COLOR, 1.0), attrs))
+    pairs = [(m.position, m.partner) for m in markers if m.partner is not None]
+    if pairs:
+        verts = np.array([p for pair in pairs for p in pair], dtype=np.float64)
+        lines = np.arange(len(verts), dtype=np.int64).reshape(-1, 2)
+        out.append(SceneMesh("specimen_links", "specimen_link", verts, np.zeros((0, 3), np.int64),
+                             (*SPECIMEN_COLOR, 1.0), {"kind": "specimen_link", "pairs": len(pairs)}, lines))
+    return out
+
+
 def _title(case_id: str, nodes: pd.DataFrame, coloring: str, n_levels: int) -> str:
     n = len(nodes)
     if coloring != "outcome" or "outcome" not in nodes.columns:
         return f"Case {case_id}: {n} MR nodes in {n_levels} level regions (no match results: nodes coloured by level)"
-    cats = pd.Series([node_category(o) for o in nodes["outcome"]]).value_counts()
-    parts = ", ".join(f"{k} {int(cats.get(k, 0))}" for k in ("TP", "FN", "FP", "TN", "unmatched"))
+    kinds, decisions = (nodes[c] if c in nodes.columns else [None] * n for c in ("match_kind", "decision"))
+    cats = pd.Series([node_category(*row) for row in zip(nodes["outcome"], kinds, decisions, strict=True)],
+                     dtype=object).value_counts()
+    shown = ("TP", "FN", "FP", "TN", "review", "unmatched") if cats.get("review", 0) else \
+        ("TP", "FN", "FP", "TN", "unmatched")
+    parts = ", ".join(f"{k.replace('review', 'to review')} {int(cats.get(k, 0))}" for k in shown)
     return f"Case {case_id}: {n} MR nodes - {parts}"
 
 
@@ -433,6 +528,7 @@ def build_scene(
     level_alpha: float = 0.3,
     path_markers: Sequence[PathMarker] | None = None,
     anatomy: Sequence[Any] | None = None,
+    specimen: Sequence[SpecimenMarker] | None = None,
 ) -> Scene:
     """Assemble the scene of one case.
 
@@ -455,6 +551,9 @@ def build_scene(
         Pathology nodes without an MR partner (see :func:`unmatched_path_markers`); counted in the title.
     anatomy : list of neckmatch.viz.anatomy.Structure, optional
         Reference structures (mandible, hyoid, vessels ...), drawn light (opacity 0.45 in the GLB).
+    specimen : list of SpecimenMarker, optional
+        Registered nodes of the ex vivo specimen scans (see :func:`specimen_markers`): an octahedron each and a
+        line to the paired MR node (meshes ``specimen_<image>_<node>``, ``specimen_links``); counted in the title.
     """
     coloring = "outcome" if "outcome" in nodes.columns else "level"
     levels = _level_meshes(level_meshes or {}, level_alpha)
@@ -471,5 +570,8 @@ def build_scene(
     if markers:
         n_pos = sum(m.status == "positive" for m in markers)
         title += f"; {len(markers)} pathology nodes without MR partner ({n_pos} positive)"
-    meshes = levels + _anatomy_meshes(anatomy or [], 0.45) + node_meshes + boxes
-    return Scene(case_id, meshes, title, level_legend, node_legend, coloring, markers)
+    spec = list(specimen or [])
+    if spec:
+        title += f"; {len(spec)} registered specimen nodes ({sum(m.mr_node is not None for m in spec)} paired)"
+    meshes = levels + _anatomy_meshes(anatomy or [], 0.45) + node_meshes + boxes + _specimen_meshes(spec)
+    return Scene(case_id, meshes, title, level_legend, node_legend, coloring, markers, spec)
