@@ -116,9 +116,12 @@ def _id_color(k: int) -> tuple[float, float, float]:
 
 
 def _decode_ids(rgb: NDArray[np.uint8]) -> NDArray[np.int64]:
-    """Region number per pixel of an id render (0 = background): ndarray of shape (H, W), int."""
-    px = np.rint(rgb[..., :2].astype(np.float64) / 16.0).astype(np.int64)
-    return px[..., 0] + 16 * px[..., 1]
+    """Region number per pixel of an id render (0 = background): ndarray of shape (H, W), int.
+
+    Each channel holds 16 x (a digit 0-15), possibly off by a little after rounding: (v + 8) // 16 undoes both.
+    """
+    red, green = ((rgb[..., c].astype(np.int64) + 8) >> 4 for c in (0, 1))
+    return red + 16 * green
 
 
 def _actor(mesh: SceneMesh, region: int = 0) -> vtkActor:
@@ -267,12 +270,17 @@ def _aim(ren: vtkRenderer, view: View, bounds: NDArray[np.float64], half_height_
     cam.SetClippingRange(1000.0 - radius, 1000.0 + radius)
 
 
-def _interior_point(mask: NDArray[np.bool_]) -> tuple[float, float, float]:
-    """Centre (col, row) and radius (pixels) of the largest circle inside ``mask`` (H, W) bool; radius 0 if empty."""
-    objs = ndimage.find_objects(mask.astype(np.int8))
-    if not objs or objs[0] is None:
-        return 0.0, 0.0, 0.0
-    rows, cols = objs[0]
+def _interior_point(mask: NDArray[np.bool_], box: tuple[slice, ...] | None = None) -> tuple[float, float, float]:
+    """Centre (col, row) and radius (pixels) of the largest circle inside ``mask`` (H, W) bool; radius 0 if empty.
+
+    ``box`` (rows, cols slices) is a bounding box of the mask where known (saves a pass over the whole image).
+    """
+    if box is None:
+        objs = ndimage.find_objects(mask.astype(np.int8))
+        if not objs or objs[0] is None:
+            return 0.0, 0.0, 0.0
+        box = objs[0]
+    rows, cols = box
     # on every other pixel (4x faster; a label point needs no finer placement), the radius in full pixels
     dist = ndimage.distance_transform_edt(np.pad(mask[rows, cols][::2, ::2], 1))
     r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
@@ -284,15 +292,20 @@ def _region_labels(
 ) -> tuple[dict[str, tuple[float, float]], list[int]]:
     """Label points of the regions visible in an id image, away from nodes where there is room; the others."""
     labels, covered = {}, []
+    boxes = ndimage.find_objects(ids)  # every region's bounding box in one pass
     for k, name in names.items():
-        region = ids == k
-        col, row, radius = _interior_point(region & ~nodes)
+        box = boxes[k - 1] if k - 1 < len(boxes) else None
+        if box is None:
+            covered.append(k)
+            continue
+        region = ids[box] == k
+        col, row, radius = _interior_point(region & ~nodes[box], (slice(0, None), slice(0, None)))
         if radius < LABEL_RADIUS_PX:
-            col, row, radius = _interior_point(region)
+            col, row, radius = _interior_point(region, (slice(0, None), slice(0, None)))
         if radius < LABEL_RADIUS_PX:
             covered.append(k)
         else:
-            labels[name] = (col, row)
+            labels[name] = (col + box[1].start, row + box[0].start)
     return labels, covered
 
 
