@@ -193,11 +193,11 @@ def write_node_markups(scene: Scene, path: str | Path) -> Path:
 def write_specimen_markups(scene: Scene, path: str | Path) -> Path:
     """Write the registered specimen nodes as a 3D Slicer markups point list (``.mrk.json``, LPS on disk).
 
-    Each control point is labelled ``S<image>-<node>`` at the node's registered position; its description names the
-    paired MR node (``paired with node_<k>``) or ``unpaired``.
+    Each control point is labelled ``specimen_<image>_<node>`` (as its mesh) at the node's registered position;
+    its description names the paired MR node (``paired with node_<k>``) or ``unpaired``.
     """
     marks = scene.specimen_markers
-    labels = [f"S{m.image}-{m.node}" for m in marks]
+    labels = [f"specimen_{m.image}_{m.node}" for m in marks]
     pts = np.array([m.position for m in marks], dtype=np.float64).reshape(-1, 3)
     notes = [f"image {m.image}, specimen node {m.node}; " + (f"paired with node_{m.mr_node}" if m.mr_node is not None
                                                               else "unpaired") for m in marks]
