@@ -22,14 +22,15 @@ from neckmatch.model import Case, LabelMap
 from neckmatch.viz.scene import (
     PathMarker,
     Scene,
+    SpecimenMarker,
     build_scene,
     label_surfaces,
     specimen_markers,
     unmatched_path_markers,
 )
 
-__all__ = ["CaseScene", "node_table", "specimen_containers", "path_markers", "node_boxes", "case_scene",
-           "render_maps"]
+__all__ = ["CaseScene", "node_table", "specimen_containers", "path_markers", "registered_specimen_nodes", "node_boxes",
+           "case_scene", "render_maps"]
 
 _LEVEL_COLUMNS = ["node", "side", "level", "x", "y", "z", "volume_mm3", "short_axis_mm", "long_axis_mm",
                   "boundary_mm", "runner_up", "borderline"]
@@ -116,6 +117,25 @@ def path_markers(truth: pd.DataFrame | None, containers: list[dict[str, Any]]) -
     return unmatched_path_markers(truth, containers)
 
 
+_REGISTRATION_COLUMNS = ("image", "specimen_node", "mr_node", "x", "y", "z")
+
+
+def registered_specimen_nodes(registration: pd.DataFrame | None, nodes: pd.DataFrame) -> list[SpecimenMarker]:
+    """The registered specimen nodes of a ``specimen_registration`` table (none without it).
+
+    Raises
+    ------
+    InputError
+        A table without the columns it needs (named).
+    """
+    if registration is None:
+        return []
+    missing = [c for c in _REGISTRATION_COLUMNS if c not in registration.columns]
+    if missing:
+        raise InputError("specimen_registration", missing[0], f"missing column (got {list(registration)})")
+    return specimen_markers(registration, nodes)
+
+
 def node_boxes(label_map: LabelMap, nodes: pd.DataFrame, margin_mm: float = 3.0) -> dict[int, tuple[slice, ...]]:
     """Voxel bounding box of each node in the table, found from its centroid and long axis, not a full-map pass.
 
@@ -193,7 +213,7 @@ def case_scene(
     surfaces = label_surfaces(case.label_map, labels=list(boxes), boxes=boxes, resolution_mm=0.8)
     containers = specimen_containers(specimen)
     markers = path_markers(tables.get("truth_nodes"), containers)
-    registered = specimen_markers(tables.get("specimen_registration"), nodes)
+    registered = registered_specimen_nodes(tables.get("specimen_registration"), nodes)
     scene = build_scene(case.case_id, surfaces, nodes, level_meshes, containers, path_markers=markers,
                         anatomy=anatomy, specimen=registered)
     return CaseScene(scene, level_map, names, nodes, boxes)

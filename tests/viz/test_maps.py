@@ -7,14 +7,16 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import numpy as np
+import pandas as pd
 import pytest
 import trimesh
 
+from neckmatch.errors import InputError
 from neckmatch.io.case import read_case
 from neckmatch.pipeline import compute_case
 from neckmatch.synth import SynthParams, generate_cohort
 from neckmatch.viz.colors import OUTCOME_COLORS, OUTCOME_LABELS, SPECIMEN_COLOR
-from neckmatch.viz.maps import case_scene, render_maps
+from neckmatch.viz.maps import case_scene, registered_specimen_nodes, render_maps
 from neckmatch.viz.png import scene_figure
 from neckmatch.viz.scene import build_scene, label_surfaces
 
@@ -113,3 +115,10 @@ def test_review_colour_in_a_real_case(specimen_case):
     cats = {int(m.attrs["node"]): m.attrs["category"] for m in scene.of_kind("node")}
     assert {n for n, c in cats.items() if c == "review"} >= undecided
     assert all(cats[n] != "unmatched" for n in undecided)
+
+
+def test_a_registration_table_without_positions_is_an_input_error(node_table):
+    reg = pd.DataFrame({"image": ["R"], "specimen_node": [1], "mr_node": [1], "x": [30.0], "y": [5.0]})
+    with pytest.raises(InputError, match="specimen_registration.*z"):
+        registered_specimen_nodes(reg, node_table)
+    assert registered_specimen_nodes(None, node_table) == []
