@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import colorsys
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -659,6 +660,10 @@ def _orientation(ax, view: View, shape: tuple[int, ...]) -> None:
 
 
 def _legends(fig: Figure, scene: Scene, x: float) -> None:
+    _LEGEND_KEYS[fig] = (fig.bbox.width, fig.bbox.height, tuple(scene.level_legend.items()), scene.node_coloring,
+                         tuple(scene.node_legend.items()), bool(scene.of_kind("container")),
+                         tuple(sorted({p.status for p in scene.path_markers})), bool(scene.specimen_markers),
+                         tuple(sorted({str(m.attrs.get("tissue")) for m in scene.of_kind("anatomy")})))
     r, g, b = (float(c) / 255.0 for c in _OUTLINE_RGB)
     edge = (r, g, b)
     lv: list[Artist] = [Patch(facecolor=c, edgecolor=edge, label=f"level {k}") for k, c in scene.level_legend.items()]
@@ -745,8 +750,18 @@ def _flatten(fig: Figure, panels: list[tuple[Any, ViewImage]], size: tuple[int, 
     for im in list(fig.images):
         im.remove()
     fig.patch.set_alpha(0.0)
+    key = _LEGEND_KEYS.get(fig)
+    anchor = round(fig.legends[0].get_bbox_to_anchor().x0) if fig.legends else 0
+    cached = _LEGEND_LAYERS.get(key) if key is not None else None
+    if cached is not None:  # drawn before: paste the pixels instead of drawing the legends again
+        for leg in list(fig.legends):
+            leg.remove()
     fig.canvas.draw()
     fore = np.asarray(fig.canvas.buffer_rgba())  # type: ignore[attr-defined]
+    if cached is not None:
+        fore = _paste_legends(fore, cached, anchor)
+    elif key is not None:
+        _keep_legends(fig, fore, key, anchor)
     base = np.full((height, width, 3), 255, dtype=np.uint8)
     for ax, shot in panels:
         h, w = shot.image.shape[:2]
@@ -756,6 +771,38 @@ def _flatten(fig: Figure, panels: list[tuple[Any, ViewImage]], size: tuple[int, 
     alpha = fore[drawn, 3:4].astype(np.float32) / 255.0
     base[drawn] = np.round(base[drawn] * (1.0 - alpha) + fore[drawn, :3] * alpha).astype(np.uint8)
     return base
+
+
+# The legends of a figure depend only on what the scene holds (levels present, colouring, containers, marker
+# statuses, specimen layer, tissues): drawn once per process for each such content, their pixels are pasted after.
+_LEGEND_KEYS: weakref.WeakKeyDictionary[Figure, tuple[Any, ...]] = weakref.WeakKeyDictionary()
+_LEGEND_LAYERS: dict[tuple[Any, ...], tuple[int, int, int, NDArray[np.uint8]]] = {}
+_LEGEND_CACHE_SIZE = 16
+
+
+def _keep_legends(fig: Figure, fore: NDArray[np.uint8], key: tuple[Any, ...], anchor: int) -> None:
+    """Keep the drawn legends' pixels (RGBA, their union box) for figures with the same legends."""
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    boxes = [leg.get_window_extent(renderer) for leg in fig.legends]
+    height, width = fore.shape[:2]
+    c0, c1 = max(int(min(b.x0 for b in boxes)) - 2, 0), min(int(max(b.x1 for b in boxes)) + 3, width)
+    r0, r1 = max(height - int(max(b.y1 for b in boxes)) - 3, 0), min(height - int(min(b.y0 for b in boxes)) + 2, height)
+    if len(_LEGEND_LAYERS) >= _LEGEND_CACHE_SIZE:
+        _LEGEND_LAYERS.pop(next(iter(_LEGEND_LAYERS)))
+    _LEGEND_LAYERS[key] = (anchor, c0, r0, fore[r0:r1, c0:c1].copy())
+
+
+def _paste_legends(fore: NDArray[np.uint8], cached: tuple[int, int, int, NDArray[np.uint8]],
+                   anchor: int) -> NDArray[np.uint8]:
+    """``fore`` (H, W, 4) with the kept legend pixels placed at this figure's legend anchor (whole pixels)."""
+    was, c0, r0, layer = cached
+    out = np.array(fore)
+    c0 += anchor - was
+    h, w = layer.shape[:2]
+    w = min(w, out.shape[1] - c0)
+    region = out[r0:r0 + h, c0:c0 + w]
+    region[:] = np.where(layer[:, :w, 3:4] > 0, layer[:, :w], region)
+    return out
 
 
 _TITLE_CHARS = 118  # a longer title is broken into lines at its "; " parts
