@@ -256,7 +256,7 @@ def render_maps(
     InputError
         A table without the columns it needs.
     """
-    from neckmatch.viz import export, png, slicer, viewer
+    from neckmatch.viz import export, png, viewer
 
     built = case_scene(case, tables, specimen)
     scene = built.scene
@@ -267,27 +267,35 @@ def render_maps(
         paths["glb"] = export.write_glb(scene, f"{stem}_scene.glb", glb)
         paths["viewer"] = viewer.write_viewer(scene, glb, f"{stem}_viewer.html")
         paths["vtm"] = export.write_vtm(scene, f"{stem}_scene.vtm")
-        segs = []
-        if built.level_map is not None:
-            paths["segmentation"] = export.write_level_segmentation(built.level_map, built.names,
-                                                                    f"{stem}_levels.seg.nrrd")
-            segs.append(("level regions", paths["segmentation"]))
-        paths["node_segmentation"] = slicer.write_node_segmentation(case.label_map, scene, built.boxes,
-                                                                    f"{stem}_nodes.seg.nrrd")
-        segs.append(("MR nodes", paths["node_segmentation"]))
-        paths["markups"] = export.write_node_markups(scene, f"{stem}_nodes.mrk.json")
-        marks = [("MR node centroids", "Fiducial", paths["markups"])]
-        if scene.specimen_markers:
-            paths["specimen_markups"] = export.write_specimen_markups(scene, f"{stem}_specimen_nodes.mrk.json")
-            marks.append(("registered specimen nodes", "Fiducial", paths["specimen_markups"]))
-        if case.landmarks is not None:
-            files = slicer.write_landmark_markups(case.landmarks, stage, case.case_id)
-            paths["landmarks"] = files[0]
-            marks += [("landmarks", "Fiducial", files[0])] + [(f.name.removesuffix(".mrk.json"), "Curve", f)
-                                                              for f in files[1:]]
-        parts = export.vtm_parts(scene, paths["vtm"])
-        models = [(m.name, parts[m.name], m.color) for m in scene.meshes
-                  if m.kind in ("level", "anatomy", "specimen_link")]
-        image = image if image is not None else case.image_path
-        paths["mrml"] = slicer.write_mrml(f"{stem}_scene.mrml", segs, marks, models, image)
+        paths.update(_slicer_files(case, built, stage, image if image is not None else case.image_path, paths["vtm"]))
     return {key: Path(out_dir) / path.name for key, path in paths.items()}
+
+
+def _slicer_files(case: Case, built: CaseScene, stage: Path, image: str | Path | None, vtm: Path) -> dict[str, Path]:
+    """Write the 3D Slicer files of :func:`render_maps` into ``stage``: both segmentations, the markups and the
+    scene (``.mrml``) that loads them with the surface models of the multiblock ``vtm`` and the MR ``image``."""
+    from neckmatch.viz import export, slicer
+
+    scene, stem, paths = built.scene, stage / case.case_id, {}
+    segs = []
+    if built.level_map is not None:
+        paths["segmentation"] = export.write_level_segmentation(built.level_map, built.names,
+                                                                f"{stem}_levels.seg.nrrd")
+        segs.append(("level regions", paths["segmentation"]))
+    paths["node_segmentation"] = slicer.write_node_segmentation(case.label_map, scene, built.boxes,
+                                                                f"{stem}_nodes.seg.nrrd")
+    segs.append(("MR nodes", paths["node_segmentation"]))
+    paths["markups"] = export.write_node_markups(scene, f"{stem}_nodes.mrk.json")
+    marks = [("MR node centroids", "Fiducial", paths["markups"])]
+    if scene.specimen_markers:
+        paths["specimen_markups"] = export.write_specimen_markups(scene, f"{stem}_specimen_nodes.mrk.json")
+        marks.append(("registered specimen nodes", "Fiducial", paths["specimen_markups"]))
+    if case.landmarks is not None:
+        files = slicer.write_landmark_markups(case.landmarks, stage, case.case_id)
+        paths["landmarks"] = files[0]
+        marks += [("landmarks", "Fiducial", files[0])] + [(f.name.removesuffix(".mrk.json"), "Curve", f)
+                                                          for f in files[1:]]
+    parts = export.vtm_parts(scene, vtm)
+    models = [(m.name, parts[m.name], m.color) for m in scene.meshes if m.kind in ("level", "anatomy", "specimen_link")]
+    paths["mrml"] = slicer.write_mrml(f"{stem}_scene.mrml", segs, marks, models, image)
+    return paths

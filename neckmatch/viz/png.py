@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import colorsys
 import threading
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,11 +23,8 @@ import numpy as np
 import PIL.Image
 import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (registers the OpenGL render window and mappers)
 from matplotlib import patheffects
-from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 from numpy.typing import NDArray
 from scipy import ndimage
 from vtkmodules.util.numpy_support import vtk_to_numpy
@@ -44,9 +40,17 @@ from vtkmodules.vtkRenderingCore import (
 
 from neckmatch.errors import RenderError
 from neckmatch.io.atomic import atomic_path
-from neckmatch.viz.colors import ANATOMY_COLORS, OUTCOME_MARKERS, SPECIMEN_COLOR
+from neckmatch.viz.colors import OUTCOME_MARKERS, SPECIMEN_COLOR
+from neckmatch.viz.legends import (
+    LEGEND_KEYS,
+    LEGEND_LAYERS,
+    MARKER_STYLE,
+    OUTLINE_RGB,
+    draw_legends,
+    keep_legends,
+    paste_legends,
+)
 from neckmatch.viz.scene import (
-    OUTCOME_LABELS,
     PATH_STATUS_COLORS,
     Scene,
     SceneMesh,
@@ -108,7 +112,6 @@ class ViewImage(NamedTuple):
 
 
 LABEL_RADIUS_PX = 9.0  # a region needs room for a circle this large (pixels) to carry its label
-_OUTLINE_RGB = np.array([105, 105, 105], dtype=np.uint8)
 
 
 def _id_color(k: int) -> tuple[float, float, float]:
@@ -331,7 +334,7 @@ def _compose(
     """Regions in ``palette[id]`` (row 0 white) with outlines where the id changes, the reference structures
     blended over them, ``fore`` (nodes, containers) where masked with a dark outline round each."""
     img = palette[ids]
-    img[_edges(ids)] = _OUTLINE_RGB
+    img[_edges(ids)] = OUTLINE_RGB
     if anat is not None and anat_mask is not None:
         mixed = (1 - _ANATOMY_WEIGHT) * img[anat_mask] + _ANATOMY_WEIGHT * anat[anat_mask].astype(np.float64)
         img[anat_mask] = np.round(mixed).astype(np.uint8)
@@ -549,16 +552,13 @@ def _label_containers(ax, shot: ViewImage, taken: list[tuple[float, float]]) -> 
                     dict(arrowstyle="-", color="#262626", linewidth=0.6, shrinkA=4, shrinkB=0))
 
 
-_MARKER_STYLE = {"positive": (11.0, 2.4), "negative": (7.0, 1.3), "unknown": (7.0, 1.3)}  # size pt, edge width
-
-
 def _draw_path_markers(ax, scene: Scene, shot: ViewImage) -> None:
     """Hollow markers of the placed pathology nodes without an MR partner (positives larger, on top)."""
     status = {p.node: p.status for p in scene.path_markers}
     for st in ("unknown", "negative", "positive"):
         pts = np.array([xy for node, xy in shot.markers.items() if status[node] == st]).reshape(-1, 2)
         if len(pts):
-            size, width = _MARKER_STYLE[st]
+            size, width = MARKER_STYLE[st]
             ax.plot(pts[:, 0], pts[:, 1], linestyle="none", marker="o", markersize=size, markerfacecolor="none",
                     markeredgecolor=PATH_STATUS_COLORS[st], markeredgewidth=width,
                     path_effects=[patheffects.withStroke(linewidth=width + 2.0, foreground="white")])
@@ -659,55 +659,6 @@ def _orientation(ax, view: View, shape: tuple[int, ...]) -> None:
     ax.text(w / 2, h - 18, bottom, **style)
 
 
-def _legends(fig: Figure, scene: Scene, x: float) -> None:
-    _LEGEND_KEYS[fig] = (fig.bbox.width, fig.bbox.height, tuple(scene.level_legend.items()), scene.node_coloring,
-                         tuple(scene.node_legend.items()), bool(scene.of_kind("container")),
-                         tuple(sorted({p.status for p in scene.path_markers})), bool(scene.specimen_markers),
-                         tuple(sorted({str(m.attrs.get("tissue")) for m in scene.of_kind("anatomy")})))
-    r, g, b = (float(c) / 255.0 for c in _OUTLINE_RGB)
-    edge = (r, g, b)
-    lv: list[Artist] = [Patch(facecolor=c, edgecolor=edge, label=f"level {k}") for k, c in scene.level_legend.items()]
-    lv.append(Line2D([], [], color="#555555", linestyle=(0, (5, 3)), linewidth=1.6, label="(level): behind others"))
-    fig.legend(handles=lv, loc="upper left", bbox_to_anchor=(x, 0.93), title="Level regions",
-               fontsize=10, title_fontsize=11, frameon=False, handlelength=2.2, handleheight=1.4)
-    if scene.node_coloring == "outcome":
-        nodes: list[Artist] = [
-            Patch(facecolor=c, edgecolor=c, label=OUTCOME_LABELS[k]) for k, c in scene.node_legend.items()
-        ]
-        title = "MR nodes by outcome"
-    else:
-        nodes = [Patch(facecolor=c, edgecolor=c, label=k) for k, c in scene.node_legend.items()]
-        title = "MR nodes (by level)"
-    if scene.node_coloring == "outcome":
-        nodes = [Line2D([], [], linestyle="none", marker=OUTCOME_MARKERS[k][0], markersize=11,
-                        markerfacecolor=c if OUTCOME_MARKERS[k][1] else "white", markeredgecolor=c,
-                        markeredgewidth=2.2, label=OUTCOME_LABELS[k]) for k, c in scene.node_legend.items()]
-        nodes.append(Line2D([], [], linestyle="none", label="triangle: metastasis, circle: benign;\n"
-                            "filled: called malignant on MR"))
-    if scene.of_kind("container"):
-        nodes.append(Patch(facecolor="white", edgecolor="#262626", linewidth=1.5, label="pathology container"))
-    statuses = {"positive", "negative"} | {p.status for p in scene.path_markers} if scene.path_markers else set()
-    for st in [st for st in _MARKER_STYLE if st in statuses]:
-        size, width = _MARKER_STYLE[st]
-        nodes.append(Line2D([], [], linestyle="none", marker="o", markersize=size, markerfacecolor="none",
-                            markeredgecolor=PATH_STATUS_COLORS[st], markeredgewidth=width,
-                            label=f"pathology node, no MR partner ({st})"))
-    if scene.specimen_markers:
-        nodes.append(Line2D([], [], color=SPECIMEN_COLOR, linewidth=1.0, marker="s", markersize=5.5,
-                            markerfacecolor=SPECIMEN_COLOR, markeredgecolor="white",
-                            label="registered specimen node (ex vivo scan),\nline to its MR node"))
-    fig.legend(handles=nodes, loc="upper left", bbox_to_anchor=(x, 0.375), title=title, fontsize=9,
-               title_fontsize=11, frameon=False, handlelength=2.2, handleheight=1.4)
-    tissues = sorted({str(m.attrs.get("tissue")) for m in scene.of_kind("anatomy")}, key=list(ANATOMY_COLORS).index)
-    if tissues:
-        names = {"bone": "bone: mandible, hyoid, clavicle", "cartilage": "cartilage: thyroid, cricoid",
-                 "artery": "carotid artery", "vein": "internal jugular vein (IJV)", "muscle": "sternocleidomastoid",
-                 "gland": "submandibular gland (SMG)", "airway": "larynx, trachea"}
-        handles = [Patch(facecolor=ANATOMY_COLORS[t], edgecolor="#96877a", label=names[t]) for t in tissues]
-        fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(x, 0.575), title="Reference structures",
-                   fontsize=8, title_fontsize=10, frameon=False, handlelength=2.0, handleheight=0.9)
-
-
 def _layout(scene: Scene, width: int, height: int) -> tuple[list[tuple[int, int]], float]:
     """Panel sizes (pixels) for the views, proportional to what each shows, and the common pixels per mm."""
     ext = [_projected_extent(scene, v) for v in VIEWS]
@@ -750,18 +701,18 @@ def _flatten(fig: Figure, panels: list[tuple[Any, ViewImage]], size: tuple[int, 
     for im in list(fig.images):
         im.remove()
     fig.patch.set_alpha(0.0)
-    key = _LEGEND_KEYS.get(fig)
+    key = LEGEND_KEYS.get(fig)
     anchor = round(fig.legends[0].get_bbox_to_anchor().x0) if fig.legends else 0
-    cached = _LEGEND_LAYERS.get(key) if key is not None else None
+    cached = LEGEND_LAYERS.get(key) if key is not None else None
     if cached is not None:  # drawn before: paste the pixels instead of drawing the legends again
         for leg in list(fig.legends):
             leg.remove()
     fig.canvas.draw()
     fore = np.asarray(fig.canvas.buffer_rgba())  # type: ignore[attr-defined]
     if cached is not None:
-        fore = _paste_legends(fore, cached, anchor)
+        fore = paste_legends(fore, cached, anchor)
     elif key is not None:
-        _keep_legends(fig, fore, key, anchor)
+        keep_legends(fig, fore, key, anchor)
     base = np.full((height, width, 3), 255, dtype=np.uint8)
     for ax, shot in panels:
         h, w = shot.image.shape[:2]
@@ -771,38 +722,6 @@ def _flatten(fig: Figure, panels: list[tuple[Any, ViewImage]], size: tuple[int, 
     alpha = fore[drawn, 3:4].astype(np.float32) / 255.0
     base[drawn] = np.round(base[drawn] * (1.0 - alpha) + fore[drawn, :3] * alpha).astype(np.uint8)
     return base
-
-
-# The legends of a figure depend only on what the scene holds (levels present, colouring, containers, marker
-# statuses, specimen layer, tissues): drawn once per process for each such content, their pixels are pasted after.
-_LEGEND_KEYS: weakref.WeakKeyDictionary[Figure, tuple[Any, ...]] = weakref.WeakKeyDictionary()
-_LEGEND_LAYERS: dict[tuple[Any, ...], tuple[int, int, int, NDArray[np.uint8]]] = {}
-_LEGEND_CACHE_SIZE = 16
-
-
-def _keep_legends(fig: Figure, fore: NDArray[np.uint8], key: tuple[Any, ...], anchor: int) -> None:
-    """Keep the drawn legends' pixels (RGBA, their union box) for figures with the same legends."""
-    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
-    boxes = [leg.get_window_extent(renderer) for leg in fig.legends]
-    height, width = fore.shape[:2]
-    c0, c1 = max(int(min(b.x0 for b in boxes)) - 2, 0), min(int(max(b.x1 for b in boxes)) + 3, width)
-    r0, r1 = max(height - int(max(b.y1 for b in boxes)) - 3, 0), min(height - int(min(b.y0 for b in boxes)) + 2, height)
-    if len(_LEGEND_LAYERS) >= _LEGEND_CACHE_SIZE:
-        _LEGEND_LAYERS.pop(next(iter(_LEGEND_LAYERS)))
-    _LEGEND_LAYERS[key] = (anchor, c0, r0, fore[r0:r1, c0:c1].copy())
-
-
-def _paste_legends(fore: NDArray[np.uint8], cached: tuple[int, int, int, NDArray[np.uint8]],
-                   anchor: int) -> NDArray[np.uint8]:
-    """``fore`` (H, W, 4) with the kept legend pixels placed at this figure's legend anchor (whole pixels)."""
-    was, c0, r0, layer = cached
-    out = np.array(fore)
-    c0 += anchor - was
-    h, w = layer.shape[:2]
-    w = min(w, out.shape[1] - c0)
-    region = out[r0:r0 + h, c0:c0 + w]
-    region[:] = np.where(layer[:, :w, 3:4] > 0, layer[:, :w], region)
-    return out
 
 
 _TITLE_CHARS = 118  # a longer title is broken into lines at its "; " parts
@@ -859,5 +778,5 @@ def scene_figure(scene: Scene, size: tuple[int, int] = (2000, 1100)) -> tuple[Fi
         _draw_specimen(ax, scene, view, shot, px_per_mm)
         _orientation(ax, view, shot.image.shape)
         _scale_bar(ax, shot.image.shape, px_per_mm)
-    _legends(fig, scene, (left + 10) / width)
+    draw_legends(fig, scene, (left + 10) / width)
     return fig, panels

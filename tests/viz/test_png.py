@@ -13,12 +13,12 @@ import trimesh
 from matplotlib.figure import Figure
 
 from neckmatch.errors import InputError
+from neckmatch.viz.legends import draw_legends
 from neckmatch.viz.maps import node_table as case_node_table
 from neckmatch.viz.maps import path_markers, specimen_containers
 from neckmatch.viz.png import (
     LABEL_RADIUS_PX,
     VIEWS,
-    _legends,
     place_labels,
     project_points,
     render_scene,
@@ -278,7 +278,7 @@ def test_container_names_keep_clear_of_the_other_labels(marked_figure):
 
 def test_no_markers_no_legend_entry(scene):
     fig = Figure()
-    _legends(fig, scene, 0.8)
+    draw_legends(fig, scene, 0.8)
     legend = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
     assert "pathology container" in legend and not any("no MR partner" in t for t in legend)
 
@@ -328,20 +328,3 @@ def test_node_boxes_from_the_table_hold_every_voxel_of_each_node(node_map, node_
         assert crop.sum() == (node_map.data == lab).sum()
         assert all(b.start <= f.start and b.stop >= f.stop for b, f in zip(box, full[lab - 1], strict=True))
 
-
-def test_legends_drawn_once_are_pasted_back_as_drawn(scene, tmp_path):
-    from neckmatch.viz import png as png_module
-
-    tall = dataclasses.replace(scene, meshes=[dataclasses.replace(m, vertices=m.vertices * [1.0, 1.0, 3.0])
-                                              for m in scene.meshes])
-    png_module._LEGEND_LAYERS.clear()
-    fresh = mpimg.imread(render_scene(tall, tmp_path / "tall_fresh.png"))
-    png_module._LEGEND_LAYERS.clear()
-    first = mpimg.imread(render_scene(scene, tmp_path / "first.png"))
-    again = mpimg.imread(render_scene(scene, tmp_path / "again.png"))
-    pasted = mpimg.imread(render_scene(tall, tmp_path / "tall_pasted.png"))
-    assert len(png_module._LEGEND_LAYERS) == 1  # one legend content: drawn once, pasted twice
-    anchors = [scene_figure(s)[0].legends[0].get_bbox_to_anchor().x0 for s in (scene, tall)]
-    assert anchors[0] != anchors[1]  # the taller scene's legends sit elsewhere
-    np.testing.assert_array_equal(first, again)
-    np.testing.assert_array_equal(fresh, pasted)
