@@ -11,6 +11,7 @@ outline and its label in brackets. matplotlib lays the views out with the title,
 from __future__ import annotations
 
 import colorsys
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -179,6 +180,19 @@ def _new_window(width: int, height: int) -> vtkRenderWindow:
 
 _WINDOWS: list[vtkRenderWindow] = []  # the one off-screen window of this process, made on first use
 _WINDOW_LOCK = threading.Lock()
+
+
+def _release_window() -> None:
+    """Close the process's window before a fork: a child inheriting a live OpenGL (EGL) context hangs in it."""
+    if _WINDOW_LOCK.acquire(blocking=False):
+        try:
+            while _WINDOWS:
+                _WINDOWS.pop().Finalize()
+        finally:
+            _WINDOW_LOCK.release()
+
+
+os.register_at_fork(before=_release_window)
 
 
 @contextmanager
