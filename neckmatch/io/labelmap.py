@@ -117,8 +117,7 @@ def read_label_map(path: str | Path) -> LabelMap:
     else:
         data, affine, names = _read_dicom_seg(_dicom_seg_file(path))
     labels = _as_labels(path, data)
-    n_labels = int(np.count_nonzero(np.bincount(labels.ravel())[1:])) if labels.size and labels.max() < (1 << 24) \
-        else len(np.unique(labels)) - int(labels.size > 0 and labels.min() == 0)
+    n_labels = _count_labels(labels)
     if n_labels > MAX_LABELS:
         raise InputError(path, "data", f"{n_labels} labels (MR nodes); at most {MAX_LABELS} are accepted")
     det = float(np.linalg.det(affine[:3, :3])) if np.all(np.isfinite(affine)) else float("nan")
@@ -315,6 +314,21 @@ def _as_labels(path: Path, data: NDArray[Any]) -> NDArray[np.integer]:
     if data.size and np.issubdtype(data.dtype, np.signedinteger) and data.min() < 0:
         raise InputError(path, "data", f"labels must be >= 0, got {data.min()}")
     return data
+
+
+def _count_labels(labels: NDArray[np.integer], chunk: int = 1 << 22) -> int:
+    """Number of distinct labels > 0, counted ``chunk`` voxels at a time over the array as it lies in memory (no
+    full-size copy: ``np.bincount`` would otherwise hold a whole int64 copy of the map)."""
+    flat = labels.ravel(order="K")
+    if not flat.size:
+        return 0
+    hi = int(flat.max())
+    if hi >= (1 << 24):
+        return len(np.unique(flat)) - int(flat.min() == 0)
+    seen = np.zeros(hi + 1, dtype=bool)
+    for start in range(0, flat.size, chunk):
+        seen |= np.bincount(flat[start:start + chunk], minlength=hi + 1) > 0
+    return int(np.count_nonzero(seen[1:]))
 
 
 def _compact(data: NDArray[np.integer]) -> NDArray[np.integer]:

@@ -10,7 +10,7 @@ import colorsys
 from neckmatch.model import Level
 
 __all__ = ["RGB", "OKABE_ITO", "LEVEL_COLORS", "OUTCOME_COLORS", "OUTCOME_LABELS", "OUTCOME_MARKERS", "ANATOMY_COLORS",
-           "NODE_LEVEL_COLORS", "CONTAINER_COLOR"]
+           "NODE_LEVEL_COLORS", "CONTAINER_COLOR", "SPECIMEN_COLOR"]
 
 RGB = tuple[float, float, float]
 
@@ -49,6 +49,7 @@ OUTCOME_COLORS: dict[str, RGB] = {
     "FN": _hex(OKABE_ITO["reddish_purple"]),  # missed metastasis
     "FP": _hex(OKABE_ITO["blue"]),  # benign node called malignant
     "TN": _hex(OKABE_ITO["bluish_green"]),  # benign node called benign
+    "review": _hex(OKABE_ITO["orange"]),  # a proposed match awaiting a person's decision: no outcome yet
     "unmatched": _hex("#7f7f7f"),  # no pathology reference (or no reading)
 }
 OUTCOME_LABELS: dict[str, str] = {
@@ -56,12 +57,14 @@ OUTCOME_LABELS: dict[str, str] = {
     "FN": "FN: metastasis, called benign",
     "FP": "FP: benign, called malignant",
     "TN": "TN: benign, called benign",
+    "review": "to review: proposed match, undecided",
     "unmatched": "no reference (unmatched / not read)",
 }
 # Marker (matplotlib code, filled) per outcome: triangle = metastasis at pathology, circle = benign; filled = called
-# malignant on MR, hollow = called benign; a cross = no reference.
+# malignant on MR, hollow = called benign; a diamond = a match still to review; a cross = no reference.
 OUTCOME_MARKERS: dict[str, tuple[str, bool]] = {
-    "TP": ("^", True), "FN": ("^", False), "FP": ("o", True), "TN": ("o", False), "unmatched": ("x", True),
+    "TP": ("^", True), "FN": ("^", False), "FP": ("o", True), "TN": ("o", False), "review": ("D", False),
+    "unmatched": ("x", True),
 }
 # Reference structures (light, so the levels stay readable through them): bone, cartilage, vessels, muscle, gland.
 ANATOMY_COLORS: dict[str, RGB] = {
@@ -69,6 +72,9 @@ ANATOMY_COLORS: dict[str, RGB] = {
     "muscle": _hex("#d9b3a3"), "gland": _hex("#e6cf9c"), "airway": _hex("#f4f4f4"),
 }
 CONTAINER_COLOR: RGB = (0.15, 0.15, 0.15)
+# Specimen nodes of an ex vivo scan registered into the patient (and their lines to the paired MR node): a dark
+# violet that no outcome, level or pathology marker uses.
+SPECIMEN_COLOR: RGB = _hex("#5e3c99")
 
 
 def _saturated(rgb: RGB) -> RGB:

@@ -14,9 +14,11 @@ from typing import Any
 import nrrd
 import numpy as np
 import trimesh
-import vtk
 from numpy.typing import NDArray
 from trimesh.visual.material import PBRMaterial
+from vtkmodules.vtkCommonCore import vtkFloatArray, vtkStringArray
+from vtkmodules.vtkCommonDataModel import vtkCompositeDataSet, vtkMultiBlockDataSet, vtkPolyData
+from vtkmodules.vtkIOXML import vtkXMLMultiBlockDataWriter
 
 from neckmatch.io.atomic import atomic_dir, atomic_path
 from neckmatch.io.labelmap import write_label_map
@@ -25,7 +27,7 @@ from neckmatch.model import LabelMap
 from neckmatch.viz.scene import LEVEL_COLORS, Scene, SceneMesh, mesh_polydata, parse_level_name
 
 __all__ = ["RAS_TO_GLTF", "glb_bytes", "write_glb", "write_vtm", "vtm_parts", "write_level_segmentation",
-           "write_node_markups"]
+           "write_node_markups", "write_specimen_markups"]
 
 # glTF is Y-up, metres, viewer looking down -Z: a patient facing the viewer is 0.001 * (-x, z, y) of RAS mm.
 RAS_TO_GLTF: NDArray[np.float64] = 0.001 * np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
@@ -38,7 +40,7 @@ def _rgba8(color: tuple[float, ...]) -> list[int]:
 def _gltf_mesh(m: SceneMesh) -> trimesh.Trimesh | trimesh.path.Path3D:
     verts = m.vertices @ RAS_TO_GLTF.T
     meta = {"name": m.name, **m.attrs, "color_rgba": [round(c, 4) for c in m.color]}
-    if m.kind == "container":
+    if not len(m.faces):  # outlines (containers, specimen links) as line paths
         path = trimesh.load_path(verts[m.lines])
         path.metadata.update(meta)
         path.colors = np.tile(_rgba8(m.color), (len(path.entities), 1))
@@ -79,9 +81,9 @@ def write_glb(scene: Scene, path: str | Path, data: bytes | None = None) -> Path
     return Path(path)
 
 
-def _field_data(poly: vtk.vtkPolyData, m: SceneMesh) -> None:
+def _field_data(poly: vtkPolyData, m: SceneMesh) -> None:
     fd = poly.GetFieldData()
-    color = vtk.vtkFloatArray()
+    color = vtkFloatArray()
     color.SetName("color_rgba")
     color.SetNumberOfComponents(4)
     color.InsertNextTuple(m.color)
@@ -89,19 +91,25 @@ def _field_data(poly: vtk.vtkPolyData, m: SceneMesh) -> None:
     for key, value in {"name": m.name, **m.attrs, "SPACE": "RAS"}.items():
         if value is None:
             continue
-        arr = vtk.vtkStringArray()
+        arr = vtkStringArray()
         arr.SetName(str(key))
         arr.InsertNextValue(str(value))
         fd.AddArray(arr)
 
 
 _VTM_GROUPS = (("levels", "level"), ("nodes", "node"), ("containers", "container"), ("anatomy", "anatomy"))
+_SPECIMEN_GROUPS = (("specimen", "specimen"), ("specimen links", "specimen_link"))
+
+
+def _groups(scene: Scene) -> tuple[tuple[str, str], ...]:
+    """The multiblock's groups (name, mesh kind): the specimen ones only where the scene has registered nodes."""
+    return _VTM_GROUPS + (_SPECIMEN_GROUPS if scene.of_kind("specimen") else ())
 
 
 def vtm_parts(scene: Scene, path: str | Path) -> dict[str, Path]:
     """The ``.vtp`` file :func:`write_vtm` writes for each mesh of ``scene`` (mesh name -> path)."""
     path = Path(path)
-    meshes = [m for _, kind in _VTM_GROUPS for m in scene.of_kind(kind)]
+    meshes = [m for _, kind in _groups(scene) for m in scene.of_kind(kind)]
     folder = path.with_suffix("")
     return {m.name: folder / f"{folder.name}_{i}.vtp" for i, m in enumerate(meshes)}
 
@@ -109,23 +117,24 @@ def vtm_parts(scene: Scene, path: str | Path) -> dict[str, Path]:
 def write_vtm(scene: Scene, path: str | Path) -> Path:
     """Write ``scene`` as a VTK multiblock (``.vtm`` + a folder of ``.vtp``), RAS mm.
 
-    Top-level blocks ``levels``, ``nodes``, ``containers``, ``anatomy``; each child block is named after its mesh
+    Top-level blocks ``levels``, ``nodes``, ``containers``, ``anatomy`` (and ``specimen``, ``specimen links``
+    where the case has registered specimen nodes); each child block is named after its mesh
     (``LN_Neck_IIA_R``, ``node_7``, ``container_R-II``, ``mandible``) and carries its colour and attributes as
     field data, and ``SPACE`` = ``RAS`` (3D Slicer reads the points as RAS). Binary, uncompressed.
     """
     path = Path(path)
-    root = vtk.vtkMultiBlockDataSet()
-    for i, (group, kind) in enumerate(_VTM_GROUPS):
-        block = vtk.vtkMultiBlockDataSet()
+    root = vtkMultiBlockDataSet()
+    for i, (group, kind) in enumerate(_groups(scene)):
+        block = vtkMultiBlockDataSet()
         for j, m in enumerate(scene.of_kind(kind)):
             poly = mesh_polydata(m)
             _field_data(poly, m)
             block.SetBlock(j, poly)
-            block.GetMetaData(j).Set(vtk.vtkCompositeDataSet.NAME(), m.name)
+            block.GetMetaData(j).Set(vtkCompositeDataSet.NAME(), m.name)
         root.SetBlock(i, block)
-        root.GetMetaData(i).Set(vtk.vtkCompositeDataSet.NAME(), group)
+        root.GetMetaData(i).Set(vtkCompositeDataSet.NAME(), group)
     with atomic_dir(path.with_name(f".{path.name}.parts")) as tmp:
-        writer = vtk.vtkXMLMultiBlockDataWriter()
+        writer = vtkXMLMultiBlockDataWriter()
         writer.SetFileName(str(tmp / path.name))
         writer.SetInputData(root)
         writer.SetDataModeToAppended()
@@ -179,3 +188,17 @@ def write_node_markups(scene: Scene, path: str | Path) -> Path:
         else m.anchor() for m in nodes
     ], dtype=np.float64).reshape(-1, 3)
     return write_point_list(path, f"{scene.case_id} MR nodes", labels, pts, [_describe(m.attrs) for m in nodes])
+
+
+def write_specimen_markups(scene: Scene, path: str | Path) -> Path:
+    """Write the registered specimen nodes as a 3D Slicer markups point list (``.mrk.json``, LPS on disk).
+
+    Each control point is labelled ``specimen_<image>_<node>`` (as its mesh) at the node's registered position;
+    its description names the paired MR node (``paired with node_<k>``) or ``unpaired``.
+    """
+    marks = scene.specimen_markers
+    labels = [f"specimen_{m.image}_{m.node}" for m in marks]
+    pts = np.array([m.position for m in marks], dtype=np.float64).reshape(-1, 3)
+    notes = [f"image {m.image}, specimen node {m.node}; " + (f"paired with node_{m.mr_node}" if m.mr_node is not None
+                                                              else "unpaired") for m in marks]
+    return write_point_list(path, f"{scene.case_id} registered specimen nodes", labels, pts, notes)

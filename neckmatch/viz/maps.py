@@ -19,10 +19,18 @@ import pandas as pd
 from neckmatch.errors import InputError
 from neckmatch.io.atomic import atomic_files
 from neckmatch.model import Case, LabelMap
-from neckmatch.viz.scene import PathMarker, Scene, build_scene, label_surfaces, unmatched_path_markers
+from neckmatch.viz.scene import (
+    PathMarker,
+    Scene,
+    SpecimenMarker,
+    build_scene,
+    label_surfaces,
+    specimen_markers,
+    unmatched_path_markers,
+)
 
-__all__ = ["CaseScene", "node_table", "specimen_containers", "path_markers", "node_boxes", "case_scene",
-           "render_maps"]
+__all__ = ["CaseScene", "node_table", "specimen_containers", "path_markers", "registered_specimen_nodes", "node_boxes",
+           "case_scene", "render_maps"]
 
 _LEVEL_COLUMNS = ["node", "side", "level", "x", "y", "z", "volume_mm3", "short_axis_mm", "long_axis_mm",
                   "boundary_mm", "runner_up", "borderline"]
@@ -109,6 +117,25 @@ def path_markers(truth: pd.DataFrame | None, containers: list[dict[str, Any]]) -
     return unmatched_path_markers(truth, containers)
 
 
+_REGISTRATION_COLUMNS = ("image", "specimen_node", "mr_node", "x", "y", "z")
+
+
+def registered_specimen_nodes(registration: pd.DataFrame | None, nodes: pd.DataFrame) -> list[SpecimenMarker]:
+    """The registered specimen nodes of a ``specimen_registration`` table (none without it).
+
+    Raises
+    ------
+    InputError
+        A table without the columns it needs (named).
+    """
+    if registration is None:
+        return []
+    missing = [c for c in _REGISTRATION_COLUMNS if c not in registration.columns]
+    if missing:
+        raise InputError("specimen_registration", missing[0], f"missing column (got {list(registration)})")
+    return specimen_markers(registration, nodes)
+
+
 def node_boxes(label_map: LabelMap, nodes: pd.DataFrame, margin_mm: float = 3.0) -> dict[int, tuple[slice, ...]]:
     """Voxel bounding box of each node in the table, found from its centroid and long axis, not a full-map pass.
 
@@ -164,7 +191,7 @@ def case_scene(
     case : Case
     tables : dict of str to pandas.DataFrame, optional
         Output tables by file stem: ``levels`` (else computed), ``truth_nodes`` (nodes coloured by outcome; without
-        it by level).
+        it by level), ``specimen_registration`` (the registered ex vivo specimen nodes, drawn as their own layer).
     specimen : dict, optional
         The ``specimen.json`` document (containers drawn as outlines, unmatched pathology nodes placed).
     level_spacing_mm : float
@@ -186,8 +213,9 @@ def case_scene(
     surfaces = label_surfaces(case.label_map, labels=list(boxes), boxes=boxes, resolution_mm=0.8)
     containers = specimen_containers(specimen)
     markers = path_markers(tables.get("truth_nodes"), containers)
+    registered = registered_specimen_nodes(tables.get("specimen_registration"), nodes)
     scene = build_scene(case.case_id, surfaces, nodes, level_meshes, containers, path_markers=markers,
-                        anatomy=anatomy)
+                        anatomy=anatomy, specimen=registered)
     return CaseScene(scene, level_map, names, nodes, boxes)
 
 
@@ -216,7 +244,7 @@ def render_maps(
     -------
     dict of str to Path
         The files written, keyed ``png``, ``glb``, ``viewer``, ``vtm``, ``segmentation``, ``node_segmentation``,
-        ``markups``, ``landmarks``, ``mrml``.
+        ``markups``, ``landmarks``, ``mrml``; with registered specimen nodes also ``specimen_markups``.
 
     The files are made in a staging folder and moved into ``out_dir`` together once all are written: a failure
     writes nothing (other files in ``out_dir`` are kept).
@@ -228,7 +256,7 @@ def render_maps(
     InputError
         A table without the columns it needs.
     """
-    from neckmatch.viz import export, png, slicer, viewer
+    from neckmatch.viz import export, png, viewer
 
     built = case_scene(case, tables, specimen)
     scene = built.scene
@@ -239,23 +267,35 @@ def render_maps(
         paths["glb"] = export.write_glb(scene, f"{stem}_scene.glb", glb)
         paths["viewer"] = viewer.write_viewer(scene, glb, f"{stem}_viewer.html")
         paths["vtm"] = export.write_vtm(scene, f"{stem}_scene.vtm")
-        segs = []
-        if built.level_map is not None:
-            paths["segmentation"] = export.write_level_segmentation(built.level_map, built.names,
-                                                                    f"{stem}_levels.seg.nrrd")
-            segs.append(("level regions", paths["segmentation"]))
-        paths["node_segmentation"] = slicer.write_node_segmentation(case.label_map, scene, built.boxes,
-                                                                    f"{stem}_nodes.seg.nrrd")
-        segs.append(("MR nodes", paths["node_segmentation"]))
-        paths["markups"] = export.write_node_markups(scene, f"{stem}_nodes.mrk.json")
-        marks = [("MR node centroids", "Fiducial", paths["markups"])]
-        if case.landmarks is not None:
-            files = slicer.write_landmark_markups(case.landmarks, stage, case.case_id)
-            paths["landmarks"] = files[0]
-            marks += [("landmarks", "Fiducial", files[0])] + [(f.name.removesuffix(".mrk.json"), "Curve", f)
-                                                              for f in files[1:]]
-        parts = export.vtm_parts(scene, paths["vtm"])
-        models = [(m.name, parts[m.name], m.color) for m in scene.meshes if m.kind in ("level", "anatomy")]
-        image = image if image is not None else case.image_path
-        paths["mrml"] = slicer.write_mrml(f"{stem}_scene.mrml", segs, marks, models, image)
+        paths.update(_slicer_files(case, built, stage, image if image is not None else case.image_path, paths["vtm"]))
     return {key: Path(out_dir) / path.name for key, path in paths.items()}
+
+
+def _slicer_files(case: Case, built: CaseScene, stage: Path, image: str | Path | None, vtm: Path) -> dict[str, Path]:
+    """Write the 3D Slicer files of :func:`render_maps` into ``stage``: both segmentations, the markups and the
+    scene (``.mrml``) that loads them with the surface models of the multiblock ``vtm`` and the MR ``image``."""
+    from neckmatch.viz import export, slicer
+
+    scene, stem, paths = built.scene, stage / case.case_id, {}
+    segs = []
+    if built.level_map is not None:
+        paths["segmentation"] = export.write_level_segmentation(built.level_map, built.names,
+                                                                f"{stem}_levels.seg.nrrd")
+        segs.append(("level regions", paths["segmentation"]))
+    paths["node_segmentation"] = slicer.write_node_segmentation(case.label_map, scene, built.boxes,
+                                                                f"{stem}_nodes.seg.nrrd")
+    segs.append(("MR nodes", paths["node_segmentation"]))
+    paths["markups"] = export.write_node_markups(scene, f"{stem}_nodes.mrk.json")
+    marks = [("MR node centroids", "Fiducial", paths["markups"])]
+    if scene.specimen_markers:
+        paths["specimen_markups"] = export.write_specimen_markups(scene, f"{stem}_specimen_nodes.mrk.json")
+        marks.append(("registered specimen nodes", "Fiducial", paths["specimen_markups"]))
+    if case.landmarks is not None:
+        files = slicer.write_landmark_markups(case.landmarks, stage, case.case_id)
+        paths["landmarks"] = files[0]
+        marks += [("landmarks", "Fiducial", files[0])] + [(f.name.removesuffix(".mrk.json"), "Curve", f)
+                                                          for f in files[1:]]
+    parts = export.vtm_parts(scene, vtm)
+    models = [(m.name, parts[m.name], m.color) for m in scene.meshes if m.kind in ("level", "anatomy", "specimen_link")]
+    paths["mrml"] = slicer.write_mrml(f"{stem}_scene.mrml", segs, marks, models, image)
+    return paths

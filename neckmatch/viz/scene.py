@@ -14,10 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import trimesh
-import vtk
 from numpy.typing import NDArray
 from scipy import ndimage
-from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+from vtkmodules.vtkCommonCore import VTK_ID_TYPE, vtkPoints
+from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkImageData, vtkPolyData
+from vtkmodules.vtkFiltersCore import vtkQuadricDecimation, vtkTriangleFilter, vtkWindowedSincPolyDataFilter
+from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D
 
 from neckmatch.model import LabelMap
 from neckmatch.viz.colors import (
@@ -28,6 +31,7 @@ from neckmatch.viz.colors import (
     OUTCOME_COLORS,
     OUTCOME_LABELS,
     RGB,
+    SPECIMEN_COLOR,
 )
 
 __all__ = [
@@ -46,6 +50,8 @@ __all__ = [
     "PATH_STATUS_COLORS",
     "PathMarker",
     "unmatched_path_markers",
+    "SpecimenMarker",
+    "specimen_markers",
     "build_scene",
 ]
 
@@ -102,6 +108,24 @@ class PathMarker:
     position: NDArray[np.float64] | None
 
 
+@dataclass(frozen=True)
+class SpecimenMarker:
+    """A node of an ex vivo specimen scan, registered into the patient (a ``specimen_registration`` row).
+
+    image : the specimen scan (piece) id. node : its label in that scan. position : ndarray of shape (3,), float,
+    mm, RAS: where the registration maps it. mr_node : the MR node it is paired with, or None. partner : ndarray
+    of shape (3,), float, mm, RAS: that MR node's centroid, or None. side : ``R`` / ``L`` (the paired MR node's,
+    else by the position: x > 0 is the right).
+    """
+
+    image: str
+    node: int
+    position: NDArray[np.float64]
+    mr_node: int | None
+    partner: NDArray[np.float64] | None
+    side: str
+
+
 @dataclass
 class Scene:
     """Everything drawn for one case, plus the title and the legends."""
@@ -113,6 +137,7 @@ class Scene:
     node_legend: dict[str, RGB]
     node_coloring: str  # "outcome" or "level"
     path_markers: list[PathMarker] = field(default_factory=list)
+    specimen_markers: list[SpecimenMarker] = field(default_factory=list)
     _bounds: NDArray[np.float64] | None = field(default=None, init=False, repr=False, compare=False)
 
     def of_kind(self, kind: str) -> list[SceneMesh]:
@@ -133,18 +158,18 @@ class Scene:
         return self._bounds
 
 
-def mesh_polydata(mesh: SceneMesh) -> vtk.vtkPolyData:
+def mesh_polydata(mesh: SceneMesh) -> vtkPolyData:
     """The mesh as vtkPolyData (triangles, or lines for outlines), points in RAS mm."""
-    poly = vtk.vtkPolyData()
-    pts = vtk.vtkPoints()
+    poly = vtkPolyData()
+    pts = vtkPoints()
     pts.SetData(numpy_to_vtk(np.ascontiguousarray(mesh.vertices, dtype=np.float64), deep=True))
     poly.SetPoints(pts)
     cells = mesh.faces if len(mesh.faces) else mesh.lines
-    arr = vtk.vtkCellArray()
+    arr = vtkCellArray()
     n = cells.shape[1]
     offsets = np.arange(0, (len(cells) + 1) * n, n, dtype=np.int64)
-    arr.SetData(numpy_to_vtk(offsets, deep=True, array_type=vtk.VTK_ID_TYPE),
-                numpy_to_vtk(cells.ravel().astype(np.int64), deep=True, array_type=vtk.VTK_ID_TYPE))
+    arr.SetData(numpy_to_vtk(offsets, deep=True, array_type=VTK_ID_TYPE),
+                numpy_to_vtk(cells.ravel().astype(np.int64), deep=True, array_type=VTK_ID_TYPE))
     if len(mesh.faces):
         poly.SetPolys(arr)
     else:
@@ -169,10 +194,10 @@ def parse_level_name(name: str) -> tuple[str, str]:
 def _surface_of_mask(mask: NDArray[np.bool_], smooth_iterations: int, keep: float = 1.0) -> tuple[NDArray, NDArray]:
     """Surface of a binary mask in (padded) voxel index space: vertices (V, 3) float, faces (F, 3) int."""
     padded = np.pad(mask.astype(np.uint8), 1)
-    img = vtk.vtkImageData()
+    img = vtkImageData()
     img.SetDimensions(*padded.shape)
     img.GetPointData().SetScalars(numpy_to_vtk(padded.ravel(order="F"), deep=True))
-    fe = vtk.vtkDiscreteFlyingEdges3D()
+    fe = vtkDiscreteFlyingEdges3D()
     fe.SetInputData(img)
     fe.SetValue(0, 1)
     fe.ComputeNormalsOff()
@@ -180,7 +205,7 @@ def _surface_of_mask(mask: NDArray[np.bool_], smooth_iterations: int, keep: floa
     fe.ComputeScalarsOff()
     out = fe.GetOutputPort()
     if smooth_iterations > 0:
-        sm = vtk.vtkWindowedSincPolyDataFilter()
+        sm = vtkWindowedSincPolyDataFilter()
         sm.SetInputConnection(out)
         sm.SetNumberOfIterations(smooth_iterations)
         sm.SetPassBand(0.1)
@@ -188,13 +213,13 @@ def _surface_of_mask(mask: NDArray[np.bool_], smooth_iterations: int, keep: floa
         sm.BoundarySmoothingOff()
         sm.NonManifoldSmoothingOn()
         out = sm.GetOutputPort()
-    tri = vtk.vtkTriangleFilter()
+    tri = vtkTriangleFilter()
     tri.SetInputConnection(out)
     if keep < 1.0:  # quadric decimation to about ``keep`` of the triangles
-        dec = vtk.vtkQuadricDecimation()
+        dec = vtkQuadricDecimation()
         dec.SetInputConnection(tri.GetOutputPort())
         dec.SetTargetReduction(1.0 - keep)
-        tri = vtk.vtkTriangleFilter()
+        tri = vtkTriangleFilter()
         tri.SetInputConnection(dec.GetOutputPort())
     tri.Update()
     poly = tri.GetOutput()
@@ -262,16 +287,21 @@ def label_surfaces(
     return out
 
 
-def node_category(outcome: Any, match_kind: Any = None) -> str:
-    """Colour category of an MR node: its outcome ``TP/FP/FN/TN``, else ``unmatched``.
+def node_category(outcome: Any, match_kind: Any = None, decision: Any = None) -> str:
+    """Colour category of an MR node: its outcome ``TP/FN/FP/TN``; ``review`` for a proposed match awaiting a
+    decision (``match_kind`` ``undecided`` or ``decision`` ``review``, no outcome yet); else ``unmatched``.
 
     Examples
     --------
     >>> node_category("TP"), node_category(float("nan")), node_category("", "matched")
     ('TP', 'unmatched', 'unmatched')
+    >>> node_category(None, "undecided"), node_category(float("nan"), "matched", "review")
+    ('review', 'review')
     """
     text = "" if outcome is None or (isinstance(outcome, float) and np.isnan(outcome)) else str(outcome).strip()
-    return text if text in OUTCOME_COLORS and text != "unmatched" else "unmatched"
+    if text in OUTCOME_COLORS and text not in ("unmatched", "review"):
+        return text
+    return "review" if str(match_kind).strip() == "undecided" or str(decision).strip() == "review" else "unmatched"
 
 
 def _jsonable(value: Any) -> Any:
@@ -318,7 +348,7 @@ def _node_meshes(surfaces: Mapping[int, trimesh.Trimesh], nodes: pd.DataFrame, c
         attrs = {"kind": "node", "node": int(lab)}
         attrs.update({str(k): _jsonable(v) for k, v in row.items() if k != "case_id"})
         if coloring == "outcome":
-            cat = node_category(row.get("outcome"), row.get("match_kind"))
+            cat = node_category(row.get("outcome"), row.get("match_kind"), row.get("decision"))
             attrs["category"] = cat
             rgb = OUTCOME_COLORS[cat]
         else:
@@ -412,12 +442,80 @@ def unmatched_path_markers(truth: pd.DataFrame, containers: Sequence[Mapping[str
     return out
 
 
+def specimen_markers(registration: pd.DataFrame | None, nodes: pd.DataFrame) -> list[SpecimenMarker]:
+    """The registered specimen nodes of ``specimen_registration.csv`` (none without the table).
+
+    Parameters
+    ----------
+    registration : pandas.DataFrame or None
+        ``image``, ``specimen_node``, ``mr_node`` (empty where unpaired) and ``x, y, z``: the node's position
+        mapped into the patient (mm, RAS), as :func:`neckmatch.correlation.specimen_evidence.specimen_evidence`
+        writes them.
+    nodes : pandas.DataFrame
+        The MR node table (``node``, ``side``, ``x, y, z``): the paired node's centroid and side.
+
+    Returns
+    -------
+    list of SpecimenMarker
+        In table order.
+
+    Examples
+    --------
+    >>> reg = pd.DataFrame({"image": ["A", "A"], "specimen_node": [1, 2], "mr_node": [7, None],
+    ...                     "x": [30.0, -20.0], "y": [0.0, 5.0], "z": [10.0, 12.0]})
+    >>> mr = pd.DataFrame({"node": [7], "side": ["R"], "x": [31.0], "y": [1.0], "z": [9.0]})
+    >>> [(m.node, m.mr_node, m.side, m.partner is None) for m in specimen_markers(reg, mr)]
+    [(1, 7, 'R', False), (2, None, 'L', True)]
+    """
+    if registration is None or registration.empty:
+        return []
+    table = nodes.set_index("node") if "node" in nodes.columns else nodes
+    have_xyz = all(c in table.columns for c in "xyz")
+    out = []
+    for row in registration.to_dict("records"):
+        pos = np.array([row["x"], row["y"], row["z"]], dtype=np.float64)
+        mr = None if pd.isna(row.get("mr_node")) else int(float(row["mr_node"]))
+        partner, side = None, "R" if pos[0] > 0 else "L"
+        if mr is not None and mr in table.index:
+            side = str(table.at[mr, "side"]) if "side" in table.columns else side
+            partner = table.loc[mr, ["x", "y", "z"]].to_numpy(dtype=np.float64) if have_xyz else None
+        out.append(SpecimenMarker(str(row["image"]), int(row["specimen_node"]), pos, mr, partner, side))
+    return out
+
+
+_OCTAHEDRON_FACES = np.array([[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5],
+                              [0, 3, 5]], dtype=np.int64)
+
+
+def _specimen_meshes(markers: Sequence[SpecimenMarker], radius_mm: float = 1.6) -> list[SceneMesh]:
+    """A small octahedron per registered specimen node and one set of lines to the paired MR nodes."""
+    out = []
+    corners = radius_mm * np.concatenate([np.eye(3), -np.eye(3)])[[0, 3, 1, 4, 2, 5]]
+    for m in markers:
+        attrs = {"kind": "specimen", "image": m.image, "specimen_node": m.node, "mr_node": m.mr_node,
+                 "side": m.side, "x": round(float(m.position[0]), 3), "y": round(float(m.position[1]), 3),
+                 "z": round(float(m.position[2]), 3)}
+        out.append(SceneMesh(f"specimen_{m.image}_{m.node}", "specimen", m.position + corners, _OCTAHEDRON_FACES,
+                             (*SPECIMEN_COLOR, 1.0), attrs))
+    pairs = [(m.position, m.partner) for m in markers if m.partner is not None]
+    if pairs:
+        verts = np.array([p for pair in pairs for p in pair], dtype=np.float64)
+        lines = np.arange(len(verts), dtype=np.int64).reshape(-1, 2)
+        out.append(SceneMesh("specimen_links", "specimen_link", verts, np.zeros((0, 3), np.int64),
+                             (*SPECIMEN_COLOR, 1.0), {"kind": "specimen_link", "pairs": len(pairs)}, lines))
+    return out
+
+
 def _title(case_id: str, nodes: pd.DataFrame, coloring: str, n_levels: int) -> str:
     n = len(nodes)
     if coloring != "outcome" or "outcome" not in nodes.columns:
         return f"Case {case_id}: {n} MR nodes in {n_levels} level regions (no match results: nodes coloured by level)"
-    cats = pd.Series([node_category(o) for o in nodes["outcome"]]).value_counts()
-    parts = ", ".join(f"{k} {int(cats.get(k, 0))}" for k in ("TP", "FN", "FP", "TN", "unmatched"))
+    kinds, decisions = (nodes[c] if c in nodes.columns else [None] * n for c in ("match_kind", "decision"))
+    cats = pd.Series([node_category(*row) for row in zip(nodes["outcome"], kinds, decisions, strict=True)],
+                     dtype=object).value_counts()
+    shown = ("TP", "FN", "FP", "TN", "review", "unmatched") if cats.get("review", 0) else \
+        ("TP", "FN", "FP", "TN", "unmatched")
+    parts = ", ".join(f"{k.replace('review', 'to review')} {int(cats.get(k, 0))}" for k in shown)
     return f"Case {case_id}: {n} MR nodes - {parts}"
 
 
@@ -430,6 +528,7 @@ def build_scene(
     level_alpha: float = 0.3,
     path_markers: Sequence[PathMarker] | None = None,
     anatomy: Sequence[Any] | None = None,
+    specimen: Sequence[SpecimenMarker] | None = None,
 ) -> Scene:
     """Assemble the scene of one case.
 
@@ -452,6 +551,9 @@ def build_scene(
         Pathology nodes without an MR partner (see :func:`unmatched_path_markers`); counted in the title.
     anatomy : list of neckmatch.viz.anatomy.Structure, optional
         Reference structures (mandible, hyoid, vessels ...), drawn light (opacity 0.45 in the GLB).
+    specimen : list of SpecimenMarker, optional
+        Registered nodes of the ex vivo specimen scans (see :func:`specimen_markers`): an octahedron each and a
+        line to the paired MR node (meshes ``specimen_<image>_<node>``, ``specimen_links``); counted in the title.
     """
     coloring = "outcome" if "outcome" in nodes.columns else "level"
     levels = _level_meshes(level_meshes or {}, level_alpha)
@@ -468,5 +570,8 @@ def build_scene(
     if markers:
         n_pos = sum(m.status == "positive" for m in markers)
         title += f"; {len(markers)} pathology nodes without MR partner ({n_pos} positive)"
-    meshes = levels + _anatomy_meshes(anatomy or [], 0.45) + node_meshes + boxes
-    return Scene(case_id, meshes, title, level_legend, node_legend, coloring, markers)
+    spec = list(specimen or [])
+    if spec:
+        title += f"; {len(spec)} registered specimen nodes ({sum(m.mr_node is not None for m in spec)} paired)"
+    meshes = levels + _anatomy_meshes(anatomy or [], 0.45) + node_meshes + boxes + _specimen_meshes(spec)
+    return Scene(case_id, meshes, title, level_legend, node_legend, coloring, markers, spec)

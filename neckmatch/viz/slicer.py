@@ -73,10 +73,14 @@ def write_node_segmentation(
     offset = np.array([s.start for s in box])
     labels = np.array(sorted(boxes), dtype=np.int64)
     crop = label_map.data[box]
-    lut = np.zeros(int(max(labels.max(initial=0), crop.max(initial=0))) + 1,
-                   dtype=np.uint8 if labels.max(initial=0) < 256 else np.uint16)
-    lut[labels] = labels  # labels of nodes not in ``boxes`` become 0
-    data = lut[crop]
+    dtype = np.uint8 if labels.max(initial=0) < 256 else np.uint16
+    top = int(crop.max(initial=0))
+    if np.array_equal(labels, np.arange(1, top + 1)):  # labels 1..n, every one a segment: the voxels as they are
+        data = crop.astype(dtype, copy=False)
+    else:
+        lut = np.zeros(max(int(labels.max(initial=0)), top) + 1, dtype=dtype)
+        lut[labels] = labels  # labels of nodes not in ``boxes`` become 0
+        data = lut[crop]
     origin = label_map.affine[:3, :3] @ offset + label_map.affine[:3, 3]
     header: dict[str, object] = {
         "space": "left-posterior-superior", "space directions": (_LPS @ label_map.affine[:3, :3]).T,

@@ -3,8 +3,9 @@
 The page inlines three.js r147 (vendored from the npm registry under ``neckmatch/viz/static/three-0.147.0``,
 MIT licence: ``three.min.js`` and the classic-script ``GLTFLoader`` and ``OrbitControls``) and the GLB itself
 (base64, no Draco compression), so one file holds everything and ``file://`` needs no fetch. It shows the levels
-(each toggleable, both sides together), the reference structures and the containers (toggleable), and the MR nodes:
-clicking one shows its id, side, level, match and status from the GLB's ``extras``.
+(each toggleable, both sides together), the reference structures, the containers and the registered specimen nodes
+(toggleable), and the MR nodes: clicking one (or a specimen node) shows its id, side, level, match and status
+from the GLB's ``extras``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from neckmatch.io.atomic import write_text
-from neckmatch.viz.colors import OUTCOME_LABELS
+from neckmatch.viz.colors import OUTCOME_LABELS, SPECIMEN_COLOR
 from neckmatch.viz.scene import Scene
 
 __all__ = ["THREE_VERSION", "viewer_html", "write_viewer"]
@@ -70,6 +71,7 @@ function keyOf(d) {
   if (d.kind === 'level') return 'level ' + d.level;
   if (d.kind === 'anatomy') return 'reference structures';
   if (d.kind === 'container') return 'pathology containers';
+  if (d.kind === 'specimen' || d.kind === 'specimen_link') return 'registered specimen nodes';
   return 'MR nodes';
 }
 new THREE.GLTFLoader().parse(glb, '', gltf => {
@@ -78,7 +80,7 @@ new THREE.GLTFLoader().parse(glb, '', gltf => {
     const d = o.userData || {};
     if (!d.kind) return;
     (groups[keyOf(d)] = groups[keyOf(d)] || []).push(o);
-    if (d.kind === 'node') clickable.push(o);
+    if (d.kind === 'node' || d.kind === 'specimen') clickable.push(o);
     if (o.material && d.kind === 'level') { o.material.depthWrite = false; o.renderOrder = 1; }
     if (o.material && d.kind === 'anatomy') { o.material.depthWrite = false; o.renderOrder = 2; }
   });
@@ -110,7 +112,8 @@ renderer.domElement.addEventListener('click', e => {
 function animate() { requestAnimationFrame(animate); controls.update(); renderer.render(scene, camera); }
 """
 
-_FIELDS = ["node", "side", "level", "category", "outcome", "match_kind", "path_node", "path_status", "mr_call",
+_FIELDS = ["node", "image", "specimen_node", "mr_node", "side", "level",
+           "category", "outcome", "match_kind", "path_node", "path_status", "mr_call",
            "confidence", "decision", "short_axis_mm", "volume_mm3", "boundary_mm", "runner_up"]
 
 
@@ -121,11 +124,17 @@ def _hex(rgb: tuple[float, ...]) -> str:
 def viewer_html(scene: Scene, glb: bytes) -> str:
     """The viewer page of ``scene`` with its GLB bytes inlined (see the module docstring)."""
     levels = list(scene.level_legend)
-    order = [f"level {lv}" for lv in levels] + ["reference structures", "MR nodes", "pathology containers"]
+    order = [f"level {lv}" for lv in levels] + ["reference structures", "MR nodes", "pathology containers",
+                                                 "registered specimen nodes"]
     swatch = {f"level {lv}": _hex(c) for lv, c in scene.level_legend.items()}
+    if scene.specimen_markers:
+        swatch["registered specimen nodes"] = _hex(SPECIMEN_COLOR)
     meta = {"case_id": scene.case_id, "order": order, "swatch": swatch, "fields": _FIELDS}
     legend = "".join(f'<div><span class="sw" style="background:{_hex(c)}"></span>'
                      f"{html.escape(OUTCOME_LABELS.get(k, k))}</div>" for k, c in scene.node_legend.items())
+    if scene.specimen_markers:
+        legend += (f'<div><span class="sw" style="background:{_hex(SPECIMEN_COLOR)}"></span>registered specimen '
+                   "node (ex vivo scan), line to its MR node</div>")
     title = html.escape(scene.title)
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(scene.case_id)} '

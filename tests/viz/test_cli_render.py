@@ -73,7 +73,7 @@ def test_node_segmentation_is_on_the_mr_grid_with_one_named_segment_per_node(cas
     for label, s in segments.items():
         node, side, level, status = s["name"].split(" ")
         assert node == f"node_{label}" and level == levels[label] and side in ("R", "L")
-        assert status in ("TP", "FN", "FP", "TN", "unmatched")
+        assert status in ("TP", "FN", "FP", "TN", "review", "unmatched")
 
 
 def test_mrml_scene_names_files_that_exist_and_models_in_ras(case_dir, rendered):

@@ -13,12 +13,12 @@ import trimesh
 from matplotlib.figure import Figure
 
 from neckmatch.errors import InputError
+from neckmatch.viz.legends import draw_legends
 from neckmatch.viz.maps import node_table as case_node_table
 from neckmatch.viz.maps import path_markers, specimen_containers
 from neckmatch.viz.png import (
     LABEL_RADIUS_PX,
     VIEWS,
-    _legends,
     place_labels,
     project_points,
     render_scene,
@@ -278,7 +278,7 @@ def test_container_names_keep_clear_of_the_other_labels(marked_figure):
 
 def test_no_markers_no_legend_entry(scene):
     fig = Figure()
-    _legends(fig, scene, 0.8)
+    draw_legends(fig, scene, 0.8)
     legend = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
     assert "pathology container" in legend and not any("no MR partner" in t for t in legend)
 
@@ -327,3 +327,4 @@ def test_node_boxes_from_the_table_hold_every_voxel_of_each_node(node_map, node_
         crop = node_map.data[box] == lab
         assert crop.sum() == (node_map.data == lab).sum()
         assert all(b.start <= f.start and b.stop >= f.stop for b, f in zip(box, full[lab - 1], strict=True))
+
