@@ -3,8 +3,9 @@ the item page's viewers (the MR image under the label map, the 3-D map on demand
 radiologist, blind pathologist, a disagreement reaching the adjudicator, the audit page.
 
 The two tests are independent (each its own server and database copy; xdist may run them side by side). The
-workflow test serves the vendored viewers (niivue, model-viewer) as empty scripts: under SwiftShader their WebGL
-costs seconds of CPU per page, and the viewer test is the one that looks at them.
+workflow test serves the vendored viewers (niivue, model-viewer) as empty scripts, in a chromium without GPU
+process: under SwiftShader their WebGL costs seconds of CPU per page, and the viewer test is the one that looks
+at them.
 
 Screenshots of the item page and of the adjudicator's queue are written to the test's temporary folder (and to
 ``$NECKMATCH_SCREENSHOTS`` when set; docs/img/ holds two of them).
@@ -61,17 +62,35 @@ def server(sqlite_template: Path, results: Path, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One chromium for the module (each page gets a context of its own)."""
+def driver() -> Iterator[Any]:
+    """The Playwright driver of the module (one; both browsers come from it)."""
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as p:
+        yield p
+
+
+def _launch(driver: Any, args: list[str]) -> Any:
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail("Debian's chromium is not installed (apt-get install chromium; .ci/run does it)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    return driver.chromium.launch(executable_path=chromium, args=args)
+
+
+@pytest.fixture(scope="module")
+def browser(driver: Any) -> Iterator[Any]:
+    """One chromium with WebGL (SwiftShader) for the module (each page gets a context of its own)."""
+    b = _launch(driver, CHROMIUM_ARGS)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def plain_browser(driver: Any) -> Iterator[Any]:
+    """A chromium without GPU process, for pages whose viewers are not loaded (no software compositing)."""
+    b = _launch(driver, ["--disable-gpu", "--no-sandbox"])
+    yield b
+    b.close()
 
 
 def _page(browser: Any, base: str, name: str, seen: list[str], errors: list[str], viewers: bool = True) -> Any:
@@ -129,7 +148,8 @@ def test_item_page_draws_the_mr_image_under_the_label_map_and_the_3d_map_on_dema
     rad.context.close()
 
 
-def test_keyboard_review_blind_adjudication_and_audit(server, browser, tmp_path):
+def test_keyboard_review_blind_adjudication_and_audit(server, plain_browser, tmp_path):
+    browser = plain_browser
     seen: list[str] = []
     errors: list[str] = []
     rad = _page(browser, server, "rad", seen, errors, viewers=False)
