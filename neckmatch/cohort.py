@@ -300,6 +300,28 @@ def _failed(task: _Task, exc: BaseException) -> CaseRecord:
     return CaseRecord(task.case_id, str(task.case_dir), "failed", _one_line(exc, str(task.case_dir), task.case_id))
 
 
+@contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold Ctrl-C back while the pool starts its workers, then raise it: a spawned worker reads its start-up data
+    from a pipe the parent writes after starting it, and a KeyboardInterrupt in between left the worker reading
+    half of it (it printed a traceback). Only where Python's own Ctrl-C handler is installed (main thread)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or (
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def _run_local(tasks: list[_Task], out_dir: Path, settings: Any, maps: bool, workers: int) -> Iterator[CaseRecord]:
     """Run tasks in a spawn-context process pool with BLAS threads capped at one per worker."""
     if workers <= 1 or len(tasks) <= 1:
@@ -311,11 +333,12 @@ def _run_local(tasks: list[_Task], out_dir: Path, settings: Any, maps: bool, wor
                                    initializer=_worker_init, initargs=(os.getpid(),))
         finished = False
         try:
-            pending: dict[Future[CaseRecord], _Task] = {
-                pool.submit(run_case_task, str(t.case_dir), str(out_dir), t.case_id, t.fingerprint,
-                            t.settings or settings, maps): t
-                for t in tasks
-            }
+            with _sigint_held():  # submit starts the workers
+                pending: dict[Future[CaseRecord], _Task] = {
+                    pool.submit(run_case_task, str(t.case_dir), str(out_dir), t.case_id, t.fingerprint,
+                                t.settings or settings, maps): t
+                    for t in tasks
+                }
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
