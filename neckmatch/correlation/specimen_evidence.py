@@ -27,11 +27,12 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from neckmatch.correlation.assign import MARGIN_CAP
-from neckmatch.correlation.evidence import MRNodes, PathUnits, adjacent_levels
+from neckmatch.correlation.evidence import MatchParams, MRNodes, PathUnits, adjacent_levels, merge_prior
 from neckmatch.geometry.registration import PieceRegistration, register_piece, specimen_nodes
 from neckmatch.model import MIDLINE_LEVELS, Case, SpecimenPiece
 
 __all__ = ["SpecimenParams", "FEATURES", "SpecimenEvidence", "specimen_evidence", "annotate_via", "specimen_confidence",
+           "merge_shares",
            "SPECIMEN_CALIBRATION",
            "SPECIMEN_AUTO_THRESHOLD",
            "REGISTRATION_COLUMNS"]
@@ -74,6 +75,9 @@ class SpecimenParams:
     cpd_spec_outlier: float = 0.3  # share of specimen nodes without an MR partner (one-to-one correspondences)
     exclusive: bool = True  # an MR node another specimen node explains better weakens the link's evidence for it
     exclusive_floor: float = 0.02  # the smallest such factor
+    merge_share: bool = True  # a possibly merged MR label whose size fits its two best specimen nodes together
+    merge_min: float = 0.05  # ... (merge prior at least this) lets both hold their combined share
+    merge_size_sd: float = 0.15  # log-sd of specimen / MR equivalent diameter in that size test
     pose_prior: float = 6.0  # log-likelihood a pose other than the suture frame must gain (a mirror: twice)
     margin_mm: float = 10.0  # padding of the box whose volume gives the uniform density u
     sigma_floor_mm: float = 3.0  # smallest per-axis sd of a registered position (mm)
@@ -212,6 +216,7 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
     params = params or SpecimenParams()
     n, m = len(mr.node), len(units.unit)
     d_mr = _diameter(mr.volume_mm3) if mr.volume_mm3 is not None else mr.long_mm * 0.75
+    merge_p = merge_prior(mr, MatchParams()) if params.merge_share else np.zeros(n)
     regs, measured, cands = {}, {}, {}
     links = _link_map(case, units)
     for piece in case.specimen.pieces:
@@ -241,7 +246,8 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
         dens = np.exp(-d2 / (2 * sigma**2)) / (2 * np.pi * sigma**2) ** 1.5
         if len(rows):
             C = reg.correspondence(mr.pos[rows], sigma, params.cpd_outlier, None)
-            share[rows, j] = C[s] / np.maximum(C.sum(axis=0), 1e-12)
+            share[rows, j] = merge_shares(C, nodes["volume_mm3"].to_numpy(float), d_mr[rows],
+                                          merge_p[rows] >= params.merge_min, params.merge_size_sd)[s]
             if params.exclusive:
                 dens[rows] *= np.maximum(share[rows, j], params.exclusive_floor)
         p_right = 1.0 - (params.probable_error if cert == "probable" else params.link_error)
@@ -253,6 +259,37 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
         piece_nodes[j], gap[j], sig[j] = len(reg.specimen_nodes), reg.pose_gap(), sigma
     table, summary = _outputs(regs, measured, cands, mr)
     return SpecimenEvidence(weights, linked, list(regs.values()), table, summary, share, zdist, piece_nodes, gap, sig)
+
+
+def merge_shares(C: FloatArray, vol_spec: FloatArray, d_mr: FloatArray, mergeable: NDArray[np.bool_],
+                 size_sd: float = 0.15, size_mu: float = -0.05) -> FloatArray:
+    """Share (M, N) of each MR candidate's registration responsibility ``C`` (M, N) held by each specimen node.
+
+    A ``mergeable`` MR label (two touching nodes segmented as one may be) whose equivalent diameter ``d_mr`` (mm)
+    fits the combined volume of its two largest holders better than the largest alone (log diameter ratio
+    ~ N(``size_mu``, ``size_sd``), within 2 sd) is explained by both: each holds their combined share.
+    ``vol_spec`` (M,): specimen node volumes, mm^3.
+
+    Examples
+    --------
+    >>> C = np.array([[0.7], [0.2], [0.1]]); v = np.array([65.0, 65.0, 30.0])  # 5-mm nodes, a 6.6-mm label
+    >>> merge_shares(C, v, np.array([6.6]), np.array([True])).round(2).tolist()
+    [[0.9], [0.9], [0.1]]
+    >>> merge_shares(C, v, np.array([5.2]), np.array([True])).round(2).tolist()  # one node's size: no merge
+    [[0.7], [0.2], [0.1]]
+    """
+    share = C / np.maximum(C.sum(axis=0), 1e-12)
+    if len(C) < 2:
+        return share
+    for n in np.flatnonzero(mergeable & np.isfinite(d_mr)):
+        a, b = np.argsort(-C[:, n], kind="stable")[:2]
+        if C[b, n] <= 0.0:
+            continue
+        z1 = abs(np.log(_diameter(vol_spec[a])) - np.log(d_mr[n]) - size_mu) / size_sd
+        z2 = abs(np.log(_diameter(vol_spec[a] + vol_spec[b])) - np.log(d_mr[n]) - size_mu) / size_sd
+        if z2 < min(z1, 2.0):
+            share[[a, b], n] = share[a, n] + share[b, n]
+    return share
 
 
 def _size_offset(links: dict[int, tuple[str, int, str | None]], units: PathUnits,

@@ -10,7 +10,12 @@ import pytest
 
 from neckmatch.correlation.evidence import mr_nodes, path_units
 from neckmatch.correlation.matching import MATCH_COLUMNS, match_case
-from neckmatch.correlation.specimen_evidence import REGISTRATION_COLUMNS, SpecimenParams, specimen_evidence
+from neckmatch.correlation.specimen_evidence import (
+    REGISTRATION_COLUMNS,
+    SpecimenParams,
+    merge_shares,
+    specimen_evidence,
+)
 from neckmatch.geometry.levels import levels_table
 from neckmatch.io.case import read_case
 from neckmatch.model import PathNode, Status
@@ -84,3 +89,15 @@ def test_exclusivity_only_weakens_evidence_and_features_are_in_range(item: dict)
     shares = [ev.share[row[int(r.mr_label)], units.unit.index(r.path_node)] for r in item["gt"][own].itertuples()
               if r.mr_label and r.path_node in units.unit and ev.linked[units.unit.index(r.path_node)]]
     assert len(shares) > 10 and np.median(shares) > 0.9  # true partners: the linked node holds the MR node
+
+
+def test_merge_shares_give_a_merged_label_to_both_of_its_nodes_only_when_their_volume_fits() -> None:
+    # hand-computed: equivalent diameters 5.0 mm (65 mm^3) and 6.3 mm (130 mm^3)
+    C = np.array([[0.6, 0.0], [0.3, 0.1], [0.1, 0.9]])
+    vol = np.array([65.0, 65.0, 65.0])
+    fits = merge_shares(C, vol, np.array([6.6, 6.6]), np.array([True, False]))
+    assert fits[:, 0].tolist() == pytest.approx([0.9, 0.9, 0.1])  # both holders of the merged label
+    assert fits[:, 1].tolist() == pytest.approx([0.0, 0.1, 0.9])  # not a merge candidate: plain shares
+    single = merge_shares(C, vol, np.array([5.2, 5.2]), np.array([True, True]))
+    assert single[:, 0].tolist() == pytest.approx([0.6, 0.3, 0.1])  # one node's size: the runner-up stays weak
+    assert np.all(fits >= merge_shares(C, vol, np.array([6.6, 6.6]), np.zeros(2, bool)) - 1e-12)
