@@ -19,6 +19,7 @@ get their confidence from :data:`SPECIMEN_CALIBRATION` (fitted by ``benchmarks/s
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,7 @@ from neckmatch.geometry.registration import PieceRegistration, register_piece, s
 from neckmatch.model import MIDLINE_LEVELS, Case, SpecimenPiece
 
 __all__ = ["SpecimenParams", "FEATURES", "SpecimenEvidence", "specimen_evidence", "annotate_via", "specimen_confidence",
-           "merge_shares",
+           "merge_shares", "confident_pairs", "keep_held",
            "SPECIMEN_CALIBRATION",
            "SPECIMEN_AUTO_THRESHOLD",
            "REGISTRATION_COLUMNS"]
@@ -42,9 +43,9 @@ FloatArray = NDArray[np.float64]
 #: Weights of ``sigmoid(w . (margin, term, *FEATURES) + b)`` (the last value is ``b``) for pairs decided through
 #: the specimen: ``term`` = their specimen evidence (``-cost_specimen``), the rest :meth:`SpecimenEvidence.features`;
 #: fitted by ``benchmarks/specimen.py --calibrate`` (the ``stress`` family held out)
-SPECIMEN_CALIBRATION: tuple[float, ...] = (0.342, -0.6228, 1.9718, -1.4525, 0.9666, 0.0101, -0.199, 0.6116)
+SPECIMEN_CALIBRATION: tuple[float, ...] = (0.3098, -0.4592, 3.6066, -0.9928, 0.8222, 0.0075, -0.0689, -1.8281)
 #: auto threshold of those pairs: the smallest confidence at which the calibration cohort's are >= 99 % right
-SPECIMEN_AUTO_THRESHOLD = 0.9749
+SPECIMEN_AUTO_THRESHOLD = 0.9745
 
 #: How a transform in specimen_registration.json maps any point (PieceRegistration.map_points).
 MAPPING = ("q = ((p - spec_centre) @ rotation.T) / spec_scale; q = q @ affine.T + bend * q_z ** 2 + shift "
@@ -78,6 +79,11 @@ class SpecimenParams:
     merge_share: bool = True  # a possibly merged MR label whose size fits its two best specimen nodes together
     merge_min: float = 0.05  # ... (merge prior at least this) lets both hold their combined share
     merge_size_sd: float = 0.15  # log-sd of specimen / MR equivalent diameter in that size test
+    refit: bool = True  # second pass: re-register each piece from the first joint assignment's confident pairs
+    refit_min_pairs: int = 4  # ... where it has at least this many
+    refit_confidence: float = 0.9  # ... pairs via the specimen at this confidence or more
+    refit_keep_held: bool = True  # the held pairs keep their first-pass evidence (no self-confirmation)
+    refit_lock: float = 0.05  # prior of a held pair's specimen node (MR node) for any other MR (specimen) node
     pose_prior: float = 6.0  # log-likelihood a pose other than the suture frame must gain (a mirror: twice)
     margin_mm: float = 10.0  # padding of the box whose volume gives the uniform density u
     sigma_floor_mm: float = 3.0  # smallest per-axis sd of a registered position (mm)
@@ -106,6 +112,7 @@ class SpecimenEvidence:
     piece_nodes: FloatArray = field(default_factory=lambda: np.zeros(0))  # (m,) specimen nodes of the unit's piece
     pose_gap: FloatArray = field(default_factory=lambda: np.zeros(0))  # (m,) PieceRegistration.pose_gap
     sigma: FloatArray = field(default_factory=lambda: np.zeros(0))  # (m,) the piece's residual sd, mm
+    links: dict[int, tuple[str, int, str | None]] = field(default_factory=dict)  # unit -> (image, label, certainty)
 
     def features(self, i: int, j: int) -> tuple[float, ...]:
         """Calibration features (:data:`FEATURES`) of the pair (MR row i, unit j): the share of MR node i's
@@ -208,9 +215,14 @@ def _reliability(size: float, long_s: float, long_all: FloatArray, mu: float, pr
     return prior * g / max(prior * g + (1.0 - prior) * f, 1e-300)
 
 
-def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: SpecimenParams | None = None
+def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: SpecimenParams | None = None,
+                      fixed: dict[str, dict[int, int]] | None = None, previous: SpecimenEvidence | None = None
                       ) -> SpecimenEvidence | None:
-    """Register every piece of ``case.specimen`` and compute the specimen term (None without a specimen block)."""
+    """Register every piece of ``case.specimen`` and compute the specimen term (None without a specimen block).
+
+    A second pass (``fixed``: per image, specimen label -> MR row of the confident pairs of a first joint
+    assignment; ``previous``: that pass's evidence) keeps each piece's pose, starts from those pairs and holds
+    them in the correspondence prior (:func:`_fixed_prior`)."""
     if case.specimen is None:
         return None
     params = params or SpecimenParams()
@@ -219,18 +231,26 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
     merge_p = merge_prior(mr, MatchParams()) if params.merge_share else np.zeros(n)
     regs, measured, cands = {}, {}, {}
     links = _link_map(case, units)
+    before = {r.image: r for r in previous.registrations} if previous is not None else {}
     for piece in case.specimen.pieces:
         nodes = specimen_nodes(piece.label_map)
         rows, core = _candidates(case, mr, piece, params)
         prior = _level_prior(case, mr, units, links, piece.id, nodes["node"].to_numpy(), rows, params)
         anchors = _anchors(mr, units, links, piece.id, nodes, rows, core)
+        prev, poses = before.get(piece.id), None
+        pairs = (fixed or {}).get(piece.id, {})
+        if prev is not None and len(pairs) >= params.refit_min_pairs:
+            prior, fit_anchors = _fixed_prior(prior, nodes, rows, mr, pairs, params.refit_lock)
+            anchors, poses = fit_anchors, [prev.pose_key()]
         reg = register_piece(piece.id, nodes[["x", "y", "z"]].to_numpy(float), mr.pos[rows], piece.side.value,
                              dict(piece.sutures), nodes["node"].to_numpy(), mr.node[rows],
                              _diameter(nodes["volume_mm3"].to_numpy(float)), d_mr[rows], params.cpd_outlier,
                              params.cpd_beta_mm, params.cpd_lambda, pose_prior=params.pose_prior, core=core,
                              prior=prior, ridge=params.cpd_ridge, small=params.cpd_small,
                              start_sigma_mm=params.cpd_start_sigma_mm, anchors=anchors,
-                             spec_outlier=params.cpd_spec_outlier)
+                             spec_outlier=params.cpd_spec_outlier, poses=poses)
+        if poses is not None and prev is not None:  # the pose was chosen once: keep its evidence (pose gap)
+            reg = dataclasses.replace(reg, pose=prev.pose, pose_log_lik=prev.pose_log_lik)
         regs[piece.id], measured[piece.id], cands[piece.id] = reg, nodes, rows
     mu = _size_offset(links, units, measured)
     weights, linked = np.zeros((n, m)), np.zeros(m, dtype=bool)
@@ -258,7 +278,8 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
         zdist[:, j] = np.sqrt(d2) / sigma
         piece_nodes[j], gap[j], sig[j] = len(reg.specimen_nodes), reg.pose_gap(), sigma
     table, summary = _outputs(regs, measured, cands, mr)
-    return SpecimenEvidence(weights, linked, list(regs.values()), table, summary, share, zdist, piece_nodes, gap, sig)
+    return SpecimenEvidence(weights, linked, list(regs.values()), table, summary, share, zdist, piece_nodes, gap, sig,
+                            links)
 
 
 def merge_shares(C: FloatArray, vol_spec: FloatArray, d_mr: FloatArray, mergeable: NDArray[np.bool_],
@@ -290,6 +311,60 @@ def merge_shares(C: FloatArray, vol_spec: FloatArray, d_mr: FloatArray, mergeabl
         if z2 < min(z1, 2.0):
             share[[a, b], n] = share[a, n] + share[b, n]
     return share
+
+
+def confident_pairs(table: pd.DataFrame, spec: SpecimenEvidence, mr_rows: dict[int, int],
+                    unit_of: dict[str, int], min_confidence: float) -> dict[str, dict[int, int]]:
+    """Per image, specimen label -> MR row of the pairs of ``table`` (matches) decided through the specimen at
+    ``min_confidence`` or more (constrained pairs included): the held pairs of a second registration pass."""
+    out: dict[str, dict[int, int]] = {}
+    sel = (table["kind"] == "pair") & (table["via"] == "specimen") & (table["confidence"] >= min_confidence)
+    for mr_node, path_node in zip(table.loc[sel, "mr_node"], table.loc[sel, "path_node"], strict=True):
+        link = spec.links.get(unit_of[str(path_node)])
+        if link is not None:
+            out.setdefault(link[0], {})[int(link[1])] = mr_rows[int(mr_node)]
+    return out
+
+
+def keep_held(new: SpecimenEvidence, old: SpecimenEvidence, fixed: dict[str, dict[int, int]]) -> SpecimenEvidence:
+    """The second pass's evidence ``new`` with the held units' columns (their link in ``fixed``) taken from the
+    first pass ``old``: a registration that was made to fit a pair is no new evidence for it."""
+    held = np.array([j for j, (image, label, _) in new.links.items() if int(label) in fixed.get(image, {})],
+                    dtype=np.int64)
+    if len(held) == 0:
+        return new
+    out = {}
+    for name in ("weights", "share", "zdist"):
+        a = getattr(new, name).copy()
+        a[:, held] = getattr(old, name)[:, held]
+        out[name] = a
+    for name in ("piece_nodes", "pose_gap", "sigma"):
+        a = getattr(new, name).copy()
+        a[held] = getattr(old, name)[held]
+        out[name] = a
+    return dataclasses.replace(new, **out)
+
+
+def _fixed_prior(prior: FloatArray, nodes: pd.DataFrame, rows: NDArray[np.int64], mr: MRNodes,
+                 pairs: dict[int, int], lock: float
+                 ) -> tuple[FloatArray, tuple[FloatArray, FloatArray, FloatArray]]:
+    """The correspondence prior (M, N) with the confident pairs held (each pair's row and column times ``lock``
+    elsewhere) and those pairs as anchors (specimen mm, patient mm, unit weights) for the start."""
+    prior = prior.copy()
+    index = {int(v): k for k, v in enumerate(nodes["node"].to_numpy())}
+    col = {int(i): k for k, i in enumerate(rows)}
+    xyz = nodes[["x", "y", "z"]].to_numpy(float)
+    a_y, a_x = [], []
+    for label, i in pairs.items():
+        if int(label) in index and int(i) in col:
+            s, c = index[int(label)], col[int(i)]
+            keep = prior[s, c]
+            prior[s, :] *= lock
+            prior[:, c] *= lock
+            prior[s, c] = max(keep, 1.0)
+            a_y.append(xyz[s])
+            a_x.append(mr.pos[int(i)])
+    return prior, (np.array(a_y).reshape(-1, 3), np.array(a_x).reshape(-1, 3), np.ones(len(a_y)))
 
 
 def _size_offset(links: dict[int, tuple[str, int, str | None]], units: PathUnits,
