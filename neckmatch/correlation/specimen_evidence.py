@@ -43,9 +43,9 @@ FloatArray = NDArray[np.float64]
 #: Weights of ``sigmoid(w . (margin, term, *FEATURES) + b)`` (the last value is ``b``) for pairs decided through
 #: the specimen: ``term`` = their specimen evidence (``-cost_specimen``), the rest :meth:`SpecimenEvidence.features`;
 #: fitted by ``benchmarks/specimen.py --calibrate`` (the ``stress`` family held out)
-SPECIMEN_CALIBRATION: tuple[float, ...] = (0.3098, -0.4592, 3.6066, -0.9928, 0.8222, 0.0075, -0.0689, -1.8281)
+SPECIMEN_CALIBRATION: tuple[float, ...] = (0.3078, -0.464, 3.6668, -1.0176, 0.8041, 0.0074, -0.0814, -1.7214)
 #: auto threshold of those pairs: the smallest confidence at which the calibration cohort's are >= 99 % right
-SPECIMEN_AUTO_THRESHOLD = 0.9745
+SPECIMEN_AUTO_THRESHOLD = 0.9752
 
 #: How a transform in specimen_registration.json maps any point (PieceRegistration.map_points).
 MAPPING = ("q = ((p - spec_centre) @ rotation.T) / spec_scale; q = q @ affine.T + bend * q_z ** 2 + shift "
