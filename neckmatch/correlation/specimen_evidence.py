@@ -15,6 +15,12 @@ pathology size fits the specimen node's long axis against the piece's other node
 
 Pairs whose unit is linked and whose specimen term is positive are marked ``via = specimen`` in matches.csv and
 get their confidence from :data:`SPECIMEN_CALIBRATION` (fitted by ``benchmarks/specimen.py --calibrate``).
+
+An MR node's evidence for a specimen node is weighted by that node's share of the MR node's registration
+responsibility; a possibly merged MR label shares it between its two best specimen nodes where their combined
+volume fits (:func:`merge_shares`). A second pass (``fixed``, ``previous``; run by
+:func:`neckmatch.correlation.matching.match_case`) re-registers each piece holding the first joint assignment's
+confident pairs (:func:`confident_pairs`); those pairs keep their first-pass evidence (:func:`keep_held`).
 """
 
 from __future__ import annotations
@@ -235,22 +241,8 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
     for piece in case.specimen.pieces:
         nodes = specimen_nodes(piece.label_map)
         rows, core = _candidates(case, mr, piece, params)
-        prior = _level_prior(case, mr, units, links, piece.id, nodes["node"].to_numpy(), rows, params)
-        anchors = _anchors(mr, units, links, piece.id, nodes, rows, core)
-        prev, poses = before.get(piece.id), None
-        pairs = (fixed or {}).get(piece.id, {})
-        if prev is not None and len(pairs) >= params.refit_min_pairs:
-            prior, fit_anchors = _fixed_prior(prior, nodes, rows, mr, pairs, params.refit_lock)
-            anchors, poses = fit_anchors, [prev.pose_key()]
-        reg = register_piece(piece.id, nodes[["x", "y", "z"]].to_numpy(float), mr.pos[rows], piece.side.value,
-                             dict(piece.sutures), nodes["node"].to_numpy(), mr.node[rows],
-                             _diameter(nodes["volume_mm3"].to_numpy(float)), d_mr[rows], params.cpd_outlier,
-                             params.cpd_beta_mm, params.cpd_lambda, pose_prior=params.pose_prior, core=core,
-                             prior=prior, ridge=params.cpd_ridge, small=params.cpd_small,
-                             start_sigma_mm=params.cpd_start_sigma_mm, anchors=anchors,
-                             spec_outlier=params.cpd_spec_outlier, poses=poses)
-        if poses is not None and prev is not None:  # the pose was chosen once: keep its evidence (pose gap)
-            reg = dataclasses.replace(reg, pose=prev.pose, pose_log_lik=prev.pose_log_lik)
+        reg = _register(case, mr, units, links, piece, nodes, rows, core, d_mr, params, before.get(piece.id),
+                        (fixed or {}).get(piece.id, {}))
         regs[piece.id], measured[piece.id], cands[piece.id] = reg, nodes, rows
     mu = _size_offset(links, units, measured)
     weights, linked = np.zeros((n, m)), np.zeros(m, dtype=bool)
@@ -311,6 +303,29 @@ def merge_shares(C: FloatArray, vol_spec: FloatArray, d_mr: FloatArray, mergeabl
         if z2 < min(z1, 2.0):
             share[[a, b], n] = share[a, n] + share[b, n]
     return share
+
+
+def _register(case: Case, mr: MRNodes, units: PathUnits, links: dict[int, tuple[str, int, str | None]],
+              piece: SpecimenPiece, nodes: pd.DataFrame, rows: NDArray[np.int64], core: NDArray[np.bool_],
+              d_mr: FloatArray, params: SpecimenParams, prev: PieceRegistration | None, pairs: dict[int, int]
+              ) -> PieceRegistration:
+    """Register one piece (a second pass where ``prev`` and enough held ``pairs``: label -> MR row)."""
+    prior = _level_prior(case, mr, units, links, piece.id, nodes["node"].to_numpy(), rows, params)
+    anchors = _anchors(mr, units, links, piece.id, nodes, rows, core)
+    poses = None
+    if prev is not None and len(pairs) >= params.refit_min_pairs:
+        prior, anchors = _fixed_prior(prior, nodes, rows, mr, pairs, params.refit_lock)
+        poses = [prev.pose_key()]
+    reg = register_piece(piece.id, nodes[["x", "y", "z"]].to_numpy(float), mr.pos[rows], piece.side.value,
+                         dict(piece.sutures), nodes["node"].to_numpy(), mr.node[rows],
+                         _diameter(nodes["volume_mm3"].to_numpy(float)), d_mr[rows], params.cpd_outlier,
+                         params.cpd_beta_mm, params.cpd_lambda, pose_prior=params.pose_prior, core=core,
+                         prior=prior, ridge=params.cpd_ridge, small=params.cpd_small,
+                         start_sigma_mm=params.cpd_start_sigma_mm, anchors=anchors,
+                         spec_outlier=params.cpd_spec_outlier, poses=poses)
+    if poses is not None and prev is not None:  # the pose was chosen once: keep its evidence (pose gap)
+        reg = dataclasses.replace(reg, pose=prev.pose, pose_log_lik=prev.pose_log_lik)
+    return reg
 
 
 def confident_pairs(table: pd.DataFrame, spec: SpecimenEvidence, mr_rows: dict[int, int],
