@@ -50,7 +50,10 @@ from neckmatch.correlation.evidence import (
 from neckmatch.correlation.specimen_evidence import (
     SPECIMEN_AUTO_THRESHOLD,
     SpecimenEvidence,
+    SpecimenParams,
     annotate_via,
+    confident_pairs,
+    keep_held,
     specimen_evidence,
 )
 from neckmatch.correlation.truth import truth_tables
@@ -386,8 +389,25 @@ def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = Non
     specimen = specimen if specimen is not None else reconstruct_specimen(case, levels)
     mr, units = mr_nodes(case, levels), path_units(case)
     cons = _index_constraints(constraints or Constraints(), mr, units)
-    base = level_weights(mr, units, params)
     via = specimen_evidence(case, mr, units)  # ex vivo specimen MRI: one more evidence term (None without)
+    res = _match_once(case, levels, mr, units, cons, specimen, via, params, warps, auto_threshold)
+    sp = SpecimenParams()
+    if via is not None and sp.refit:  # second pass: re-register from the first assignment's confident pairs
+        mr_rows = {int(v): k for k, v in enumerate(mr.node)}
+        unit_of = {node: j for j, mem in enumerate(units.members) for node in mem}
+        fixed = confident_pairs(res.matches, via, mr_rows, unit_of, sp.refit_confidence)
+        if any(len(v) >= sp.refit_min_pairs for v in fixed.values()):
+            second = specimen_evidence(case, mr, units, sp, fixed=fixed, previous=via)
+            via = keep_held(second, via, fixed) if second is not None and sp.refit_keep_held else second
+            res = _match_once(case, levels, mr, units, cons, specimen, via, params, warps, auto_threshold)
+    return res
+
+
+def _match_once(case: Case, levels: pd.DataFrame, mr: MRNodes, units: PathUnits, cons: dict[str, Any],
+                specimen: Specimen, via: SpecimenEvidence | None, params: MatchParams,
+                warps: dict[str, Warp] | None, auto_threshold: float | None) -> MatchResult:
+    """One joint assignment of the case with the specimen evidence ``via`` (None: containers only)."""
+    base = level_weights(mr, units, params)
     if via is not None:
         base = base + via.weights
     for i, j in cons["cannot"]:

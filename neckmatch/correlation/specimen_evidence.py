@@ -15,10 +15,17 @@ pathology size fits the specimen node's long axis against the piece's other node
 
 Pairs whose unit is linked and whose specimen term is positive are marked ``via = specimen`` in matches.csv and
 get their confidence from :data:`SPECIMEN_CALIBRATION` (fitted by ``benchmarks/specimen.py --calibrate``).
+
+An MR node's evidence for a specimen node is weighted by that node's share of the MR node's registration
+responsibility; a possibly merged MR label shares it between its two best specimen nodes where their combined
+volume fits (:func:`merge_shares`). A second pass (``fixed``, ``previous``; run by
+:func:`neckmatch.correlation.matching.match_case`) re-registers each piece holding the first joint assignment's
+confident pairs (:func:`confident_pairs`); those pairs keep their first-pass evidence (:func:`keep_held`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,11 +34,12 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from neckmatch.correlation.assign import MARGIN_CAP
-from neckmatch.correlation.evidence import MRNodes, PathUnits, adjacent_levels
+from neckmatch.correlation.evidence import MatchParams, MRNodes, PathUnits, adjacent_levels, merge_prior
 from neckmatch.geometry.registration import PieceRegistration, register_piece, specimen_nodes
 from neckmatch.model import MIDLINE_LEVELS, Case, SpecimenPiece
 
 __all__ = ["SpecimenParams", "FEATURES", "SpecimenEvidence", "specimen_evidence", "annotate_via", "specimen_confidence",
+           "merge_shares", "confident_pairs", "keep_held",
            "SPECIMEN_CALIBRATION",
            "SPECIMEN_AUTO_THRESHOLD",
            "REGISTRATION_COLUMNS"]
@@ -41,9 +49,9 @@ FloatArray = NDArray[np.float64]
 #: Weights of ``sigmoid(w . (margin, term, *FEATURES) + b)`` (the last value is ``b``) for pairs decided through
 #: the specimen: ``term`` = their specimen evidence (``-cost_specimen``), the rest :meth:`SpecimenEvidence.features`;
 #: fitted by ``benchmarks/specimen.py --calibrate`` (the ``stress`` family held out)
-SPECIMEN_CALIBRATION: tuple[float, ...] = (0.342, -0.6228, 1.9718, -1.4525, 0.9666, 0.0101, -0.199, 0.6116)
+SPECIMEN_CALIBRATION: tuple[float, ...] = (0.3078, -0.464, 3.6668, -1.0176, 0.8041, 0.0074, -0.0814, -1.7214)
 #: auto threshold of those pairs: the smallest confidence at which the calibration cohort's are >= 99 % right
-SPECIMEN_AUTO_THRESHOLD = 0.9749
+SPECIMEN_AUTO_THRESHOLD = 0.9752
 
 #: How a transform in specimen_registration.json maps any point (PieceRegistration.map_points).
 MAPPING = ("q = ((p - spec_centre) @ rotation.T) / spec_scale; q = q @ affine.T + bend * q_z ** 2 + shift "
@@ -74,6 +82,14 @@ class SpecimenParams:
     cpd_spec_outlier: float = 0.3  # share of specimen nodes without an MR partner (one-to-one correspondences)
     exclusive: bool = True  # an MR node another specimen node explains better weakens the link's evidence for it
     exclusive_floor: float = 0.02  # the smallest such factor
+    merge_share: bool = True  # a possibly merged MR label whose size fits its two best specimen nodes together
+    merge_min: float = 0.05  # ... (merge prior at least this) lets both hold their combined share
+    merge_size_sd: float = 0.15  # log-sd of specimen / MR equivalent diameter in that size test
+    refit: bool = True  # second pass: re-register each piece from the first joint assignment's confident pairs
+    refit_min_pairs: int = 4  # ... where it has at least this many
+    refit_confidence: float = 0.9  # ... pairs via the specimen at this confidence or more
+    refit_keep_held: bool = True  # the held pairs keep their first-pass evidence (no self-confirmation)
+    refit_lock: float = 0.05  # prior of a held pair's specimen node (MR node) for any other MR (specimen) node
     pose_prior: float = 6.0  # log-likelihood a pose other than the suture frame must gain (a mirror: twice)
     margin_mm: float = 10.0  # padding of the box whose volume gives the uniform density u
     sigma_floor_mm: float = 3.0  # smallest per-axis sd of a registered position (mm)
@@ -102,6 +118,7 @@ class SpecimenEvidence:
     piece_nodes: FloatArray = field(default_factory=lambda: np.zeros(0))  # (m,) specimen nodes of the unit's piece
     pose_gap: FloatArray = field(default_factory=lambda: np.zeros(0))  # (m,) PieceRegistration.pose_gap
     sigma: FloatArray = field(default_factory=lambda: np.zeros(0))  # (m,) the piece's residual sd, mm
+    links: dict[int, tuple[str, int, str | None]] = field(default_factory=dict)  # unit -> (image, label, certainty)
 
     def features(self, i: int, j: int) -> tuple[float, ...]:
         """Calibration features (:data:`FEATURES`) of the pair (MR row i, unit j): the share of MR node i's
@@ -204,28 +221,28 @@ def _reliability(size: float, long_s: float, long_all: FloatArray, mu: float, pr
     return prior * g / max(prior * g + (1.0 - prior) * f, 1e-300)
 
 
-def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: SpecimenParams | None = None
+def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: SpecimenParams | None = None,
+                      fixed: dict[str, dict[int, int]] | None = None, previous: SpecimenEvidence | None = None
                       ) -> SpecimenEvidence | None:
-    """Register every piece of ``case.specimen`` and compute the specimen term (None without a specimen block)."""
+    """Register every piece of ``case.specimen`` and compute the specimen term (None without a specimen block).
+
+    A second pass (``fixed``: per image, specimen label -> MR row of the confident pairs of a first joint
+    assignment; ``previous``: that pass's evidence) keeps each piece's pose, starts from those pairs and holds
+    them in the correspondence prior (:func:`_fixed_prior`)."""
     if case.specimen is None:
         return None
     params = params or SpecimenParams()
     n, m = len(mr.node), len(units.unit)
     d_mr = _diameter(mr.volume_mm3) if mr.volume_mm3 is not None else mr.long_mm * 0.75
+    merge_p = merge_prior(mr, MatchParams()) if params.merge_share else np.zeros(n)
     regs, measured, cands = {}, {}, {}
     links = _link_map(case, units)
+    before = {r.image: r for r in previous.registrations} if previous is not None else {}
     for piece in case.specimen.pieces:
         nodes = specimen_nodes(piece.label_map)
         rows, core = _candidates(case, mr, piece, params)
-        prior = _level_prior(case, mr, units, links, piece.id, nodes["node"].to_numpy(), rows, params)
-        anchors = _anchors(mr, units, links, piece.id, nodes, rows, core)
-        reg = register_piece(piece.id, nodes[["x", "y", "z"]].to_numpy(float), mr.pos[rows], piece.side.value,
-                             dict(piece.sutures), nodes["node"].to_numpy(), mr.node[rows],
-                             _diameter(nodes["volume_mm3"].to_numpy(float)), d_mr[rows], params.cpd_outlier,
-                             params.cpd_beta_mm, params.cpd_lambda, pose_prior=params.pose_prior, core=core,
-                             prior=prior, ridge=params.cpd_ridge, small=params.cpd_small,
-                             start_sigma_mm=params.cpd_start_sigma_mm, anchors=anchors,
-                             spec_outlier=params.cpd_spec_outlier)
+        reg = _register(case, mr, units, links, piece, nodes, rows, core, d_mr, params, before.get(piece.id),
+                        (fixed or {}).get(piece.id, {}))
         regs[piece.id], measured[piece.id], cands[piece.id] = reg, nodes, rows
     mu = _size_offset(links, units, measured)
     weights, linked = np.zeros((n, m)), np.zeros(m, dtype=bool)
@@ -241,7 +258,8 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
         dens = np.exp(-d2 / (2 * sigma**2)) / (2 * np.pi * sigma**2) ** 1.5
         if len(rows):
             C = reg.correspondence(mr.pos[rows], sigma, params.cpd_outlier, None)
-            share[rows, j] = C[s] / np.maximum(C.sum(axis=0), 1e-12)
+            share[rows, j] = merge_shares(C, nodes["volume_mm3"].to_numpy(float), d_mr[rows],
+                                          merge_p[rows] >= params.merge_min, params.merge_size_sd)[s]
             if params.exclusive:
                 dens[rows] *= np.maximum(share[rows, j], params.exclusive_floor)
         p_right = 1.0 - (params.probable_error if cert == "probable" else params.link_error)
@@ -252,7 +270,116 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
         zdist[:, j] = np.sqrt(d2) / sigma
         piece_nodes[j], gap[j], sig[j] = len(reg.specimen_nodes), reg.pose_gap(), sigma
     table, summary = _outputs(regs, measured, cands, mr)
-    return SpecimenEvidence(weights, linked, list(regs.values()), table, summary, share, zdist, piece_nodes, gap, sig)
+    return SpecimenEvidence(weights, linked, list(regs.values()), table, summary, share, zdist, piece_nodes, gap, sig,
+                            links)
+
+
+def merge_shares(C: FloatArray, vol_spec: FloatArray, d_mr: FloatArray, mergeable: NDArray[np.bool_],
+                 size_sd: float = 0.15, size_mu: float = -0.05) -> FloatArray:
+    """Share (M, N) of each MR candidate's registration responsibility ``C`` (M, N) held by each specimen node.
+
+    A ``mergeable`` MR label (two touching nodes segmented as one may be) whose equivalent diameter ``d_mr`` (mm)
+    fits the combined volume of its two largest holders better than the largest alone (log diameter ratio
+    ~ N(``size_mu``, ``size_sd``), within 2 sd) is explained by both: each holds their combined share.
+    ``vol_spec`` (M,): specimen node volumes, mm^3.
+
+    Examples
+    --------
+    >>> C = np.array([[0.7], [0.2], [0.1]]); v = np.array([65.0, 65.0, 30.0])  # 5-mm nodes, a 6.6-mm label
+    >>> merge_shares(C, v, np.array([6.6]), np.array([True])).round(2).tolist()
+    [[0.9], [0.9], [0.1]]
+    >>> merge_shares(C, v, np.array([5.2]), np.array([True])).round(2).tolist()  # one node's size: no merge
+    [[0.7], [0.2], [0.1]]
+    """
+    share = C / np.maximum(C.sum(axis=0), 1e-12)
+    if len(C) < 2:
+        return share
+    for n in np.flatnonzero(mergeable & np.isfinite(d_mr)):
+        a, b = np.argsort(-C[:, n], kind="stable")[:2]
+        if C[b, n] <= 0.0:
+            continue
+        z1 = abs(np.log(_diameter(vol_spec[a])) - np.log(d_mr[n]) - size_mu) / size_sd
+        z2 = abs(np.log(_diameter(vol_spec[a] + vol_spec[b])) - np.log(d_mr[n]) - size_mu) / size_sd
+        if z2 < min(z1, 2.0):
+            share[[a, b], n] = share[a, n] + share[b, n]
+    return share
+
+
+def _register(case: Case, mr: MRNodes, units: PathUnits, links: dict[int, tuple[str, int, str | None]],
+              piece: SpecimenPiece, nodes: pd.DataFrame, rows: NDArray[np.int64], core: NDArray[np.bool_],
+              d_mr: FloatArray, params: SpecimenParams, prev: PieceRegistration | None, pairs: dict[int, int]
+              ) -> PieceRegistration:
+    """Register one piece (a second pass where ``prev`` and enough held ``pairs``: label -> MR row)."""
+    prior = _level_prior(case, mr, units, links, piece.id, nodes["node"].to_numpy(), rows, params)
+    anchors = _anchors(mr, units, links, piece.id, nodes, rows, core)
+    poses = None
+    if prev is not None and len(pairs) >= params.refit_min_pairs:
+        prior, anchors = _fixed_prior(prior, nodes, rows, mr, pairs, params.refit_lock)
+        poses = [prev.pose_key()]
+    reg = register_piece(piece.id, nodes[["x", "y", "z"]].to_numpy(float), mr.pos[rows], piece.side.value,
+                         dict(piece.sutures), nodes["node"].to_numpy(), mr.node[rows],
+                         _diameter(nodes["volume_mm3"].to_numpy(float)), d_mr[rows], params.cpd_outlier,
+                         params.cpd_beta_mm, params.cpd_lambda, pose_prior=params.pose_prior, core=core,
+                         prior=prior, ridge=params.cpd_ridge, small=params.cpd_small,
+                         start_sigma_mm=params.cpd_start_sigma_mm, anchors=anchors,
+                         spec_outlier=params.cpd_spec_outlier, poses=poses)
+    if poses is not None and prev is not None:  # the pose was chosen once: keep its evidence (pose gap)
+        reg = dataclasses.replace(reg, pose=prev.pose, pose_log_lik=prev.pose_log_lik)
+    return reg
+
+
+def confident_pairs(table: pd.DataFrame, spec: SpecimenEvidence, mr_rows: dict[int, int],
+                    unit_of: dict[str, int], min_confidence: float) -> dict[str, dict[int, int]]:
+    """Per image, specimen label -> MR row of the pairs of ``table`` (matches) decided through the specimen at
+    ``min_confidence`` or more (constrained pairs included): the held pairs of a second registration pass."""
+    out: dict[str, dict[int, int]] = {}
+    sel = (table["kind"] == "pair") & (table["via"] == "specimen") & (table["confidence"] >= min_confidence)
+    for mr_node, path_node in zip(table.loc[sel, "mr_node"], table.loc[sel, "path_node"], strict=True):
+        link = spec.links.get(unit_of[str(path_node)])
+        if link is not None:
+            out.setdefault(link[0], {})[int(link[1])] = mr_rows[int(mr_node)]
+    return out
+
+
+def keep_held(new: SpecimenEvidence, old: SpecimenEvidence, fixed: dict[str, dict[int, int]]) -> SpecimenEvidence:
+    """The second pass's evidence ``new`` with the held units' columns (their link in ``fixed``) taken from the
+    first pass ``old``: a registration that was made to fit a pair is no new evidence for it."""
+    held = np.array([j for j, (image, label, _) in new.links.items() if int(label) in fixed.get(image, {})],
+                    dtype=np.int64)
+    if len(held) == 0:
+        return new
+    out = {}
+    for name in ("weights", "share", "zdist"):
+        a = getattr(new, name).copy()
+        a[:, held] = getattr(old, name)[:, held]
+        out[name] = a
+    for name in ("piece_nodes", "pose_gap", "sigma"):
+        a = getattr(new, name).copy()
+        a[held] = getattr(old, name)[held]
+        out[name] = a
+    return dataclasses.replace(new, **out)
+
+
+def _fixed_prior(prior: FloatArray, nodes: pd.DataFrame, rows: NDArray[np.int64], mr: MRNodes,
+                 pairs: dict[int, int], lock: float
+                 ) -> tuple[FloatArray, tuple[FloatArray, FloatArray, FloatArray]]:
+    """The correspondence prior (M, N) with the confident pairs held (each pair's row and column times ``lock``
+    elsewhere) and those pairs as anchors (specimen mm, patient mm, unit weights) for the start."""
+    prior = prior.copy()
+    index = {int(v): k for k, v in enumerate(nodes["node"].to_numpy())}
+    col = {int(i): k for k, i in enumerate(rows)}
+    xyz = nodes[["x", "y", "z"]].to_numpy(float)
+    a_y, a_x = [], []
+    for label, i in pairs.items():
+        if int(label) in index and int(i) in col:
+            s, c = index[int(label)], col[int(i)]
+            keep = prior[s, c]
+            prior[s, :] *= lock
+            prior[:, c] *= lock
+            prior[s, c] = max(keep, 1.0)
+            a_y.append(xyz[s])
+            a_x.append(mr.pos[int(i)])
+    return prior, (np.array(a_y).reshape(-1, 3), np.array(a_x).reshape(-1, 3), np.ones(len(a_y)))
 
 
 def _size_offset(links: dict[int, tuple[str, int, str | None]], units: PathUnits,

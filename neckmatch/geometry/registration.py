@@ -25,6 +25,7 @@ Coordinates: specimen points in the ex vivo scanner's RAS mm, patient points in 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -308,6 +309,11 @@ class PieceRegistration:
             q = q + _gauss_kernel(q, self.ctrl, self.beta) @ self.coef
         return q * self.pat_scale + self.pat_centre
 
+    def pose_key(self) -> str:
+        """The chosen pose's key in ``pose_log_lik`` (``pose`` or ``pose@board``: the frame it was found in)."""
+        keys = [k for k in self.pose_log_lik if k.split("@")[0] == self.pose]
+        return max(keys, key=lambda k: self.pose_log_lik[k]) if keys else self.pose
+
     def pose_gap(self, cap: float = 50.0) -> float:
         """Log-likelihood margin of the chosen pose over the best other pose (either frame; at most ``cap``):
         small where the piece's orientation is ambiguous."""
@@ -388,7 +394,8 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
                    prior: FloatArray | None = None, small: int = 10,
                    start_sigma_mm: float = 10.0,
                    anchors: tuple[FloatArray, FloatArray, FloatArray] | None = None, search_iter: int = 15,
-                   bend: bool = True, board: bool = True, spec_outlier: float | None = 0.3) -> PieceRegistration:
+                   bend: bool = True, board: bool = True, spec_outlier: float | None = 0.3,
+                   poses: Collection[str] | None = None) -> PieceRegistration:
     """Register specimen centroids ``Y_spec`` (M, 3, scanner mm) to MR centroids ``X_mr`` (N, 3, patient RAS mm).
 
     Parameters
@@ -432,6 +439,9 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
         Also try every pose in the **board frame** (:func:`board_rotation`: the suture frame turned about the
         cranio-caudal axis so that its medio-lateral axis is the node cloud's thinnest direction, the board's
         normal); the better likelihood wins. For small pieces the anterior suture fixes that turn poorly.
+    poses : collection of str, optional
+        Only these pose keys (``pose`` in the suture frame, ``pose@board`` in the board frame; the keys of
+        ``pose_log_lik``), e.g. a second pass that keeps the first pass's pose.
 
     Returns
     -------
@@ -458,7 +468,7 @@ def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, 
     frames = {"sutures": base}
     if board and len(Y_spec) >= 4:
         frames["board"] = board_rotation(Y_spec, base)
-    tried = _search_poses(search, Y_spec, frames, anchors, small, pose_prior)
+    tried = _search_poses(search, Y_spec, frames, anchors, small, pose_prior, poses)
     pose = max(tried, key=lambda k: tried[k][0])
     rot, Yn, centre, scale, B, c, t, s2 = tried[pose][1]
     B, c, t, s2 = search.polish(Yn, B, c, t)
@@ -478,10 +488,11 @@ def quad_term(Yn: FloatArray, bend: FloatArray) -> FloatArray:
 
 
 def _search_poses(search: _Search, Y_spec: FloatArray, frames: dict[str, FloatArray],
-                  anchors: tuple[FloatArray, FloatArray, FloatArray] | None, small: int, pose_prior: float
-                  ) -> dict[str, tuple[float, tuple[Any, ...]]]:
-    """Every pose of :data:`POSES` in every frame: key ``pose`` (suture frame) or ``pose@frame``, value
-    (log-likelihood - the pose's penalty, fit). Small pieces also try shifted starts in the unturned pose."""
+                  anchors: tuple[FloatArray, FloatArray, FloatArray] | None, small: int, pose_prior: float,
+                  only: Collection[str] | None = None) -> dict[str, tuple[float, tuple[Any, ...]]]:
+    """Every pose of :data:`POSES` in every frame (``only``: those keys): key ``pose`` (suture frame) or
+    ``pose@frame``, value (log-likelihood - the pose's penalty, fit). Small pieces also try shifted starts in the
+    unturned pose."""
     many = [np.zeros(3), *(0.7 * np.eye(3)[1:]), *(-0.7 * np.eye(3)[1:])]
     offsets = [np.zeros(3)] if len(Y_spec) >= small else many
     tried = {}
@@ -489,6 +500,8 @@ def _search_poses(search: _Search, Y_spec: FloatArray, frames: dict[str, FloatAr
         for name, signs in POSES.items():
             penalty = 0.0 if name == "sutures" else pose_prior * (1.0 if np.prod(signs) > 0 else 2.0)
             key = name if frame == "sutures" else f"{name}@{frame}"
+            if only is not None and key not in only:
+                continue
             tried[key] = search.pose(Y_spec, np.diag(signs) @ base, offsets if name == "sutures" else offsets[:1],
                                      anchors, len(Y_spec) >= 2 * small, penalty)
     return tried

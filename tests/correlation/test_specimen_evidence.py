@@ -10,7 +10,14 @@ import pytest
 
 from neckmatch.correlation.evidence import mr_nodes, path_units
 from neckmatch.correlation.matching import MATCH_COLUMNS, match_case
-from neckmatch.correlation.specimen_evidence import REGISTRATION_COLUMNS, SpecimenParams, specimen_evidence
+from neckmatch.correlation.specimen_evidence import (
+    REGISTRATION_COLUMNS,
+    SpecimenParams,
+    confident_pairs,
+    keep_held,
+    merge_shares,
+    specimen_evidence,
+)
 from neckmatch.geometry.levels import levels_table
 from neckmatch.io.case import read_case
 from neckmatch.model import PathNode, Status
@@ -84,3 +91,43 @@ def test_exclusivity_only_weakens_evidence_and_features_are_in_range(item: dict)
     shares = [ev.share[row[int(r.mr_label)], units.unit.index(r.path_node)] for r in item["gt"][own].itertuples()
               if r.mr_label and r.path_node in units.unit and ev.linked[units.unit.index(r.path_node)]]
     assert len(shares) > 10 and np.median(shares) > 0.9  # true partners: the linked node holds the MR node
+
+
+def test_merge_shares_give_a_merged_label_to_both_of_its_nodes_only_when_their_volume_fits() -> None:
+    # hand-computed: equivalent diameters 5.0 mm (65 mm^3) and 6.3 mm (130 mm^3)
+    C = np.array([[0.6, 0.0], [0.3, 0.1], [0.1, 0.9]])
+    vol = np.array([65.0, 65.0, 65.0])
+    fits = merge_shares(C, vol, np.array([6.6, 6.6]), np.array([True, False]))
+    assert fits[:, 0].tolist() == pytest.approx([0.9, 0.9, 0.1])  # both holders of the merged label
+    assert fits[:, 1].tolist() == pytest.approx([0.0, 0.1, 0.9])  # not a merge candidate: plain shares
+    single = merge_shares(C, vol, np.array([5.2, 5.2]), np.array([True, True]))
+    assert single[:, 0].tolist() == pytest.approx([0.6, 0.3, 0.1])  # one node's size: the runner-up stays weak
+    assert np.all(fits >= merge_shares(C, vol, np.array([6.6, 6.6]), np.zeros(2, bool)) - 1e-12)
+
+
+def test_second_pass_holds_the_confident_pairs_and_keeps_their_first_evidence(item: dict) -> None:
+    case = item["case"]
+    mr, units = mr_nodes(case, item["levels"]), path_units(case)
+    first = specimen_evidence(case, mr, units)
+    assert first is not None
+    res = match_case(case, item["levels"])
+    mr_rows = {int(v): k for k, v in enumerate(mr.node)}
+    unit_of = {node: j for j, mem in enumerate(units.members) for node in mem}
+    fixed = confident_pairs(res.matches, first, mr_rows, unit_of, 0.9)
+    n_fixed = sum(len(v) for v in fixed.values())
+    sel = (res.matches["via"] == "specimen") & (res.matches["confidence"] >= 0.9)
+    assert 0 < n_fixed <= int(sel.sum())
+    second = specimen_evidence(case, mr, units, fixed=fixed, previous=first)
+    assert second is not None
+    for reg, old in zip(second.registrations, first.registrations, strict=True):  # the pose is not searched again
+        assert reg.pose == old.pose and reg.pose_log_lik == old.pose_log_lik
+    kept = keep_held(second, first, fixed)
+    held = [j for j, (img, lab, _) in first.links.items() if lab in fixed.get(img, {})]
+    free = [j for j in first.links if j not in held]
+    assert held and np.array_equal(kept.weights[:, held], first.weights[:, held])
+    assert np.array_equal(kept.weights[:, free], second.weights[:, free])
+    for image, pairs in fixed.items():  # a held pair stays paired in the refit
+        reg = next(r for r in second.registrations if r.image == image)
+        paired = {int(reg.specimen_nodes[m]): int(reg.mr_nodes[n]) for m, n, _ in reg.pairs()}
+        agree = sum(paired.get(lab) == int(mr.node[i]) for lab, i in pairs.items())
+        assert agree >= 0.9 * len(pairs)

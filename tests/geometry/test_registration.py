@@ -188,3 +188,14 @@ def test_pose_gap_is_the_margin_over_the_best_other_pose() -> None:
     lik = {"sutures": -1.0, "sutures@board": -0.5, "turned-y": -4.0, "turned-y@board": -6.0}
     assert dataclasses.replace(reg, pose_log_lik=lik).pose_gap() == pytest.approx(3.5)  # either frame counts
     assert dataclasses.replace(reg, pose_log_lik={"sutures": 0.0}).pose_gap() == 50.0  # nothing to compare
+
+
+def test_a_second_pass_tries_only_the_given_pose_and_its_key_is_the_chosen_one() -> None:
+    x_true = _patient(45, seed=1)
+    y, _, sutures = _to_specimen(x_true, seed=2, turned=True)
+    first = register_piece("R", y, x_true[:30], "R", sutures, np.arange(1, 46), np.arange(101, 131))
+    assert first.pose_key().split("@")[0] == first.pose == "turned-y"
+    assert first.pose_log_lik[first.pose_key()] == max(first.pose_log_lik.values())
+    again = register_piece("R", y, x_true[:30], "R", sutures, np.arange(1, 46), np.arange(101, 131),
+                           poses=["sutures"])  # held to the unturned pose: the only one tried
+    assert list(again.pose_log_lik) == ["sutures"] and again.pose == "sutures"
