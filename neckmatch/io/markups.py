@@ -214,7 +214,7 @@ def write_markups(path: str | Path, landmarks: Landmarks, coordinate_system: str
     for cname, curve in landmarks.curves.items():
         cps = [_control_point(j, f"{cname}-{j + 1}", p, system) for j, p in enumerate(curve.points)]
         markups.append(_markup("Curve", cname, cps, system))
-    return write_text(json.dumps({"@schema": SCHEMA, "markups": markups}, indent=2) + "\n", path)
+    return write_text(json.dumps({"@schema": SCHEMA, "markups": markups}) + "\n", path)
 
 
 def write_point_list(
@@ -224,4 +224,4 @@ def write_point_list(
     """Write one point list (ndarray (N, 3), float, mm, RAS; one label per point) as a markups JSON file."""
     system = _check_system(path, coordinate_system)
     doc = {"@schema": SCHEMA, "markups": [markups_point_lists(name, labels, points, descriptions, system)]}
-    return write_text(json.dumps(doc, indent=2) + "\n", path)
+    return write_text(json.dumps(doc) + "\n", path)
