@@ -43,12 +43,12 @@ from neckmatch.errors import RenderError
 from neckmatch.io.atomic import atomic_path
 from neckmatch.viz.colors import OUTCOME_MARKERS, SPECIMEN_COLOR
 from neckmatch.viz.legends import (
-    LEGEND_KEYS,
     LEGEND_LAYERS,
     MARKER_STYLE,
     OUTLINE_RGB,
     draw_legends,
     keep_legends,
+    legend_key,
     paste_legends,
 )
 from neckmatch.viz.scene import (
@@ -725,25 +725,28 @@ def render_scene(scene: Scene, path: str | Path, size: tuple[int, int] = (2000, 
     RenderError
         When no off-screen OpenGL context can be made.
     """
-    fig, panels = scene_figure(scene, size)
-    image = _flatten(fig, panels, size)
+    key = legend_key(scene, size)
+    fig, panels, anchor = _scene_figure(scene, size, legends=key not in LEGEND_LAYERS)
+    image = _flatten(fig, panels, size, key, anchor)
     with atomic_path(path) as tmp:
         PIL.Image.fromarray(image).save(tmp, format="png", compress_level=1)
     return Path(path)
 
 
-def _flatten(fig: Figure, panels: list[tuple[Any, ViewImage]], size: tuple[int, int]) -> NDArray[np.uint8]:
+def _flatten(
+    fig: Figure, panels: list[tuple[Any, ViewImage]], size: tuple[int, int], key: tuple[Any, ...], anchor: int
+) -> NDArray[np.uint8]:
     """The figure as RGB pixels (H, W, 3): the view images pasted as they are, the drawing blended over them.
 
-    The same picture as ``fig.savefig``, without matplotlib resampling the view images on the way.
+    The same picture as ``fig.savefig``, without matplotlib resampling the view images on the way. The legends
+    (:func:`neckmatch.viz.legends.legend_key` ``key``, left edge at pixel ``anchor``) are pasted where kept before,
+    else drawn and kept.
     """
     width, height = size
     for im in list(fig.images):
         im.remove()
     fig.patch.set_alpha(0.0)
-    key = LEGEND_KEYS.get(fig)
-    anchor = round(fig.legends[0].get_bbox_to_anchor().x0) if fig.legends else 0
-    cached = LEGEND_LAYERS.get(key) if key is not None else None
+    cached = LEGEND_LAYERS.get(key)
     if cached is not None:  # drawn before: paste the pixels instead of drawing the legends again
         for leg in list(fig.legends):
             leg.remove()
@@ -751,7 +754,7 @@ def _flatten(fig: Figure, panels: list[tuple[Any, ViewImage]], size: tuple[int, 
     fore = np.asarray(fig.canvas.buffer_rgba())  # type: ignore[attr-defined]
     if cached is not None:
         fore = paste_legends(fore, cached, anchor)
-    elif key is not None:
+    elif fig.legends:
         keep_legends(fig, fore, key, anchor)
     base = np.full((height, width, 3), 255, dtype=np.uint8)
     for ax, shot in panels:
@@ -784,6 +787,14 @@ def scene_figure(scene: Scene, size: tuple[int, int] = (2000, 1100)) -> tuple[Fi
     A point (col, row) of a :class:`ViewImage` is at ``ax.transData.transform((col, row))`` in the figure
     (display pixels, origin bottom left).
     """
+    fig, panels, _ = _scene_figure(scene, size, legends=True)
+    return fig, panels
+
+
+def _scene_figure(
+    scene: Scene, size: tuple[int, int], legends: bool
+) -> tuple[Figure, list[tuple[Any, ViewImage]], int]:
+    """:func:`scene_figure`, its legends only with ``legends``; also the legends' left edge (pixels)."""
     width, height = size
     sizes, px_per_mm = _layout(scene, width, height)
     shots = render_views(scene, VIEWS, sizes, px_per_mm)
@@ -818,5 +829,6 @@ def scene_figure(scene: Scene, size: tuple[int, int] = (2000, 1100)) -> tuple[Fi
         _draw_specimen(ax, scene, view, shot, px_per_mm)
         _orientation(ax, view, shot.image.shape)
         _scale_bar(ax, shot.image.shape, px_per_mm)
-    draw_legends(fig, scene, (left + 10) / width)
-    return fig, panels
+    if legends:
+        draw_legends(fig, scene, (left + 10) / width)
+    return fig, panels, left + 10
