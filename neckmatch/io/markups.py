@@ -204,8 +204,13 @@ def markups_point_lists(
     return _markup("Fiducial", name, cps, coordinate_system)
 
 
-def write_markups(path: str | Path, landmarks: Landmarks, coordinate_system: str = "LPS") -> Path:
-    """Write ``landmarks`` atomically: one Fiducial named ``landmarks`` plus one Curve per curve landmark."""
+def write_markups(
+    path: str | Path, landmarks: Landmarks, coordinate_system: str = "LPS", indent: int | None = 2
+) -> Path:
+    """Write ``landmarks`` atomically: one Fiducial named ``landmarks`` plus one Curve per curve landmark.
+
+    ``indent=None`` writes compact JSON (Python's C encoder: ~5x faster; 3D Slicer reads either).
+    """
     system = _check_system(path, coordinate_system)
     names = list(landmarks.points)
     markups = []
@@ -214,14 +219,15 @@ def write_markups(path: str | Path, landmarks: Landmarks, coordinate_system: str
     for cname, curve in landmarks.curves.items():
         cps = [_control_point(j, f"{cname}-{j + 1}", p, system) for j, p in enumerate(curve.points)]
         markups.append(_markup("Curve", cname, cps, system))
-    return write_text(json.dumps({"@schema": SCHEMA, "markups": markups}, indent=2) + "\n", path)
+    return write_text(json.dumps({"@schema": SCHEMA, "markups": markups}, indent=indent) + "\n", path)
 
 
 def write_point_list(
     path: str | Path, name: str, labels: Sequence[str], points: Any,
-    descriptions: Sequence[str] | None = None, coordinate_system: str = "LPS",
+    descriptions: Sequence[str] | None = None, coordinate_system: str = "LPS", indent: int | None = 2,
 ) -> Path:
-    """Write one point list (ndarray (N, 3), float, mm, RAS; one label per point) as a markups JSON file."""
+    """Write one point list (ndarray (N, 3), float, mm, RAS; one label per point) as a markups JSON file
+    (``indent=None``: compact, as :func:`write_markups`)."""
     system = _check_system(path, coordinate_system)
     doc = {"@schema": SCHEMA, "markups": [markups_point_lists(name, labels, points, descriptions, system)]}
-    return write_text(json.dumps(doc, indent=2) + "\n", path)
+    return write_text(json.dumps(doc, indent=indent) + "\n", path)

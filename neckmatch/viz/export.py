@@ -187,7 +187,8 @@ def write_node_markups(scene: Scene, path: str | Path) -> Path:
         [m.attrs[c] for c in ("x", "y", "z")] if all(m.attrs.get(c) is not None for c in ("x", "y", "z"))
         else m.anchor() for m in nodes
     ], dtype=np.float64).reshape(-1, 3)
-    return write_point_list(path, f"{scene.case_id} MR nodes", labels, pts, [_describe(m.attrs) for m in nodes])
+    return write_point_list(path, f"{scene.case_id} MR nodes", labels, pts, [_describe(m.attrs) for m in nodes],
+                            indent=None)
 
 
 def write_specimen_markups(scene: Scene, path: str | Path) -> Path:
@@ -201,4 +202,4 @@ def write_specimen_markups(scene: Scene, path: str | Path) -> Path:
     pts = np.array([m.position for m in marks], dtype=np.float64).reshape(-1, 3)
     notes = [f"image {m.image}, specimen node {m.node}; " + (f"paired with node_{m.mr_node}" if m.mr_node is not None
                                                               else "unpaired") for m in marks]
-    return write_point_list(path, f"{scene.case_id} registered specimen nodes", labels, pts, notes)
+    return write_point_list(path, f"{scene.case_id} registered specimen nodes", labels, pts, notes, indent=None)

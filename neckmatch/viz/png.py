@@ -28,7 +28,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 from scipy import ndimage
-from vtkmodules.util.numpy_support import vtk_to_numpy
+from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 from vtkmodules.vtkCommonCore import vtkLogger
 from vtkmodules.vtkFiltersCore import vtkPolyDataNormals
 from vtkmodules.vtkRenderingCore import (
@@ -43,12 +43,12 @@ from neckmatch.errors import RenderError
 from neckmatch.io.atomic import atomic_path
 from neckmatch.viz.colors import OUTCOME_MARKERS, SPECIMEN_COLOR
 from neckmatch.viz.legends import (
-    LEGEND_KEYS,
     LEGEND_LAYERS,
     MARKER_STYLE,
     OUTLINE_RGB,
     draw_legends,
     keep_legends,
+    legend_key,
     paste_legends,
 )
 from neckmatch.viz.scene import (
@@ -129,16 +129,26 @@ def _decode_ids(rgb: NDArray[np.uint8]) -> NDArray[np.int64]:
     return red + 16 * green
 
 
-def _actor(mesh: SceneMesh, region: int = 0) -> vtkActor:
-    """Actor of one mesh; a level region is drawn flat in the id colour of ``region`` (opaque, unlit)."""
+def _actor(mesh: SceneMesh, region: int = 0, colors: NDArray[np.uint8] | None = None) -> vtkActor:
+    """Actor of one mesh; a level region is drawn flat in the id colour of ``region`` (opaque, unlit).
+
+    ``colors`` (V, 3) uint8 colours each vertex instead (a mesh merged from several: :func:`_side_actors`).
+    """
+    poly = mesh_polydata(mesh)
     mapper = vtkPolyDataMapper()
+    if colors is not None:
+        poly.GetPointData().SetScalars(numpy_to_vtk(np.ascontiguousarray(colors, dtype=np.uint8), deep=True))
+        mapper.SetColorModeToDirectScalars()
+        mapper.SetScalarModeToUsePointData()
+    else:
+        mapper.ScalarVisibilityOff()
     if mesh.kind in ("node", "anatomy"):
         normals = vtkPolyDataNormals()
-        normals.SetInputData(mesh_polydata(mesh))
+        normals.SetInputData(poly)
         normals.SplittingOff()
         mapper.SetInputConnection(normals.GetOutputPort())
     else:
-        mapper.SetInputData(mesh_polydata(mesh))
+        mapper.SetInputData(poly)
     actor = vtkActor()
     actor.SetMapper(mapper)
     prop = actor.GetProperty()
@@ -386,11 +396,14 @@ def _render_views(
 ) -> list[ViewImage]:
     levels = scene.of_kind("level")
     ren = win.GetRenderers().GetFirstRenderer()
-    region_actors = [_actor(m, k + 1) for k, m in enumerate(levels)]
-    fore_actors = [(m, _actor(m)) for m in scene.meshes if m.kind in ("node", "container")]
-    anat_actors = [(m, _actor(m)) for m in scene.of_kind("anatomy")]
-    hide = fore_actors + anat_actors
-    for a in [*region_actors, *(a for _, a in hide)]:
+    ids_rgb = np.array([[round(255 * c) for c in _id_color(k)] for k in range(1, len(levels) + 1)]).reshape(-1, 3)
+    # one actor per side and layer (not per mesh): a render costs per actor, uploads and draws
+    regions = _side_actors(levels, ids_rgb)
+    nodes = _side_actors(scene.of_kind("node"))
+    anatomy = _side_actors(scene.of_kind("anatomy"))
+    containers = [(m, _actor(m)) for m in scene.of_kind("container")]
+    groups = [*regions, *nodes, *anatomy, *containers]
+    for _, a in groups:
         ren.AddActor(a)
     palette = np.full((len(levels) + 1, 3), 255, dtype=np.uint8)
     palette[1:] = np.round(np.array([m.color[:3] for m in levels]).reshape(-1, 3) * 255)
@@ -399,15 +412,35 @@ def _render_views(
         win.SetSize(w, h)
         _aim(ren, view, scene.bounds(), h / 2.0 / px_per_mm)
         shown = {k + 1: m.name for k, m in enumerate(levels) if m.side in view.sides}
-        ids = _render_ids(win, region_actors, hide, shown)
-        anat, anat_mask = _render_fore(win, anat_actors, [m.side in view.sides for m, _ in anat_actors])
-        fore, fore_mask = _render_fore(win, fore_actors, [
-            m.side in view.sides and (view.containers or m.kind != "container") for m, _ in fore_actors])
+        ids = _decode_ids(_render_only(win, groups, [a for side, a in regions if side in view.sides]))
+        anat, anat_mask = _render_fore(win, groups, [a for side, a in anatomy if side in view.sides])
+        fore, fore_mask = _render_fore(win, groups, [a for side, a in nodes if side in view.sides] + [
+            a for m, a in containers if m.side in view.sides and view.containers])
         labels, covered = _region_labels(ids, fore_mask, shown)
-        hidden = _hidden_masks(win, ren, view, region_actors, hide, {k: shown[k] for k in covered}, (w, h),
+        hidden = _hidden_masks(win, ren, view, levels, groups, {k: shown[k] for k in covered}, (w, h),
                                px_per_mm, scene.bounds()) if view.covered and covered else {}
         extras = _view_extras(scene, view, (w, h), px_per_mm)
         out.append(ViewImage(_compose(ids, palette, fore, fore_mask, anat, anat_mask), labels, hidden, *extras))
+    return out
+
+
+def _side_actors(meshes: list[SceneMesh], ids: NDArray[Any] | None = None) -> list[tuple[str, vtkActor]]:
+    """Few actors for many ``meshes`` of one kind, the same picture as an actor per mesh: level regions (with
+    ``ids``, (N, 3) 0-255, each region's id colour) one actor per patient side, their vertices in these colours
+    (unlit: exact); lit meshes one actor per side and colour (a lit vertex colour would shade differently)."""
+    groups: dict[tuple[str, tuple[float, ...]], list[int]] = {}
+    for k, m in enumerate(meshes):
+        if len(m.faces):
+            groups.setdefault((m.side, () if ids is not None else tuple(m.color[:3])), []).append(k)
+    out = []
+    for (side, _color), mine in groups.items():
+        counts = [len(meshes[k].vertices) for k in mine]
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        merged = SceneMesh(side, meshes[mine[0]].kind, np.concatenate([meshes[k].vertices for k in mine]),
+                           np.concatenate([meshes[k].faces + s for k, s in zip(mine, starts, strict=True)]),
+                           meshes[mine[0]].color)
+        colors = None if ids is None else np.repeat(np.asarray(ids, dtype=np.uint8)[mine], counts, axis=0)
+        out.append((side, _actor(merged, colors=colors)))
     return out
 
 
@@ -434,52 +467,45 @@ def _view_extras(
 
 
 def _hidden_masks(
-    win: vtkRenderWindow, ren: vtkRenderer, view: View, regions: list[vtkActor],
-    hide: list[tuple[SceneMesh, vtkActor]], covered: dict[int, str], size: tuple[int, int], px_per_mm: float,
-    bounds: NDArray[np.float64],
+    win: vtkRenderWindow, ren: vtkRenderer, view: View, levels: list[SceneMesh], groups: list[tuple[Any, vtkActor]],
+    covered: dict[int, str], size: tuple[int, int], px_per_mm: float, bounds: NDArray[np.float64],
 ) -> dict[str, NDArray[np.bool_]]:
-    """Silhouette (H, W) of each covered region rendered alone, at half resolution (a dashed outline needs no
-    more; a quarter of the pixels to fill), then scaled back to the view's pixels."""
+    """Silhouette (H, W) of each covered region (numbered from 1 in ``levels``) rendered alone, at half resolution
+    (a dashed outline needs no more; a quarter of the pixels to fill), then scaled back to the view's pixels."""
     w, h = size
     w2, h2 = (w + 1) // 2, (h + 1) // 2
     win.SetSize(w2, h2)
     _aim(ren, view, bounds, h2 / px_per_mm)
     out = {}
     for k, name in covered.items():
-        half = _render_ids(win, regions, hide, {k: ""}) == k
+        alone = _actor(levels[k - 1], k)
+        ren.AddActor(alone)
+        half = _decode_ids(_render_only(win, groups, [alone])) == k
+        ren.RemoveActor(alone)
         out[name] = np.repeat(np.repeat(half, 2, axis=0), 2, axis=1)[:h, :w]
     win.SetSize(w, h)
     _aim(ren, view, bounds, h / 2.0 / px_per_mm)
     return out
 
 
+def _render_only(win: vtkRenderWindow, groups: list[tuple[Any, vtkActor]], shown: list[vtkActor]) -> NDArray[Any]:
+    """Render only the ``shown`` actors (the others of ``groups`` hidden): the RGB image (H, W, 3)."""
+    for _, a in groups:
+        a.SetVisibility(False)
+    for a in shown:
+        a.SetVisibility(True)
+    win.Render()
+    for a in shown:
+        a.SetVisibility(False)
+    return _grab(win)
+
+
 def _render_fore(
-    win: vtkRenderWindow, actors: list[tuple[SceneMesh, vtkActor]], shown: list[bool]
+    win: vtkRenderWindow, groups: list[tuple[Any, vtkActor]], shown: list[vtkActor]
 ) -> tuple[NDArray[np.uint8], NDArray[np.bool_]]:
-    """Render only the actors flagged in ``shown``: the image (H, W, 3) and where anything was drawn."""
-    for (_, a), visible in zip(actors, shown, strict=True):
-        a.SetVisibility(visible)
-    win.Render()
-    image, mask = _grab(win), _grab(win, depth=True) < 1.0
-    for _, a in actors:
-        a.SetVisibility(False)
-    return image, mask
-
-
-def _render_ids(
-    win: vtkRenderWindow, regions: list[vtkActor], fore: list[tuple[SceneMesh, vtkActor]],
-    shown: dict[int, str],
-) -> NDArray[np.int64]:
-    """Render only the regions numbered in ``shown`` (flat id colours); their number per pixel, (H, W) int."""
-    for _, a in fore:
-        a.SetVisibility(False)
-    for k, a in enumerate(regions, start=1):
-        a.SetVisibility(k in shown)
-    win.Render()
-    ids = _decode_ids(_grab(win))
-    for a in regions:
-        a.SetVisibility(False)
-    return ids
+    """Render only the ``shown`` actors: the image (H, W, 3) and where anything was drawn."""
+    image = _render_only(win, groups, shown)
+    return image, _grab(win, depth=True) < 1.0
 
 
 def place_labels(
@@ -699,25 +725,28 @@ def render_scene(scene: Scene, path: str | Path, size: tuple[int, int] = (2000, 
     RenderError
         When no off-screen OpenGL context can be made.
     """
-    fig, panels = scene_figure(scene, size)
-    image = _flatten(fig, panels, size)
+    key = legend_key(scene, size)
+    fig, panels, anchor = _scene_figure(scene, size, legends=key not in LEGEND_LAYERS)
+    image = _flatten(fig, panels, size, key, anchor)
     with atomic_path(path) as tmp:
         PIL.Image.fromarray(image).save(tmp, format="png", compress_level=1)
     return Path(path)
 
 
-def _flatten(fig: Figure, panels: list[tuple[Any, ViewImage]], size: tuple[int, int]) -> NDArray[np.uint8]:
+def _flatten(
+    fig: Figure, panels: list[tuple[Any, ViewImage]], size: tuple[int, int], key: tuple[Any, ...], anchor: int
+) -> NDArray[np.uint8]:
     """The figure as RGB pixels (H, W, 3): the view images pasted as they are, the drawing blended over them.
 
-    The same picture as ``fig.savefig``, without matplotlib resampling the view images on the way.
+    The same picture as ``fig.savefig``, without matplotlib resampling the view images on the way. The legends
+    (:func:`neckmatch.viz.legends.legend_key` ``key``, left edge at pixel ``anchor``) are pasted where kept before,
+    else drawn and kept.
     """
     width, height = size
     for im in list(fig.images):
         im.remove()
     fig.patch.set_alpha(0.0)
-    key = LEGEND_KEYS.get(fig)
-    anchor = round(fig.legends[0].get_bbox_to_anchor().x0) if fig.legends else 0
-    cached = LEGEND_LAYERS.get(key) if key is not None else None
+    cached = LEGEND_LAYERS.get(key)
     if cached is not None:  # drawn before: paste the pixels instead of drawing the legends again
         for leg in list(fig.legends):
             leg.remove()
@@ -725,7 +754,7 @@ def _flatten(fig: Figure, panels: list[tuple[Any, ViewImage]], size: tuple[int, 
     fore = np.asarray(fig.canvas.buffer_rgba())  # type: ignore[attr-defined]
     if cached is not None:
         fore = paste_legends(fore, cached, anchor)
-    elif key is not None:
+    elif fig.legends:
         keep_legends(fig, fore, key, anchor)
     base = np.full((height, width, 3), 255, dtype=np.uint8)
     for ax, shot in panels:
@@ -758,6 +787,14 @@ def scene_figure(scene: Scene, size: tuple[int, int] = (2000, 1100)) -> tuple[Fi
     A point (col, row) of a :class:`ViewImage` is at ``ax.transData.transform((col, row))`` in the figure
     (display pixels, origin bottom left).
     """
+    fig, panels, _ = _scene_figure(scene, size, legends=True)
+    return fig, panels
+
+
+def _scene_figure(
+    scene: Scene, size: tuple[int, int], legends: bool
+) -> tuple[Figure, list[tuple[Any, ViewImage]], int]:
+    """:func:`scene_figure`, its legends only with ``legends``; also the legends' left edge (pixels)."""
     width, height = size
     sizes, px_per_mm = _layout(scene, width, height)
     shots = render_views(scene, VIEWS, sizes, px_per_mm)
@@ -792,5 +829,6 @@ def scene_figure(scene: Scene, size: tuple[int, int] = (2000, 1100)) -> tuple[Fi
         _draw_specimen(ax, scene, view, shot, px_per_mm)
         _orientation(ax, view, shot.image.shape)
         _scale_bar(ax, shot.image.shape, px_per_mm)
-    draw_legends(fig, scene, (left + 10) / width)
-    return fig, panels
+    if legends:
+        draw_legends(fig, scene, (left + 10) / width)
+    return fig, panels, left + 10

@@ -117,9 +117,10 @@ def write_landmark_markups(landmarks: Landmarks, folder: str | Path, stem: str) 
     Writes ``<stem>_landmarks.mrk.json`` (the point landmarks) and ``<stem>_landmarks/<curve>.mrk.json`` per curve.
     """
     folder = Path(folder)
-    out = [write_markups(folder / f"{stem}_landmarks.mrk.json", Landmarks(points=landmarks.points))]
+    out = [write_markups(folder / f"{stem}_landmarks.mrk.json", Landmarks(points=landmarks.points), indent=None)]
     for name, curve in landmarks.curves.items():
-        out.append(write_markups(folder / f"{stem}_landmarks" / f"{name}.mrk.json", Landmarks(curves={name: curve})))
+        out.append(write_markups(folder / f"{stem}_landmarks" / f"{name}.mrk.json", Landmarks(curves={name: curve}),
+                                 indent=None))
     return out
 
 

@@ -89,6 +89,18 @@ def test_write_point_list_round_trip(tmp_path: Path) -> None:
     np.testing.assert_allclose([back.point("n1"), back.point("n2")], pts)
 
 
+def test_compact_markups_hold_the_same_document_on_one_line(tmp_path: Path) -> None:
+    pts = np.array([[1.0, 2.0, 3.0], [-4.0, 5.5, -6.0]])
+    lm = Landmarks(points={"skull_base": pts[0]}, curves={"c": Curve("c", pts)})
+    for indent in (2, None):
+        write_point_list(tmp_path / f"p{indent}.mrk.json", "nodes", ["n1", "n2"], pts, indent=indent)
+        write_markups(tmp_path / f"l{indent}.mrk.json", lm, indent=indent)
+    for stem in ("p", "l"):
+        pretty, compact = ((tmp_path / f"{stem}{i}.mrk.json").read_text() for i in (2, None))
+        assert compact.count("\n") == 1 and pretty.count("\n") > 10
+        assert json.loads(compact) == json.loads(pretty)
+
+
 def test_unplaced_point_counts_as_missing(tmp_path: Path) -> None:
     doc = _doc("LPS", -1.0)
     doc["markups"][0]["controlPoints"][0]["positionStatus"] = "undefined"
