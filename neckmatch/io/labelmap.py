@@ -387,7 +387,7 @@ def _nrrd_header(label_map: LabelMap) -> dict[str, Any]:
 def _segment_fields(label_map: LabelMap, names: Mapping[int, str]) -> dict[str, str]:
     """3D Slicer segmentation fields: one single-layer segment per label present."""
     labels = label_map.labels()
-    boxes = ndimage.find_objects(label_map.data.astype(np.int64, copy=False)) if labels.size else []
+    boxes = ndimage.find_objects(np.asarray(label_map.data)) if labels.size else []
     out = {
         "Segmentation_MasterRepresentation": "Binary labelmap",
         "Segmentation_ContainedRepresentationNames": "Binary labelmap|",
