@@ -261,7 +261,7 @@ def label_surfaces(
     if wanted.size == 0:
         return {}
     if boxes is None:
-        slices = ndimage.find_objects(np.where(np.isin(data, wanted), data, 0).astype(np.int64))
+        slices = ndimage.find_objects(np.where(np.isin(data, wanted), data, 0))
         boxes = {int(lab): slices[lab - 1] for lab in wanted if lab - 1 < len(slices) and slices[lab - 1]}
     flip = np.linalg.det(label_map.affine[:3, :3]) < 0
     step = np.ones(3, dtype=np.int64)
