@@ -8,6 +8,7 @@ line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Optional
 
@@ -59,6 +60,11 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _wrote(paths: Iterable[object]) -> None:
+    """One ``wrote <path>`` line per file written (plain text: a path is never read as rich markup)."""
+    console.print("\n".join(f"wrote {p}" for p in paths), markup=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -233,7 +239,7 @@ def render(
         result = read_results(results)
     case = read_case(case_dir)
     paths = render_maps(case, out, result.tables if result else None, result.specimen if result else None)
-    console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)
+    _wrote(paths.values())
 
 
 class _StatsGroup(_CleanHelp, typer.core.TyperGroup):
@@ -278,7 +284,7 @@ def stats(
     from neckmatch.stats.report import run_stats
 
     result = run_stats(truth_dir, out, n_boot=n_boot, seed=seed)
-    console.print("\n".join(f"wrote {f}" for f in result["files"]), markup=False, soft_wrap=True)
+    _wrote(result["files"])
 
 
 @stats_app.command("lydata", cls=_Command)
@@ -294,7 +300,7 @@ def stats_lydata(
     from neckmatch.stats.lydata import run_lydata_stats
 
     path = run_lydata_stats(file, out, index=index, reference=reference, n_boot=n_boot, seed=seed)
-    console.print(f"wrote {path}", markup=False, soft_wrap=True)
+    _wrote([path])
 
 
 @stats_app.command("mrmc", cls=_Command)
@@ -314,7 +320,7 @@ def stats_mrmc(
 
     columns = {"reader": reader, "test": test, "case": case, "truth": truth, "score": score}
     paths = run_mrmc(file, out, columns | ({"cluster": cluster} if cluster else {}), method=method)
-    console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)
+    _wrote(paths.values())
 
 
 score_app = typer.Typer(cls=_Group, add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
@@ -334,7 +340,7 @@ def score_develop(
     from neckmatch.stats.reader_study import run_score_develop
 
     paths = run_score_develop(results, out, phase=phase, modality=modality, n_boot=n_boot)
-    console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)
+    _wrote(paths.values())
 
 
 @score_app.command("validate", cls=_Command)
@@ -349,7 +355,7 @@ def score_validate(
     from neckmatch.stats.reader_study import run_score_validate
 
     paths = run_score_validate(results, score, out, phase=phase, n_boot=n_boot)
-    console.print("\n".join(f"wrote {p}" for p in paths.values()), markup=False, soft_wrap=True)
+    _wrote(paths.values())
 
 
 export_app = typer.Typer(cls=_Group, add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
@@ -372,7 +378,7 @@ def export_lydata(
     from neckmatch.export import export_lydata as export
 
     path = export(results, out, cohort=cohort, patients=patients, modality=modality, reference=reference)
-    console.print(f"wrote {path}", markup=False, soft_wrap=True)
+    _wrote([path])
 
 
 @app.command(cls=_Command)
@@ -382,7 +388,7 @@ def example(
     """Copy the small example case shipped with neckmatch (to try `inspect`, `levels`, `match` on)."""
     from neckmatch.data import copy_example_case
 
-    console.print(f"wrote {copy_example_case(out)}", markup=False, soft_wrap=True)
+    _wrote([copy_example_case(out)])
 
 
 @app.command(cls=_Command)
