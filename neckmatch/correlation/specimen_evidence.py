@@ -309,11 +309,14 @@ def _register(case: Case, mr: MRNodes, units: PathUnits, links: dict[int, tuple[
               piece: SpecimenPiece, nodes: pd.DataFrame, rows: NDArray[np.int64], core: NDArray[np.bool_],
               d_mr: FloatArray, params: SpecimenParams, prev: PieceRegistration | None, pairs: dict[int, int]
               ) -> PieceRegistration:
-    """Register one piece (a second pass where ``prev`` and enough held ``pairs``: label -> MR row)."""
+    """Register one piece (a second pass where ``prev`` and enough held ``pairs``: label -> MR row; with ``prev``
+    and too few, the first pass's registration as it is: the same inputs would give it again)."""
+    if prev is not None and len(pairs) < params.refit_min_pairs:
+        return prev
     prior = _level_prior(case, mr, units, links, piece.id, nodes["node"].to_numpy(), rows, params)
     anchors = _anchors(mr, units, links, piece.id, nodes, rows, core)
     poses = None
-    if prev is not None and len(pairs) >= params.refit_min_pairs:
+    if prev is not None:
         prior, anchors = _fixed_prior(prior, nodes, rows, mr, pairs, params.refit_lock)
         poses = [prev.pose_key()]
     reg = register_piece(piece.id, nodes[["x", "y", "z"]].to_numpy(float), mr.pos[rows], piece.side.value,
