@@ -389,7 +389,8 @@ def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = Non
     specimen = specimen if specimen is not None else reconstruct_specimen(case, levels)
     mr, units = mr_nodes(case, levels), path_units(case)
     cons = _index_constraints(constraints or Constraints(), mr, units)
-    via = specimen_evidence(case, mr, units)  # ex vivo specimen MRI: one more evidence term (None without)
+    # ex vivo specimen MRI: one more evidence term (None without)
+    via = specimen_evidence(case, mr, units, match_params=params)
     res = _match_once(case, levels, mr, units, cons, specimen, via, params, warps, auto_threshold)
     sp = SpecimenParams()
     if via is not None and sp.refit:  # second pass: re-register from the first assignment's confident pairs
@@ -397,7 +398,7 @@ def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = Non
         unit_of = {node: j for j, mem in enumerate(units.members) for node in mem}
         fixed = confident_pairs(res.matches, via, mr_rows, unit_of, sp.refit_confidence)
         if any(len(v) >= sp.refit_min_pairs for v in fixed.values()):
-            second = specimen_evidence(case, mr, units, sp, fixed=fixed, previous=via)
+            second = specimen_evidence(case, mr, units, sp, fixed=fixed, previous=via, match_params=params)
             via = keep_held(second, via, fixed) if second is not None and sp.refit_keep_held else second
             res = _match_once(case, levels, mr, units, cons, specimen, via, params, warps, auto_threshold)
     return res

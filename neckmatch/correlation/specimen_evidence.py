@@ -82,8 +82,8 @@ class SpecimenParams:
     cpd_spec_outlier: float = 0.3  # share of specimen nodes without an MR partner (one-to-one correspondences)
     exclusive: bool = True  # an MR node another specimen node explains better weakens the link's evidence for it
     exclusive_floor: float = 0.02  # the smallest such factor
-    merge_share: bool = True  # a possibly merged MR label whose size fits its two best specimen nodes together
-    merge_min: float = 0.05  # ... (merge prior at least this) lets both hold their combined share
+    merge_share: bool = True  # a merge candidate of the engine (MatchParams.merge_min) whose size fits its two best
+    # specimen nodes together lets both hold their combined share
     merge_size_sd: float = 0.15  # log-sd of specimen / MR equivalent diameter in that size test
     refit: bool = True  # second pass: re-register each piece from the first joint assignment's confident pairs
     refit_min_pairs: int = 4  # ... where it has at least this many
@@ -222,19 +222,21 @@ def _reliability(size: float, long_s: float, long_all: FloatArray, mu: float, pr
 
 
 def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: SpecimenParams | None = None,
-                      fixed: dict[str, dict[int, int]] | None = None, previous: SpecimenEvidence | None = None
-                      ) -> SpecimenEvidence | None:
+                      fixed: dict[str, dict[int, int]] | None = None, previous: SpecimenEvidence | None = None,
+                      match_params: MatchParams | None = None) -> SpecimenEvidence | None:
     """Register every piece of ``case.specimen`` and compute the specimen term (None without a specimen block).
 
     A second pass (``fixed``: per image, specimen label -> MR row of the confident pairs of a first joint
     assignment; ``previous``: that pass's evidence) keeps each piece's pose, starts from those pairs and holds
-    them in the correspondence prior (:func:`_fixed_prior`)."""
+    them in the correspondence prior (:func:`_fixed_prior`). ``match_params``: the engine's, whose merge
+    candidates (a second slot) may share a specimen node's evidence (:func:`merge_shares`)."""
     if case.specimen is None:
         return None
     params = params or SpecimenParams()
     n, m = len(mr.node), len(units.unit)
     d_mr = _diameter(mr.volume_mm3) if mr.volume_mm3 is not None else mr.long_mm * 0.75
-    merge_p = merge_prior(mr, MatchParams()) if params.merge_share else np.zeros(n)
+    mp = match_params or MatchParams()
+    mergeable = (merge_prior(mr, mp) >= mp.merge_min) & (params.merge_share and mp.merge)
     regs, measured, cands = {}, {}, {}
     links = _link_map(case, units)
     before = {r.image: r for r in previous.registrations} if previous is not None else {}
@@ -259,7 +261,7 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
         if len(rows):
             C = reg.correspondence(mr.pos[rows], sigma, params.cpd_outlier, None)
             share[rows, j] = merge_shares(C, nodes["volume_mm3"].to_numpy(float), d_mr[rows],
-                                          merge_p[rows] >= params.merge_min, params.merge_size_sd)[s]
+                                          mergeable[rows], params.merge_size_sd)[s]
             if params.exclusive:
                 dens[rows] *= np.maximum(share[rows, j], params.exclusive_floor)
         p_right = 1.0 - (params.probable_error if cert == "probable" else params.link_error)
