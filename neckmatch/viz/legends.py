@@ -39,20 +39,17 @@ def draw_legends(fig: Figure, scene: Scene, x: float) -> None:
     lv.append(Line2D([], [], color="#555555", linestyle=(0, (5, 3)), linewidth=1.6, label="(level): behind others"))
     fig.legend(handles=lv, loc="upper left", bbox_to_anchor=(x, 0.93), title="Level regions",
                fontsize=10, title_fontsize=11, frameon=False, handlelength=2.2, handleheight=1.4)
-    if scene.node_coloring == "outcome":
-        nodes: list[Artist] = [
-            Patch(facecolor=c, edgecolor=c, label=OUTCOME_LABELS[k]) for k, c in scene.node_legend.items()
-        ]
-        title = "MR nodes by outcome"
-    else:
-        nodes = [Patch(facecolor=c, edgecolor=c, label=k) for k, c in scene.node_legend.items()]
-        title = "MR nodes (by level)"
+    nodes: list[Artist]
     if scene.node_coloring == "outcome":
         nodes = [Line2D([], [], linestyle="none", marker=OUTCOME_MARKERS[k][0], markersize=11,
                         markerfacecolor=c if OUTCOME_MARKERS[k][1] else "white", markeredgecolor=c,
                         markeredgewidth=2.2, label=OUTCOME_LABELS[k]) for k, c in scene.node_legend.items()]
         nodes.append(Line2D([], [], linestyle="none", label="triangle: metastasis, circle: benign;\n"
                             "filled: called malignant on MR"))
+        title = "MR nodes by outcome"
+    else:
+        nodes = [Patch(facecolor=c, edgecolor=c, label=k) for k, c in scene.node_legend.items()]
+        title = "MR nodes (by level)"
     if scene.of_kind("container"):
         nodes.append(Patch(facecolor="white", edgecolor="#262626", linewidth=1.5, label="pathology container"))
     statuses = {"positive", "negative"} | {p.status for p in scene.path_markers} if scene.path_markers else set()
