@@ -138,10 +138,8 @@ def _e_step(X: FloatArray, TY: FloatArray, sigma2: float, w: float, feat: FloatA
     norm = (2.0 * np.pi * sigma2) ** (_D / 2)
     col = K.sum(axis=0)
     c = norm * w / (1.0 - w) * M / N
-    P = K / (col + c)
     ll = float(np.sum(np.log((1.0 - w) / M * col / norm + w / N)))
-    if wy is not None:
-        P = _sinkhorn(K, c, norm * wy / (1.0 - wy) * N / M)
+    P = K / (col + c) if wy is None else _sinkhorn(K, c, norm * wy / (1.0 - wy) * N / M)
     return P, ll
 
 
