@@ -51,6 +51,7 @@ STAGING = ".staging"
 # Names the cohort run writes at the top of OUT: a case id may not be one of them.
 RESERVED_NAMES = frozenset({"tables", "stats", "figures", "cases.csv", "report.html", "run.json"})
 TRUTH_KEYS = ("nodes", "reads", "levels", "sides", "patient")
+_MMAP_THRESHOLD = 1 << 20  # bytes; see _worker_init
 _BLAS_ENV = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
@@ -192,6 +193,40 @@ def run_case_task(
         if _is_ours(final):
             _remove_dir(final)  # an older result of inputs that now fail would contradict cases.csv
         return CaseRecord(case_id, str(case_dir), "failed", _one_line(exc, case_dir, case_id), time.perf_counter() - t0)
+    finally:
+        _return_freed_memory()
+
+
+def _libc() -> Any:
+    """The C library (glibc's ``mallopt`` / ``malloc_trim``), or None where there is none to call (not Linux, musl)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    except OSError:
+        return None
+
+
+def _return_freed_memory() -> None:
+    """Give the heap memory freed by a finished case back to the system (glibc ``malloc_trim``; a few ms): a
+    worker's resident memory otherwise ratchets up from case to case (~100 MB after 3 cases)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def _map_large_blocks() -> None:
+    """Allocate every block of :data:`_MMAP_THRESHOLD` bytes or more in pages of its own, returned to the system
+    when freed (glibc ``mallopt(M_MMAP_THRESHOLD)``). By default glibc raises that threshold as large blocks are
+    freed, after which the large temporary arrays of the next case come from the heap, whose freed gaps stay
+    resident: a worker's peak memory was 30 MB higher. Same speed (measured)."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(-3, _MMAP_THRESHOLD)  # M_MMAP_THRESHOLD = -3
 
 
 def _is_ours(folder: Path) -> bool:
@@ -367,6 +402,7 @@ def _worker_init(parent_pid: int) -> None:
     import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _map_large_blocks()
     if sys.platform.startswith("linux"):
         import ctypes
 

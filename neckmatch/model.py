@@ -415,7 +415,8 @@ class LabelMap:
     def labels(self) -> NDArray[np.int64]:
         """Sorted label values present, background excluded (ndarray of shape (L,), int64).
 
-        Only the non-zero voxels are sorted: a node map is mostly background.
+        Only the non-zero voxels are sorted (a node map is mostly background), found ``2**20`` voxels at a time: no
+        mask as large as the map is made.
 
         Examples
         --------
@@ -423,8 +424,9 @@ class LabelMap:
         >>> LabelMap(data, np.eye(4)).labels().tolist(), LabelMap(data * 0, np.eye(4)).labels().tolist()
         ([2, 7], [])
         """
-        flat = self.data.ravel(order="K")
-        return np.unique(flat[flat != 0]).astype(np.int64)
+        flat, chunk = self.data.ravel(order="K"), 1 << 20
+        found = [np.unique(part[part != 0]) for part in (flat[i:i + chunk] for i in range(0, flat.size, chunk))]
+        return np.unique(np.concatenate(found)).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
 
     def to_ras(self, ijk: Any) -> FloatArray:
         """Voxel indices (N, 3) -> RAS mm (N, 3)."""

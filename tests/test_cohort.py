@@ -322,3 +322,46 @@ def test_a_missing_constraints_folder_is_refused_before_any_case_runs(tmp_path):
     with pytest.raises(InputError, match="constraints folder not found"):
         run_cohort(tmp_path / "cohort", tmp_path / "out", workers=1, maps=False, constraints_dir=tmp_path / "nope")
     assert not any((tmp_path / "out").glob("SYN*"))
+
+
+class _FakeLibc:
+    """Records the glibc memory calls the cohort makes."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def malloc_trim(self, pad: int) -> int:
+        self.calls.append(("malloc_trim", pad))
+        return 1
+
+    def mallopt(self, param: int, value: int) -> int:
+        self.calls.append(("mallopt", param, value))
+        return 1
+
+
+def test_every_case_returns_its_freed_memory_even_when_it_fails(cohort: Path, tmp_path: Path, monkeypatch) -> None:
+    import neckmatch.cohort as cohort_mod
+
+    fake = _FakeLibc()
+    monkeypatch.setattr(cohort_mod, "_libc", lambda: fake)
+    ok = cohort_mod.run_case_task(str(cohort / CASES[0]), str(tmp_path), CASES[0], "fp", Settings(), False)
+    bad = cohort_mod.run_case_task(str(tmp_path / "missing"), str(tmp_path), "X1", "fp", Settings(), False)
+    assert (ok.status, bad.status) == ("ok", "failed")
+    assert fake.calls == [("malloc_trim", 0), ("malloc_trim", 0)]
+
+
+def test_a_worker_maps_large_blocks_in_pages_of_their_own(monkeypatch) -> None:
+    import neckmatch.cohort as cohort_mod
+
+    fake = _FakeLibc()
+    monkeypatch.setattr(cohort_mod, "_libc", lambda: fake)
+    cohort_mod._map_large_blocks()
+    assert fake.calls == [("mallopt", -3, 1 << 20)]  # M_MMAP_THRESHOLD, 1 MiB
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim and mallopt are Linux calls")
+def test_the_c_library_offers_the_memory_calls_on_linux() -> None:
+    from neckmatch.cohort import _libc
+
+    libc = _libc()
+    assert libc is not None and libc.malloc_trim(0) in (0, 1)

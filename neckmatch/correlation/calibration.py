@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.stats import beta
 
 __all__ = ["CALIBRATION", "AUTO_THRESHOLD", "calibrate", "fit_logistic", "auto_threshold", "clopper_pearson_upper",
            "guaranteed_threshold", "min_decisions", "Certified", "calibration_keys"]
@@ -131,6 +130,8 @@ def clopper_pearson_upper(errors: int, n: int, delta: float = 0.05) -> float:
     """
     if n <= 0 or errors >= n:
         return 1.0
+    from scipy.stats import beta  # here, not at the top: scipy.stats costs every process that matches ~0.5 s
+
     return float(beta.ppf(1.0 - delta, errors + 1, n - errors))
 
 

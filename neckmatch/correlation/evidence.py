@@ -27,6 +27,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy.special import gammaln, ndtr, stdtr
 
+from neckmatch.geometry.levels import adjacent_level_pairs
 from neckmatch.geometry.specimen import Specimen, Warp
 from neckmatch.model import MIDLINE_LEVELS, Case, ContainerLevel, Level, Side
 
@@ -37,11 +38,6 @@ __all__ = ["MatchParams", "MRNodes", "PathUnits", "mr_nodes", "path_units", "lev
 
 FloatArray = NDArray[np.float64]
 _LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
-
-# Spec adjacency (shared/spec/levels.md), used where geometry.levels.level_graph is not available.
-_ADJACENT = ("IA-IB IA-VI IB-IIA IB-III IIA-IIB IIA-III IIA-RP IIB-III IIB-VA III-IV III-VA III-VI IV-VB IV-VI "
-             "IV-SC VA-VB VB-SC VI-VII VII-SC").split()
-
 
 @dataclass(frozen=True)
 class MatchParams:
@@ -217,29 +213,11 @@ def path_units(case: Case) -> PathUnits:
                      np.array(size, dtype=np.float64), np.array(cc, dtype=np.float64), np.array(ap, dtype=np.float64))
 
 
-def _level_name(v: object) -> str:
-    v = v[1] if isinstance(v, tuple) else v
-    return str(getattr(v, "value", v))
-
-
-def _same_side(a: object, b: object) -> bool:
-    if not (isinstance(a, tuple) and isinstance(b, tuple)):
-        return True
-    return str(getattr(a[0], "value", a[0])) == str(getattr(b[0], "value", b[0]))
-
-
 @lru_cache(maxsize=1)
 def adjacent_levels() -> dict[str, frozenset[str]]:
     """Same-side adjacency of imaging levels (spec list), as level -> neighbours."""
-    try:
-        from neckmatch.geometry.levels import level_graph
-
-        g = level_graph()
-        pairs = [(_level_name(a), _level_name(b)) for a, b in g.edges() if _same_side(a, b)]
-    except ImportError:
-        pairs = [(a, b) for a, b in (e.split("-") for e in _ADJACENT)]
     out: dict[str, set[str]] = {lv.value: set() for lv in Level}
-    for a, b in pairs:
+    for a, b in adjacent_level_pairs():
         if a in out and b in out and a != b:
             out[a].add(b)
             out[b].add(a)

@@ -33,9 +33,8 @@ horizontal boundaries; ``boundary_mm`` and ``borderline`` flag exactly those nod
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
@@ -43,7 +42,11 @@ from numpy.typing import ArrayLike, NDArray
 from neckmatch.errors import InputError
 from neckmatch.model import REQUIRED_LANDMARKS, Case, Landmarks, Level, Side
 
-__all__ = ["LevelAssignment", "assign_levels", "level_graph", "levels_table", "require_landmarks", "SYSTEM"]
+if TYPE_CHECKING:
+    import networkx as nx
+
+__all__ = ["LevelAssignment", "assign_levels", "level_graph", "adjacent_level_pairs", "levels_table",
+           "require_landmarks", "SYSTEM"]
 
 SYSTEM = "som1999"
 
@@ -304,6 +307,15 @@ def assign_levels(points: ArrayLike, landmarks: Landmarks, tolerance_mm: float =
     )
 
 
+def adjacent_level_pairs() -> list[tuple[str, str]]:
+    """The spec's same-side level adjacency as pairs of level names (the same-side edges of :func:`level_graph`).
+
+    >>> adjacent_level_pairs()[:3]
+    [('IA', 'IB'), ('IA', 'VI'), ('IB', 'IIA')]
+    """
+    return [(a, b) for a, b in (e.split("-") for e in _ADJACENT)]
+
+
 def level_graph() -> nx.Graph:
     """The spec's level adjacency as an undirected graph on nodes ``(side, level)`` (plain strings).
 
@@ -315,10 +327,12 @@ def level_graph() -> nx.Graph:
     >>> g.number_of_nodes(), g.has_edge(("R", "IIA"), ("R", "III")), g.has_edge(("R", "VI"), ("L", "VI"))
     (24, True, True)
     """
+    import networkx as nx  # here, not at the top: networkx costs every process that reads a case ~0.2 s
+
     g = nx.Graph()
     for side in (Side.R.value, Side.L.value):
         g.add_nodes_from((side, lv.value) for lv in Level)
-        g.add_edges_from(((side, a), (side, b)) for a, b in (e.split("-") for e in _ADJACENT))
+        g.add_edges_from(((side, a), (side, b)) for a, b in adjacent_level_pairs())
     g.add_edges_from(((Side.R.value, lv), (Side.L.value, lv)) for lv in _ACROSS)
     return g
 

@@ -30,6 +30,7 @@ from typing import Any
 import nibabel as nib
 import nrrd
 import numpy as np
+from nibabel.openers import ImageOpener
 from numpy.typing import NDArray
 from scipy import ndimage
 
@@ -159,7 +160,7 @@ def _read_nifti(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[int
     try:
         img: Any = nib.load(path)  # a SpatialImage (FileBasedImage in the stubs, without dataobj / affine)
         _check_size(path, img.header.get_data_shape(), img.header.get_data_dtype().itemsize, "dim")
-        data = np.asanyarray(img.dataobj)
+        data = _nifti_voxels(path, img.dataobj)
         affine = np.asarray(img.affine, dtype=np.float64)
     except InputError:
         raise
@@ -170,6 +171,29 @@ def _read_nifti(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[int
     if data.ndim != 3:
         raise InputError(path, "shape", f"label map must be 3-D, got shape {data.shape}")
     return data, affine, {}
+
+
+def _nifti_voxels(path: Path, proxy: Any, chunk: int = 1 << 20) -> NDArray[Any]:
+    """The voxels of a NIfTI image as nibabel reads them (``np.asanyarray(proxy)``), but a compressed file is
+    decompressed ``chunk`` bytes at a time straight into the array: nibabel's own read of a ``.nii.gz`` holds the
+    decompressed bytes two or three times over at its peak (one more full copy of the label map per copy).
+
+    Uncompressed files (memory-mapped by nibabel) and scaled data (``scl_slope`` / ``scl_inter``: nibabel returns
+    floats) are left to nibabel. Raises EOFError for a file that ends before its voxels do.
+    """
+    if not str(proxy.file_like).lower().endswith(".gz") or (float(proxy.slope), float(proxy.inter)) != (1.0, 0.0):
+        return np.asanyarray(proxy)
+    data = np.empty(proxy.shape, dtype=proxy.dtype, order="F")
+    raw = data.reshape(-1, order="F").view(np.uint8).data  # the array's own bytes (a memoryview), in file order
+    with ImageOpener(proxy.file_like, "rb") as fh:
+        fh.seek(proxy.offset)
+        done = 0
+        while done < len(raw):
+            got = fh.readinto(raw[done:done + chunk])
+            if not got:
+                raise EOFError(f"expected {len(raw)} bytes of voxels, the file ends after {done}")
+            done += got
+    return data
 
 
 def _read_nrrd(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[int, str]]:
@@ -316,7 +340,7 @@ def _as_labels(path: Path, data: NDArray[Any]) -> NDArray[np.integer]:
     return data
 
 
-def _count_labels(labels: NDArray[np.integer], chunk: int = 1 << 22) -> int:
+def _count_labels(labels: NDArray[np.integer], chunk: int = 1 << 20) -> int:
     """Number of distinct labels > 0, counted ``chunk`` voxels at a time over the array as it lies in memory (no
     full-size copy: ``np.bincount`` would otherwise hold a whole int64 copy of the map)."""
     flat = labels.ravel(order="K")

@@ -9,6 +9,8 @@ i.e. y = x - 50, and sd = (y - x + 50) / sqrt(2) (the carotid at (10, 0) is on t
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,13 @@ import pandas as pd
 import pytest
 
 from neckmatch.errors import InputError
-from neckmatch.geometry.levels import _demo_landmarks, assign_levels, level_graph, levels_table
+from neckmatch.geometry.levels import (
+    _demo_landmarks,
+    adjacent_level_pairs,
+    assign_levels,
+    level_graph,
+    levels_table,
+)
 from neckmatch.geometry.measure import measure_nodes
 from neckmatch.model import Case, Curve, LabelMap, Landmarks
 from tests.cli_helpers import run_main as _run_cli
@@ -236,6 +244,19 @@ def test_level_graph_has_the_spec_adjacency():
     assert g.has_edge(("R", "VII"), ("L", "VII")) and g.has_edge(("L", "IA"), ("R", "IA"))
     assert not g.has_edge(("R", "IA"), ("R", "III")) and not g.has_edge(("R", "IIA"), ("L", "IIA"))
     assert not g.has_edge(("R", "IV"), ("L", "VI"))
+
+
+def test_adjacent_level_pairs_are_the_graphs_same_side_edges():
+    same_side = {frozenset((a[1], b[1])) for a, b in level_graph().edges() if a[0] == b[0]}
+    assert {frozenset(p) for p in adjacent_level_pairs()} == same_side and len(adjacent_level_pairs()) == 19
+
+
+def test_matching_a_case_does_not_import_scipy_stats_or_networkx():
+    """Each worker of a cohort run imports what matching needs: these two cost ~0.7 s a worker and are not used."""
+    code = ("import sys, neckmatch.correlation.matching, neckmatch.pipeline, neckmatch.io.case; "
+            "print(sorted(m for m in ('scipy.stats', 'networkx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[]"
 
 
 # ---------------------------------------------------------------- levels_table on label maps

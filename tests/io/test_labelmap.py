@@ -305,3 +305,52 @@ def test_more_labels_than_the_limit_are_refused(tmp_path: Path) -> None:
                                                        np.eye(4)))
     with pytest.raises(InputError, match=f"{MAX_LABELS + 1} labels"):
         read_label_map(tmp_path / "many.nii.gz")
+
+
+# ---- memory: no second full copy ---------------------------------------------------------------------------------
+def _big_map() -> LabelMap:
+    """A 16 Mvoxel uint8 map (16 MB) of 40 box-shaped nodes: large enough that a copy stands out from the rest."""
+    data = np.zeros((256, 256, 256), dtype=np.uint8)
+    for k in range(40):
+        i, j = 12 + (k % 8) * 30, 20 + (k // 8) * 45
+        data[i:i + 10, j:j + 12, 100:140] = k + 1
+    return LabelMap(data, np.diag([0.5, 0.5, 0.5, 1.0]))
+
+
+def test_reading_a_gz_nifti_holds_one_copy_of_the_voxels(tmp_path: Path) -> None:
+    import tracemalloc
+
+    lm = _big_map()
+    size = lm.data.nbytes
+    path = write_label_map(tmp_path / "big.nii.gz", lm)
+    tracemalloc.start()
+    try:
+        back = read_label_map(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(back.data, lm.data)
+    assert peak < 1.6 * size  # the map + 8 MB of counting (nibabel's read: 3 maps)
+
+
+def test_labels_makes_no_mask_as_large_as_the_map() -> None:
+    import tracemalloc
+
+    lm = _big_map()
+    size = lm.data.nbytes
+    tracemalloc.start()
+    try:
+        found = lm.labels()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert found.tolist() == list(range(1, 41))
+    assert peak < 0.25 * size  # the whole-map mask of before: 1 x size
+
+
+def test_a_truncated_gz_nifti_names_the_missing_bytes(tmp_path: Path) -> None:
+    raw = write_label_map(tmp_path / "ok.nii.gz", _big_map()).read_bytes()
+    cut = gzip.decompress(raw)[: 352 + 1000]  # the header and the first 1000 voxels only, as a valid gzip stream
+    (tmp_path / "short.nii.gz").write_bytes(gzip.compress(cut))
+    with pytest.raises(InputError, match=r"short\.nii\.gz: cannot read NIfTI .*EOFError: expected 16777216 bytes"):
+        read_label_map(tmp_path / "short.nii.gz")
