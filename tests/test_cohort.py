@@ -365,3 +365,13 @@ def test_the_c_library_offers_the_memory_calls_on_linux() -> None:
 
     libc = _libc()
     assert libc is not None and libc.malloc_trim(0) in (0, 1)
+
+
+def test_the_report_modules_are_imported_in_a_thread_while_cases_run() -> None:
+    code = ("import sys, threading; from neckmatch.cohort import _prepare_report; "
+            "before = 'neckmatch.viz.plots' in sys.modules; _prepare_report(); "
+            "[t.join() for t in threading.enumerate() if t.name == 'neckmatch-report-imports']; "
+            "print(before, all(m in sys.modules for m in ('neckmatch.report', 'neckmatch.stats.report', "
+            "'neckmatch.viz.plots', 'neckmatch.stats.reader_study')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["False", "True"]
