@@ -5,14 +5,16 @@ Run: ``.venv/bin/python benchmarks/maps.py [--cases 3] [--cohort-cases 8] [--vox
 1. ``--cohort-cases`` synthetic cases at ``--voxel-mm`` isotropic voxels (0.42 mm gives ~35-50 Mvoxel label maps
    with ~65-105 nodes, the size of a real USPIO neck MRI) are generated into a temporary folder (not timed).
 2. The floor, in this process: read every cohort case's label map and find its labels (``read_label_map`` +
-   ``LabelMap.labels()``), serially: the least any run must do per case.
+   ``LabelMap.labels()``), serially: the least any run must do per case. Also printed, for comparison with
+   earlier numbers: the floor as measured before ``read_label_map`` decompressed into the array (slower).
 3. In memory, for the first ``--cases`` cases, as the pipeline hands them over: the engine (``compute_case``) and
    then ``render_maps`` per case
    (PNG, GLB, viewer page, VTK multiblock, both Slicer segmentations, landmarks, scene); a first render on a
    small case warms up the imports and the OpenGL context. Printed: seconds per case, the ratio to the floor and
    the seconds of each stage of the maps (scene, PNG and its off-screen views, GLB, viewer, VTM, segmentations).
 4. Unless ``--no-cohort``: ``neckmatch run`` of all cohort cases with and without maps (2 workers, fresh
-   interpreters): wall time as a multiple of the floor, and the peak resident memory of a worker. With 8 cases
+   interpreters): wall time as a multiple of the floor, and the peak resident memory of a worker; when the first
+   and the last case were done, the report's share and the CPU seconds of the workers and the parent. With 8 cases
    each worker does 4, so the start of the workers (interpreter, imports, OpenGL context: ~2-3 s) no longer
    dominates as it did with 2 cases.
 """
@@ -32,9 +34,14 @@ _CHILD = """
 import json, resource, sys, time
 t0 = time.perf_counter()
 from neckmatch.cohort import run_cohort
-res = run_cohort(sys.argv[1], sys.argv[2], workers=2, maps=sys.argv[3] == "maps")
-print(json.dumps({"run_s": time.perf_counter() - t0, "status": [r.status for r in res.records],
-                  "children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+done = []
+res = run_cohort(sys.argv[1], sys.argv[2], workers=2, maps=sys.argv[3] == "maps",
+                 on_progress=lambda rec, i, n: done.append(time.perf_counter() - t0))
+end = time.perf_counter() - t0
+own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"run_s": end, "status": [r.status for r in res.records], "first_s": done[0],
+                  "last_case_s": done[-1], "cpu_parent_s": own.ru_utime + own.ru_stime,
+                  "cpu_workers_s": kids.ru_utime + kids.ru_stime, "children_mb": kids.ru_maxrss / 1024}))
 """
 
 
@@ -55,6 +62,20 @@ def _floor(cases: list[Path]) -> float:
     for case in cases:
         manifest = json.loads((case / "case.json").read_text(encoding="utf-8"))
         read_label_map(case / manifest["mri"]["nodes"]).labels()
+    return time.perf_counter() - t0
+
+
+def _floor_nibabel(cases: list[Path]) -> float:
+    """The floor as earlier versions measured it: nibabel's own read of the voxels and a whole-map mask for the
+    labels (read_label_map now decompresses into the array and counts labels in chunks: faster, so a lower floor)."""
+    import nibabel as nib
+    import numpy as np
+
+    t0 = time.perf_counter()
+    for case in cases:
+        manifest = json.loads((case / "case.json").read_text(encoding="utf-8"))
+        flat = np.asanyarray(nib.load(case / manifest["mri"]["nodes"]).dataobj).ravel(order="K")
+        np.unique(flat[flat != 0])
     return time.perf_counter() - t0
 
 
@@ -142,9 +163,11 @@ def main() -> None:
         generate_case("WARM", case_seed(3, 0), root / "warm")
         print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         floor = _floor(cases)
+        old_floor = _floor_nibabel(cases)
         n, n_all = min(args.cases, len(cases)), len(cases)
         print(f"floor (read each label map + find its labels, serially in one process): {n_all} cases "
-              f"{floor:.1f} s, {floor / n_all:.3f} s per case")
+              f"{floor:.1f} s, {floor / n_all:.3f} s per case; the floor as measured before read_label_map "
+              f"decompressed into the array (nibabel's read + a whole-map mask): {old_floor / n_all:.3f} s per case")
         engine, scene, maps = _in_memory(cases[:n], root / "warm" / "WARM", root / "maps")
         floor_n = floor * n / n_all
         print(f"maps in memory: {maps / n:.2f} s per case (target <= 1 s; {maps / floor_n:.1f}x the floor; "
@@ -155,8 +178,13 @@ def main() -> None:
             full = _cohort(root / "cohort", root / "run-maps", maps=True)
             for label, s in (("run --no-maps", bare), ("run with maps", full)):
                 print(f"{label}, 2 workers, {n_all} cases: wall {s['wall_s']:.1f} s = {s['wall_s'] / floor:.1f}x the "
-                      f"floor; peak RSS per worker {s['children_mb']:.0f} MB; {sorted(set(s['status']))}")
-            print(f"cohort with maps: {full['wall_s'] / floor:.1f}x the read+label floor (target <= 5), "
+                      f"floor ({s['wall_s'] / old_floor:.1f}x the floor as measured before); peak RSS per worker "
+                      f"{s['children_mb']:.0f} MB; {sorted(set(s['status']))}\n  first case done {s['first_s']:.1f} s "
+                      f"after the run started (worker start, imports, its first case), last case "
+                      f"{s['last_case_s']:.1f} s, report and exit {s['run_s'] - s['last_case_s']:.1f} s; CPU: workers "
+                      f"{s['cpu_workers_s']:.1f} s, parent {s['cpu_parent_s']:.1f} s")
+            print(f"cohort with maps: {full['wall_s'] / floor:.1f}x the read+label floor (target <= 5; "
+                  f"{full['wall_s'] / old_floor:.1f}x the floor as measured before), "
                   f"{full['wall_s'] / bare['wall_s']:.2f}x the run without maps; peak RSS per worker with maps "
                   f"{full['children_mb']:.0f} MB (target <= 600), without {bare['children_mb']:.0f} MB")
         print(f"load average after: {os.getloadavg()[0]:.1f}")
