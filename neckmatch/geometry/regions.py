@@ -104,6 +104,7 @@ class _AtHeights:
         self.zs = z
         if len(np.unique(sample)) * 4 < len(sample):
             self.zs, self.inv = np.unique(z, return_inverse=True)
+        self._raw: dict[str, FloatArray] = {}
         self._cache: dict[str, FloatArray] = {}
         mids = landmarks.midline_points()
         self.x_mid = self._gather(np.interp(self.zs, mids[:, 2], mids[:, 0]))
@@ -116,15 +117,24 @@ class _AtHeights:
             return np.broadcast_to(values[0], (self.n, *values.shape[1:]))
         return values[self.inv]
 
+    def _at(self, name: str) -> FloatArray:
+        """(x, y) of a curve at each of :attr:`zs`: ndarray of shape (len(zs), 2)."""
+        if name not in self._raw:
+            self._raw[name] = self.lm.curve(name).at(self.zs)
+        return self._raw[name]
+
     def curve(self, name: str) -> FloatArray:
         """(x, y) of a curve at each point's height: ndarray of shape (N, 2), float, mm."""
         if name not in self._cache:
-            self._cache[name] = self._gather(self.lm.curve(name).at(self.zs))
+            self._cache[name] = self._gather(self._at(name))
         return self._cache[name]
 
     def sides(self, stem: str, right: NDArray[np.bool_]) -> FloatArray:
         """(x, y) of the curve of each point's side: ndarray of shape (N, 2), float, mm."""
-        return np.where(right[:, None], self.curve(f"{stem}_R"), self.curve(f"{stem}_L"))
+        r, left = self._at(f"{stem}_R"), self._at(f"{stem}_L")
+        if self.inv is None or len(r) == 1:
+            return np.where(right[:, None], self.curve(f"{stem}_R"), self.curve(f"{stem}_L"))
+        return np.concatenate([r, left])[self.inv + len(r) * ~right]  # one gather from both sides' heights
 
 
 def in_neck_envelope(points: FloatArray, landmarks: Landmarks, margin_mm: float = 10.0) -> NDArray[np.bool_]:
@@ -324,40 +334,19 @@ def level_label_map(
         shape, affine = reference.data.shape, reference.affine
     else:
         raise InputError("options", "reference", "need a reference grid or spacing_mm, got neither")
-    if spacing_mm is not None:
-        data = _axial_grid_levels(landmarks, shape, affine, margin_mm)
-    else:
-        out = np.zeros(int(np.prod(shape)), dtype=np.uint8)
-        lin = affine[:3, :3].T
-        for start in range(0, out.size, chunk_voxels):
-            flat = np.arange(start, min(start + chunk_voxels, out.size))
-            ras = np.column_stack(np.unravel_index(flat, shape)).astype(np.float64) @ lin + affine[:3, 3]
-            inside = in_neck(ras, landmarks, margin_mm)
-            if inside.any():
-                res = assign_levels(ras[inside], landmarks)
-                out[flat[inside]] = _label_values(res.side, res.level)
-        data = out.reshape(shape)
-    present = np.unique(data)
-    names = {int(v): LEVEL_NAMES[int(v)] for v in present if v}
-    return LabelMap(data, affine, names), names
-
-
-def _axial_grid_levels(
-    landmarks: Landmarks, shape: tuple[int, int, int], affine: FloatArray, margin_mm: float
-) -> NDArray[np.uint8]:
-    """Level labels of an axis-aligned grid, one axial slice at a time (every curve is one value per slice)."""
-    out = np.zeros(shape, dtype=np.uint8)
-    ii, jj = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
-    xy = np.column_stack([ii.ravel() * affine[0, 0] + affine[0, 3], jj.ravel() * affine[1, 1] + affine[1, 3]])
-    for k in range(shape[2]):
-        ras = np.column_stack([xy, np.full(len(xy), k * affine[2, 2] + affine[2, 3])])
+    out = np.zeros(int(np.prod(shape)), dtype=np.uint8)
+    lin = affine[:3, :3].T
+    for start in range(0, out.size, chunk_voxels):  # an axis-aligned grid's few heights: curves once per height
+        flat = np.arange(start, min(start + chunk_voxels, out.size))
+        ras = np.column_stack(np.unravel_index(flat, shape)).astype(np.float64) @ lin + affine[:3, 3]
         inside = in_neck(ras, landmarks, margin_mm)
         if inside.any():
             res = assign_levels(ras[inside], landmarks)
-            values = np.zeros(len(xy), dtype=np.uint8)
-            values[inside] = _label_values(res.side, res.level)
-            out[:, :, k] = values.reshape(shape[:2])
-    return out
+            out[flat[inside]] = _label_values(res.side, res.level)
+    data = out.reshape(shape)
+    present = np.unique(data)
+    names = {int(v): LEVEL_NAMES[int(v)] for v in present if v}
+    return LabelMap(data, affine, names), names
 
 
 def _surface(mask: NDArray[np.bool_], smooth_iterations: int) -> tuple[FloatArray, NDArray[np.int64]]:
