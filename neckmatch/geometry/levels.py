@@ -310,6 +310,8 @@ def assign_levels(points: ArrayLike, landmarks: Landmarks, tolerance_mm: float =
 def adjacent_level_pairs() -> list[tuple[str, str]]:
     """The spec's same-side level adjacency as pairs of level names (the same-side edges of :func:`level_graph`).
 
+    Examples
+    --------
     >>> adjacent_level_pairs()[:3]
     [('IA', 'IB'), ('IA', 'VI'), ('IB', 'IIA')]
     """

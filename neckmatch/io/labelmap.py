@@ -103,7 +103,7 @@ def read_label_map(path: str | Path) -> LabelMap:
     Raises
     ------
     InputError
-        Missing, corrupt or truncated file; not 3-D; non-integer values; negative labels; non-invertible affine;
+        Missing, corrupt or truncated file; not 3-D; no voxels; non-integer values; negative labels; non-invertible affine;
         unknown NRRD space; a multi-layer (4-D) segmentation; a DICOM file that is not a SEG (names the
         Modality); DICOM segments that overlap (names the two segments); not a regularly spaced volume.
     """
@@ -117,6 +117,8 @@ def read_label_map(path: str | Path) -> LabelMap:
         data, affine, names = _read_nrrd(path)
     else:
         data, affine, names = _read_dicom_seg(_dicom_seg_file(path))
+    if data.size == 0:
+        raise InputError(path, "shape", f"label map has no voxels: shape {list(data.shape)}")
     labels = _as_labels(path, data)
     n_labels = _count_labels(labels)
     if n_labels > MAX_LABELS:

@@ -228,6 +228,18 @@ def test_non_integer_label_map(tmp_path: Path) -> None:
         read_label_map(tmp_path / "f.nii.gz")
 
 
+@pytest.mark.parametrize("name", ["e.nii.gz", "e.nii", "e.nrrd"])
+def test_label_map_without_voxels_is_refused(tmp_path: Path, name: str) -> None:
+    data = np.zeros((0, 4, 0), dtype=np.uint8)
+    if name.endswith(".nrrd"):
+        nrrd.write(str(tmp_path / name), data, {"space": "right-anterior-superior", "space directions": np.eye(3),
+                                                "space origin": np.zeros(3)}, index_order="F")
+    else:
+        nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / name)
+    with pytest.raises(InputError, match=rf"{name.replace('.', '[.]')}: shape: label map has no voxels: shape \[0, 4, 0\]"):
+        read_label_map(tmp_path / name)
+
+
 def test_negative_labels(tmp_path: Path) -> None:
     nib.save(nib.Nifti1Image(np.full((2, 2, 2), -3, dtype=np.int16), np.eye(4)), tmp_path / "n.nii")
     with pytest.raises(InputError, match=r"n\.nii: data: labels must be >= 0, got -3"):
