@@ -103,9 +103,10 @@ def read_label_map(path: str | Path) -> LabelMap:
     Raises
     ------
     InputError
-        Missing, corrupt or truncated file; not 3-D; no voxels; non-integer values; negative labels; non-invertible affine;
-        unknown NRRD space; a multi-layer (4-D) segmentation; a DICOM file that is not a SEG (names the
-        Modality); DICOM segments that overlap (names the two segments); not a regularly spaced volume.
+        Missing, corrupt or truncated file; not 3-D; no voxels; non-integer values; negative labels;
+        non-invertible affine; unknown NRRD space; a multi-layer (4-D) segmentation; a DICOM file that is not a
+        SEG (names the Modality); DICOM segments that overlap (names the two segments); not a regularly spaced
+        volume.
     """
     path = Path(path)
     if not (path.is_file() or (path.is_dir() and label_map_format(path) == "dicom")):

@@ -236,7 +236,8 @@ def test_label_map_without_voxels_is_refused(tmp_path: Path, name: str) -> None:
                                                 "space origin": np.zeros(3)}, index_order="F")
     else:
         nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / name)
-    with pytest.raises(InputError, match=rf"{name.replace('.', '[.]')}: shape: label map has no voxels: shape \[0, 4, 0\]"):
+    expected = rf"{name.replace('.', '[.]')}: shape: label map has no voxels: shape \[0, 4, 0\]"
+    with pytest.raises(InputError, match=expected):
         read_label_map(tmp_path / name)
 
 
