@@ -9,7 +9,9 @@ F1, auto precision and coverage of the true pairs, metastatic-pair recall, expec
 registration residual over the specimen nodes whose true node has its own MR label (registered centroid to MR
 centroid, mm) and the match time per case (ms). ``--calibrate`` fits the confidence of pairs decided through the
 specimen on a calibration cohort (seed 777 + k for the k-th family, so that the families' cases differ; every
-family but the held-out ``stress``, :data:`HELD_OUT`) and prints ``SPECIMEN_CALIBRATION`` and the auto threshold.
+family but the held-out ``stress``, :data:`HELD_OUT`) and prints ``SPECIMEN_CALIBRATION`` and the auto threshold:
+the largest of the families' thresholds at which each family's pairs are shown >= 99 % right (a pooled threshold
+let the easy families carry the hard ones: 0.927 gave 0.989 auto precision in flat and wrong-links, seed 2024).
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ def calibrate_on(root: Path, n: int) -> None:
     for k, fam in enumerate(f for f in FAMILIES if f not in HELD_OUT):  # a seed per family: distinct cases
         for item in load(n, CAL_SEED + k, fam, root):
             m, _, _ = run(item, True)
-            m = m.assign(ok=score_rows(m, truth_of(item["gt"])))
+            m = m.assign(ok=score_rows(m, truth_of(item["gt"])), family=fam)
             frames.append(m[(m["via"] == "specimen") & ~m["constrained"]])
     df = pd.concat(frames)
     margin, ok = df["margin"].fillna(50.0).to_numpy(float), df["ok"].to_numpy(bool)
@@ -132,7 +134,11 @@ def calibrate_on(root: Path, n: int) -> None:
     print("SPECIMEN_CALIBRATION =", tuple(round(v, 4) for v in coef),
           f"({len(df)} pairs, {ok.mean():.3f} right)")
     print("observed 99 % threshold:", round(auto_threshold(conf, ok, 0.99), 4))
-    print("SPECIMEN_AUTO_THRESHOLD =", round(bounded_threshold(conf, ok, 0.99), 4))
+    print("shown 99 % threshold, all families pooled:", round(bounded_threshold(conf, ok, 0.99), 4))
+    fam = df["family"].to_numpy()
+    per = {f: bounded_threshold(conf[fam == f], ok[fam == f], 0.99) for f in dict.fromkeys(fam)}
+    print("shown 99 % threshold per family:", {f: round(t, 4) for f, t in per.items()})
+    print("SPECIMEN_AUTO_THRESHOLD =", round(max(per.values()), 4), "(the largest: shown in every family)")
 
 
 def bounded_threshold(conf: np.ndarray, ok: np.ndarray, target: float, delta: float = 0.05) -> float:

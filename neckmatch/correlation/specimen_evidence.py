@@ -49,9 +49,11 @@ FloatArray = NDArray[np.float64]
 #: Weights of ``sigmoid(w . (margin, term, *FEATURES) + b)`` (the last value is ``b``) for pairs decided through
 #: the specimen: ``term`` = their specimen evidence (``-cost_specimen``), the rest :meth:`SpecimenEvidence.features`;
 #: fitted by ``benchmarks/specimen.py --calibrate`` (the ``stress`` family held out)
-SPECIMEN_CALIBRATION: tuple[float, ...] = (0.3078, -0.464, 3.6668, -1.0176, 0.8041, 0.0074, -0.0814, -1.7214)
-#: auto threshold of those pairs: the smallest confidence at which the calibration cohort's are >= 99 % right
-SPECIMEN_AUTO_THRESHOLD = 0.9752
+SPECIMEN_CALIBRATION: tuple[float, ...] = (0.4214, -0.4875, 2.8566, -0.2785, 0.4702, 0.0245, -0.2227, -3.3601,
+                                           -1.0068, 0.1964)
+#: auto threshold of those pairs: the smallest confidence at which the calibration cohort's are shown >= 99 % right
+#: in every family of it (one-sided 95 % Clopper-Pearson per family; the largest of the families' thresholds)
+SPECIMEN_AUTO_THRESHOLD = 0.9733
 
 #: How a transform in specimen_registration.json maps any point (PieceRegistration.map_points).
 MAPPING = ("q = ((p - spec_centre) @ rotation.T) / spec_scale; q = q @ affine.T + bend * q_z ** 2 + shift "
@@ -61,7 +63,10 @@ MAPPING = ("q = ((p - spec_centre) @ rotation.T) / spec_scale; q = q @ affine.T 
            "(p: points (K, 3) in the specimen scanner's RAS mm, x: patient RAS mm)")
 
 #: Names of :meth:`SpecimenEvidence.features` (after margin and term in the calibration).
-FEATURES = ("share", "zdist", "log_nodes", "pose_gap", "sigma")
+FEATURES = ("share", "zdist", "log_nodes", "pose_gap", "sigma", "size_misfit", "warp")
+
+#: expected log ratio of a specimen node's equivalent diameter to its in vivo node's (fixation shrinks 0-10 %)
+SIZE_MU = -0.05
 
 REGISTRATION_COLUMNS = ["image", "specimen_node", "mr_node", "confidence", "x", "y", "z", "residual_mm"]
 
@@ -105,7 +110,7 @@ class SpecimenEvidence:
 
     ``weights`` (n, m): ``w_spec``; ``linked`` (m,): the unit has a link to a registered piece;
     ``registrations``: one per piece; ``table``: specimen_registration.csv rows; ``share``, ``zdist``,
-    ``piece_nodes``, ``pose_gap``, ``sigma``: calibration features (:meth:`features`).
+    ``piece_nodes``, ``pose_gap``, ``sigma``, ``size_misfit``, ``warp``: calibration features (:meth:`features`).
     """
 
     weights: FloatArray
@@ -118,15 +123,19 @@ class SpecimenEvidence:
     piece_nodes: FloatArray = field(default_factory=lambda: np.zeros(0))  # (m,) specimen nodes of the unit's piece
     pose_gap: FloatArray = field(default_factory=lambda: np.zeros(0))  # (m,) PieceRegistration.pose_gap
     sigma: FloatArray = field(default_factory=lambda: np.zeros(0))  # (m,) the piece's residual sd, mm
+    size_misfit: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))  # (n, m) |log diameter ratio - mu|
+    warp: FloatArray = field(default_factory=lambda: np.zeros(0))  # (m,) non-rigid move of the linked node / sigma
     links: dict[int, tuple[str, int, str | None]] = field(default_factory=dict)  # unit -> (image, label, certainty)
 
     def features(self, i: int, j: int) -> tuple[float, ...]:
         """Calibration features (:data:`FEATURES`) of the pair (MR row i, unit j): the share of MR node i's
         registration responsibility held by the unit's linked specimen node, their distance in units of the piece's
-        residual sd, log(number of specimen nodes of the piece), the piece's pose log-likelihood gap and its
-        residual sd (mm)."""
+        residual sd, log(number of specimen nodes of the piece), the piece's pose log-likelihood gap, its
+        residual sd (mm), how far the linked node's equivalent diameter is from the MR node's (absolute log ratio
+        beyond the expected fixation shrinkage; 0 where a size is missing) and how far the non-rigid warp moved
+        the linked node (in units of the residual sd)."""
         return (float(self.share[i, j]), float(self.zdist[i, j]), float(np.log(max(self.piece_nodes[j], 1.0))),
-                float(self.pose_gap[j]), float(self.sigma[j]))
+                float(self.pose_gap[j]), float(self.sigma[j]), float(self.size_misfit[i, j]), float(self.warp[j]))
 
     def to_json(self) -> dict[str, Any]:
         """specimen_registration.json: per image the transform (parameters and how to map a point), counts and
@@ -248,8 +257,8 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
         regs[piece.id], measured[piece.id], cands[piece.id] = reg, nodes, rows
     mu = _size_offset(links, units, measured)
     weights, linked = np.zeros((n, m)), np.zeros(m, dtype=bool)
-    share, zdist = np.ones((n, m)), np.zeros((n, m))
-    piece_nodes, gap, sig = np.ones(m), np.zeros(m), np.zeros(m)
+    share, zdist, misfit = np.ones((n, m)), np.zeros((n, m)), np.zeros((n, m))
+    piece_nodes, gap, sig, warp = np.ones(m), np.zeros(m), np.zeros(m), np.zeros(m)
     for j, (image, label, cert) in links.items():
         reg, nodes, rows = regs[image], measured[image], cands[image]
         s = int(np.flatnonzero(nodes["node"].to_numpy() == label)[0])
@@ -271,13 +280,16 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
         linked[j] = True
         zdist[:, j] = np.sqrt(d2) / sigma
         piece_nodes[j], gap[j], sig[j] = len(reg.specimen_nodes), reg.pose_gap(), sigma
+        ratio = np.log(_diameter(nodes["volume_mm3"].to_numpy(float)[s])) - np.log(d_mr) - SIZE_MU
+        misfit[:, j] = np.where(np.isfinite(ratio), np.abs(ratio), 0.0)
+        warp[j] = float(reg.warp_mm()[s]) / sigma
     table, summary = _outputs(regs, measured, cands, mr)
     return SpecimenEvidence(weights, linked, list(regs.values()), table, summary, share, zdist, piece_nodes, gap, sig,
-                            links)
+                            misfit, warp, links)
 
 
 def merge_shares(C: FloatArray, vol_spec: FloatArray, d_mr: FloatArray, mergeable: NDArray[np.bool_],
-                 size_sd: float = 0.15, size_mu: float = -0.05) -> FloatArray:
+                 size_sd: float = 0.15, size_mu: float = SIZE_MU) -> FloatArray:
     """Share (M, N) of each MR candidate's registration responsibility ``C`` (M, N) held by each specimen node.
 
     A ``mergeable`` MR label (two touching nodes segmented as one may be) whose equivalent diameter ``d_mr`` (mm)
@@ -358,7 +370,7 @@ def keep_held(new: SpecimenEvidence, old: SpecimenEvidence, fixed: dict[str, dic
         a = getattr(new, name).copy()
         a[:, held] = getattr(old, name)[:, held]
         out[name] = a
-    for name in ("piece_nodes", "pose_gap", "sigma"):
+    for name in ("piece_nodes", "pose_gap", "sigma", "warp"):
         a = getattr(new, name).copy()
         a[held] = getattr(old, name)[held]
         out[name] = a

@@ -307,6 +307,14 @@ class PieceRegistration:
             q = q + _gauss_kernel(q, self.ctrl, self.beta) @ self.coef
         return q * self.pat_scale + self.pat_centre
 
+    def warp_mm(self) -> FloatArray:
+        """Length (M,) of the non-rigid part of each specimen node's mapping (mm; 0 without one): how far the
+        smooth warp moved the node from where the affine with its bend put it."""
+        if len(self.ctrl) == 0:
+            return np.zeros(len(self.registered))
+        disp = _gauss_kernel(self.ctrl, self.ctrl, self.beta) @ self.coef
+        return np.asarray(np.linalg.norm(disp, axis=1) * self.pat_scale, dtype=np.float64)
+
     def pose_key(self) -> str:
         """The chosen pose's key in ``pose_log_lik`` (``pose`` or ``pose@board``: the frame it was found in)."""
         keys = [k for k in self.pose_log_lik if k.split("@")[0] == self.pose]

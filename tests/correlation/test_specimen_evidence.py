@@ -11,6 +11,7 @@ import pytest
 from neckmatch.correlation.evidence import mr_nodes, path_units
 from neckmatch.correlation.matching import MATCH_COLUMNS, match_case
 from neckmatch.correlation.specimen_evidence import (
+    FEATURES,
     REGISTRATION_COLUMNS,
     SpecimenParams,
     confident_pairs,
@@ -91,6 +92,13 @@ def test_exclusivity_only_weakens_evidence_and_features_are_in_range(item: dict)
     shares = [ev.share[row[int(r.mr_label)], units.unit.index(r.path_node)] for r in item["gt"][own].itertuples()
               if r.mr_label and r.path_node in units.unit and ev.linked[units.unit.index(r.path_node)]]
     assert len(shares) > 10 and np.median(shares) > 0.9  # true partners: the linked node holds the MR node
+    assert np.all(ev.size_misfit >= 0) and np.all(ev.warp[lk] >= 0) and np.all(ev.warp[~lk] == 0)
+    true = {(row[int(r.mr_label)], units.unit.index(r.path_node)) for r in item["gt"][own].itertuples()
+            if r.mr_label and r.path_node in units.unit and ev.linked[units.unit.index(r.path_node)]}
+    fit = [ev.size_misfit[i, j] for i, j in true]
+    other = [ev.size_misfit[i, j] for i in range(len(mr.node)) for j in np.flatnonzero(lk) if (i, j) not in true]
+    assert np.median(fit) < 0.5 * np.median(other)  # a node and its specimen twin have about the same size
+    assert len(ev.features(*next(iter(true)))) == len(FEATURES)
 
 
 def test_merge_shares_give_a_merged_label_to_both_of_its_nodes_only_when_their_volume_fits() -> None:

@@ -96,6 +96,17 @@ def test_register_piece_pairs_a_flattened_turned_specimen(turned: bool) -> None:
     assert np.allclose(reg.map_points(y), reg.registered, atol=1e-9)  # the stored transform maps any point
 
 
+def test_warp_is_how_far_the_nonrigid_stage_moved_each_node() -> None:
+    x_true = _patient(45, seed=1)
+    y, _, sutures = _to_specimen(x_true, seed=2)
+    reg = register_piece("R", y, x_true[:30], "R", sutures, np.arange(1, 46), np.arange(101, 131))
+    affine_only = reg.ctrl * reg.pat_scale + reg.pat_centre  # the control points are the affine-mapped nodes
+    np.testing.assert_allclose(reg.warp_mm(), np.linalg.norm(reg.registered - affine_only, axis=1), atol=1e-9)
+    assert len(reg.warp_mm()) == 45 and reg.warp_mm().max() > 0.1
+    one = dataclasses.replace(reg, ctrl=np.zeros((1, 3)), coef=np.array([[0.3, 0.4, 0.0]]), pat_scale=10.0)
+    assert one.warp_mm() == pytest.approx([5.0])  # kernel 1 at its own control point: |coef| x scale
+
+
 def test_too_few_nodes_keep_the_suture_frame_and_pair_nothing() -> None:
     x = _patient(2, seed=5)
     y, _, sutures = _to_specimen(_patient(10, seed=5), seed=6)
