@@ -37,6 +37,7 @@ __all__ = [
     "Curve",
     "Landmarks",
     "LabelMap",
+    "present_labels",
     "PathNode",
     "Container",
     "Read",
@@ -377,6 +378,21 @@ class Landmarks:
         )
 
 
+def present_labels(data: NDArray[np.integer], chunk: int = 1 << 20) -> NDArray[np.int64]:
+    """Sorted label values > 0 present in ``data`` (any shape), found ``chunk`` voxels at a time over the array as it
+    lies in memory: only the non-zero voxels are sorted (a node map is mostly background) and no mask or copy as large
+    as the map is made.
+
+    Examples
+    --------
+    >>> present_labels(np.array([[0, 7, 2], [7, 0, 0]], dtype=np.uint8)).tolist()
+    [2, 7]
+    """
+    flat = data.ravel(order="K")
+    found = [np.unique(part[part != 0]) for part in (flat[i:i + chunk] for i in range(0, flat.size, chunk))]
+    return np.unique(np.concatenate(found)).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class LabelMap:
     """An integer label map and its voxel -> RAS mm affine.
@@ -415,8 +431,7 @@ class LabelMap:
     def labels(self) -> NDArray[np.int64]:
         """Sorted label values present, background excluded (ndarray of shape (L,), int64).
 
-        Only the non-zero voxels are sorted (a node map is mostly background), found ``2**20`` voxels at a time: no
-        mask as large as the map is made.
+        :func:`present_labels` of the map: only its non-zero voxels are sorted, no mask as large as the map is made.
 
         Examples
         --------
@@ -424,9 +439,7 @@ class LabelMap:
         >>> LabelMap(data, np.eye(4)).labels().tolist(), LabelMap(data * 0, np.eye(4)).labels().tolist()
         ([2, 7], [])
         """
-        flat, chunk = self.data.ravel(order="K"), 1 << 20
-        found = [np.unique(part[part != 0]) for part in (flat[i:i + chunk] for i in range(0, flat.size, chunk))]
-        return np.unique(np.concatenate(found)).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
+        return present_labels(self.data)
 
     def to_ras(self, ijk: Any) -> FloatArray:
         """Voxel indices (N, 3) -> RAS mm (N, 3)."""

@@ -36,7 +36,7 @@ from scipy import ndimage
 
 from neckmatch.errors import InputError
 from neckmatch.io.atomic import atomic_path
-from neckmatch.model import LabelMap
+from neckmatch.model import LabelMap, present_labels
 
 __all__ = ["read_label_map", "read_image", "write_label_map", "label_map_format", "NRRD_SPACES", "MAX_VOXELS",
            "MAX_BYTES", "MAX_LABELS"]
@@ -121,7 +121,7 @@ def read_label_map(path: str | Path) -> LabelMap:
     if data.size == 0:
         raise InputError(path, "shape", f"label map has no voxels: shape {list(data.shape)}")
     labels = _as_labels(path, data)
-    n_labels = _count_labels(labels)
+    n_labels = len(present_labels(labels))
     if n_labels > MAX_LABELS:
         raise InputError(path, "data", f"{n_labels} labels (MR nodes); at most {MAX_LABELS} are accepted")
     det = float(np.linalg.det(affine[:3, :3])) if np.all(np.isfinite(affine)) else float("nan")
@@ -341,21 +341,6 @@ def _as_labels(path: Path, data: NDArray[Any]) -> NDArray[np.integer]:
     if data.size and np.issubdtype(data.dtype, np.signedinteger) and data.min() < 0:
         raise InputError(path, "data", f"labels must be >= 0, got {data.min()}")
     return data
-
-
-def _count_labels(labels: NDArray[np.integer], chunk: int = 1 << 20) -> int:
-    """Number of distinct labels > 0, counted ``chunk`` voxels at a time over the array as it lies in memory (no
-    full-size copy: ``np.bincount`` would otherwise hold a whole int64 copy of the map)."""
-    flat = labels.ravel(order="K")
-    if not flat.size:
-        return 0
-    hi = int(flat.max())
-    if hi >= (1 << 24):
-        return len(np.unique(flat)) - int(flat.min() == 0)
-    seen = np.zeros(hi + 1, dtype=bool)
-    for start in range(0, flat.size, chunk):
-        seen |= np.bincount(flat[start:start + chunk], minlength=hi + 1) > 0
-    return int(np.count_nonzero(seen[1:]))
 
 
 def _compact(data: NDArray[np.integer]) -> NDArray[np.integer]:
