@@ -1,6 +1,7 @@
 """Benchmark of matching through the ex vivo specimen MRI, per synthetic family (not a timed test).
 
-    python benchmarks/specimen.py [--n 12] [--seed 2024] [--families default,flat,...] [--calibrate]
+    python benchmarks/specimen.py [--n 12] [--seed 2024] [--families default,flat,...]
+    python benchmarks/specimen.py --calibrate --n 40   # SPECIMEN_CALIBRATION and the threshold in force
 
 For every family of :data:`neckmatch.synth.specimen.FAMILIES` a cohort where every case has specimen scans is
 generated; each case is matched twice in the same run: by neckmatch with its specimen block and, as the baseline,
