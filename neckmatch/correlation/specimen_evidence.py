@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 
 from neckmatch.correlation.assign import MARGIN_CAP
 from neckmatch.correlation.evidence import MatchParams, MRNodes, PathUnits, adjacent_levels, merge_prior
-from neckmatch.geometry.registration import PieceRegistration, register_piece, specimen_nodes
+from neckmatch.geometry.registration import SIZE_MU, PieceRegistration, register_piece, size_deviation, specimen_nodes
 from neckmatch.model import MIDLINE_LEVELS, Case, SpecimenPiece
 
 __all__ = ["SpecimenParams", "FEATURES", "SpecimenEvidence", "specimen_evidence", "annotate_via", "specimen_confidence",
@@ -64,9 +64,6 @@ MAPPING = ("q = ((p - spec_centre) @ rotation.T) / spec_scale; q = q @ affine.T 
 
 #: Names of :meth:`SpecimenEvidence.features` (after margin and term in the calibration).
 FEATURES = ("share", "zdist", "log_nodes", "pose_gap", "sigma", "size_misfit", "warp")
-
-#: expected log ratio of a specimen node's equivalent diameter to its in vivo node's (fixation shrinks 0-10 %)
-SIZE_MU = -0.05
 
 REGISTRATION_COLUMNS = ["image", "specimen_node", "mr_node", "confidence", "x", "y", "z", "residual_mm"]
 
@@ -246,7 +243,7 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
     d_mr = _diameter(mr.volume_mm3) if mr.volume_mm3 is not None else mr.long_mm * 0.75
     mp = match_params or MatchParams()
     mergeable = (merge_prior(mr, mp) >= mp.merge_min) & (params.merge_share and mp.merge)
-    regs, measured, cands = {}, {}, {}
+    regs, measured, cands, warps = {}, {}, {}, {}
     links = _link_map(case, units)
     before = {r.image: r for r in previous.registrations} if previous is not None else {}
     for piece in case.specimen.pieces:
@@ -254,7 +251,7 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
         rows, core = _candidates(case, mr, piece, params)
         reg = _register(case, mr, units, links, piece, nodes, rows, core, d_mr, params, before.get(piece.id),
                         (fixed or {}).get(piece.id, {}))
-        regs[piece.id], measured[piece.id], cands[piece.id] = reg, nodes, rows
+        regs[piece.id], measured[piece.id], cands[piece.id], warps[piece.id] = reg, nodes, rows, reg.warp_mm()
     mu = _size_offset(links, units, measured)
     weights, linked = np.zeros((n, m)), np.zeros(m, dtype=bool)
     share, zdist, misfit = np.ones((n, m)), np.zeros((n, m)), np.zeros((n, m))
@@ -280,9 +277,9 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
         linked[j] = True
         zdist[:, j] = np.sqrt(d2) / sigma
         piece_nodes[j], gap[j], sig[j] = len(reg.specimen_nodes), reg.pose_gap(), sigma
-        ratio = np.log(_diameter(nodes["volume_mm3"].to_numpy(float)[s])) - np.log(d_mr) - SIZE_MU
-        misfit[:, j] = np.where(np.isfinite(ratio), np.abs(ratio), 0.0)
-        warp[j] = float(reg.warp_mm()[s]) / sigma
+        dev = size_deviation(_diameter(nodes["volume_mm3"].to_numpy(float)[s]), d_mr)
+        misfit[:, j] = np.where(np.isfinite(dev), np.abs(dev), 0.0)
+        warp[j] = float(warps[image][s]) / sigma
     table, summary = _outputs(regs, measured, cands, mr)
     return SpecimenEvidence(weights, linked, list(regs.values()), table, summary, share, zdist, piece_nodes, gap, sig,
                             misfit, warp, links)
@@ -312,8 +309,8 @@ def merge_shares(C: FloatArray, vol_spec: FloatArray, d_mr: FloatArray, mergeabl
         a, b = np.argsort(-C[:, n], kind="stable")[:2]
         if C[b, n] <= 0.0:
             continue
-        z1 = abs(np.log(_diameter(vol_spec[a])) - np.log(d_mr[n]) - size_mu) / size_sd
-        z2 = abs(np.log(_diameter(vol_spec[a] + vol_spec[b])) - np.log(d_mr[n]) - size_mu) / size_sd
+        z1 = abs(float(size_deviation(_diameter(vol_spec[a]), d_mr[n], size_mu))) / size_sd
+        z2 = abs(float(size_deviation(_diameter(vol_spec[a] + vol_spec[b]), d_mr[n], size_mu))) / size_sd
         if z2 < min(z1, 2.0):
             share[[a, b], n] = share[a, n] + share[b, n]
     return share

@@ -355,6 +355,22 @@ class PieceRegistration:
         return float(np.clip(np.median(d) / 1.538 * np.sqrt(3 * len(pr) / dof), floor, cap))
 
 
+#: Expected log ratio of a specimen node's equivalent diameter to its in vivo node's (fixation shrinks 0-10 %).
+SIZE_MU = -0.05
+
+
+def size_deviation(d_spec: Any, d_mr: Any, mu: float = SIZE_MU) -> FloatArray:
+    """log(specimen / MR equivalent diameter) - ``mu``, elementwise over broadcastable diameters (mm, floored at
+    0.1); NaN where a size is missing.
+
+    Examples
+    --------
+    >>> round(float(size_deviation(5.0, 5.0)), 3), bool(np.isnan(size_deviation(np.nan, 5.0)))
+    (0.05, True)
+    """
+    return np.asarray(np.log(np.maximum(d_spec, 0.1)) - np.log(np.maximum(d_mr, 0.1)) - mu, dtype=np.float64)
+
+
 def _size_feature(d_spec: FloatArray | None, d_mr: FloatArray | None, sd: float, mu: float,
                   tail: float = 0.0, tail_sd: float = 0.4) -> FloatArray | None:
     """Size compatibility (M, N) of specimen and MR equivalent diameters (mm): the log ratio's density under
@@ -368,7 +384,7 @@ def _size_feature(d_spec: FloatArray | None, d_mr: FloatArray | None, sd: float,
     """
     if d_spec is None or d_mr is None:
         return None
-    r = np.log(np.maximum(d_spec, 0.1))[:, None] - np.log(np.maximum(d_mr, 0.1))[None, :] - mu
+    r = size_deviation(d_spec[:, None], d_mr[None, :], mu)
     dens = ((1.0 - tail) / sd * np.exp(-0.5 * np.minimum((r / sd) ** 2, 50.0))
             + tail / tail_sd * np.exp(-0.5 * np.minimum((r / tail_sd) ** 2, 50.0)))
     return np.where(np.isfinite(r), dens / ((1.0 - tail) / sd + tail / tail_sd), 1.0)
@@ -394,7 +410,7 @@ def _start(Y_spec: FloatArray, rot: FloatArray, Xn: FloatArray, pat_scale: float
 def register_piece(image: str, Y_spec: FloatArray, X_mr: FloatArray, side: str, sutures: dict[str, FloatArray],
                    specimen_nodes: Any, mr_nodes: Any, d_spec: FloatArray | None = None,
                    d_mr: FloatArray | None = None, w: float = 0.2, beta_mm: float = 30.0, lam: float = 3.0,
-                   size_sd: float = 0.15, size_mu: float = -0.05, size_tail: float = 0.15, pose_prior: float = 6.0,
+                   size_sd: float = 0.15, size_mu: float = SIZE_MU, size_tail: float = 0.15, pose_prior: float = 6.0,
                    ridge: float = 0.08,
                    min_sigma_mm: float = 2.0, core: NDArray[np.bool_] | None = None,
                    prior: FloatArray | None = None, small: int = 10,
