@@ -155,7 +155,7 @@ def write_level_segmentation(level_map: LabelMap, names: Mapping[int, str], path
 
     Written once by :func:`neckmatch.io.labelmap.write_label_map` with each ``SegmentN_Color`` the level's colour
     (as in the PNG and GLB, marked not auto-generated), gzip level 1 (a real-size case: 18 kB in 5 ms; level 9:
-    10 kB in 14 ms; it was written, read back and written again).
+    10 kB in 14 ms).
     """
     colors = {label: LEVEL_COLORS[parse_level_name(name)[0]] for label, name in names.items()}
     return write_label_map(path, level_map, names, colors, compression_level=1)
