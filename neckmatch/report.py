@@ -299,7 +299,7 @@ def render_report_html(
         "failed": len(failed),
         "MR nodes": int(nodes["mr_node"].notna().sum()) if "mr_node" in nodes else 0,
         "matched": int((nodes.get("match_kind", pd.Series(dtype=str)) == "matched").sum()),
-        "to review": len(review),
+        "decisions to review": len(review),  # rows of the node truth table (a pair or an unmatched node)
     }
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>neckmatch cohort report</title>",

@@ -71,7 +71,7 @@ def test_report_flow_cards_and_review(tmp_path: Path) -> None:
     assert flow["cohort"] == 2 and flow["excluded"] == 1 and flow["patients"] == 1
     assert flow["mr_nodes.total"] == 3 and flow["mr_nodes.matched"] == 2 and flow["mr_nodes.unmatched"] == 1
     assert flow["path_nodes.total"] == 3 and flow["path_nodes.unseen"] == 1
-    assert "<div class='card'><b>1</b>to review</div>" in text
+    assert "<div class='card'><b>1</b>decisions to review</div>" in text
     review = text.split("<h2>What needs review</h2>")[1]
     assert '<a href="P1/matches.csv">P1</a>' in review
 
