@@ -62,8 +62,9 @@ def read_item(d: Path) -> dict:
 
 
 def truth_of(gt: pd.DataFrame) -> dict:
-    """True (MR label, path node) pairs (every fragment paired), metastatic pairs, MR-label statuses."""
-    pairs, meta, mr_status = set(), set(), {}
+    """True (MR label, path node) pairs (every fragment paired), metastatic pairs, MR-label statuses, and the true
+    node (``true_id``) of every paired path node."""
+    pairs, meta, mr_status, true_of = set(), set(), {}, {}
     for r in gt.itertuples():
         if not r.mr_label:
             continue
@@ -72,13 +73,14 @@ def truth_of(gt: pd.DataFrame) -> dict:
         pieces = [p for p in (r.path_fragments.split(";") if r.path_fragments else [r.path_node]) if p]
         for p in pieces:
             pairs.add((lab, p))
+            true_of[p] = r.true_id
             if r.status == "positive":
                 meta.add((lab, p))
         if pieces:
             prev = mr_status[lab]
             mr_status[lab] = "positive" if r.status == "positive" or prev == "positive" else "negative"
     paired_path = {p for _, p in pairs}
-    return {"pairs": pairs, "meta": meta, "mr_status": mr_status, "paired_path": paired_path}
+    return {"pairs": pairs, "meta": meta, "mr_status": mr_status, "paired_path": paired_path, "true_of": true_of}
 
 
 def score_rows(m: pd.DataFrame, truth: dict) -> np.ndarray:

@@ -84,17 +84,12 @@ def residuals(item: dict, res) -> list[float]:
 def linked_right(item: dict) -> tuple[int, int]:
     """True pairs whose pathology node the pathologist linked to its own specimen node, and all true pairs: the
     share of pairs the specimen can decide at all (the rest fall back to the container evidence)."""
-    case, gt, st = item["case"], item["gt"], item["st"]
-    true_of = {}
-    for r in gt.itertuples():
-        for p in ([q for q in r.path_fragments.split(";") if q] if r.path_fragments else [r.path_node]):
-            true_of[p] = r.true_id
-    spec_true = {(r.image, int(r.specimen_node)): r.true_id for r in st.itertuples()}
-    links = {lk.path_node: lk for lk in case.specimen.links}
-    pairs = truth_of(gt)["pairs"]
-    ok = sum(1 for _, p in pairs
-             if p in links and spec_true.get((links[p].image, links[p].specimen_node)) == true_of[p])
-    return ok, len(pairs)
+    truth = truth_of(item["gt"])
+    spec_true = {(r.image, int(r.specimen_node)): r.true_id for r in item["st"].itertuples()}
+    links = {lk.path_node: lk for lk in item["case"].specimen.links}
+    ok = sum(1 for _, p in truth["pairs"]
+             if p in links and spec_true.get((links[p].image, links[p].specimen_node)) == truth["true_of"][p])
+    return ok, len(truth["pairs"])
 
 
 def run(item: dict, with_specimen: bool) -> tuple[pd.DataFrame, float, list[float]]:

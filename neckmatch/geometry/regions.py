@@ -334,16 +334,16 @@ def level_label_map(
         shape, affine = reference.data.shape, reference.affine
     else:
         raise InputError("options", "reference", "need a reference grid or spacing_mm, got neither")
-    out = np.zeros(shape[::-1], dtype=np.uint8).ravel()  # the last voxel axis (the grid's heights) slowest
+    out = np.zeros(int(np.prod(shape)), dtype=np.uint8)  # voxels in Fortran order: the last axis (heights) slowest
     lin = affine[:3, :3].T
     for start in range(0, out.size, chunk_voxels):  # an axis-aligned grid's few heights: curves once per height
         flat = np.arange(start, min(start + chunk_voxels, out.size))
-        ras = np.column_stack(np.unravel_index(flat, shape[::-1])[::-1]).astype(np.float64) @ lin + affine[:3, 3]
+        ras = np.column_stack(np.unravel_index(flat, shape, order="F")).astype(np.float64) @ lin + affine[:3, 3]
         inside = in_neck(ras, landmarks, margin_mm)
         if inside.any():
             res = assign_levels(ras[inside], landmarks)
             out[flat[inside]] = _label_values(res.side, res.level)
-    data = np.ascontiguousarray(out.reshape(shape[::-1]).transpose(2, 1, 0))
+    data = np.ascontiguousarray(out.reshape(shape, order="F"))
     present = np.unique(data)
     names = {int(v): LEVEL_NAMES[int(v)] for v in present if v}
     return LabelMap(data, affine, names), names

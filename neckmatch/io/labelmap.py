@@ -414,7 +414,8 @@ def _segment_fields(label_map: LabelMap, names: Mapping[int, str], colors: Mappi
         box = boxes[label - 1]
         extent = " ".join(f"{s.start} {s.stop - 1}" for s in box)
         given = colors.get(int(label))
-        color = " ".join(f"{c:.4f}" for c in (given if given is not None else rng.uniform(0.2, 1.0, 3))[:3])
+        rgb = list(given)[:3] if given is not None else rng.uniform(0.2, 1.0, 3)
+        color = " ".join(f"{c:.4f}" for c in rgb)
         out.update({
             f"Segment{n}_ID": f"Segment_{label}",
             f"Segment{n}_Name": str(names.get(int(label), f"node_{label}")),
