@@ -119,24 +119,25 @@ def _in_memory(cases: list[Path], warm: Path, out: Path) -> tuple[float, float, 
     outputs = compute_case(warm)
     render_maps(read_case(warm), out / "warm", outputs.tables, outputs.specimen)
     stages = _time_stages()
-    engine = scene = maps = 0.0
+    engine = scene = maps = cpu = 0.0
     for case_dir in cases:
         case = read_case(case_dir)
         t0 = time.perf_counter()
         outputs = compute_case(case_dir)
         t1 = time.perf_counter()
         case_scene(case, outputs.tables, outputs.specimen)
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
         render_maps(case, out / case.case_id, outputs.tables, outputs.specimen)
-        t3 = time.perf_counter()
-        engine, scene, maps = engine + t1 - t0, scene + t2 - t1, maps + t3 - t2
+        t3, c3 = time.perf_counter(), time.process_time()
+        engine, scene, maps, cpu = engine + t1 - t0, scene + t2 - t1, maps + t3 - t2, cpu + c3 - c2
         print(f"  {case.case_id}: {case.label_map.data.size / 1e6:.0f} Mvoxel, {len(case.label_map.labels())} nodes:"
-              f" engine {t1 - t0:.2f} s, scene {t2 - t1:.2f} s, all maps {t3 - t2:.2f} s", flush=True)
+              f" engine {t1 - t0:.2f} s, scene {t2 - t1:.2f} s, all maps {t3 - t2:.2f} s (CPU {c3 - c2:.2f} s)",
+              flush=True)
     parts = {k: v / len(cases) for k, v in stages.items()}  # the scene timed alone above is not counted here
-    rest = maps / len(cases) - parts.get("case_scene", 0.0) - parts.get("render_scene", 0.0) - sum(
-        v for k, v in parts.items() if k not in ("case_scene", "render_scene", "render_views"))
     print("  maps per case by stage: " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items())
-          + f", other files {rest:.2f} s (render_views is part of render_scene)")
+          + " (render_views is part of render_scene, the PNG; glb_bytes to write_node_segmentation run in a thread "
+          f"beside it); CPU {cpu / len(cases):.2f} s per case in all threads (VTK and Mesa's renderer use more "
+          "than one)")
     return engine, scene, maps
 
 

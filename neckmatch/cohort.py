@@ -253,7 +253,8 @@ def _check_ours(folder: Path) -> None:
 def _render_maps(case: Case, result: CaseResult, results_dir: Path) -> None:
     from neckmatch.viz.maps import render_maps
 
-    render_maps(case, results_dir / "maps", result.tables, result.specimen)  # in memory: nothing read again
+    # in memory (nothing read again); serially: the run's other workers keep the cores busy
+    render_maps(case, results_dir / "maps", result.tables, result.specimen, overlap=False)
 
 
 def _remove_dir(path: Path) -> None:

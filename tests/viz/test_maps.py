@@ -122,3 +122,42 @@ def test_a_registration_table_without_positions_is_an_input_error(node_table):
     with pytest.raises(InputError, match="specimen_registration.*z"):
         registered_specimen_nodes(reg, node_table)
     assert registered_specimen_nodes(None, node_table) == []
+
+
+def test_the_overlapped_files_are_the_serial_files(specimen_case, tmp_path):
+    """The files written in a thread beside the PNG (``overlap``, the default) are byte for byte those written one
+    after the other (as a cohort worker does)."""
+    case, result, paths = specimen_case
+    serial = render_maps(case, tmp_path / "serial", result.tables, result.specimen, overlap=False)
+    assert serial.keys() == paths.keys()
+    written = sorted(p.relative_to(tmp_path / "serial") for p in (tmp_path / "serial").rglob("*") if p.is_file())
+    assert len(written) > len(paths)  # the .vtm's parts are in a folder beside it
+    for rel in written:
+        assert _undated(paths["png"].parent / rel) == _undated(tmp_path / "serial" / rel), rel
+
+
+def _undated(path: Path) -> bytes:
+    """The bytes of a file, a NRRD header's comment lines (pynrrd's "written on <date>") left out."""
+    data = path.read_bytes()
+    if not path.name.endswith(".nrrd"):
+        return data
+    header, _, voxels = data.partition(b"\n\n")
+    return b"\n".join(line for line in header.split(b"\n") if not line.startswith(b"#")) + b"\n\n" + voxels
+
+
+def test_a_failing_png_leaves_nothing_of_the_overlapped_files(specimen_case, tmp_path, monkeypatch):
+    from neckmatch.errors import RenderError
+    from neckmatch.viz import png
+
+    case, result, _ = specimen_case
+    started = []
+
+    def broken(scene, path, size=(2000, 1100)):
+        started.append(path)
+        raise RenderError("no OpenGL today")
+
+    monkeypatch.setattr(png, "render_scene", broken)
+    with pytest.raises(RenderError, match="no OpenGL today"):
+        render_maps(case, tmp_path / "maps", result.tables, result.specimen)
+    assert started and not (tmp_path / "maps").exists()
+    assert list(tmp_path.iterdir()) == []  # the staging folder, where the thread wrote, is gone too
