@@ -349,6 +349,10 @@ def _edges(ids: NDArray[Any]) -> NDArray[np.bool_]:
 
 
 _ANATOMY_WEIGHT = 0.55  # share of a reference structure's shaded colour over the level regions
+_LEVELS_256 = np.arange(256, dtype=np.float64)
+#: the blend of a region's channel value a with a reference structure's b, at index 256 a + b (uint8)
+_ANATOMY_BLEND = np.round((1 - _ANATOMY_WEIGHT) * _LEVELS_256[:, None]
+                          + _ANATOMY_WEIGHT * _LEVELS_256[None, :]).astype(np.uint8).ravel()
 
 
 def _compose(
@@ -356,14 +360,17 @@ def _compose(
     anat: NDArray[np.uint8] | None = None, anat_mask: NDArray[np.bool_] | None = None,
 ) -> NDArray[np.uint8]:
     """Regions in ``palette[id]`` (row 0 white) with outlines where the id changes, the reference structures
-    blended over them, ``fore`` (nodes, containers) where masked with a dark outline round each."""
-    img = palette[ids]
+    blended over them, ``fore`` (nodes, containers) where masked with a dark outline round each.
+
+    Whole-image lookups and masked copies (``np.take``, a blend table, ``np.copyto``) rather than boolean gathers:
+    the same pixels in a third of the time."""
+    img = np.take(palette, ids, axis=0)
     img[_edges(ids)] = OUTLINE_RGB
     if anat is not None and anat_mask is not None:
-        mixed = (1 - _ANATOMY_WEIGHT) * img[anat_mask] + _ANATOMY_WEIGHT * anat[anat_mask].astype(np.float64)
-        img[anat_mask] = np.round(mixed).astype(np.uint8)
+        mixed = np.take(_ANATOMY_BLEND, (img.astype(np.intp) << 8) | anat)
+        np.copyto(img, mixed, where=anat_mask[..., None])
         img[_edges(anat_mask) & anat_mask] = (150, 135, 120)
-    img[fore_mask] = fore[fore_mask]
+    np.copyto(img, fore, where=fore_mask[..., None])
     img[_edges(fore_mask) & fore_mask] = (30, 30, 30)
     return img
 
