@@ -243,7 +243,7 @@ def render_maps(
         where it has one.
     overlap : bool
         Write the other files in a thread while the PNG is drawn. Both spend much of their time in code that lets
-        go of the GIL (VTK, zlib, Pillow's encoder), so on two cores the maps of a case take ~0.25 s less
+        go of the GIL (VTK, zlib, Pillow's encoder), so on two cores the maps of a case take ~0.2 s less
         (``benchmarks/maps.py``). A cohort worker passes False: the other workers use the cores already, and the
         thread would only add ~20 MB to its peak memory.
 
@@ -276,7 +276,8 @@ def render_maps(
 
 def _model_files(case: Case, built: CaseScene, stage: Path, image: str | Path | None) -> dict[str, Path]:
     """Write the files of :func:`render_maps` other than the PNG into ``stage``: the 3D Slicer files, GLB, viewer
-    page and VTK multiblock (the segmentations first: their buffers are gone before the PNG's are made)."""
+    page and VTK multiblock (the Slicer scene names the multiblock's parts before they are written: all of them
+    reach ``out_dir`` together)."""
     from neckmatch.viz import export, viewer
 
     scene, stem = built.scene, stage / case.case_id
