@@ -340,12 +340,14 @@ def _failed(task: _Task, exc: BaseException) -> CaseRecord:
 def _sigint_held() -> Iterator[None]:
     """Hold Ctrl-C back while the pool starts its workers, then raise it: a spawned worker reads its start-up data
     from a pipe the parent writes after starting it, and a KeyboardInterrupt in between left the worker reading
-    half of it (it printed a traceback). Only where Python's own Ctrl-C handler is installed (main thread)."""
+    half of it (it printed a traceback). Only in the main thread, where a Python Ctrl-C handler is installed
+    (Python's own, or the command line's that notes it, :mod:`neckmatch.clierrors`); that handler is put back and
+    given the held Ctrl-C."""
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread() or (
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
         yield
         return
     caught: list[int] = []
@@ -353,8 +355,9 @@ def _sigint_held() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, previous)
     if caught:
+        previous(signal.SIGINT, None)  # Python's own raises KeyboardInterrupt
         raise KeyboardInterrupt
 
 

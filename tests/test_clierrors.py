@@ -3,8 +3,11 @@ a command added later is covered without editing this file."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,6 +117,60 @@ def test_ctrl_c_in_a_command_exits_130(monkeypatch, capsys):
     monkeypatch.setattr("neckmatch.io.case.read_case", interrupted)
     assert run_main(monkeypatch, "inspect", str(EXAMPLE)) == 130
     assert _lines(capsys.readouterr().err) == ["interrupted"]
+
+
+def _swallowed_ctrl_c() -> None:
+    """A real Ctrl-C (SIGINT to this process) caught as a library's optional import does (trimesh catches
+    BaseException around its imports)."""
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1.0)  # the handler runs here, at the latest when the signal is delivered
+    except BaseException:  # noqa: BLE001 - what the library does
+        pass
+
+
+@pytest.mark.parametrize("then", ["finishes", "fails"])
+def test_a_ctrl_c_a_library_swallowed_still_exits_130(then, monkeypatch, capsys):
+    """Before: the command went on, and exited 0 (it finished) or 1 with an internal error (an ExceptionWrapper
+    where a module was expected)."""
+    from neckmatch.io.case import read_case
+
+    def swallowing(*args, **kwargs):
+        _swallowed_ctrl_c()
+        if then == "fails":
+            raise TypeError("unsupported operand type(s) for |: 'ExceptionWrapper' and 'NoneType'")
+        return read_case(*args, **kwargs)
+
+    monkeypatch.setattr("neckmatch.io.case.read_case", swallowing)
+    assert run_main(monkeypatch, "inspect", str(EXAMPLE)) == 130
+    assert _lines(capsys.readouterr().err) == ["interrupted"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own handler is back
+
+
+def test_a_ctrl_c_during_an_import_lands_after_it(tmp_path, monkeypatch, capsys):
+    """A Ctrl-C in a module's top-level code waits for the import to finish (a half-made module is what crashed
+    VTK), then interrupts the command."""
+    (tmp_path / "slow_native_module.py").write_text(
+        "import os, signal, time\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(0.3)  # the Ctrl-C arrives here, inside the import\n"
+        "done = True\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "slow_native_module", raising=False)
+    reached = []
+
+    def importing(*args, **kwargs):
+        import slow_native_module  # noqa: F401
+
+        reached.append("after the import")
+        time.sleep(1.0)  # the Ctrl-C delivered again lands here
+        reached.append("not interrupted")
+
+    monkeypatch.setattr("neckmatch.io.case.read_case", importing)
+    assert run_main(monkeypatch, "inspect", str(EXAMPLE)) == 130
+    assert _lines(capsys.readouterr().err) == ["interrupted"]
+    assert sys.modules["slow_native_module"].done  # before: the import was cut short (no module)
+    assert reached == ["after the import"]
 
 
 # ---- through the installed console script (a separate process, as a user's shell runs it) -----------------
