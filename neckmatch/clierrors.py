@@ -118,13 +118,14 @@ def _noting_interrupts() -> Iterator[list[int]]:
             signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield noted
         return
+    retries: list[threading.Timer] = []
 
     def note(signum: int, frame: FrameType | None) -> None:
         noted.append(signum)
         if _importing(frame):
-            retry = threading.Timer(_RETRY_S, os.kill, (os.getpid(), signal.SIGINT))
-            retry.daemon = True
-            retry.start()
+            retries.append(threading.Timer(_RETRY_S, os.kill, (os.getpid(), signal.SIGINT)))
+            retries[-1].daemon = True
+            retries[-1].start()
             return
         signal.default_int_handler(signum, frame)
 
@@ -132,6 +133,8 @@ def _noting_interrupts() -> Iterator[list[int]]:
     try:
         yield noted
     finally:
+        for retry in retries:  # the command is over: a delivery still to come would interrupt the exit itself
+            retry.cancel()
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
