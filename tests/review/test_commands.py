@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -106,9 +107,10 @@ def test_serve_binds_loopback_by_default_and_logs_no_case_ids(tmp_path, results,
         assert client.get(item).status_code == 200
         client.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: a graceful shutdown, then the exit code of an interrupted command
+        code = proc.wait(timeout=60)
     text = log.read_text()
+    assert code == 130 and "Application shutdown complete" in text and text.rstrip().endswith("interrupted")
     assert f"GET {item} HTTP/1.1\" 200" in text  # the access log is there ...
     for case_dir in res.iterdir():
         if (case_dir / "run.json").is_file():
