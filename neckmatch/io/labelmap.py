@@ -40,6 +40,7 @@ from neckmatch.io.atomic import atomic_path
 from neckmatch.model import LabelMap, present_labels
 
 __all__ = ["read_label_map", "read_image", "write_label_map", "label_map_format", "Segment", "segment_fields",
+           "nrrd_space_fields",
            "NRRD_SPACES", "MAX_VOXELS", "MAX_BYTES", "MAX_LABELS"]
 
 # Bounded cost: a label map is refused by its header, before its voxels are read, when larger than these
@@ -381,7 +382,7 @@ def write_label_map(path: str | Path, label_map: LabelMap, names: Mapping[int, s
             img.header.set_xyzt_units("mm")
             nib.save(img, tmp)
         else:
-            header = _nrrd_header(label_map)
+            header = nrrd_space_fields(label_map.affine)
             if path.name.lower().endswith(".seg.nrrd"):
                 header.update(_segment_fields(label_map, dict(names if names is not None else label_map.names),
                                               colors or {}))
@@ -389,12 +390,13 @@ def write_label_map(path: str | Path, label_map: LabelMap, names: Mapping[int, s
     return path
 
 
-def _nrrd_header(label_map: LabelMap) -> dict[str, Any]:
-    lps = _LPS_FLIP @ label_map.affine[:3, :3]
+def nrrd_space_fields(affine: NDArray[np.float64]) -> dict[str, Any]:
+    """NRRD header fields of a 3-D gzip volume whose voxel -> RAS ``affine`` (4 x 4) is written in LPS, as 3D Slicer
+    writes it: ``space``, ``space directions`` (one row per array axis), ``space origin``, ``kinds``, ``encoding``."""
     return {
         "space": "left-posterior-superior",
-        "space directions": lps.T,  # one row per array axis
-        "space origin": _LPS_FLIP @ label_map.affine[:3, 3],
+        "space directions": (_LPS_FLIP @ affine[:3, :3]).T,
+        "space origin": _LPS_FLIP @ affine[:3, 3],
         "kinds": ["domain", "domain", "domain"],
         "encoding": "gzip",
     }
@@ -413,18 +415,17 @@ class Segment:
     tags: str = "|"
 
 
-def segment_fields(segments: Sequence[Segment], offset: Sequence[int] = (0, 0, 0),
-                   seed: int = 0) -> dict[str, str]:
+def segment_fields(segments: Sequence[Segment], offset: Sequence[int] = (0, 0, 0)) -> dict[str, str]:
     """3D Slicer segmentation header fields (``Segmentation_*``, ``Segment<n>_*``), one single-layer binary labelmap
     segment each; ``offset`` = the file's first voxel on the reference grid (``ReferenceImageExtentOffset``). A
-    segment without a colour gets a random one (``seed``), marked auto-generated."""
+    segment without a colour gets a random one (the same for the same segments), marked auto-generated."""
     out = {
         "Segmentation_MasterRepresentation": "Binary labelmap",
         "Segmentation_ContainedRepresentationNames": "Binary labelmap|",
         "Segmentation_ReferenceImageExtentOffset": " ".join(str(int(v)) for v in offset),
         "Segmentation_ConversionParameters": "",
     }
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(0)
     for n, seg in enumerate(segments):
         rgb = list(seg.color)[:3] if seg.color is not None else rng.uniform(0.2, 1.0, 3)
         out.update({

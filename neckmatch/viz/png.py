@@ -349,10 +349,9 @@ def _edges(ids: NDArray[Any]) -> NDArray[np.bool_]:
 
 
 _ANATOMY_WEIGHT = 0.55  # share of a reference structure's shaded colour over the level regions
-_LEVELS_256 = np.arange(256, dtype=np.float64)
 #: the blend of a region's channel value a with a reference structure's b, at index 256 a + b (uint8)
-_ANATOMY_BLEND = np.round((1 - _ANATOMY_WEIGHT) * _LEVELS_256[:, None]
-                          + _ANATOMY_WEIGHT * _LEVELS_256[None, :]).astype(np.uint8).ravel()
+_ANATOMY_BLEND = np.round((1 - _ANATOMY_WEIGHT) * np.arange(256.0)[:, None]
+                          + _ANATOMY_WEIGHT * np.arange(256.0)[None, :]).astype(np.uint8).ravel()
 
 
 def _compose(

@@ -18,14 +18,13 @@ import nrrd
 import numpy as np
 
 from neckmatch.io.atomic import atomic_path, write_text
-from neckmatch.io.labelmap import Segment, segment_fields
+from neckmatch.io.labelmap import Segment, nrrd_space_fields, segment_fields
 from neckmatch.io.markups import write_markups
 from neckmatch.model import LabelMap, Landmarks
 from neckmatch.viz.scene import Scene
 
 __all__ = ["node_segment_name", "write_node_segmentation", "write_landmark_markups", "write_mrml"]
 
-_LPS = np.diag([-1.0, -1.0, 1.0])
 _TAGS = ("Segmentation.Status:completed|TerminologyEntry:Segmentation category and type - 3D Slicer General "
          "Anatomy list~SCT^91723000^Anatomical Structure~SCT^59441001^Lymph node~^^~Anatomic codes - DICOM master "
          "list~^^~^^|")
@@ -82,7 +81,8 @@ def write_node_segmentation(
         lut = np.zeros(max(int(labels.max(initial=0)), top) + 1, dtype=dtype)
         lut[labels] = labels  # labels of nodes not in ``boxes`` become 0
         data = lut[crop]
-    origin = label_map.affine[:3, :3] @ offset + label_map.affine[:3, 3]
+    affine = label_map.affine.copy()  # of the crop: its first voxel is the origin
+    affine[:3, 3] = label_map.affine[:3, :3] @ offset + label_map.affine[:3, 3]
     meshes = {int(m.attrs["node"]): m for m in scene.of_kind("node")}
     segments = []
     for lab in sorted(boxes):
@@ -91,11 +91,7 @@ def write_node_segmentation(
             lab, f"node_{lab}", node_segment_name(lab, mesh.attrs if mesh is not None else {}),
             mesh.color[:3] if mesh is not None else (0.5, 0.5, 0.5),
             [(int(s.start - o), int(s.stop - 1 - o)) for s, o in zip(boxes[lab], offset, strict=True)], _TAGS))
-    header: dict[str, object] = {
-        "space": "left-posterior-superior", "space directions": (_LPS @ label_map.affine[:3, :3]).T,
-        "space origin": _LPS @ origin, "kinds": ["domain", "domain", "domain"], "encoding": "gzip",
-        **segment_fields(segments, offset.tolist()),
-    }
+    header = {**nrrd_space_fields(affine), **segment_fields(segments, offset.tolist())}
     with atomic_path(path) as tmp:
         nrrd.write(str(tmp), data, header, index_order="F", compression_level=1)
     return Path(path)
