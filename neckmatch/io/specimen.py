@@ -18,6 +18,7 @@ from neckmatch.io.ids import check_inside
 from neckmatch.io.labelmap import read_label_map
 from neckmatch.io.markups import read_markups
 from neckmatch.io.pathology import read_table
+from neckmatch.io.sanity import check_sutures
 from neckmatch.model import (
     REQUIRED_SUTURES,
     SUTURE_LABELS,
@@ -85,7 +86,9 @@ def _piece(manifest: Path, case_dir: Path, k: int, entry: Any, containers: Seque
         raise InputError(manifest, f"{field}.side", f"must be R or L, got {entry.get('side')!r}") from None
     conts = _containers(manifest, f"{field}.containers", entry.get("containers"), side, containers)
     label_map = read_label_map(_file(manifest, case_dir, f"{field}.nodes", entry.get("nodes"), True, external))
-    sutures = _sutures(_file(manifest, case_dir, f"{field}.orientation", entry.get("orientation"), False, external))
+    suture_file = _file(manifest, case_dir, f"{field}.orientation", entry.get("orientation"), False, external)
+    sutures = _sutures(suture_file)
+    check_sutures(suture_file, sutures, label_map)
     return SpecimenPiece(pid.strip(), side, conts, label_map, sutures)
 
 

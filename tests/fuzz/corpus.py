@@ -518,6 +518,145 @@ def _labelmap_entries() -> list[Entry]:
     return out
 
 
+#: A valid specimen block for the example case: one piece of the right side (containers R-II, R-III), three
+#: specimen nodes, sutures in the ex vivo scanner's frame and two links (shared/spec/specimen-imaging.md).
+SPECIMEN_SUTURES = {"cranial": [0.0, 0.0, 40.0], "caudal": [0.0, 0.0, -40.0], "anterior": [0.0, 20.0, 0.0],
+                    "medial": [-8.0, 0.0, 0.0], "lateral": [8.0, 0.0, 0.0]}
+
+
+def _specimen(edit: Callable[[dict], object] | None = None, sutures: dict[str, list[float]] | None = None,
+              links: str | bytes | None = None, after: Mutator | None = None) -> Mutator:
+    """Give the case a valid specimen block, then change its ``case.json`` block (``edit``), its sutures, its
+    ``links.csv`` text or bytes, or anything else (``after``, on the case folder)."""
+
+    def mutate(case: Path) -> None:
+        from neckmatch.io.labelmap import write_label_map
+        from neckmatch.io.markups import write_point_list
+        from neckmatch.model import LabelMap
+
+        spec = case / "specimen"
+        spec.mkdir()
+        data = np.zeros((12, 12, 12), dtype=np.uint8)
+        data[1:4, 1:4, 1:4], data[7:10, 7:10, 7:10], data[1:3, 7:9, 7:9] = 1, 2, 3
+        write_label_map(spec / "R.nii.gz", LabelMap(data, np.diag([0.5, 0.5, 0.5, 1.0])))
+        sut = SPECIMEN_SUTURES if sutures is None else sutures
+        write_point_list(spec / "R.mrk.json", "sutures", list(sut), np.array(list(sut.values()), dtype=float))
+        text = "path_node,image,specimen_node,certainty\nR-II-01,R,2,sure\nR-III-01,R,3,probable\n"
+        raw = links if links is not None else text
+        (spec / "links.csv").write_bytes(raw.encode("utf-8") if isinstance(raw, str) else raw)
+        doc = json.loads((case / "case.json").read_text(encoding="utf-8"))
+        doc["specimen"] = {"images": [{"id": "R", "side": "R", "containers": ["R-II", "R-III"],
+                                       "nodes": "specimen/R.nii.gz", "orientation": "specimen/R.mrk.json"}],
+                           "links": "specimen/links.csv"}
+        if edit is not None:
+            result = edit(doc["specimen"])
+            if result is not None:
+                doc["specimen"] = result
+        (case / "case.json").write_text(json.dumps(doc), encoding="utf-8")
+        if after is not None:
+            after(case)
+
+    return mutate
+
+
+def _image(key: str, value: object) -> Callable[[dict], None]:
+    def edit(block: dict) -> None:
+        block["images"][0][key] = value
+
+    return edit
+
+
+def _specimen_entries() -> list[Entry]:
+    insp, rel = COMMANDS["inspect"], "specimen/R.nii.gz"
+    s = SPECIMEN_SUTURES
+
+    def moved(name: str, to: list[float]) -> dict[str, list[float]]:
+        return {**s, name: to}
+
+    def without(name: str) -> dict[str, list[float]]:
+        return {k: v for k, v in s.items() if k != name}
+
+    block: list[tuple[str, Callable[[dict], object]]] = [
+        ("block-list", lambda b: [b]), ("block-string", lambda b: "specimen/R.nii.gz"),
+        ("images-empty", lambda b: b.__setitem__("images", [])), ("images-missing", lambda b: b.pop("images")),
+        ("images-null-entry", lambda b: b.__setitem__("images", [None])),
+        ("unknown-key", lambda b: b.__setitem__("scanner", "7T")),
+        ("id-empty", _image("id", " ")), ("id-number", _image("id", 7)),
+        ("id-twice", lambda b: b["images"].append(dict(b["images"][0]))),
+        ("side-unknown", _image("side", "X")), ("side-missing", lambda b: b["images"][0].pop("side")),
+        ("container-unknown", _image("containers", ["R-XX"])), ("container-other-side", _image("containers", ["L-II"])),
+        ("containers-string", _image("containers", "R-II")), ("containers-empty", _image("containers", [])),
+        ("nodes-missing-file", _image("nodes", "specimen/none.nii.gz")), ("nodes-null", _image("nodes", None)),
+        ("nodes-dotdot", _image("nodes", "../outside/R.nii.gz")), ("nodes-absolute", _image("nodes", "/etc/passwd")),
+        ("nodes-folder", _image("nodes", "specimen")),
+        ("orientation-missing-file", _image("orientation", "specimen/none.mrk.json")),
+        ("orientation-missing", lambda b: b["images"][0].pop("orientation")),
+        ("links-missing-file", lambda b: b.__setitem__("links", "specimen/none.csv")),
+        ("links-number", lambda b: b.__setitem__("links", 3)),
+    ]
+    out = [Entry(f"specimen-{n}", "specimen", insp, _specimen(edit=e)) for n, e in block]
+    out.append(Entry("specimen-valid", "specimen", insp, _specimen(), expect="ok"))
+    out.append(Entry("specimen-valid-match", "specimen", COMMANDS["match"], _specimen(), expect="ok"))
+    raw = [("garbage", bytes(range(256)) * 8), ("empty", b""), ("gzip-of-garbage", gzip.compress(b"\1" * 900))]
+    out += [Entry(f"specimen-labelmap-{n}", "specimen", insp, _specimen(after=_write_bytes(rel, b))) for n, b in raw]
+    out.append(Entry("specimen-labelmap-truncated", "specimen", insp, _specimen(after=_truncate(rel, 0.5))))
+    out.append(Entry("specimen-labelmap-no-nodes-is-matched", "specimen", COMMANDS["match"], _specimen(
+        links="path_node,image,specimen_node\n", after=_specimen_map(np.zeros((6, 6, 6), np.uint8))), expect="ok"))
+    out.append(Entry("specimen-labelmap-fractional", "specimen", insp,
+                     _specimen(after=_specimen_map(np.full((6, 6, 6), 2.5, np.float32)))))
+    sutures = [
+        ("anterior-missing", without("anterior")), ("cranial-missing", without("cranial")),
+        ("label-unknown", {**s, "superior": [0.0, 0.0, 50.0]}),
+        ("cranial-on-caudal", moved("caudal", s["cranial"])),
+        ("cranial-within-half-mm-of-caudal", moved("caudal", [0.3, 0.0, 40.2])),
+        ("anterior-on-the-cranio-caudal-line", moved("anterior", [0.0, 0.0, 12.0])),
+        ("anterior-on-posterior", {**s, "posterior": [0.0, 20.0, 5.0]}),
+        ("medial-on-lateral", moved("medial", s["lateral"])),
+        ("metres-away", moved("anterior", [0.0, 20000.0, 0.0])), ("nan", moved("cranial", [float("nan"), 0.0, 0.0])),
+        ("inf", moved("caudal", [0.0, 0.0, float("-inf")])),
+    ]
+    out += [Entry(f"specimen-sutures-{n}", "specimen", insp, _specimen(sutures=v)) for n, v in sutures]
+    out.append(Entry("specimen-sutures-garbage", "specimen", insp,
+                     _specimen(after=_write_bytes("specimen/R.mrk.json", bytes(range(256))))))
+    out.append(Entry("specimen-sutures-curve", "specimen", insp, _specimen(after=_json_edit(
+        "specimen/R.mrk.json", lambda d: d["markups"][0].__setitem__("type", "Curve")))))
+    head = "path_node,image,specimen_node,certainty\n"
+    links: list[tuple[str, str | bytes]] = [
+        ("node-unknown", head + "R-IX-99,R,2,sure\n"), ("image-unknown", head + "R-II-01,Q,2,sure\n"),
+        ("label-absent", head + "R-II-01,R,9,sure\n"), ("label-fraction", head + "R-II-01,R,2.5,sure\n"),
+        ("label-negative", head + "R-II-01,R,-2,sure\n"), ("label-huge", head + "R-II-01,R,99999999999999999999,\n"),
+        ("certainty-unknown", head + "R-II-01,R,2,maybe\n"), ("node-twice", head + "R-II-01,R,2,\nR-II-01,R,3,\n"),
+        ("column-missing", "path_node,image\nR-II-01,R\n"), ("empty-file", b""), ("binary", bytes(range(256))),
+        ("latin1", "path_node,image,specimen_node\nR-II-01,R,2\n# f\xfchrt\n".encode("latin-1")),
+        ("quote-unclosed", head + '"R-II-01,R,2,sure\n'),
+    ]
+    out += [Entry(f"specimen-links-{n}", "specimen", insp, _specimen(links=t)) for n, t in links]
+    out.append(Entry("specimen-nodes-symlink-outside", "containment", insp, _specimen(after=_symlink_specimen)))
+    return out
+
+
+def _specimen_map(data: np.ndarray) -> Mutator:
+    """Replace the specimen piece's label map by ``data`` (0.5 mm voxels) written raw with nibabel."""
+
+    def mutate(case: Path) -> None:
+        import nibabel as nib
+
+        hdr = nib.Nifti1Header()
+        hdr.set_data_dtype(data.dtype)
+        hdr.set_sform(np.diag([0.5, 0.5, 0.5, 1.0]), code=1)
+        nib.save(nib.Nifti1Image(data, None, header=hdr), str(case / "specimen" / "R.nii.gz"))
+
+    return mutate
+
+
+def _symlink_specimen(case: Path) -> None:
+    """The piece's label map is a symlink inside the case folder to a file outside it."""
+    outside = case.parent / "outside"
+    outside.mkdir(exist_ok=True)
+    shutil.move(str(case / "specimen" / "R.nii.gz"), outside / "R.nii.gz")
+    (case / "specimen" / "R.nii.gz").symlink_to(outside / "R.nii.gz")
+
+
 def _label_map_file(rel: str, data: bytes) -> Mutator:
     def mutate(case: Path) -> None:
         (case / "mri" / "nodes.nii.gz").unlink()
@@ -715,8 +854,8 @@ def _formula_entries() -> list[Entry]:
 def corpus() -> list[Entry]:
     """Every hostile input (200+)."""
     return (_usage_entries() + _manifest_entries() + _nodes_entries() + _containers_entries() + _reads_entries()
-            + _landmark_entries() + _labelmap_entries() + _constraint_entries() + _output_entries()
-            + _formula_entries())
+            + _landmark_entries() + _labelmap_entries() + _specimen_entries() + _constraint_entries()
+            + _output_entries() + _formula_entries())
 
 
 # ----------------------------------------------------------------------------------------------- running

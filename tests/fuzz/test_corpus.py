@@ -21,7 +21,7 @@ def test_the_corpus_is_large_and_covers_every_class() -> None:
     assert len({e.name for e in ENTRIES}) == len(ENTRIES)
     counts = Counter(e.klass for e in ENTRIES)
     for klass in ("usage", "help", "case.json", "containment", "pathology", "reads", "landmarks", "labelmap",
-                  "huge", "constraints", "output", "exit-code", "escaping"):
+                  "specimen", "huge", "constraints", "output", "exit-code", "escaping"):
         assert counts[klass] >= 2, klass
 
 

@@ -188,6 +188,53 @@ def test_constraints_reader(rows: list[list[str]]) -> None:
         assert not cons.must_link & cons.cannot_link
 
 
+LINK_HEADER = ["path_node", "image", "specimen_node", "certainty"]
+link_cells = st.one_of(cells, st.sampled_from(["R-II-01", "R-III-01", "L-II-01", "1", "2", "3", "4", "sure",
+                                               "probable", "SURE", "2.0", " 2"]))
+
+
+@given(st.lists(st.lists(link_cells, min_size=4, max_size=4), max_size=5))
+def test_specimen_links_reader(rows: list[list[str]]) -> None:
+    from neckmatch.io.case import read_case
+    from neckmatch.io.specimen import read_links
+    from neckmatch.model import LabelMap, SpecimenPiece
+
+    case = read_case(EXAMPLE)
+    data = np.zeros((6, 6, 6), np.uint8)
+    data[0, 0, 0], data[2, 2, 2], data[4, 4, 4] = 1, 2, 3
+    piece = SpecimenPiece("R", "R", ("R-II", "R-III"), LabelMap(data, np.eye(4)),
+                          {"cranial": np.zeros(3), "caudal": np.ones(3), "anterior": np.array([0.0, 5.0, 0.0])})
+    links = _one_line_or_value(lambda: read_links(_write(_csv(LINK_HEADER, rows), "links.csv"), [piece],
+                                                  case.path_nodes))
+    if links is not None:
+        nodes = {p.node for p in case.path_nodes}
+        assert len({lk.path_node for lk in links}) == len(links)  # a pathology node is linked at most once
+        for lk in links:
+            assert lk.path_node in nodes and lk.image == "R" and lk.specimen_node in (1, 2, 3)
+            assert lk.certainty in (None, "sure", "probable")
+
+
+coordinate = st.one_of(st.sampled_from([0.0, 0.3, 1.0, -1.0, 20.0, -40.0, 40.0, 300.0, float("nan")]), floats)
+suture = st.lists(coordinate, min_size=3, max_size=3)
+
+
+@given(st.fixed_dictionaries({"cranial": suture, "caudal": suture, "anterior": suture},
+                             optional={"posterior": suture, "medial": suture, "lateral": suture}),
+       st.sampled_from(["R", "L"]))
+def test_accepted_sutures_give_a_rotation(sutures: dict[str, list[float]], side: str) -> None:
+    """Sutures the reader accepts always orient the piece: the suture frame is orthonormal (a mirror allowed);
+    the others are refused in one line (coincident sutures gave a singular 'rotation' before they were checked)."""
+    from neckmatch.geometry.registration import suture_rotation
+    from neckmatch.io.sanity import check_sutures
+    from neckmatch.model import LabelMap
+
+    points = {k: np.array(v, dtype=np.float64) for k, v in sutures.items()}
+    piece = LabelMap(np.zeros((20, 20, 20), np.uint8), np.diag([0.5, 0.5, 0.5, 1.0]))
+    if _one_line_or_value(lambda: check_sutures("R.mrk.json", points, piece) or True):
+        rot = suture_rotation(points, side)
+        assert np.allclose(rot @ rot.T, np.eye(3), atol=1e-9)
+
+
 manifest = st.fixed_dictionaries({
     "format": st.sampled_from(["neckmatch-case/1", "x", None]),
     "case_id": st.one_of(st.sampled_from(["P1", "SYN001", "..", "../x", "<script>", "", "A" * 70]),
