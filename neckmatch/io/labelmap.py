@@ -125,7 +125,7 @@ def read_label_map(path: str | Path) -> LabelMap:
     labels = _as_labels(path, data)
     n_labels = len(present_labels(labels))
     if n_labels > MAX_LABELS:
-        raise InputError(path, "data", f"{n_labels} labels (MR nodes); at most {MAX_LABELS} are accepted")
+        raise InputError(path, "data", f"{n_labels} labels (nodes); at most {MAX_LABELS} are accepted")
     det = float(np.linalg.det(affine[:3, :3])) if np.all(np.isfinite(affine)) else float("nan")
     if not np.isfinite(det) or abs(det) < 1e-9:
         raise InputError(path, "affine", f"not invertible (determinant {det:.3g}): {np.round(affine, 4).tolist()}")

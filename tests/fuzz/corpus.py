@@ -602,6 +602,8 @@ def _specimen_entries() -> list[Entry]:
     out.append(Entry("specimen-labelmap-truncated", "specimen", insp, _specimen(after=_truncate(rel, 0.5))))
     out.append(Entry("specimen-labelmap-no-nodes-is-matched", "specimen", COMMANDS["match"], _specimen(
         links="path_node,image,specimen_node\n", after=_specimen_map(np.zeros((6, 6, 6), np.uint8))), expect="ok"))
+    out.append(Entry("specimen-labelmap-1001-labels", "huge", insp, _specimen(
+        after=_specimen_map(np.arange(1, 1002, dtype=np.uint16).reshape(7, 11, 13)))))
     out.append(Entry("specimen-labelmap-fractional", "specimen", insp,
                      _specimen(after=_specimen_map(np.full((6, 6, 6), 2.5, np.float32)))))
     sutures = [
