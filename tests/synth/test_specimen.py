@@ -94,3 +94,33 @@ def test_pieces_list_only_containers_the_report_has() -> None:
     for p in case.specimen.pieces:
         assert p.containers and set(p.containers) <= reported
         assert set(case.pathology.container[p.true_index]) <= set(p.containers)
+
+
+def _link_shares(family: str, cases: int = 4) -> tuple[float, float, int, int]:
+    """Share of reported nodes linked, share of links naming another node than their own, pieces, pieces of one
+    container, over ``cases`` simulated cases of ``family``."""
+    reported = linked = wrong = pieces = single = 0
+    for k in range(cases):
+        case = simulate_case("S", case_seed(21, k), SynthParams(specimen_fraction=1.0, specimen_family=family),
+                             raster=False)
+        spec = case.specimen
+        true_of_node = {pn: t.true_id for t in case.truth.itertuples()  # fragments: every piece's node
+                        for pn in {t.path_node, *t.path_fragments.split(";")} - {""}}
+        truth = {(r.image, r.specimen_node): r.true_id for r in spec.truth.itertuples()}
+        reported += len(case.pathology.report)
+        linked += len(spec.links)
+        wrong += sum(truth[(r.image, r.specimen_node)] != true_of_node[r.path_node] for r in spec.links.itertuples())
+        pieces += len(spec.pieces)
+        single += sum(len(p.containers) == 1 for p in spec.pieces)
+    return linked / reported, wrong / max(linked, 1), pieces, single
+
+
+def test_the_held_out_families_break_what_they_say() -> None:
+    base_linked, base_wrong, _, _ = _link_shares("default")
+    linked, wrong, _, _ = _link_shares("sloppy-links")
+    assert base_wrong < 0.08 and 0.15 < wrong < 0.4  # 2 % vs 25 % of the links name a neighbour
+    linked, _, _, _ = _link_shares("few-links")
+    assert base_linked > 0.8 and 0.35 < linked < 0.65  # 92 % vs 50 % of the reported nodes linked
+    _, _, pieces, single = _link_shares("per-container")
+    assert pieces > 8 and single == pieces  # no piece en bloc
+    assert specimen_family("shrink-20").shrink == (0.15, 0.25) and specimen_family("jitter-3mm").jitter_mm == 3.0
