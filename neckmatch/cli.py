@@ -94,7 +94,7 @@ def inspect(
     case_dir: Path = typer.Argument(..., help="A case folder (with case.json)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
-    """Print what was read from a case: nodes, landmarks, containers, reads."""
+    """Print what was read from a case: nodes, landmarks, containers, reads, specimen MRI."""
     from neckmatch.io.case import read_case
     from neckmatch.io.summary import case_summary, format_case_summary
 

@@ -168,3 +168,20 @@ def test_console_script_subprocess(case_dir: Path) -> None:
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
     assert "pathology/nodes.csv: row 4: level: 'IIc' is not a surgical level" in bad.stderr
+
+
+def test_inspect_shows_the_specimen_block(case_dir: Path) -> None:
+    from tests.io.test_specimen import _write
+
+    _write(case_dir)  # one piece R (R-II, R-III): labels 1, 2, 5; sutures cranial, caudal, anterior, lateral
+    result = runner.invoke(cli.app, ["inspect", str(case_dir)])
+    assert result.exit_code == 0, result.output
+    assert "specimen MRI: 1 piece; 2 of 6 pathology nodes linked (1 sure, 0 probable, 1 unrated) to 2 specimen " \
+           "nodes" in result.output
+    assert "R        side R  R-II, R-III: 3 specimen nodes, voxels 0.5 x 0.5 x 0.5 mm, sutures cranial, caudal, " \
+           "anterior, lateral" in result.output
+    s = json.loads(runner.invoke(cli.app, ["inspect", str(case_dir), "--json"]).output)
+    assert s["specimen"]["links"] == {"count": 2, "sure": 1, "probable": 0, "unrated": 1, "specimen_nodes_linked": 2}
+    assert s["specimen"]["pieces"][0]["specimen_nodes"] == 3
+    assert json.loads(runner.invoke(cli.app, ["inspect", str(EXAMPLE), "--json"]).output)["specimen"] is None
+    assert "specimen" not in runner.invoke(cli.app, ["inspect", str(EXAMPLE)]).output

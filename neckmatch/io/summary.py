@@ -18,7 +18,7 @@ from typing import Any
 import nibabel as nib
 from rich.markup import escape
 
-from neckmatch.model import REQUIRED_LANDMARKS, Case
+from neckmatch.model import REQUIRED_LANDMARKS, SUTURE_LABELS, Case
 
 __all__ = ["case_summary", "format_case_summary"]
 
@@ -71,11 +71,28 @@ def _reads(case: Case) -> dict[str, Any]:
     }
 
 
+def _specimen(case: Case) -> dict[str, Any] | None:
+    """The ``specimen`` block: each piece (side, containers, specimen nodes, grid, sutures) and the links."""
+    spec = case.specimen
+    if spec is None:
+        return None
+    pieces = [{"id": p.id, "side": p.side.value, "containers": list(p.containers),
+               "specimen_nodes": int(p.label_map.labels().size),
+               "voxel_size_mm": [round(float(v), 6) for v in p.label_map.spacing],
+               "sutures": [name for name in SUTURE_LABELS if name in p.sutures]} for p in spec.pieces]
+    certainty = Counter(lk.certainty or "unrated" for lk in spec.links)
+    return {"pieces": pieces, "links": {
+        "count": len(spec.links), "sure": certainty["sure"], "probable": certainty["probable"],
+        "unrated": certainty["unrated"],
+        "specimen_nodes_linked": len({(lk.image, lk.specimen_node) for lk in spec.links})}}
+
+
 def case_summary(case: Case) -> dict[str, Any]:
     """A JSON-able summary of ``case``: ids, MR nodes and grid, landmarks, pathology, reads.
 
     Keys: ``case_id, primary_side, dissected, nodes, landmarks, pathology, containers, reads, image`` (the MR
-    image, ``mri.image``: its file relative to the case folder and its grid from the header, or None).
+    image, ``mri.image``: its file relative to the case folder and its grid from the header, or None),
+    ``specimen`` (the ex vivo specimen MRI block's pieces and links, or None).
     """
     pn = case.path_nodes
     return {
@@ -96,6 +113,7 @@ def case_summary(case: Case) -> dict[str, Any]:
         "containers": _containers(case),
         "reads": _reads(case),
         "image": _image(case),
+        "specimen": _specimen(case),
     }
 
 
@@ -161,4 +179,14 @@ def format_case_summary(summary: dict[str, Any]) -> str:
     if im is not None:
         grid = f", grid {_fmt(im['shape'])} voxels of {_fmt(im['voxel_size_mm'])} mm" if im["shape"] else ""
         lines.append(f"MR image: {im['file']}{grid} (display only)")
+    sp = summary.get("specimen")
+    if sp is not None:
+        lk = sp["links"]
+        lines.append(f"specimen MRI: {_count(len(sp['pieces']), 'piece')}; {lk['count']} of "
+                     f"{_count(p['node_rows'], 'pathology node')} linked ({lk['sure']} sure, {lk['probable']} "
+                     f"probable, {lk['unrated']} unrated) to {_count(lk['specimen_nodes_linked'], 'specimen node')}")
+        for piece in sp["pieces"]:
+            lines.append(f"  {piece['id']:<8} side {piece['side']}  {', '.join(piece['containers'])}: "
+                         f"{_count(piece['specimen_nodes'], 'specimen node')}, voxels {_fmt(piece['voxel_size_mm'])} "
+                         f"mm, sutures {', '.join(piece['sutures'])}")
     return escape("\n".join(lines))
