@@ -134,6 +134,10 @@ def run_case(case: Case, settings: Settings | None = None) -> CaseResult:
     summary["containers"] = len(case.containers)
     reg = result.registration  # ex vivo specimen scans: specimen_registration.csv / .json
     extra = {} if reg is None else {"specimen_registration": with_case_id(reg.table, case.case_id)}
+    if reg is not None:
+        summary["specimen"] = {"pairs_via_specimen": int((matches["via"] == "specimen").sum()), "pieces": [
+            {k: piece[k] for k in ("image", "pose", "specimen_nodes", "paired_nodes", "median_residual_mm")}
+            for piece in reg.summary]}
     return CaseResult(case.case_id, levels, matches, truth, result.specimen.to_json(), summary, extra,
                       reg.to_json() if reg is not None else None)
 
@@ -268,6 +272,30 @@ def _fmt_counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{v} {k}" for k, v in counts.items()) or "none"
 
 
+def _format_specimen(spec: dict[str, Any]) -> str:
+    """Lines on the ex vivo specimen scans: pairs decided through them and each piece's registration; a pose other
+    than the sutures' frame is named (a piece scanned upside down, or sutures to check).
+
+    Examples
+    --------
+    >>> print(_format_specimen({"pairs_via_specimen": 12, "pieces": [
+    ...     {"image": "R", "pose": "sutures", "specimen_nodes": 20, "paired_nodes": 17, "median_residual_mm": 0.34},
+    ...     {"image": "L", "pose": "turned-z", "specimen_nodes": 9, "paired_nodes": 0, "median_residual_mm": None}]}))
+    specimen MRI: 12 pairs decided through it
+      R: 17 of 20 specimen nodes paired, median residual 0.3 mm
+      L: 0 of 9 specimen nodes paired, pose turned-z (not the sutures' frame: check them)
+    """
+    lines = [f"specimen MRI: {spec['pairs_via_specimen']} pairs decided through it"]
+    for p in spec["pieces"]:
+        text = f"  {p['image']}: {p['paired_nodes']} of {p['specimen_nodes']} specimen nodes paired"
+        if p.get("median_residual_mm") is not None:
+            text += f", median residual {p['median_residual_mm']:.1f} mm"
+        if not str(p["pose"]).startswith("sutures"):
+            text += f", pose {p['pose']} (not the sutures' frame: check them)"
+        lines.append(text)
+    return "\n".join(lines)
+
+
 def format_summary(summary: dict[str, Any], out_dir: str | Path | None = None) -> str:
     """A few human-readable lines from a case summary (plain text).
 
@@ -291,6 +319,8 @@ def format_summary(summary: dict[str, Any], out_dir: str | Path | None = None) -
         f"outcomes: nodes {_fmt_counts(summary['node_outcomes'])} | levels {_fmt_counts(summary['level_outcomes'])}"
         f" | patient {summary['patient_outcome'] or 'n/a'}",
     ]
+    if summary.get("specimen"):
+        lines.append(_format_specimen(summary["specimen"]))
     if out_dir is not None:
         lines.append(f"written to {out_dir}")
     return "\n".join(lines)

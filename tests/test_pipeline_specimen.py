@@ -10,7 +10,7 @@ import pandas as pd
 
 from neckmatch.geometry.registration import specimen_nodes
 from neckmatch.io.case import read_case
-from neckmatch.pipeline import process_case
+from neckmatch.pipeline import format_summary, process_case
 from neckmatch.synth import SynthParams, generate_cohort
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "minimal_case"
@@ -41,9 +41,32 @@ def test_specimen_outputs_map_every_specimen_node(tmp_path: Path) -> None:
         assert img["paired_nodes"] == int(rows["mr_node"].notna().sum())
     matches = pd.read_csv(tmp_path / "out" / "matches.csv")
     assert (matches["via"] == "specimen").any()
+    # summary.json and the command line's summary say what the specimen did, per piece as in the JSON
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())["specimen"]
+    assert summary["pairs_via_specimen"] == int((matches["via"] == "specimen").sum())
+    assert [(p["image"], p["paired_nodes"], p["specimen_nodes"]) for p in summary["pieces"]] == [
+        (img["image"], img["paired_nodes"], img["specimen_nodes"]) for img in doc["images"]]
+    text = format_summary(json.loads((tmp_path / "out" / "summary.json").read_text()))
+    first = doc["images"][0]
+    assert f"specimen MRI: {summary['pairs_via_specimen']} pairs decided through it" in text
+    assert f"  {first['image']}: {first['paired_nodes']} of {first['specimen_nodes']} specimen nodes paired" in text
 
 
 def test_no_specimen_files_without_a_block(tmp_path: Path) -> None:
-    process_case(EXAMPLE, tmp_path / "out")
+    assert "specimen" not in process_case(EXAMPLE, tmp_path / "out")
     assert not (tmp_path / "out" / "specimen_registration.csv").exists()
     assert not (tmp_path / "out" / "specimen_registration.json").exists()
+
+
+def test_the_summary_names_a_piece_lying_otherwise_than_its_sutures_say(tmp_path: Path) -> None:
+    from neckmatch.pipeline import compute_case
+
+    poses = {}
+    for family in ("default", "upside-down"):  # the same patients; one piece per case turned over in the second
+        cases = generate_cohort(3, 2024, tmp_path / family, SynthParams(specimen_fraction=1.0, specimen_family=family))
+        summaries = [compute_case(d).summary for d in cases]
+        poses[family] = [p["pose"] for s in summaries for p in s["specimen"]["pieces"]]
+        texts = [format_summary(s) for s in summaries]
+    assert all(p.startswith("sutures") for p in poses["default"])
+    turned = [p for p in poses["upside-down"] if not p.startswith("sutures")]
+    assert turned and sum("not the sutures' frame: check them" in t for t in texts) == len(turned)
