@@ -256,13 +256,16 @@ def _svg_wrap(parts: Sequence[str], height: float) -> str:
     )
 
 
+_COUNT_LABELS = {"decisions.auto": "auto", "decisions.review": "review", "specimen.pairs_via_specimen": "via specimen"}
+
+
 def _case_rows(out_dir: Path, cases: pd.DataFrame) -> str:
     """Per-case table with links to each case's outputs (only links to files that exist)."""
     rows = []
     for rec in cases.to_dict("records"):
         cid = str(rec["case_id"])
         links = []
-        names = ["matches.csv", "truth_nodes.csv", "levels.csv"]
+        names = ["matches.csv", "truth_nodes.csv", "levels.csv", "specimen_registration.csv"]
         names += [f"maps/{cid}_map.png", f"maps/{cid}_viewer.html", f"maps/{cid}_scene.mrml",
                   f"maps/{cid}_scene.glb", f"maps/{cid}_levels.seg.nrrd"]
         for name in names:
@@ -270,8 +273,9 @@ def _case_rows(out_dir: Path, cases: pd.DataFrame) -> str:
                 label = name.split("/")[-1].removeprefix(f"{cid}_")
                 links.append(f'<a href="{html.escape(cid)}/{html.escape(name)}">{html.escape(label)}</a>')
         counts = ", ".join(
-            f"{k.removeprefix('decisions.')}={rec[k]:g}"
-            for k in ("mr_nodes", "path_nodes", "pairs", "decisions.auto", "decisions.review")
+            f"{_COUNT_LABELS.get(k, k)}={rec[k]:g}"
+            for k in ("mr_nodes", "path_nodes", "pairs", "specimen.pairs_via_specimen", "decisions.auto",
+                      "decisions.review")
             if k in rec and pd.notna(rec[k])
         )
         status = html.escape(str(rec["status"]))

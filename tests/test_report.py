@@ -63,6 +63,19 @@ def test_case_rows_link_the_viewer_page_and_the_slicer_scene(tmp_path):
     assert '<a href="P1/maps/P1_viewer.html">viewer.html</a>' in row
     assert '<a href="P1/maps/P1_scene.mrml">scene.mrml</a>' in row
     assert "map.png" not in row  # only files that exist are linked
+    assert "specimen" not in row
+
+
+def test_case_rows_give_the_specimen_pairs_and_link_the_registration(tmp_path: Path) -> None:
+    from neckmatch.report import _case_rows
+
+    (tmp_path / "P1").mkdir()
+    (tmp_path / "P1" / "specimen_registration.csv").write_text("x")
+    cases = pd.DataFrame([{"case_id": "P1", "status": "ok", "pairs": 40, "specimen.pairs_via_specimen": 31,
+                           "decisions.auto": 70, "decisions.review": 9}])
+    row = _case_rows(tmp_path, cases)
+    assert "pairs=40, via specimen=31, auto=70, review=9" in row
+    assert '<a href="P1/specimen_registration.csv">specimen_registration.csv</a>' in row
 
 
 def test_report_flow_cards_and_review(tmp_path: Path) -> None:
