@@ -159,3 +159,22 @@ def test_case_json_may_name_a_seg_folder(tmp_path: Path) -> None:
     manifest["mri"] = {k: v for k, v in manifest["mri"].items() if k != "reads"} | {"nodes": "mri/seg_export"}
     (case / "case.json").write_text(json.dumps(manifest))
     assert sorted(int(n) for n in read_case(case).label_map.labels()) == [1, 2, 3]
+
+
+def test_a_specimen_piece_may_be_a_dicom_seg(tmp_path: Path) -> None:
+    """specimen-imaging.md: a piece's label map in any format accepted for mri.nodes, DICOM SEG included."""
+    import json
+    import shutil
+
+    from neckmatch.io.case import read_case
+    from tests.io.test_specimen import _write
+
+    case = Path(shutil.copytree(Path(__file__).resolve().parents[2] / "examples" / "minimal_case", tmp_path / "P1"))
+    _write(case, links="path_node,image,specimen_node\nR-II-01,R,2\nR-III-01,R,3\n")
+    _write_seg(case / "specimen" / "R.dcm", _mr_series(), _labels())
+    manifest = json.loads((case / "case.json").read_text())
+    manifest["specimen"]["images"][0]["nodes"] = "specimen/R.dcm"
+    (case / "case.json").write_text(json.dumps(manifest))
+    piece = read_case(case).specimen.pieces[0]
+    assert sorted(int(n) for n in piece.label_map.labels()) == [1, 2, 3]
+    assert dict(piece.label_map.names) == NAMES
