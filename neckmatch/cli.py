@@ -185,6 +185,8 @@ def synth(
     study_reads: bool = typer.Option(False, "--study-reads", help="Reader-study reads: phases, order, 2 modalities."),
     specimen: float = typer.Option(0.0, "--specimen", min=0.0, max=1.0, help="Fraction of cases with specimen MRI."),
     specimen_family: str = typer.Option("default", "--specimen-family", help="Specimen family (docs/synthetic.md)."),
+    force: bool = typer.Option(False, "--force", help="Write into a non-empty folder (replaces only neckmatch's own "
+                               "files)."),
 ) -> None:
     """Write a synthetic cohort in the case format, with ground_truth.csv beside each case."""
     from neckmatch.synth import SynthParams, generate_cohort
@@ -198,7 +200,7 @@ def synth(
             raise InputError("options", "--positions-fraction", f"must lie in [0, 1], got {positions_fraction}")
         params = params.replace(positions_fraction=positions_fraction)
     params = params.replace(specimen_fraction=specimen, specimen_family=synth_family(specimen_family))
-    dirs = generate_cohort(cases, seed, out, params)
+    dirs = generate_cohort(cases, seed, out, params, force=force)
     console.print(f"wrote {len(dirs)} synthetic cases to {out}", markup=False, soft_wrap=True)
 
 

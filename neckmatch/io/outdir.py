@@ -33,7 +33,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -48,11 +48,15 @@ MARKER = "neckmatch-output.json"
 _FORMAT = "neckmatch-output/1"
 
 
-def read_marker(folder: str | Path, legacy: Iterable[str] = ()) -> dict[str, Any] | None:
+Legacy = Iterable[str] | Callable[[Path], list[str] | None]
+
+
+def read_marker(folder: str | Path, legacy: Legacy = ()) -> dict[str, Any] | None:
     """The folder's marker as a dict, or None if it has none.
 
     ``legacy``: the file names an older neckmatch wrote there, for a folder with a neckmatch ``summary.json`` but
-    no marker (returned as a marker listing those of them that exist, without a fingerprint).
+    no marker (returned as a marker listing those of them that exist, without a fingerprint); or a function of
+    the folder that returns the names an older neckmatch wrote there (None: not such a folder).
     """
     folder = Path(folder)
     try:
@@ -61,6 +65,9 @@ def read_marker(folder: str | Path, legacy: Iterable[str] = ()) -> dict[str, Any
             return doc
     except (OSError, ValueError):
         pass
+    if callable(legacy):
+        names = legacy(folder)
+        return None if names is None else {"format": _FORMAT, "files": sorted(names)}
     try:
         summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -71,7 +78,7 @@ def read_marker(folder: str | Path, legacy: Iterable[str] = ()) -> dict[str, Any
     return None
 
 
-def check_out_dir(out_dir: str | Path, force: bool = False, legacy: Iterable[str] = ()) -> dict[str, Any] | None:
+def check_out_dir(out_dir: str | Path, force: bool = False, legacy: Legacy = ()) -> dict[str, Any] | None:
     """Refuse an output folder neckmatch may not write into (module docstring); return its marker, if any.
 
     Raises
@@ -125,7 +132,7 @@ def write_marker(folder: str | Path, info: dict[str, Any]) -> Path:
 
 
 @contextmanager
-def write_into(out_dir: str | Path, info: dict[str, Any], force: bool = False, legacy: Iterable[str] = ()
+def write_into(out_dir: str | Path, info: dict[str, Any], force: bool = False, legacy: Legacy = ()
                ) -> Iterator[Path]:
     """Yield an empty staging folder; on success move its entries into ``out_dir`` and write the marker.
 

@@ -23,7 +23,7 @@ from neckmatch.synth.params import SynthParams
 from neckmatch.synth.pathology import Pathology, make_pathology
 from neckmatch.synth.specimen import SynthSpecimen, make_specimen, specimen_block, specimen_family, write_specimen
 
-__all__ = ["SynthCase", "simulate_case", "write_case", "generate_case", "generate_cohort", "case_seed"]
+__all__ = ["SynthCase", "simulate_case", "write_case", "generate_case", "generate_cohort", "case_seed", "MAX_CASES"]
 
 GROUND_TRUTH_COLUMNS = (
     "true_id", "side", "level", "boundary_mm", "runner_up", "x", "y", "z", "long_mm", "short_mm", "status",
@@ -151,32 +151,60 @@ def generate_case(
     return write_case(simulate_case(case_id, seed, params), Path(out_dir) / case_id)
 
 
-def generate_cohort(n_cases: int, seed: int, out_dir: str | Path, params: SynthParams | None = None) -> list[Path]:
+MAX_CASES = 10_000  # a cohort of ~0.5 MB cases; a typo of extra zeros would otherwise fill the disk
+
+
+def generate_cohort(n_cases: int, seed: int, out_dir: str | Path, params: SynthParams | None = None,
+                    force: bool = False) -> list[Path]:
     """Write ``n_cases`` synthetic cases ``SYN001`` ... into ``out_dir`` and ``out_dir/cohort.json``.
+
+    All or nothing, as every output of neckmatch (:func:`neckmatch.io.outdir.write_into`): the cohort is made in
+    a staging folder beside ``out_dir`` and moved in when complete; ``out_dir`` must be empty or a cohort
+    neckmatch wrote (an earlier one's cases that this one does not have are removed), else ``force`` replaces
+    only neckmatch's own files there.
 
     Returns
     -------
     list of Path
         The case folders, in order.
+
+    Raises
+    ------
+    InputError
+        ``n_cases`` outside 1 to :data:`MAX_CASES`; ``out_dir`` a file, or a folder with other files.
     """
     from neckmatch.errors import InputError
+    from neckmatch.io.outdir import write_into
 
-    if int(n_cases) < 1:
-        raise InputError("options", "cases", f"must be >= 1, got {n_cases}")
+    if not 1 <= int(n_cases) <= MAX_CASES:
+        raise InputError("options", "cases", f"must be from 1 to {MAX_CASES}, got {n_cases}")
     params = params or SynthParams()
     out = Path(out_dir)
-    dirs = []
-    for k in range(int(n_cases)):
-        cid = f"SYN{k + 1:03d}"
-        if params.study_reads:
-            from neckmatch.synth.reads import with_study_reads
+    names = [f"SYN{k + 1:03d}" for k in range(int(n_cases))]
+    with write_into(out, {"command": "synth", "seed": int(seed), "n_cases": int(n_cases)}, force,
+                    legacy=_older_cohort) as stage:
+        for k, cid in enumerate(names):
+            if params.study_reads:
+                from neckmatch.synth.reads import with_study_reads
 
-            case = with_study_reads(simulate_case(cid, case_seed(seed, k), params), seed, k, int(n_cases))
-            write_case(case, out / cid)
-        else:
-            generate_case(cid, case_seed(seed, k), out, params)
-        dirs.append(out / cid)
-    doc = {"generator": "neckmatch.synth", "seed": int(seed), "n_cases": int(n_cases),
-           "cases": [d.name for d in dirs], "params": params.to_dict()}
-    write_text(json.dumps(doc, indent=2) + "\n", out / "cohort.json")
-    return dirs
+                case = with_study_reads(simulate_case(cid, case_seed(seed, k), params), seed, k, int(n_cases))
+                write_case(case, stage / cid)
+            else:
+                generate_case(cid, case_seed(seed, k), stage, params)
+        doc = {"generator": "neckmatch.synth", "seed": int(seed), "n_cases": int(n_cases), "cases": names,
+               "params": params.to_dict()}
+        write_text(json.dumps(doc, indent=2) + "\n", stage / "cohort.json")
+    return [out / cid for cid in names]
+
+
+def _older_cohort(folder: Path) -> list[str] | None:
+    """The files of a cohort an older neckmatch wrote without a marker (``cohort.json`` of ``neckmatch.synth`` and
+    the case folders it lists), or None for any other folder."""
+    try:
+        doc = json.loads((folder / "cohort.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("generator") != "neckmatch.synth" or not isinstance(doc.get("cases"), list):
+        return None
+    cases = [c for c in doc["cases"] if isinstance(c, str) and Path(c).name == c and c not in ("", ".", "..")]
+    return ["cohort.json", *(c for c in cases if (folder / c).is_dir())]

@@ -16,7 +16,7 @@ from neckmatch.errors import InputError
 from neckmatch.geometry.levels import assign_levels
 from neckmatch.io.case import read_case
 from neckmatch.synth import generate_cohort
-from neckmatch.synth.cohort import GROUND_TRUTH_COLUMNS
+from neckmatch.synth.cohort import GROUND_TRUTH_COLUMNS, MAX_CASES
 
 
 def _digest(folder):
@@ -84,9 +84,54 @@ def test_dissected_levels_hold_every_container(cohort):
             assert {p.value for p in c.level.parts} <= {"I", "IA", "IB", "II", "IIA", "IIB", "III", "IV", "V"}
 
 
-def test_zero_cases_is_an_input_error(tmp_path):
-    with pytest.raises(InputError, match="must be >= 1, got 0"):
-        generate_cohort(0, 1, tmp_path)
+@pytest.mark.parametrize("n", [0, -3, MAX_CASES + 1])
+def test_a_number_of_cases_out_of_range_is_an_input_error(tmp_path, n):
+    with pytest.raises(InputError, match=f"cases: must be from 1 to {MAX_CASES}, got {n}"):
+        generate_cohort(n, 1, tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_smaller_cohort_over_an_earlier_one_leaves_none_of_its_cases(tmp_path):
+    out = tmp_path / "c"
+    generate_cohort(3, 7, out)
+    (out / "my_notes.txt").write_text("kept")  # a user's file beside the cohort
+    dirs = generate_cohort(2, 7, out)
+    # before: SYN003 of the first cohort stayed, and a cohort run of the folder had three cases
+    assert sorted(p.name for p in out.iterdir()) == ["SYN001", "SYN002", "cohort.json", "my_notes.txt",
+                                                    "neckmatch-output.json"]
+    assert [d.name for d in dirs] == json.loads((out / "cohort.json").read_text())["cases"] == ["SYN001", "SYN002"]
+
+
+def test_synth_refuses_a_folder_it_did_not_write_and_writes_nothing_when_it_fails(tmp_path, monkeypatch):
+    import neckmatch.synth.cohort as cohort_module
+
+    user = tmp_path / "patients"
+    user.mkdir()
+    (user / "P001.txt").write_text("a user's file")
+    with pytest.raises(InputError, match="output folder is not empty and holds no earlier neckmatch output"):
+        generate_cohort(1, 7, user)
+    assert sorted(p.name for p in user.iterdir()) == ["P001.txt"]
+    real = cohort_module.generate_case
+    calls = []
+
+    def failing(*args, **kwargs):  # the second case fails (a full disk, a Ctrl-C)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cohort_module, "generate_case", failing)
+    with pytest.raises(KeyboardInterrupt):
+        generate_cohort(3, 7, tmp_path / "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["patients"]  # no cohort, no staging folder left
+
+
+def test_a_cohort_an_older_neckmatch_wrote_without_a_marker_is_replaced(tmp_path):
+    out = tmp_path / "c"
+    generate_cohort(3, 7, out)
+    (out / "neckmatch-output.json").unlink()  # as neckmatch 0.1.0 wrote it
+    generate_cohort(1, 7, out)
+    assert sorted(p.name for p in out.iterdir()) == ["SYN001", "cohort.json", "neckmatch-output.json"]
 
 
 def test_synth_command(tmp_path):
