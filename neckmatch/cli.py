@@ -132,11 +132,16 @@ def levels(
 def landmarks(
     masks_dir: Path = typer.Argument(..., help="Folder of per-structure masks (TotalSegmentator names or synonyms)."),
     out: Path = typer.Option(..., "--out", help="Markups file to write (3D Slicer .mrk.json, LPS)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file (its corrections are lost)."),
 ) -> None:
     """Derive the level landmarks from segmentation masks; write them as 3D Slicer markups to check and correct."""
+    from neckmatch.errors import InputError
     from neckmatch.geometry.masks import landmarks_from_masks
     from neckmatch.io.markups import write_markups
 
+    if out.is_dir() or (out.exists() and not force):  # the file a user corrected by hand, derived again
+        raise InputError(out, "", "is a folder" if out.is_dir() else "exists (landmarks corrected by hand?); "
+                         "refusing to replace it: choose another file, or --force")
     lms = landmarks_from_masks(masks_dir)
     path = write_markups(out, lms)
     console.print(f"wrote {path}: {len(lms.points)} points, {len(lms.curves)} curves", markup=False, soft_wrap=True)

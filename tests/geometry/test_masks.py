@@ -255,3 +255,14 @@ def test_cli_landmarks_missing_mask_is_one_line_exit_2(monkeypatch, tmp_path, ca
     err = capsys.readouterr().err
     assert "hyoid_body_inferior" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.mrk.json").exists()
+
+
+def test_cli_landmarks_never_replaces_an_existing_file_without_force(monkeypatch, tmp_path, capsys, axial_dir):
+    out = tmp_path / "landmarks.mrk.json"
+    out.write_text("corrected by hand in 3D Slicer")
+    assert _run_cli(monkeypatch, "landmarks", str(axial_dir), "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "landmarks.mrk.json: exists (landmarks corrected by hand?); refusing to replace it" in err
+    assert len(err.strip().splitlines()) == 1 and out.read_text() == "corrected by hand in 3D Slicer"
+    assert _run_cli(monkeypatch, "landmarks", str(axial_dir), "--out", str(out), "--force") == 0
+    assert out.read_text().lstrip().startswith("{")  # replaced by the markups
