@@ -342,11 +342,12 @@ def score_develop(
     modality: Optional[str] = typer.Option(None, "--modality", help="Modality (default: the first)."),  # noqa: UP045
     n_boot: int = typer.Option(100, "--n-boot", help="Bootstrap resamples for the optimism correction."),
     out: Path = typer.Option(..., "--out", help="Output folder for score.json and score_table.csv."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing score.json (a frozen score)."),
 ) -> None:
     """Fit a points score (penalised logistic regression, CV by patient, integer points) on one phase."""
     from neckmatch.stats.reader_study import run_score_develop
 
-    paths = run_score_develop(results, out, phase=phase, modality=modality, n_boot=n_boot)
+    paths = run_score_develop(results, out, phase=phase, modality=modality, n_boot=n_boot, force=force)
     _wrote(paths.values())
 
 

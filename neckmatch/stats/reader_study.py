@@ -18,6 +18,7 @@ statistics do not import plotting.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 import re
@@ -228,11 +229,15 @@ def _phase_rows(results: str | Path, phase: str, modality: str | None) -> tuple[
 
 def run_score_develop(results: str | Path, out_dir: str | Path, *, phase: str = "explorative",
                       modality: str | None = None, unit: float = 1.0, n_boot: int = 100,
-                      seed: int = 0) -> dict[str, Path]:
+                      seed: int = 0, force: bool = False) -> dict[str, Path]:
     """``neckmatch score develop``: fit the points score on one phase's readings (default explorative) and write
-    ``score.json`` and ``score_table.csv`` (the table for paper)."""
+    ``score.json`` and ``score_table.csv`` (the table for paper). An existing ``score.json`` is not replaced
+    without ``force``: a score is frozen once developed, and validated as it is (``score_sha256``)."""
     from neckmatch.stats.score import develop_score, score_table
 
+    if (Path(out_dir) / "score.json").exists() and not force:
+        raise InputError(Path(out_dir) / "score.json", "", "exists: a developed score stays frozen for its "
+                         "validation; refusing to replace it (another --out, or --force)")
     rows, path, modality = _phase_rows(results, phase, modality)
     features = [c for c in feature_columns(rows) if rows[c].ne("").all()]
     if not features:
@@ -252,15 +257,17 @@ def run_score_validate(results: str | Path, score_path: str | Path, out_dir: str
     from neckmatch.stats.score import validate_score
 
     try:
-        score = json.loads(Path(score_path).read_text(encoding="utf-8"))
+        raw = Path(score_path).read_bytes()
+        score = json.loads(raw.decode("utf-8"))
         score["spec"], score["points"], score["development"]  # noqa: B018
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise InputError(score_path, "", f"not a score.json written by `neckmatch score develop` ({exc})") from None
     if phase == score.get("phase"):
         raise InputError("--phase", "", f"the score was developed on the '{phase}' readings: validate on others")
     rows, path, _ = _phase_rows(results, phase, score.get("modality"))
     result = validate_score(rows, score, n_boot=n_boot, seed=seed, source=str(path))
-    result.update({"phase": phase, "modality": score.get("modality"), "score": str(score_path)})
+    result.update({"phase": phase, "modality": score.get("modality"), "score": Path(score_path).name,
+                   "score_sha256": hashlib.sha256(raw).hexdigest()})  # which frozen score was validated
     with atomic_files(out_dir) as tmp:
         write_csv(pd.DataFrame(result["calibration"]["by_total"]), tmp / "calibration.csv")
         write_text(json.dumps(result, indent=2, default=float) + "\n", tmp / "validation.json")

@@ -3,6 +3,7 @@ patient, learning curves, the report section, and `neckmatch score develop / val
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -113,6 +114,14 @@ def test_score_develop_then_validate(study, tmp_path, monkeypatch):
     # validating on the development phase is refused, and nothing is written
     assert run_main(monkeypatch, *args, "--phase", "explorative", "--out", str(tmp_path / "bad")) == 2
     assert not (tmp_path / "bad").exists()
+    # the validation names the frozen score it validated, by content; the score is not replaced without --force
+    digest = hashlib.sha256((tmp_path / "s" / "score.json").read_bytes()).hexdigest()
+    assert (val["score"], val["score_sha256"]) == ("score.json", digest)
+    develop = ["score", "develop", str(out), "--n-boot", "5", "--phase", "pilot", "--out", str(tmp_path / "s")]
+    assert run_main(monkeypatch, *develop) == 2
+    assert hashlib.sha256((tmp_path / "s" / "score.json").read_bytes()).hexdigest() == digest
+    assert run_main(monkeypatch, *develop, "--force") == 0
+    assert json.loads((tmp_path / "s" / "score.json").read_text())["phase"] == "pilot"
 
 
 def test_score_without_reader_study_is_an_input_error(tmp_path, monkeypatch, capsys):
