@@ -273,7 +273,7 @@ def _fmt_counts(counts: dict[str, int]) -> str:
 
 
 def _format_specimen(spec: dict[str, Any]) -> str:
-    """Lines on the ex vivo specimen scans: pairs decided through them and each piece's registration; a pose other
+    """Lines on the ex vivo specimen scans: pairs matched through them and each piece's registration; a pose other
     than the sutures' frame is named (a piece scanned upside down, or sutures to check).
 
     Examples
@@ -281,11 +281,11 @@ def _format_specimen(spec: dict[str, Any]) -> str:
     >>> print(_format_specimen({"pairs_via_specimen": 12, "pieces": [
     ...     {"image": "R", "pose": "sutures", "specimen_nodes": 20, "paired_nodes": 17, "median_residual_mm": 0.34},
     ...     {"image": "L", "pose": "turned-z", "specimen_nodes": 9, "paired_nodes": 0, "median_residual_mm": None}]}))
-    specimen MRI: 12 pairs decided through it
+    specimen MRI: 12 pairs matched through it
       R: 17 of 20 specimen nodes paired, median residual 0.3 mm
       L: 0 of 9 specimen nodes paired, pose turned-z (not the sutures' frame: check them)
     """
-    lines = [f"specimen MRI: {spec['pairs_via_specimen']} pairs decided through it"]
+    lines = [f"specimen MRI: {spec['pairs_via_specimen']} pairs matched through it"]
     for p in spec["pieces"]:
         text = f"  {p['image']}: {p['paired_nodes']} of {p['specimen_nodes']} specimen nodes paired"
         if p.get("median_residual_mm") is not None:

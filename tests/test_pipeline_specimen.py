@@ -48,7 +48,7 @@ def test_specimen_outputs_map_every_specimen_node(tmp_path: Path) -> None:
         (img["image"], img["paired_nodes"], img["specimen_nodes"]) for img in doc["images"]]
     text = format_summary(json.loads((tmp_path / "out" / "summary.json").read_text()))
     first = doc["images"][0]
-    assert f"specimen MRI: {summary['pairs_via_specimen']} pairs decided through it" in text
+    assert f"specimen MRI: {summary['pairs_via_specimen']} pairs matched through it" in text
     assert f"  {first['image']}: {first['paired_nodes']} of {first['specimen_nodes']} specimen nodes paired" in text
 
 

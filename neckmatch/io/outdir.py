@@ -140,10 +140,15 @@ def write_into(out_dir: str | Path, info: dict[str, Any], force: bool = False, l
     :func:`check_out_dir`) entries are moved one by one under a marker that lists old and new files (so a run
     killed midway leaves a folder a rerun may write into); the files of the previous marker that this run did
     not write are then removed, and the final marker lists this run's files. On failure nothing in ``out_dir``
-    changes. ``info`` (JSON-able) is stored in the marker (``command``, ``case_id``, ``inputs_sha256`` ...).
+    changes. ``info`` (JSON-able) is stored in the marker (``command``, ``case_id``, ``inputs_sha256`` ...); a
+    folder whose marker names another command is refused (even with ``force``).
     """
     out = Path(out_dir)
     marker = check_out_dir(out, force, legacy)
+    theirs, mine = (marker or {}).get("command"), info.get("command")
+    if theirs and mine and theirs != mine:  # e.g. match into a synthetic cohort: it would remove the cases
+        raise InputError(out, "", f"holds the output of 'neckmatch {theirs}'; refusing to write the output of "
+                         f"'neckmatch {mine}' into it (choose another folder)")
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:

@@ -141,3 +141,18 @@ def test_synth_command(tmp_path):
     assert "wrote 1 synthetic cases" in res.output
     rep = pd.read_csv(tmp_path / "c" / "SYN001" / "pathology" / "nodes.csv")
     assert {"cc", "ap"} <= set(rep.columns)
+
+
+def test_match_never_writes_into_a_synthetic_cohort_nor_synth_into_match_output(tmp_path):
+    from neckmatch.pipeline import process_case
+
+    cohort = tmp_path / "c"
+    (case,) = generate_cohort(1, 7, cohort)
+    with pytest.raises(InputError, match="holds the output of 'neckmatch synth'; refusing to write the output of "
+                                         "'neckmatch match'"):
+        process_case(case, cohort, force=True)  # the marker alone would let match in, and match removes its files
+    assert sorted(p.name for p in cohort.iterdir()) == ["SYN001", "cohort.json", "neckmatch-output.json"]
+    process_case(case, tmp_path / "results")
+    with pytest.raises(InputError, match="holds the output of 'neckmatch match'"):
+        generate_cohort(1, 7, tmp_path / "results", force=True)
+    assert (tmp_path / "results" / "matches.csv").is_file()
