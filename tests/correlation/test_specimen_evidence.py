@@ -139,3 +139,23 @@ def test_second_pass_holds_the_confident_pairs_and_keeps_their_first_evidence(it
         paired = {int(reg.specimen_nodes[m]): int(reg.mr_nodes[n]) for m, n, _ in reg.pairs()}
         agree = sum(paired.get(lab) == int(mr.node[i]) for lab, i in pairs.items())
         assert agree >= 0.9 * len(pairs)
+
+
+def test_a_linked_node_inside_a_matted_mr_label_is_not_decided_unseen_automatically(tmp_path) -> None:
+    """Seed 99, case 10: the 5-mm metastasis R-III-05 lies inside MR label 62, a 37-mm matted label whose other node
+    (33 mm) holds the label's one registration partner. Its specimen twin, registered, lies 5.3 mm from the label's
+    voxels. It was left unmatched 'auto' at 0.984 (not seen on MR); its confidence is now NEAR_MR_RIGHT, review."""
+    from neckmatch.correlation.specimen_evidence import NEAR_MR_MM, NEAR_MR_RIGHT
+    from neckmatch.geometry.specimen import reconstruct_specimen
+    from neckmatch.synth.cohort import case_seed, generate_case
+
+    generate_case("SYN010", case_seed(99, 9), tmp_path, SynthParams(specimen_fraction=1.0))
+    case = read_case(tmp_path / "SYN010")
+    gt = pd.read_csv(tmp_path / "SYN010" / "ground_truth.csv", dtype=str, keep_default_na=False)
+    assert gt.loc[gt["path_node"] == "R-III-05", ["mr_label", "status"]].values.tolist() == [["62", "positive"]]
+    levels = levels_table(case)
+    res = match_case(case, levels, reconstruct_specimen(case, levels))
+    row = res.matches[res.matches["path_node"] == "R-III-05"].iloc[0]
+    unit = path_units(case).unit.index("R-III-05")
+    assert res.registration is not None and res.registration.mr_gap[unit] <= NEAR_MR_MM
+    assert row["kind"] == "path-unmatched" and row["confidence"] <= NEAR_MR_RIGHT and row["decision"] == "review"
