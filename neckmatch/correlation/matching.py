@@ -425,7 +425,8 @@ def _match_once(case: Case, levels: pd.DataFrame, mr: MRNodes, units: PathUnits,
     specimen = specimen.with_warps(fit.warps, case.path_nodes, params.pos_sd)
     table = _decision_table(case, mr, units, fit, partner, row_m, col_m, cons, specimen)
     table = annotate_via(table, via, {int(v): k for k, v in enumerate(mr.node)},
-                         {node: j for j, mem in enumerate(units.members) for node in mem})
+                         {node: j for j, mem in enumerate(units.members) for node in mem},
+                         None if via is None else (lambda j: via.mr_gap(j, case.label_map, mr)))
     if auto_threshold is None:  # pairs decided through the specimen have their own calibration and threshold
         through_specimen = (table["via"] == "specimen").to_numpy() & ~table["constrained"].to_numpy(dtype=bool)
         table = decide(table, np.where(through_specimen, SPECIMEN_AUTO_THRESHOLD, AUTO_THRESHOLD))

@@ -26,6 +26,7 @@ confident pairs (:func:`confident_pairs`); those pairs keep their first-pass evi
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,7 +131,7 @@ class SpecimenEvidence:
     size_misfit: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))  # (n, m) |log diameter ratio - mu|
     warp: FloatArray = field(default_factory=lambda: np.zeros(0))  # (m,) non-rigid move of the linked node / sigma
     links: dict[int, tuple[str, int, str | None]] = field(default_factory=dict)  # unit -> (image, label, certainty)
-    mr_gap: FloatArray = field(default_factory=lambda: np.zeros(0))  # (m,) linked node to the nearest MR voxel, mm
+    at: FloatArray = field(default_factory=lambda: np.zeros((0, 3)))  # (m, 3) linked node registered, RAS mm (nan)
 
     def features(self, i: int, j: int) -> tuple[float, ...]:
         """Calibration features (:data:`FEATURES`) of the pair (MR row i, unit j): the share of MR node i's
@@ -141,6 +142,18 @@ class SpecimenEvidence:
         the linked node (in units of the residual sd)."""
         return (float(self.share[i, j]), float(self.zdist[i, j]), float(np.log(max(self.piece_nodes[j], 1.0))),
                 float(self.pose_gap[j]), float(self.sigma[j]), float(self.size_misfit[i, j]), float(self.warp[j]))
+
+    def mr_gap(self, j: int, label_map: LabelMap, mr: MRNodes) -> float:
+        """Distance (mm) from unit j's linked specimen node, registered, to the nearest voxel of an MR node within
+        :data:`NEAR_MR_MM` of it (inf if none, or the unit is unlinked); computed on demand: only the units left
+        unmatched need it."""
+        if j >= len(self.at) or not np.all(np.isfinite(self.at[j])):
+            return float("inf")
+        point = self.at[j]
+        dist = np.sqrt(np.sum((mr.pos - point) ** 2, axis=1))
+        near = np.flatnonzero(dist <= mr.long_mm / 2 + NEAR_MR_MM)
+        return min((label_distance(label_map, int(mr.node[i]), point, mr.pos[i], float(mr.long_mm[i]) / 2 + NEAR_MR_MM)
+                    for i in near), default=float("inf"))
 
     def to_json(self) -> dict[str, Any]:
         """specimen_registration.json: per image the transform (parameters and how to map a point), counts and
@@ -264,7 +277,7 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
     weights, linked = np.zeros((n, m)), np.zeros(m, dtype=bool)
     share, zdist, misfit = np.ones((n, m)), np.zeros((n, m)), np.zeros((n, m))
     piece_nodes, gap, sig, warp = np.ones(m), np.zeros(m), np.zeros(m), np.zeros(m)
-    mr_gap = np.full(m, np.inf)
+    at = np.full((m, 3), np.nan)
     for j, (image, label, cert) in links.items():
         reg, nodes, rows = regs[image], measured[image], cands[image]
         s = int(np.flatnonzero(nodes["node"].to_numpy() == label)[0])
@@ -289,12 +302,10 @@ def specimen_evidence(case: Case, mr: MRNodes, units: PathUnits, params: Specime
         dev = size_deviation(_diameter(nodes["volume_mm3"].to_numpy(float)[s]), d_mr)
         misfit[:, j] = np.where(np.isfinite(dev), np.abs(dev), 0.0)
         warp[j] = float(warps[image][s]) / sigma
-        near = np.flatnonzero(np.sqrt(d2) <= mr.long_mm / 2 + NEAR_MR_MM)
-        mr_gap[j] = min((label_distance(case.label_map, int(mr.node[i]), reg.registered[s], mr.pos[i],
-                                        float(mr.long_mm[i]) / 2 + NEAR_MR_MM) for i in near), default=np.inf)
+        at[j] = reg.registered[s]
     table, summary = _outputs(regs, measured, cands, mr)
     return SpecimenEvidence(weights, linked, list(regs.values()), table, summary, share, zdist, piece_nodes, gap, sig,
-                            misfit, warp, links, mr_gap)
+                            misfit, warp, links, at)
 
 
 def label_distance(label_map: LabelMap, label: int, point: FloatArray, centre: FloatArray, radius_mm: float) -> float:
@@ -498,10 +509,11 @@ def specimen_confidence(x: FloatArray, coef: tuple[float, ...] | None = None) ->
 
 
 def annotate_via(table: pd.DataFrame, spec: SpecimenEvidence | None, mr_rows: dict[int, int],
-                 unit_of: dict[str, int]) -> pd.DataFrame:
+                 unit_of: dict[str, int], gap: Callable[[int], float] | None = None) -> pd.DataFrame:
     """Add ``via`` (``specimen`` / ``containers`` for pairs, empty otherwise) and ``cost_specimen`` to matches;
     a linked pathology node left unmatched whose specimen twin lies within :data:`NEAR_MR_MM` of an MR node's
-    voxels gets at most :data:`NEAR_MR_RIGHT` confidence (it may be a second node inside that label);
+    voxels (``gap(unit)``, mm; :meth:`SpecimenEvidence.mr_gap`) gets at most :data:`NEAR_MR_RIGHT` confidence (it
+    may be a second node inside that label);
     pairs via the specimen move their specimen term out of ``cost_level`` and take the specimen calibration
     (their confidence; the decision follows in :func:`neckmatch.correlation.matching.decide`, at
     :data:`SPECIMEN_AUTO_THRESHOLD`)."""
@@ -529,9 +541,9 @@ def annotate_via(table: pd.DataFrame, spec: SpecimenEvidence | None, mr_rows: di
                              -out.loc[recal, "cost_specimen"].to_numpy(float), feats[recal]])
         out.loc[recal, "confidence"] = specimen_confidence(x)
     # a linked pathology node left unmatched although its specimen twin lies at an MR node: NEAR_MR_RIGHT
-    if len(spec.mr_gap):
+    if gap is not None:
         for k in np.flatnonzero((out["kind"] == "path-unmatched").to_numpy() & ~fixed):
             unit = unit_of.get(str(out["path_node"].iat[k]))
-            if unit is not None and spec.linked[unit] and spec.mr_gap[unit] <= NEAR_MR_MM:
+            if unit is not None and spec.linked[unit] and gap(unit) <= NEAR_MR_MM:
                 out.iat[k, out.columns.get_loc("confidence")] = min(float(out["confidence"].iat[k]), NEAR_MR_RIGHT)
     return out

@@ -157,5 +157,6 @@ def test_a_linked_node_inside_a_matted_mr_label_is_not_decided_unseen_automatica
     res = match_case(case, levels, reconstruct_specimen(case, levels))
     row = res.matches[res.matches["path_node"] == "R-III-05"].iloc[0]
     unit = path_units(case).unit.index("R-III-05")
-    assert res.registration is not None and res.registration.mr_gap[unit] <= NEAR_MR_MM
+    assert res.registration is not None and res.registration.mr_gap(unit, case.label_map,
+                                                                     mr_nodes(case, levels)) <= NEAR_MR_MM
     assert row["kind"] == "path-unmatched" and row["confidence"] <= NEAR_MR_RIGHT and row["decision"] == "review"
