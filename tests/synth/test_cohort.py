@@ -156,3 +156,15 @@ def test_match_never_writes_into_a_synthetic_cohort_nor_synth_into_match_output(
     with pytest.raises(InputError, match="holds the output of 'neckmatch match'"):
         generate_cohort(1, 7, tmp_path / "results", force=True)
     assert (tmp_path / "results" / "matches.csv").is_file()
+
+
+def test_match_never_writes_into_a_case_folder_of_a_run(tmp_path):
+    from neckmatch.cohort import run_cohort
+    from neckmatch.pipeline import process_case
+
+    generate_cohort(1, 7, tmp_path / "c")
+    run_cohort(tmp_path / "c", tmp_path / "r", workers=1, maps=False)
+    before = sorted(p.name for p in (tmp_path / "r" / "SYN001").iterdir())
+    with pytest.raises(InputError, match="holds the output of 'neckmatch run'"):
+        process_case(tmp_path / "c" / "SYN001", tmp_path / "r" / "SYN001", force=True)
+    assert sorted(p.name for p in (tmp_path / "r" / "SYN001").iterdir()) == before and "run.json" in before
