@@ -42,11 +42,9 @@ from neckmatch.geometry.levels import levels_table  # noqa: E402
 from neckmatch.geometry.specimen import reconstruct_specimen  # noqa: E402
 from neckmatch.io.case import read_case  # noqa: E402
 from neckmatch.synth import SynthParams, generate_cohort  # noqa: E402
-from neckmatch.synth.specimen import FAMILIES  # noqa: E402
+from neckmatch.synth.specimen import FAMILIES, HELD_OUT  # noqa: E402
 
 CAL_SEED = 777
-#: families never used to tune or calibrate: the check of calibration on a cohort the method was not tuned on
-HELD_OUT = ("stress", "sloppy-links", "few-links", "far-sutures", "per-container", "jitter-3mm", "shrink-20")
 
 
 def load(n: int, seed: int, family: str, root: Path) -> list[dict]:

@@ -214,12 +214,12 @@ def process_case(case_dir: str | Path, out_dir: str | Path, settings: Settings |
     dict
         The case summary (as written to ``summary.json``).
     """
-    from neckmatch.io.outdir import check_out_dir, inputs_fingerprint, write_into
+    from neckmatch.io.outdir import check_out_dir, inputs_fingerprint, older_output, write_into
 
-    check_out_dir(out_dir, force, OUTPUT_FILES)
+    check_out_dir(out_dir, force, older_output(OUTPUT_FILES))
     result = compute_case(case_dir, settings)
     info = {"command": "match", "case_id": result.case_id, "inputs_sha256": inputs_fingerprint(case_dir)}
-    with write_into(out_dir, info, force, OUTPUT_FILES) as tmp:
+    with write_into(out_dir, info, force, older_output(OUTPUT_FILES)) as tmp:
         write_results(result, tmp)
     return result.summary
 

@@ -41,22 +41,40 @@ from typing import Any
 from neckmatch.errors import InputError
 from neckmatch.io.atomic import _publish_mode, replace_dir, write_text
 
-__all__ = ["MARKER", "read_marker", "check_out_dir", "write_into", "write_marker", "inputs_fingerprint",
+__all__ = ["MARKER", "Legacy", "older_output", "read_marker", "check_out_dir", "write_into", "write_marker",
+           "inputs_fingerprint",
            "check_results_for_case"]
 
 MARKER = "neckmatch-output.json"
 _FORMAT = "neckmatch-output/1"
 
 
-Legacy = Iterable[str] | Callable[[Path], list[str] | None]
+#: The files an older neckmatch wrote into a folder without a marker (None: not such a folder).
+Legacy = Callable[[Path], list[str] | None]
 
 
-def read_marker(folder: str | Path, legacy: Legacy = ()) -> dict[str, Any] | None:
+def older_output(names: Iterable[str]) -> Legacy:
+    """The :data:`Legacy` of a case output folder: one with an older neckmatch's ``summary.json`` holds those of
+    ``names`` that exist."""
+    names = tuple(names)
+
+    def files(folder: Path) -> list[str] | None:
+        try:
+            summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(summary, dict) or "neckmatch" not in summary:
+            return None
+        return [n for n in names if (folder / n).exists()]
+
+    return files
+
+
+def read_marker(folder: str | Path, legacy: Legacy | None = None) -> dict[str, Any] | None:
     """The folder's marker as a dict, or None if it has none.
 
-    ``legacy``: the file names an older neckmatch wrote there, for a folder with a neckmatch ``summary.json`` but
-    no marker (returned as a marker listing those of them that exist, without a fingerprint); or a function of
-    the folder that returns the names an older neckmatch wrote there (None: not such a folder).
+    ``legacy``: for a folder without a marker, the files an older neckmatch wrote there (e.g. :func:`older_output`);
+    returned as a marker listing them, without a command or fingerprint.
     """
     folder = Path(folder)
     try:
@@ -65,20 +83,11 @@ def read_marker(folder: str | Path, legacy: Legacy = ()) -> dict[str, Any] | Non
             return doc
     except (OSError, ValueError):
         pass
-    if callable(legacy):
-        names = legacy(folder)
-        return None if names is None else {"format": _FORMAT, "files": sorted(names)}
-    try:
-        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if legacy and isinstance(summary, dict) and "neckmatch" in summary:
-        return {"format": _FORMAT, "case_id": summary.get("case_id"), "files": [n for n in legacy
-                                                                               if (folder / n).exists()]}
-    return None
+    names = legacy(folder) if legacy is not None else None
+    return None if names is None else {"format": _FORMAT, "files": sorted(names)}
 
 
-def check_out_dir(out_dir: str | Path, force: bool = False, legacy: Legacy = ()) -> dict[str, Any] | None:
+def check_out_dir(out_dir: str | Path, force: bool = False, legacy: Legacy | None = None) -> dict[str, Any] | None:
     """Refuse an output folder neckmatch may not write into (module docstring); return its marker, if any.
 
     Raises
@@ -132,7 +141,7 @@ def write_marker(folder: str | Path, info: dict[str, Any]) -> Path:
 
 
 @contextmanager
-def write_into(out_dir: str | Path, info: dict[str, Any], force: bool = False, legacy: Legacy = ()
+def write_into(out_dir: str | Path, info: dict[str, Any], force: bool = False, legacy: Legacy | None = None
                ) -> Iterator[Path]:
     """Yield an empty staging folder; on success move its entries into ``out_dir`` and write the marker.
 

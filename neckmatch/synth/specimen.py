@@ -36,7 +36,7 @@ from neckmatch.synth.anatomy import Phantom, rotation_matrix
 from neckmatch.synth.mri import rasterise
 from neckmatch.synth.nodes import TrueNodes
 
-__all__ = ["SpecimenSynth", "FAMILIES", "SynthPiece", "SynthSpecimen", "make_specimen", "specimen_family"]
+__all__ = ["SpecimenSynth", "FAMILIES", "HELD_OUT", "SynthPiece", "SynthSpecimen", "make_specimen", "specimen_family"]
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,10 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "wrong-links": {"wrong_link_rate": 0.10},
     "no-optional-sutures": {"optional_sutures": 0.0, "suture_sd_mm": 6.0},
     "upside-down": {"upside_down": True},
-    # held out: never used to tune or calibrate (benchmarks/specimen.py); breaks the spec's ranges on purpose
+    # held out (HELD_OUT, below): never used to tune or calibrate; breaks the spec's ranges on purpose
     "stress": {"en_bloc": 0.5, "bend_mm": (10.0, 20.0), "visible_short_mm": 0.8, "suture_sd_mm": 7.0,
                "shrink": (0.05, 0.15), "jitter_mm": 1.5, "tilt_sd_deg": 15.0},
-    # held out too, each breaking one assumption well beyond the tuned families (HELD_OUT in benchmarks/specimen.py)
+    # held out too (HELD_OUT), each breaking one assumption well beyond the tuned families
     "sloppy-links": {"wrong_link_rate": 0.25},  # a pathologist whose links name a neighbour one time in four
     "few-links": {"link_rate": 0.5},  # half the reported nodes linked
     "far-sutures": {"suture_margin_mm": (15.0, 30.0)},  # sutures on fat far beyond the outermost node
@@ -78,6 +78,8 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "jitter-3mm": {"jitter_mm": 3.0},  # 3 mm per axis that no smooth transform explains
     "shrink-20": {"shrink": (0.15, 0.25)},  # 15-25 % shrinkage (spec: 0-10 %)
 }
+#: the families never used to tune or calibrate (benchmarks/specimen.py --calibrate leaves them out)
+HELD_OUT = ("stress", "sloppy-links", "few-links", "far-sutures", "per-container", "jitter-3mm", "shrink-20")
 
 
 def specimen_family(name: str) -> SpecimenSynth:

@@ -518,41 +518,24 @@ def _labelmap_entries() -> list[Entry]:
     return out
 
 
-#: A valid specimen block for the example case: one piece of the right side (containers R-II, R-III), three
-#: specimen nodes, sutures in the ex vivo scanner's frame and two links (shared/spec/specimen-imaging.md).
-SPECIMEN_SUTURES = {"cranial": [0.0, 0.0, 40.0], "caudal": [0.0, 0.0, -40.0], "anterior": [0.0, 20.0, 0.0],
-                    "medial": [-8.0, 0.0, 0.0], "lateral": [8.0, 0.0, 0.0]}
-
-
 def _specimen(edit: Callable[[dict], object] | None = None, sutures: dict[str, list[float]] | None = None,
               links: str | bytes | None = None, after: Mutator | None = None) -> Mutator:
-    """Give the case a valid specimen block, then change its ``case.json`` block (``edit``), its sutures, its
-    ``links.csv`` text or bytes, or anything else (``after``, on the case folder)."""
+    """Give the case the valid specimen block of ``tests/io/test_specimen.py`` (one piece of the right side,
+    containers R-II and R-III, specimen nodes 1, 2 and 5, two links), then change its ``case.json`` block
+    (``edit``), its sutures, its ``links.csv`` text or bytes, or anything else (``after``, on the case folder)."""
 
     def mutate(case: Path) -> None:
-        from neckmatch.io.labelmap import write_label_map
-        from neckmatch.io.markups import write_point_list
-        from neckmatch.model import LabelMap
+        from tests.io.test_specimen import _write
 
-        spec = case / "specimen"
-        spec.mkdir()
-        data = np.zeros((12, 12, 12), dtype=np.uint8)
-        data[1:4, 1:4, 1:4], data[7:10, 7:10, 7:10], data[1:3, 7:9, 7:9] = 1, 2, 3
-        write_label_map(spec / "R.nii.gz", LabelMap(data, np.diag([0.5, 0.5, 0.5, 1.0])))
-        sut = SPECIMEN_SUTURES if sutures is None else sutures
-        write_point_list(spec / "R.mrk.json", "sutures", list(sut), np.array(list(sut.values()), dtype=float))
-        text = "path_node,image,specimen_node,certainty\nR-II-01,R,2,sure\nR-III-01,R,3,probable\n"
-        raw = links if links is not None else text
-        (spec / "links.csv").write_bytes(raw.encode("utf-8") if isinstance(raw, str) else raw)
-        doc = json.loads((case / "case.json").read_text(encoding="utf-8"))
-        doc["specimen"] = {"images": [{"id": "R", "side": "R", "containers": ["R-II", "R-III"],
-                                       "nodes": "specimen/R.nii.gz", "orientation": "specimen/R.mrk.json"}],
-                           "links": "specimen/links.csv"}
+        _write(case, sutures=sutures, links=links if isinstance(links, str) else None)
+        if isinstance(links, bytes):
+            (case / "specimen" / "links.csv").write_bytes(links)
         if edit is not None:
+            doc = json.loads((case / "case.json").read_text(encoding="utf-8"))
             result = edit(doc["specimen"])
             if result is not None:
                 doc["specimen"] = result
-        (case / "case.json").write_text(json.dumps(doc), encoding="utf-8")
+            (case / "case.json").write_text(json.dumps(doc), encoding="utf-8")
         if after is not None:
             after(case)
 
@@ -567,8 +550,10 @@ def _image(key: str, value: object) -> Callable[[dict], None]:
 
 
 def _specimen_entries() -> list[Entry]:
+    from tests.io.test_specimen import SUTURES
+
     insp, rel = COMMANDS["inspect"], "specimen/R.nii.gz"
-    s = SPECIMEN_SUTURES
+    s = {**SUTURES, "medial": [-8.0, 0.0, 0.0]}
 
     def moved(name: str, to: list[float]) -> dict[str, list[float]]:
         return {**s, name: to}

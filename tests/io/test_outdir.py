@@ -89,3 +89,17 @@ def test_the_fingerprint_covers_the_specimen_blocks_files(tmp_path: Path) -> Non
     before = inputs_fingerprint(case)
     (case / "notes.txt").write_text("not an input")
     assert inputs_fingerprint(case) == before
+
+
+def test_a_case_output_an_older_neckmatch_wrote_without_a_marker_is_written_over(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    process_case(EXAMPLE, out)
+    (out / MARKER).unlink()  # as an older neckmatch left it: its summary.json says so
+    (out / "notes.txt").write_text("mine")
+    process_case(EXAMPLE, out)
+    assert (out / "notes.txt").read_text() == "mine" and "matches.csv" in read_marker(out)["files"]
+    other = tmp_path / "p"
+    other.mkdir()
+    (other / "summary.json").write_text('{"study": "not neckmatch"}')
+    with pytest.raises(InputError, match="holds no earlier neckmatch output"):
+        process_case(EXAMPLE, other)

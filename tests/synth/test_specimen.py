@@ -11,7 +11,7 @@ import pytest
 from neckmatch.io.case import read_case
 from neckmatch.synth import SynthParams, generate_cohort
 from neckmatch.synth.cohort import case_seed, simulate_case
-from neckmatch.synth.specimen import FAMILIES, specimen_family
+from neckmatch.synth.specimen import FAMILIES, HELD_OUT, specimen_family
 
 
 def test_specimen_fraction_zero_leaves_cases_unchanged() -> None:
@@ -124,3 +124,4 @@ def test_the_held_out_families_break_what_they_say() -> None:
     _, _, pieces, single = _link_shares("per-container")
     assert pieces > 8 and single == pieces  # no piece en bloc
     assert specimen_family("shrink-20").shrink == (0.15, 0.25) and specimen_family("jitter-3mm").jitter_mm == 3.0
+    assert set(HELD_OUT) < set(FAMILIES) and "default" not in HELD_OUT
