@@ -424,9 +424,14 @@ def _match_once(case: Case, levels: pd.DataFrame, mr: MRNodes, units: PathUnits,
         partner[i] = j
     specimen = specimen.with_warps(fit.warps, case.path_nodes, params.pos_sd)
     table = _decision_table(case, mr, units, fit, partner, row_m, col_m, cons, specimen)
+    mergeable = (fit.merge_p >= params.merge_min) & params.merge  # the labels with a second slot
+
+    def second_slot(i: int, j: int) -> bool:  # may MR row i take unit j as a second node?
+        return bool(mergeable[i]) and (i, j) not in cons["cannot"] and i not in cons["unmatched_rows"]
+
     table = annotate_via(table, via, {int(v): k for k, v in enumerate(mr.node)},
                          {node: j for j, mem in enumerate(units.members) for node in mem},
-                         None if via is None else (lambda j: via.mr_gap(j, case.label_map, mr)))
+                         None if via is None else (lambda j: via.nearest_mr(j, case.label_map, mr)), second_slot)
     if auto_threshold is None:  # pairs decided through the specimen have their own calibration and threshold
         through_specimen = (table["via"] == "specimen").to_numpy() & ~table["constrained"].to_numpy(dtype=bool)
         table = decide(table, np.where(through_specimen, SPECIMEN_AUTO_THRESHOLD, AUTO_THRESHOLD))

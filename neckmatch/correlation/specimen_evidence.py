@@ -42,7 +42,8 @@ from neckmatch.model import MIDLINE_LEVELS, Case, LabelMap, SpecimenPiece
 __all__ = ["SpecimenParams", "FEATURES", "SpecimenEvidence", "specimen_evidence", "annotate_via", "specimen_confidence",
            "merge_shares", "confident_pairs", "keep_held",
            "SPECIMEN_CALIBRATION",
-           "SPECIMEN_AUTO_THRESHOLD", "NEAR_MR_MM", "NEAR_MR_RIGHT", "label_distance",
+           "SPECIMEN_AUTO_THRESHOLD", "NEAR_MR_MM", "NEAR_MR_RIGHT", "SECOND_NODE_MM", "SECOND_NODE_RIGHT",
+           "label_distance",
            "REGISTRATION_COLUMNS"]
 
 FloatArray = NDArray[np.float64]
@@ -62,6 +63,13 @@ NEAR_MR_MM = 6.0
 #: ... and such decisions were right this often (201 decisions, calibration seeds 777-781, the five tuned
 #: families, 20 cases each; 0.51 within 3 mm): their confidence, below every auto threshold.
 NEAR_MR_RIGHT = 0.70
+#: ... and where the twin lies within this distance (mm) of the voxels of a merge candidate (an MR label the engine
+#: gives a second slot: two touching nodes may be segmented as one) that holds a partner already, the node is
+#: proposed as that label's second node (``merged``, review) instead of unmatched
+SECOND_NODE_MM = 1.5
+#: ... such proposals were right this often (22 decisions on the calibration seeds, 17 right; left unmatched, 5
+#: would have been right): their confidence, below every auto threshold
+SECOND_NODE_RIGHT = 0.77
 
 #: How a transform in specimen_registration.json maps any point (PieceRegistration.map_points).
 MAPPING = ("q = ((p - spec_centre) @ rotation.T) / spec_scale; q = q @ affine.T + bend * q_z ** 2 + shift "
@@ -143,17 +151,18 @@ class SpecimenEvidence:
         return (float(self.share[i, j]), float(self.zdist[i, j]), float(np.log(max(self.piece_nodes[j], 1.0))),
                 float(self.pose_gap[j]), float(self.sigma[j]), float(self.size_misfit[i, j]), float(self.warp[j]))
 
-    def mr_gap(self, j: int, label_map: LabelMap, mr: MRNodes) -> float:
+    def nearest_mr(self, j: int, label_map: LabelMap, mr: MRNodes) -> tuple[float, int]:
         """Distance (mm) from unit j's linked specimen node, registered, to the nearest voxel of an MR node within
-        :data:`NEAR_MR_MM` of it (inf if none, or the unit is unlinked); computed on demand: only the units left
-        unmatched need it."""
+        :data:`NEAR_MR_MM` of it, and that node's row ((inf, -1) if none, or the unit is unlinked); computed on
+        demand: only the units left unmatched need it."""
         if j >= len(self.at) or not np.all(np.isfinite(self.at[j])):
-            return float("inf")
+            return float("inf"), -1
         point = self.at[j]
         dist = np.sqrt(np.sum((mr.pos - point) ** 2, axis=1))
         near = np.flatnonzero(dist <= mr.long_mm / 2 + NEAR_MR_MM)
-        return min((label_distance(label_map, int(mr.node[i]), point, mr.pos[i], float(mr.long_mm[i]) / 2 + NEAR_MR_MM)
-                    for i in near), default=float("inf"))
+        return min(((label_distance(label_map, int(mr.node[i]), point, mr.pos[i],
+                                    float(mr.long_mm[i]) / 2 + NEAR_MR_MM), int(i)) for i in near),
+                   default=(float("inf"), -1))
 
     def to_json(self) -> dict[str, Any]:
         """specimen_registration.json: per image the transform (parameters and how to map a point), counts and
@@ -509,11 +518,14 @@ def specimen_confidence(x: FloatArray, coef: tuple[float, ...] | None = None) ->
 
 
 def annotate_via(table: pd.DataFrame, spec: SpecimenEvidence | None, mr_rows: dict[int, int],
-                 unit_of: dict[str, int], gap: Callable[[int], float] | None = None) -> pd.DataFrame:
+                 unit_of: dict[str, int], near: Callable[[int], tuple[float, int]] | None = None,
+                 second_slot: Callable[[int, int], bool] | None = None) -> pd.DataFrame:
     """Add ``via`` (``specimen`` / ``containers`` for pairs, empty otherwise) and ``cost_specimen`` to matches;
     a linked pathology node left unmatched whose specimen twin lies within :data:`NEAR_MR_MM` of an MR node's
-    voxels (``gap(unit)``, mm; :meth:`SpecimenEvidence.mr_gap`) gets at most :data:`NEAR_MR_RIGHT` confidence (it
-    may be a second node inside that label);
+    voxels (``near(unit)``: distance in mm and the MR row; :meth:`SpecimenEvidence.nearest_mr`) gets at most
+    :data:`NEAR_MR_RIGHT` confidence (it may be a second node inside that label); within :data:`SECOND_NODE_MM` of
+    a label that already holds a partner and may hold two nodes (``second_slot(row, unit)``) it is proposed as that
+    label's second node (:func:`second_node`);
     pairs via the specimen move their specimen term out of ``cost_level`` and take the specimen calibration
     (their confidence; the decision follows in :func:`neckmatch.correlation.matching.decide`, at
     :data:`SPECIMEN_AUTO_THRESHOLD`)."""
@@ -541,9 +553,49 @@ def annotate_via(table: pd.DataFrame, spec: SpecimenEvidence | None, mr_rows: di
                              -out.loc[recal, "cost_specimen"].to_numpy(float), feats[recal]])
         out.loc[recal, "confidence"] = specimen_confidence(x)
     # a linked pathology node left unmatched although its specimen twin lies at an MR node: NEAR_MR_RIGHT
-    if gap is not None:
-        for k in np.flatnonzero((out["kind"] == "path-unmatched").to_numpy() & ~fixed):
-            unit = unit_of.get(str(out["path_node"].iat[k]))
-            if unit is not None and spec.linked[unit] and gap(unit) <= NEAR_MR_MM:
-                out.iat[k, out.columns.get_loc("confidence")] = min(float(out["confidence"].iat[k]), NEAR_MR_RIGHT)
-    return out
+    if near is None:
+        return out
+    nearest: dict[int, tuple[float, int]] = {}  # unit -> (mm, MR row), once per unit (fragments share it)
+    for k in np.flatnonzero((out["kind"] == "path-unmatched").to_numpy() & ~fixed):
+        unit = unit_of.get(str(out["path_node"].iat[k]))
+        if unit is None or not spec.linked[unit]:
+            continue
+        gap, _ = nearest.setdefault(unit, near(unit))
+        if gap <= NEAR_MR_MM:
+            out.iat[k, out.columns.get_loc("confidence")] = min(float(out["confidence"].iat[k]), NEAR_MR_RIGHT)
+    seconds = {unit: i for unit, (gap, i) in nearest.items()
+               if gap <= SECOND_NODE_MM and second_slot is not None and second_slot(i, unit)}
+    return second_node(out, seconds, {k: v for v, k in mr_rows.items()}, unit_of) if seconds else out
+
+
+def second_node(table: pd.DataFrame, seconds: dict[int, int], node_of: dict[int, int],
+                unit_of: dict[str, int]) -> pd.DataFrame:
+    """``table`` with each unit of ``seconds`` (unit -> MR row) proposed as a second node of that MR node, where it
+    holds a partner already: its rows become pairs (``merged`` like the label's other pair rows, ``via``
+    ``specimen``, confidence :data:`SECOND_NODE_RIGHT`, reason ``second-node``; no assignment cost: the assignment
+    left it out), the rows in matches.csv order (by MR node, then the pathology nodes left unmatched)."""
+    out = table.copy()
+    for k in np.flatnonzero((out["kind"] == "path-unmatched").to_numpy()):
+        unit = unit_of.get(str(out["path_node"].iat[k]))
+        if unit not in seconds:
+            continue
+        node = node_of[seconds[unit]]
+        held = np.flatnonzero((out["kind"] == "pair").to_numpy() & out["mr_node"].eq(node).fillna(False).to_numpy(bool))
+        if not len(held):
+            continue
+        src = out.iloc[held[0]]
+        for col in ("mr_level", "mr_side", "mr_long_mm"):
+            out.iat[k, out.columns.get_loc(col)] = src[col]
+        out.iat[k, out.columns.get_loc("mr_node")] = node
+        for col, value in (("kind", "pair"), ("reason", "second-node"), ("via", "specimen"),
+                           ("confidence", SECOND_NODE_RIGHT)):
+            out.iat[k, out.columns.get_loc(col)] = value
+        for col in ("cost", "cost_level", "cost_size", "cost_position", "cost_harvest", "cost_specimen", "margin"):
+            out.iat[k, out.columns.get_loc(col)] = np.nan
+        out.loc[out.index[[*held, k]], "merged"] = True
+    out["size_ratio"] = pd.to_numeric(out["path_size_mm"], errors="coerce") / pd.to_numeric(out["mr_long_mm"],
+                                                                                           errors="coerce")
+    key = pd.DataFrame({"tail": out["kind"] == "path-unmatched", "mr": out["mr_node"].astype("Float64").fillna(-1),
+                        "path": out["path_node"].fillna("")})
+    order = key.sort_values(["tail", "mr", "path"], kind="stable").index
+    return out.loc[order].reset_index(drop=True)

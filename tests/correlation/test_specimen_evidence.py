@@ -157,6 +157,93 @@ def test_a_linked_node_inside_a_matted_mr_label_is_not_decided_unseen_automatica
     res = match_case(case, levels, reconstruct_specimen(case, levels))
     row = res.matches[res.matches["path_node"] == "R-III-05"].iloc[0]
     unit = path_units(case).unit.index("R-III-05")
-    assert res.registration is not None and res.registration.mr_gap(unit, case.label_map,
-                                                                     mr_nodes(case, levels)) <= NEAR_MR_MM
+    assert res.registration is not None
+    gap, row_mr = res.registration.nearest_mr(unit, case.label_map, mr_nodes(case, levels))
+    assert gap <= NEAR_MR_MM and int(mr_nodes(case, levels).node[row_mr]) == 62
     assert row["kind"] == "path-unmatched" and row["confidence"] <= NEAR_MR_RIGHT and row["decision"] == "review"
+
+
+def _second_node_table() -> pd.DataFrame:
+    """MR node 5 paired with A; B left unmatched (its twin lies in label 5); MR node 7 unmatched."""
+    rows = [
+        {"mr_node": 5, "path_node": "A", "kind": "pair", "merged": False, "mr_level": "II", "mr_side": "R",
+         "mr_long_mm": 20.0, "path_size_mm": 12.0, "confidence": 0.99, "via": "specimen", "reason": None,
+         "cost": -9.0, "cost_level": -1.0, "cost_size": -2.0, "cost_position": 0.0, "cost_harvest": -1.0,
+         "cost_specimen": -5.0, "margin": 9.0},
+        {"mr_node": 7, "path_node": None, "kind": "mr-unmatched", "merged": False, "mr_level": "III",
+         "mr_side": "R", "mr_long_mm": 6.0, "path_size_mm": np.nan, "confidence": 0.9, "via": "",
+         "reason": "not-harvested", "cost": 0.0, "margin": 3.0},
+        {"mr_node": None, "path_node": "B", "kind": "path-unmatched", "merged": False, "path_size_mm": 5.0,
+         "confidence": 0.7, "via": "", "reason": "not-visible", "cost": 0.0, "margin": 4.0},
+        {"mr_node": None, "path_node": "C", "kind": "path-unmatched", "merged": False, "path_size_mm": 4.0,
+         "confidence": 0.95, "via": "", "reason": "not-visible", "cost": 0.0, "margin": 6.0},
+    ]
+    table = pd.DataFrame(rows)
+    table["mr_node"] = table["mr_node"].astype("Int64")
+    return table
+
+
+def test_second_node_turns_an_unmatched_node_into_the_labels_second_partner() -> None:
+    """By hand: B (unit 1) into MR node 5 (row 0) as its second node; C and MR node 7 untouched."""
+    from neckmatch.correlation.specimen_evidence import SECOND_NODE_RIGHT, second_node
+
+    out = second_node(_second_node_table(), {1: 0}, {0: 5, 1: 7}, {"A": 0, "B": 1, "C": 2})
+    assert out["path_node"].fillna("-").tolist() == ["A", "B", "-", "C"]  # pairs by MR node, unmatched pathology last
+    b = out[out["path_node"] == "B"].iloc[0]
+    assert (b["mr_node"], b["kind"], b["reason"], b["via"], b["merged"]) == (5, "pair", "second-node", "specimen", True)
+    assert (b["mr_level"], b["mr_side"], b["mr_long_mm"], b["size_ratio"]) == ("II", "R", 20.0, 0.25)
+    assert b["confidence"] == SECOND_NODE_RIGHT and np.isnan(b["cost"]) and np.isnan(b["margin"])
+    a = out[out["path_node"] == "A"].iloc[0]
+    assert a["merged"] and a["confidence"] == 0.99 and a["cost"] == -9.0  # the first partner keeps its evidence
+    assert out[out["path_node"] == "C"].iloc[0]["kind"] == "path-unmatched"
+    assert out[out["mr_node"] == 7].iloc[0]["kind"] == "mr-unmatched"
+    # a label without a partner takes no second node: the unit stays unmatched
+    alone = second_node(_second_node_table(), {1: 1}, {0: 5, 1: 7}, {"A": 0, "B": 1, "C": 2})
+    assert alone[alone["path_node"] == "B"].iloc[0]["kind"] == "path-unmatched"
+
+
+@pytest.fixture(scope="module")
+def matted(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Seed 2024, case 5: L-II-16 (a 7-mm node) lies inside MR label 27, a 31-mm matted label whose other node
+    L-II-05 holds the label's one registration partner."""
+    from neckmatch.synth.cohort import case_seed, generate_case
+
+    root = tmp_path_factory.mktemp("matted")
+    generate_case("SYN005", case_seed(2024, 4), root, SynthParams(specimen_fraction=1.0))
+    case = read_case(root / "SYN005")
+    return {"case": case, "levels": levels_table(case),
+            "gt": pd.read_csv(root / "SYN005" / "ground_truth.csv", dtype=str, keep_default_na=False)}
+
+
+def test_a_linked_node_inside_a_matted_label_is_proposed_as_its_second_node(matted: dict) -> None:
+    from neckmatch.correlation.specimen_evidence import SECOND_NODE_MM, SECOND_NODE_RIGHT
+
+    case, gt = matted["case"], matted["gt"]
+    assert gt.loc[gt["path_node"].isin(["L-II-05", "L-II-16"]), "mr_label"].tolist() == ["27", "27"]
+    res = match_case(case, matted["levels"])
+    m = res.matches
+    rows = m[m["mr_node"] == 27].set_index("path_node")
+    assert sorted(rows.index) == ["L-II-05", "L-II-16"] and rows["merged"].all()
+    second = rows.loc["L-II-16"]
+    assert (second["reason"], second["decision"], second["confidence"]) == ("second-node", "review",
+                                                                              SECOND_NODE_RIGHT)
+    unit = path_units(case).unit.index("L-II-16")
+    assert res.registration is not None
+    gap, _ = res.registration.nearest_mr(unit, case.label_map, mr_nodes(case, matted["levels"]))
+    assert gap <= SECOND_NODE_MM
+    assert m["path_node"].dropna().is_unique and set(m["path_node"].dropna()) == {p.node for p in case.path_nodes}
+    truth = res.truth_tables["nodes"].set_index("mr_node").loc[27]
+    assert truth["match_kind"] == "undecided"  # the label's status waits for the review of its second node
+
+
+def test_people_decide_second_nodes(matted: dict) -> None:
+    """A person's cannot-link keeps the node out of the label; a must-link of the second node leaves the first one
+    unmatched by the assignment, and the same rule proposes it back into the label."""
+    from neckmatch.correlation.matching import Constraints
+
+    case, levels = matted["case"], matted["levels"]
+    m = match_case(case, levels, constraints=Constraints(cannot_link=frozenset({(27, "L-II-16")}))).matches
+    assert m[m["path_node"] == "L-II-16"].iloc[0]["kind"] == "path-unmatched"
+    m = match_case(case, levels, constraints=Constraints(must_link=frozenset({(27, "L-II-16")}))).matches
+    rows = m[m["mr_node"] == 27].set_index("path_node")
+    assert rows.loc["L-II-16", "constrained"] and rows.loc["L-II-05", "reason"] == "second-node"
