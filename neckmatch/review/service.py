@@ -293,7 +293,7 @@ def _advance(db: Session, user: User, case: ReviewCase, item: Item, decisions: d
 
 def _settle(db: Session, user: User, case: ReviewCase, item: Item, d: Decision, provenance: str,
             sol: dict[str, Any]) -> None:
-    before = [r for r in sol["rows"] if _row_key(r) == item.key]
+    before = [r for r in sol["rows"] if engine.item_key(r) == item.key]
     item.status, item.outcome, item.partner = "settled", d.action, d.partner
     item.provenance, item.settled_at = provenance, utcnow()
     db.flush()
@@ -301,10 +301,6 @@ def _settle(db: Session, user: User, case: ReviewCase, item: Item, d: Decision, 
     after = {"outcome": d.action, "partner": d.partner, "provenance": provenance}
     audit(db, user, "settle", case, item.key, before, after, d.reason)
     log.info("item %s of case %s settled (%s)", item.id, case.id, provenance)
-
-
-def _row_key(r: dict[str, Any]) -> str:
-    return f"mr:{r['mr_node']}" if r.get("mr_node") is not None else f"path:{r.get('path_node')}"
 
 
 def item_view(db: Session, user: User, case_pk: int, item_id: int) -> dict[str, Any]:
@@ -322,7 +318,7 @@ def item_view(db: Session, user: User, case_pk: int, item_id: int) -> dict[str, 
         shown = own or item.status == "settled" or (item.status == "adjudication" and user.role == "adjudicator")
         if shown:
             visible[role] = _dec_doc(d)
-    current = [r for r in sol["rows"] if _row_key(r) == item.key]
+    current = [r for r in sol["rows"] if engine.item_key(r) == item.key]
     if item.kind == "path":  # a pathology node may since have been paired with an MR node
         current = [r for r in sol["rows"] if r.get("path_node") == item.node]
     other = sol["path"] if item.kind == "mr" else sol["mr"]

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["MAX_CANDIDATES", "CaseInputs", "build_constraints", "case_inputs", "matches_frame", "solve",
+__all__ = ["MAX_CANDIDATES", "CaseInputs", "build_constraints", "case_inputs", "item_key", "matches_frame", "solve",
            "truth_with_provenance"]
 
 MAX_CANDIDATES = 9
@@ -119,6 +119,44 @@ def _rows(matches: pd.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
+def item_key(row: dict[str, Any]) -> str:
+    """The review item a decision row belongs to: its MR node (``mr:<label>``), or its pathology node
+    (``path:<id>``) where it has no MR node or is one partner of a merged label (each partner is its own item: a
+    reviewer links one partner per item, and a label's partners are decided one by one).
+
+    Examples
+    --------
+    >>> item_key({"mr_node": 4, "path_node": "R-II-1"}), item_key({"mr_node": None, "path_node": "R-II-1"})
+    ('mr:4', 'path:R-II-1')
+    >>> item_key({"mr_node": 4, "path_node": "R-II-1", "merged": True})
+    'path:R-II-1'
+    """
+    if row.get("mr_node") is None or (row.get("merged") and row.get("path_node") is not None):
+        return f"path:{row.get('path_node')}"
+    return f"mr:{row['mr_node']}"
+
+
+def _with_proposals(cands: dict[str, list[dict[str, Any]]], rows: list[dict[str, Any]], weights: pd.DataFrame,
+                    unit_of: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """``cands`` with the engine's proposed partner of every pair under review among its item's candidates (in
+    the last place where the engine's weight does not rank it there; e.g. a second node of a merged label, which
+    the assignment did not choose), so a reviewer can confirm what the engine proposes."""
+    out = dict(cands)
+    for r in rows:
+        if r["decision"] != "review" or r["kind"] != "pair":
+            continue
+        key = item_key(r)
+        partner = str(r["path_node"]) if key.startswith("mr:") else str(r["mr_node"])
+        have = out.get(key, [])
+        if any(c["partner"] == partner for c in have):
+            continue
+        unit = unit_of.get(str(r["path_node"]), str(r["path_node"]))
+        w = float(weights.at[int(r["mr_node"]), unit]) if unit in weights.columns else float("nan")
+        out[key] = [*have[: MAX_CANDIDATES - 1], {"partner": partner, "score": round(float(w), 3)
+                                                  if math.isfinite(w) else None}]
+    return out
+
+
 def _candidates(weights: pd.DataFrame, members: dict[str, list[str]]) -> dict[str, list[dict[str, Any]]]:
     """Per item key, up to :data:`MAX_CANDIDATES` partners by the engine's pair weight (log-likelihood ratio);
     ``members`` maps a pathology unit to its nodes (a fragment's item gets its unit's candidates)."""
@@ -177,11 +215,14 @@ def solve(case_dir: str, tolerance_mm: float, auto_threshold: float | None,
     for r in rows:
         if r["decision"] != "review":
             continue
-        key = f"mr:{r['mr_node']}" if r["mr_node"] is not None else f"path:{r['path_node']}"
+        key = item_key(r)
         if key not in review:
             review.append(key)
     ev = inp.evidence
-    return {"rows": rows, "review": review, "candidates": _candidates(matches.attrs["weights"], ev["members"]),
+    weights = matches.attrs["weights"]
+    unit_of = {node: e["unit"] for node, e in ev["path"].items()}
+    cands = _with_proposals(_candidates(weights, ev["members"]), rows, weights, unit_of)
+    return {"rows": rows, "review": review, "candidates": cands,
             "mr": ev["mr"], "path": ev["path"],
             "specimen": _specimen_rows(inp.case, matches.attrs.get("registration"))}
 

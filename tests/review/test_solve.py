@@ -27,12 +27,18 @@ def test_solution_matches_the_run_and_hides_reads_and_status(results):
     assert all(set(m) == {"side", "level", "long_mm", "xyz"} for m in sol["mr"].values())
 
 
-def test_candidates_are_ranked_by_the_engines_weight(results):
+def test_candidates_are_ranked_by_the_engines_weight_and_hold_the_proposal(results):
     sol = solve.solve(_case_dir(results), 3.0, None, [])
     for key in sol["review"]:
-        scores = [c["score"] for c in sol["candidates"][key]]
-        assert len(scores) <= solve.MAX_CANDIDATES
-        assert scores == sorted(scores, reverse=True)
+        cands = sol["candidates"][key]
+        assert len(cands) <= solve.MAX_CANDIDATES
+        proposed = {str(r["path_node"]) if key.startswith("mr:") else str(r["mr_node"]) for r in sol["rows"]
+                    if solve.item_key(r) == key and r["kind"] == "pair" and r["decision"] == "review"}
+        assert proposed <= {c["partner"] for c in cands}  # what the engine proposes can be confirmed
+        ranked = [c["score"] for c in cands]
+        if cands and cands[-1]["partner"] in proposed:  # a proposal the weights do not rank comes last
+            ranked = ranked[:-1]
+        assert ranked == sorted(ranked, reverse=True)
 
 
 def test_a_settled_item_constrains_the_solution(results):
@@ -62,3 +68,34 @@ def test_the_specimen_registration_reaches_the_solution_with_the_pathologists_li
         assert r["mr_node"] is None or str(r["mr_node"]) in sol["mr"]
     text = json.dumps(sol["specimen"])
     assert "status" not in text and "positive" not in text and "negative" not in text
+
+
+def test_a_merged_labels_partners_are_reviewed_one_by_one_and_the_proposal_can_be_confirmed(tmp_path):
+    """Seed 2024, case 5: the engine proposes L-II-16 as the second node of the matted MR label 27 (its first
+    partner L-II-05 is decided auto). The item is the pathology node's, and label 27 is among its candidates
+    though its pair weight ranks it low; confirming it leaves L-II-05 to the same rule, whose proposal is the next
+    item; once both are confirmed nothing about label 27 is left to review."""
+    from neckmatch.synth import SynthParams
+    from neckmatch.synth.cohort import case_seed, generate_case
+
+    generate_case("SYN005", case_seed(2024, 4), tmp_path, SynthParams(specimen_fraction=1.0))
+    case_dir = str(tmp_path / "SYN005")
+    first = solve.solve(case_dir, 3.0, None, [])
+    assert "path:L-II-16" in first["review"] and "mr:27" not in first["review"]
+    assert "27" in [c["partner"] for c in first["candidates"]["path:L-II-16"]]
+    assert len(first["candidates"]["path:L-II-16"]) <= solve.MAX_CANDIDATES
+    settled = [("path", "L-II-16", "link", "27")]
+    second = solve.solve(case_dir, 3.0, None, settled)
+    rows = {r["path_node"]: r for r in second["rows"] if r["mr_node"] == 27}
+    assert rows["L-II-16"]["constrained"] and rows["L-II-05"]["decision"] == "review"
+    assert "path:L-II-05" in second["review"] and "27" in [c["partner"] for c in second["candidates"]["path:L-II-05"]]
+    third = solve.solve(case_dir, 3.0, None, [*settled, ("path", "L-II-05", "link", "27")])
+    rows = [r for r in third["rows"] if r["mr_node"] == 27]
+    assert sorted(r["path_node"] for r in rows) == ["L-II-05", "L-II-16"] and all(r["constrained"] for r in rows)
+    assert not {"mr:27", "path:L-II-05", "path:L-II-16"} & set(third["review"])
+
+
+def test_item_keys_of_rows() -> None:
+    rows = [{"mr_node": 3, "path_node": "A", "merged": False}, {"mr_node": 3, "path_node": "B", "merged": True},
+            {"mr_node": None, "path_node": "C"}, {"mr_node": 5, "path_node": None}]
+    assert [solve.item_key(r) for r in rows] == ["mr:3", "path:B", "path:C", "mr:5"]
