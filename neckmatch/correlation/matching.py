@@ -9,6 +9,7 @@ parameter in docs/matching.md. Reads and pathology status are never looked at.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -175,12 +176,17 @@ class _Fit:
     owner: NDArray[np.int64]
     merge_p: NDArray[np.float64]
     correction: NDArray[np.float64]  # (n, m): exact minus assumed log-weight of a node's first partner in a merge
+    solve_owner: NDArray[np.int64]  # owner for the solver: the open second slot of a node whose first partner a
+    # person fixed is a row of its own (the solver moves a second slot's partner to an unmatched first slot)
 
 
 def _weights(base: NDArray[np.float64], harvest: NDArray[np.float64], mr: MRNodes, units: PathUnits,
              rel: NDArray[np.float64], params: MatchParams, log_k: float, warps: dict[str, Warp],
-             sd_scale: float, merge_p: NDArray[np.float64]) -> _Fit:
+             sd_scale: float, merge_p: NDArray[np.float64], slot_base: NDArray[np.float64] | None = None) -> _Fit:
     """Pair weights of the MR nodes and of the second slots of merge candidates (``merge_p >= merge_min``).
+
+    ``slot_base`` (default ``base``): the level weights of the second slots; it differs where a person fixed a
+    node's one partner (its row of ``base`` forbidden, its second slot open).
 
     A slot pair scores the unit as a *piece* of a merged label (level, position, piece size, ``merge_log_odds``);
     the node's first partner keeps the single/piece size mixture, and ``correction`` holds, per (node, unit),
@@ -192,12 +198,17 @@ def _weights(base: NDArray[np.float64], harvest: NDArray[np.float64], mr: MRNode
     w = base + harvest[:, None] + params.pair_log_odds + size + pos
     cand = np.flatnonzero(merge_p >= params.merge_min) if params.merge else np.zeros(0, dtype=np.int64)
     correction = np.log(np.maximum(merge_p, 1e-300))[:, None] + piece - size
-    slot = base[cand] + pos[cand] + piece[cand] + params.merge_log_odds
+    slot_level = (base if slot_base is None else slot_base)[cand]
+    slot = slot_level + pos[cand] + piece[cand] + params.merge_log_odds
     parts = {"level": base, "size": size, "position": pos, "harvest": np.broadcast_to(harvest[:, None], base.shape)}
-    slot_parts = {"level": base[cand], "size": piece[cand], "position": pos[cand],
+    slot_parts = {"level": slot_level, "size": piece[cand], "position": pos[cand],
                   "harvest": np.full(slot.shape, params.merge_log_odds)}
+    owner = np.r_[np.arange(n), cand].astype(np.int64)
+    solve_owner = owner.copy()
+    fixed_first = ~np.isfinite(base[cand]).any(axis=1) & np.isfinite(slot_level).any(axis=1)
+    solve_owner[n + np.flatnonzero(fixed_first)] = n + np.flatnonzero(fixed_first)
     return _Fit(np.vstack([w, slot]), {k: np.vstack([v, slot_parts[k]]) for k, v in parts.items()}, log_k, warps,
-                np.r_[np.arange(n), cand].astype(np.int64), merge_p, correction)
+                owner, merge_p, correction, solve_owner)
 
 
 def _solve_merges(fit: _Fit, n: int, max_rounds: int = 3) -> NDArray[np.int64]:
@@ -205,13 +216,13 @@ def _solve_merges(fit: _Fit, n: int, max_rounds: int = 3) -> NDArray[np.int64]:
     first partner is scored as a piece (``correction``); failing slots are forbidden (in ``fit.w``) and the
     assignment re-solved. Returns the partner per extended row."""
     for _ in range(max_rounds):
-        partner = best_assignment(fit.w, fit.owner)
+        partner = best_assignment(fit.w, fit.solve_owner)
         bad = [r for r in range(n, len(partner)) if partner[r] >= 0 and partner[fit.owner[r]] >= 0
                and fit.w[r, partner[r]] + fit.correction[fit.owner[r], partner[fit.owner[r]]] <= 0.0]
         if not bad:
             return partner
         fit.w[bad, :] = -np.inf
-    return best_assignment(fit.w, fit.owner)
+    return best_assignment(fit.w, fit.solve_owner)
 
 
 def _warp_log_prior(stretch: float, shift: float, params: MatchParams) -> float:
@@ -267,8 +278,8 @@ def _grid_warps(w0: NDArray[np.float64], rel: NDArray[np.float64], units: PathUn
 
 def _em(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDArray[np.float64],
         harvest: NDArray[np.float64], merge_p: NDArray[np.float64], fixed: set[tuple[int, int]],
-        params: MatchParams, warps: dict[str, Warp], known: dict[str, Warp], loose: float
-        ) -> tuple[_Fit, NDArray[np.int64]]:
+        params: MatchParams, warps: dict[str, Warp], known: dict[str, Warp], loose: float,
+        slot_base: NDArray[np.float64] | None = None) -> tuple[_Fit, NDArray[np.int64]]:
     """EM-style rounds from the start ``warps``: best assignment <-> shrinkage and warps, until the assignment
     repeats (at most ``n_iter`` rounds; the first with positions ``loose`` times less precise). Returns the fit
     of the final warps and its best assignment (per extended row)."""
@@ -276,7 +287,8 @@ def _em(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDArray[n
     log_k = float(np.log(params.shrinkage))
     prev, cur = None, params  # cur: params with this case's noise scales (estimate_pos_sd, _pos_outlier, _size_sd)
     for t in range(max(params.n_iter, 1)):
-        fit = _weights(base, harvest, mr, units, rel, cur, log_k, warps, loose if t == 0 else 1.0, merge_p)
+        fit = _weights(base, harvest, mr, units, rel, cur, log_k, warps, loose if t == 0 else 1.0, merge_p,
+                       slot_base)
         partner = _solve_merges(fit, n)
         if prev is not None and np.array_equal(partner, prev):
             break
@@ -292,20 +304,20 @@ def _em(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDArray[n
         sd = fit_pos_sd(rel, units, pairs, warps, params)
         cur = replace(params, pos_sd=sd, pos_outlier=fit_pos_outlier(rel, units, pairs, warps, params, sd),
                       size_sd=fit_size_sd(mr, units, single, log_k, params))
-    fit = _weights(base, harvest, mr, units, rel, cur, log_k, warps, 1.0, merge_p)
+    fit = _weights(base, harvest, mr, units, rel, cur, log_k, warps, 1.0, merge_p, slot_base)
     return fit, _solve_merges(fit, n)
 
 
 def _soft_start(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDArray[np.float64],
                 harvest: NDArray[np.float64], merge_p: NDArray[np.float64], params: MatchParams,
-                known: dict[str, Warp]) -> dict[str, Warp]:
+                known: dict[str, Warp], slot_base: NDArray[np.float64] | None = None) -> dict[str, Warp]:
     """Warps by deterministic annealing: soft EM (pair probabilities from :func:`soft_marginals`, every candidate
     pair weighting the warp fit) with the position noise shrinking from loose to ``pos_sd`` (``soft_anneal``), as
     in robust point matching; less prone than hard EM to lock onto an assignment shifted by one node."""
     n = len(mr.node)
     log_k, warps = float(np.log(params.shrinkage)), dict(known)
     for scale in params.soft_anneal:
-        fit = _weights(base, harvest, mr, units, rel, params, log_k, warps, scale, merge_p)
+        fit = _weights(base, harvest, mr, units, rel, params, log_k, warps, scale, merge_p, slot_base)
         q = soft_marginals(fit.w[:n])
         warps = fit_warp_soft(rel, units, q, params) | known
         log_k = fit_shrinkage(mr, units, np.argwhere(q > 0.5), params)
@@ -326,7 +338,8 @@ def _container_scores(fit: _Fit, partner: NDArray[np.int64], units: PathUnits, p
 
 
 def _estimate(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDArray[np.float64],
-              fixed: set[tuple[int, int]], params: MatchParams, known: dict[str, Warp] | None = None) -> _Fit:
+              fixed: set[tuple[int, int]], params: MatchParams, known: dict[str, Warp] | None = None,
+              slot_base: NDArray[np.float64] | None = None) -> _Fit:
     """Joint warps + shrinkage + assignment: EM from each start in ``warp_starts`` (identity with a loose first
     round; ``order``: rank-order warps; the grid start with ``warp_grid``), then per container the warp of the
     start with the best joint objective, and a last EM from that combination.
@@ -342,11 +355,12 @@ def _estimate(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDA
     if has_pos and "order" in params.warp_starts:
         starts.append((order_warps(rel, units, base > np.log(0.5), params) | known, 1.0))
     if has_pos and "soft" in params.warp_starts:
-        starts.append((_soft_start(mr, units, rel, base, harvest, merge_p, params, known), 1.0))
+        starts.append((_soft_start(mr, units, rel, base, harvest, merge_p, params, known, slot_base), 1.0))
     if has_pos and params.warp_grid:
         w0 = base + harvest[:, None] + params.pair_log_odds + size_weights(mr, units, params, log_k0, merge_p)
         starts.append((_grid_warps(w0, rel, units, params) | known, 1.0))
-    runs = [_em(mr, units, rel, base, harvest, merge_p, fixed, params, w, known, loose) for w, loose in starts]
+    runs = [_em(mr, units, rel, base, harvest, merge_p, fixed, params, w, known, loose, slot_base)
+            for w, loose in starts]
     if len(runs) == 1:
         return runs[0][0]
     scores = [_container_scores(f, p, units, params) for f, p in runs]
@@ -355,7 +369,7 @@ def _estimate(mr: MRNodes, units: PathUnits, rel: NDArray[np.float64], base: NDA
         k = int(np.argmax([sc.get(c, -np.inf) for sc in scores]))
         if c in runs[k][0].warps:
             best[c] = runs[k][0].warps[c]
-    return _em(mr, units, rel, base, harvest, merge_p, fixed, params, best | known, known, 1.0)[0]
+    return _em(mr, units, rel, base, harvest, merge_p, fixed, params, best | known, known, 1.0, slot_base)[0]
 
 
 def match_case(case: Case, levels: pd.DataFrame, specimen: Specimen | None = None,
@@ -415,11 +429,18 @@ def _match_once(case: Case, levels: pd.DataFrame, mr: MRNodes, units: PathUnits,
         base[i, j] = -np.inf
     base[list(cons["unmatched_rows"]), :] = -np.inf
     base[:, list(cons["unmatched_units"])] = -np.inf
-    for i, j in cons["must"]:
-        base[i, :], base[:, j] = -np.inf, -np.inf
+    for _, j in cons["must"]:
+        base[:, j] = -np.inf
+    # a node a person linked to one unit keeps its second slot (if it has one: the label may hold two nodes)
+    slot_base = base.copy()
+    forced = Counter(i for i, _ in cons["must"])
+    for i, k in forced.items():
+        base[i, :] = -np.inf
+        if k > 1:
+            slot_base[i, :] = -np.inf
     rel = relative_positions(mr, units, specimen)
-    fit = _estimate(mr, units, rel, base, cons["must"], params, warps)
-    partner, row_m, col_m = assignment_margins(fit.w, fit.owner)
+    fit = _estimate(mr, units, rel, base, cons["must"], params, warps, slot_base)
+    partner, row_m, col_m = assignment_margins(fit.w, fit.solve_owner)
     for i, j in sorted(cons["must"]):
         partner[i] = j
     specimen = specimen.with_warps(fit.warps, case.path_nodes, params.pos_sd)
@@ -466,8 +487,9 @@ def _decision_table(case: Case, mr: MRNodes, units: PathUnits, fit: _Fit, partne
     linked: dict[int, list[tuple[int, int]]] = {}  # MR index -> [(extended row, unit)]
     for i, j in sorted(cons["must"]):
         linked.setdefault(i, []).append((i, j))
+    linked_rows = {i for i, _ in cons["must"]}
     for rp in np.flatnonzero(partner >= 0):
-        if int(fit.owner[rp]) not in {i for i, _ in cons["must"]}:
+        if rp >= n or int(fit.owner[rp]) not in linked_rows:  # a linked node's open second slot is the engine's
             linked.setdefault(int(fit.owner[rp]), []).append((int(rp), int(partner[rp])))
     matched_units = {j for v in linked.values() for _, j in v}
     for i in range(n):
@@ -480,9 +502,9 @@ def _decision_table(case: Case, mr: MRNodes, units: PathUnits, fit: _Fit, partne
                          "container": _mr_container(case, mr.side[i], mr.level[i]), "margin": row_m[i],
                          "constrained": i in cons["unmatched_rows"], "fixed": fixed, "cost": 0.0, "merged": False})
             continue
-        constrained = any(ii == i for ii, _ in cons["must"])
         merged = len(linked[i]) > 1
         for r, ju in sorted(linked[i]):
+            constrained = (i, ju) in cons["must"]
             for node in units.members[ju]:
                 pos_mm = float(np.linalg.norm(placed[node] - mr.pos[i])) if node in placed else np.nan
                 rows.append({**base, "path_node": node, "kind": "pair", "reason": None, "merged": merged,

@@ -163,6 +163,30 @@ def test_must_link_of_two_units_to_one_mr_node(unique):
     assert {(3, "c"), (3, "b")} <= pairs(res)
 
 
+def test_a_person_linking_one_partner_of_a_merged_label_keeps_its_second_slot(tmp_path):
+    """Seed 7, case 4 (no specimen scan): MR label 29 holds R-I-05 and R-I-06, both auto. A person's link of
+    R-I-06 used to close the label to everything else: R-I-05 went to MR label 71 (review, 0.46). The link fixes
+    one partner; the label's second slot stays the engine's, and R-I-05 stays in it."""
+    from neckmatch.geometry.levels import levels_table
+    from neckmatch.io.case import read_case
+    from neckmatch.synth import SynthParams, generate_cohort
+
+    case_dir = generate_cohort(4, 7, tmp_path, SynthParams(specimen_fraction=0.0))[3]
+    case = read_case(case_dir)
+    levels = levels_table(case)
+    m = match_case(case, levels).matches
+    assert sorted(m.loc[m["mr_node"] == 29, "path_node"]) == ["R-I-05", "R-I-06"] and m.loc[m["mr_node"] == 29,
+                                                                                           "merged"].all()
+    m = match_case(case, levels, constraints=Constraints(must_link={(29, "R-I-06")})).matches
+    rows = m[m["mr_node"] == 29].set_index("path_node")
+    assert sorted(rows.index) == ["R-I-05", "R-I-06"] and rows["merged"].all()
+    assert rows.loc["R-I-06", "constrained"] and rows.loc["R-I-06", "confidence"] == 1.0
+    assert not rows.loc["R-I-05", "constrained"] and rows.loc["R-I-05", "confidence"] < 1.0  # the engine's
+    # two links fill both slots: nothing else joins the label
+    m = match_case(case, levels, constraints=Constraints(must_link={(29, "R-I-06"), (29, "R-I-05")})).matches
+    assert sorted(m.loc[m["mr_node"] == 29, "path_node"]) == ["R-I-05", "R-I-06"]
+
+
 def test_unknown_constraint_node_is_input_error(unique):
     with pytest.raises(InputError, match="MR node 99 is not in the case"):
         match_case(*unique, constraints=Constraints(must_link={(99, "a")}))

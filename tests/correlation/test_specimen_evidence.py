@@ -237,8 +237,8 @@ def test_a_linked_node_inside_a_matted_label_is_proposed_as_its_second_node(matt
 
 
 def test_people_decide_second_nodes(matted: dict) -> None:
-    """A person's cannot-link keeps the node out of the label; a must-link of the second node leaves the first one
-    unmatched by the assignment, and the same rule proposes it back into the label."""
+    """A person's cannot-link keeps the node out of the label; a must-link of the second node keeps the label's
+    other slot open, and the first node stays in it (the engine's decision)."""
     from neckmatch.correlation.matching import Constraints
 
     case, levels = matted["case"], matted["levels"]
@@ -246,4 +246,5 @@ def test_people_decide_second_nodes(matted: dict) -> None:
     assert m[m["path_node"] == "L-II-16"].iloc[0]["kind"] == "path-unmatched"
     m = match_case(case, levels, constraints=Constraints(must_link=frozenset({(27, "L-II-16")}))).matches
     rows = m[m["mr_node"] == 27].set_index("path_node")
-    assert rows.loc["L-II-16", "constrained"] and rows.loc["L-II-05", "reason"] == "second-node"
+    assert rows.loc["L-II-16", "constrained"] and not rows.loc["L-II-05", "constrained"]
+    assert rows.loc["L-II-05", "kind"] == "pair" and pd.isna(rows.loc["L-II-05", "reason"]) and rows["merged"].all()

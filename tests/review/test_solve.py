@@ -73,8 +73,8 @@ def test_the_specimen_registration_reaches_the_solution_with_the_pathologists_li
 def test_a_merged_labels_partners_are_reviewed_one_by_one_and_the_proposal_can_be_confirmed(tmp_path):
     """Seed 2024, case 5: the engine proposes L-II-16 as the second node of the matted MR label 27 (its first
     partner L-II-05 is decided auto). The item is the pathology node's, and label 27 is among its candidates
-    though its pair weight ranks it low; confirming it leaves L-II-05 to the same rule, whose proposal is the next
-    item; once both are confirmed nothing about label 27 is left to review."""
+    though its pair weight ranks it low; confirming it keeps L-II-05 in the label (the link fixes one partner, not
+    the label's every slot), and nothing about label 27 is left to review."""
     from neckmatch.synth import SynthParams
     from neckmatch.synth.cohort import case_seed, generate_case
 
@@ -84,15 +84,11 @@ def test_a_merged_labels_partners_are_reviewed_one_by_one_and_the_proposal_can_b
     assert "path:L-II-16" in first["review"] and "mr:27" not in first["review"]
     assert "27" in [c["partner"] for c in first["candidates"]["path:L-II-16"]]
     assert len(first["candidates"]["path:L-II-16"]) <= solve.MAX_CANDIDATES
-    settled = [("path", "L-II-16", "link", "27")]
-    second = solve.solve(case_dir, 3.0, None, settled)
+    second = solve.solve(case_dir, 3.0, None, [("path", "L-II-16", "link", "27")])
     rows = {r["path_node"]: r for r in second["rows"] if r["mr_node"] == 27}
-    assert rows["L-II-16"]["constrained"] and rows["L-II-05"]["decision"] == "review"
-    assert "path:L-II-05" in second["review"] and "27" in [c["partner"] for c in second["candidates"]["path:L-II-05"]]
-    third = solve.solve(case_dir, 3.0, None, [*settled, ("path", "L-II-05", "link", "27")])
-    rows = [r for r in third["rows"] if r["mr_node"] == 27]
-    assert sorted(r["path_node"] for r in rows) == ["L-II-05", "L-II-16"] and all(r["constrained"] for r in rows)
-    assert not {"mr:27", "path:L-II-05", "path:L-II-16"} & set(third["review"])
+    assert sorted(rows) == ["L-II-05", "L-II-16"] and rows["L-II-16"]["constrained"]
+    assert rows["L-II-05"]["decision"] == "auto" and not rows["L-II-05"]["constrained"]
+    assert not {"mr:27", "path:L-II-05", "path:L-II-16"} & set(second["review"])
 
 
 def test_item_keys_of_rows() -> None:
