@@ -135,7 +135,8 @@ def run_case(case: Case, settings: Settings | None = None) -> CaseResult:
     reg = result.registration  # ex vivo specimen scans: specimen_registration.csv / .json
     extra = {} if reg is None else {"specimen_registration": with_case_id(reg.table, case.case_id)}
     if reg is not None:
-        summary["specimen"] = {"pairs_via_specimen": int((matches["via"] == "specimen").sum()), "pieces": [
+        summary["specimen"] = {"pairs_via_specimen": int((matches["via"] == "specimen").sum()),
+                               "second_nodes": int((matches["reason"] == "second-node").sum()), "pieces": [
             {k: piece[k] for k in ("image", "pose", "specimen_nodes", "paired_nodes", "median_residual_mm")}
             for piece in reg.summary]}
     return CaseResult(case.case_id, levels, matches, truth, result.specimen.to_json(), summary, extra,
@@ -278,14 +279,17 @@ def _format_specimen(spec: dict[str, Any]) -> str:
 
     Examples
     --------
-    >>> print(_format_specimen({"pairs_via_specimen": 12, "pieces": [
+    >>> print(_format_specimen({"pairs_via_specimen": 12, "second_nodes": 1, "pieces": [
     ...     {"image": "R", "pose": "sutures", "specimen_nodes": 20, "paired_nodes": 17, "median_residual_mm": 0.34},
     ...     {"image": "L", "pose": "turned-z", "specimen_nodes": 9, "paired_nodes": 0, "median_residual_mm": None}]}))
-    specimen MRI: 12 pairs matched through it
+    specimen MRI: 12 pairs matched through it (1 proposed as the second node of a matted MR label: review)
       R: 17 of 20 specimen nodes paired, median residual 0.3 mm
       L: 0 of 9 specimen nodes paired, pose turned-z (not the sutures' frame: check them)
     """
     lines = [f"specimen MRI: {spec['pairs_via_specimen']} pairs matched through it"]
+    if spec.get("second_nodes"):
+        n = spec["second_nodes"]
+        lines[0] += f" ({n} proposed as the second node{'s' if n > 1 else ''} of a matted MR label: review)"
     for p in spec["pieces"]:
         text = f"  {p['image']}: {p['paired_nodes']} of {p['specimen_nodes']} specimen nodes paired"
         if p.get("median_residual_mm") is not None:

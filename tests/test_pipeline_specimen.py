@@ -44,6 +44,7 @@ def test_specimen_outputs_map_every_specimen_node(tmp_path: Path) -> None:
     # summary.json and the command line's summary say what the specimen did, per piece as in the JSON
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())["specimen"]
     assert summary["pairs_via_specimen"] == int((matches["via"] == "specimen").sum())
+    assert summary["second_nodes"] == int((matches["reason"] == "second-node").sum())
     assert [(p["image"], p["paired_nodes"], p["specimen_nodes"]) for p in summary["pieces"]] == [
         (img["image"], img["paired_nodes"], img["specimen_nodes"]) for img in doc["images"]]
     text = format_summary(json.loads((tmp_path / "out" / "summary.json").read_text()))
@@ -70,3 +71,14 @@ def test_the_summary_names_a_piece_lying_otherwise_than_its_sutures_say(tmp_path
     assert all(p.startswith("sutures") for p in poses["default"])
     turned = [p for p in poses["upside-down"] if not p.startswith("sutures")]
     assert turned and sum("not the sutures' frame: check them" in t for t in texts) == len(turned)
+
+
+def test_the_summary_counts_the_second_nodes_proposed(tmp_path: Path) -> None:
+    """Seed 2024, case 5: L-II-16 is proposed as the second node of MR label 27 (tests/correlation)."""
+    from neckmatch.pipeline import compute_case
+    from neckmatch.synth.cohort import case_seed, generate_case
+
+    generate_case("SYN005", case_seed(2024, 4), tmp_path, SynthParams(specimen_fraction=1.0))
+    result = compute_case(tmp_path / "SYN005")
+    assert result.summary["specimen"]["second_nodes"] == 1
+    assert "(1 proposed as the second node of a matted MR label: review)" in format_summary(result.summary)
