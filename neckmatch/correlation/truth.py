@@ -255,8 +255,11 @@ def truth_nodes(case: Case, levels: pd.DataFrame, matches: pd.DataFrame) -> pd.D
     pairs = m[m["mr_node"].notna() & m["path_node"].notna()]
     mr_only = m[m["mr_node"].notna() & m["path_node"].isna()]
     partners_of: dict[int, list[str]] = {}
-    for mr, pn in zip(pairs["mr_node"], pairs["path_node"], strict=True):
+    decided_of: dict[int, dict[str, str]] = {}  # the partners an auto or person decision holds, and who decided
+    for mr, pn, who in zip(pairs["mr_node"], pairs["path_node"], _provenance(pairs), strict=True):
         partners_of.setdefault(int(mr), []).append(str(pn))
+        if who in (_AUTO, _PERSON):
+            decided_of.setdefault(int(mr), {})[str(pn)] = who
     pair_decision = _decisions_by(pairs, "mr_node", int)
     mr_only_decision = _decisions_by(mr_only, "mr_node", int)
     path_decision = _decisions_by(m[m["mr_node"].isna()], "path_node", str)
@@ -278,6 +281,13 @@ def truth_nodes(case: Case, levels: pd.DataFrame, matches: pd.DataFrame) -> pd.D
             row |= pair_decision[node]
             if row["decided_by"] == _REVIEW:  # proposed, not decided: not a node-level fact until reviewed
                 row["match_kind"] = MatchKind.UNDECIDED.value
+                # a merged label with a decided positive partner is positive whatever its partner under review
+                # turns out to be: a node-level fact, decided by whoever decided that positive partner
+                deciders = {who for p, who in decided_of.get(node, {}).items()
+                            if paths[p].status.value == Status.POSITIVE.value}
+                if deciders:
+                    row["match_kind"] = MatchKind.MATCHED.value
+                    row["decided_by"] = _PERSON if _PERSON in deciders else _AUTO
         else:
             own = owner[i]
             unit = units[own] if own is not None else None

@@ -233,7 +233,8 @@ def test_a_linked_node_inside_a_matted_label_is_proposed_as_its_second_node(matt
     assert gap <= SECOND_NODE_MM
     assert m["path_node"].dropna().is_unique and set(m["path_node"].dropna()) == {p.node for p in case.path_nodes}
     truth = res.truth_tables["nodes"].set_index("mr_node").loc[27]
-    assert truth["match_kind"] == "undecided"  # the label's status waits for the review of its second node
+    # L-II-05, decided auto, is the metastasis: the label is positive whatever L-II-16 turns out to be
+    assert (truth["match_kind"], truth["path_status"], truth["decided_by"]) == ("matched", "positive", "auto")
 
 
 def test_people_decide_second_nodes(matted: dict) -> None:

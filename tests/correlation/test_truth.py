@@ -231,6 +231,24 @@ def test_merged_mr_label_with_two_distinct_partners():
     assert (nodes.loc[2, "path_status"], nodes.loc[2, "outcome"]) == ("negative", "TN")
 
 
+def test_a_merged_label_with_a_decided_positive_partner_is_a_fact_while_another_awaits_review():
+    """Label 1 holds a (decided) and b (under review): positive whatever b is when a is positive; undecided when a
+    is negative (b may make it positive)."""
+    cont = [Container("R-II", "R", "II", 2, 1)]
+    lv = _levels([(1, "R", "IIA", "", 8.0)])
+    for a_status, b_status, kind, by, outcome in (("positive", "negative", "matched", "auto", "FN"),
+                                                  ("negative", "positive", "undecided", "review", None)):
+        pn = [PathNode("a", "R-II", "R", "II", a_status, size_mm=6), PathNode("b", "R-II", "R", "II", b_status,
+                                                                             size_mm=4)]
+        m = _matches([(1, "a", "pair", 0.99, "auto"), (1, "b", "pair", 0.77, "review")])
+        m["merged"] = True
+        row = truth_tables(_case(pn, cont, _reads({1: [False]})), lv, m)["nodes"].iloc[0]
+        assert (row["path_node"], row["path_status"], row["match_kind"], row["decided_by"]) == (
+            "a;b", "positive", kind, by)
+        assert row["outcome"] == outcome if outcome else pd.isna(row["outcome"])
+        assert row["decision"] == "review"  # b still awaits a person
+
+
 def test_without_reads_there_are_no_calls_or_outcomes():
     t = truth_tables(_case(PN, CONT), LEVELS, MATCHES)
     assert t["nodes"]["outcome"].isna().all()
