@@ -55,6 +55,7 @@ from neckmatch.correlation.specimen_evidence import (
     annotate_via,
     confident_pairs,
     keep_held,
+    second_nodes,
     specimen_evidence,
 )
 from neckmatch.correlation.truth import truth_tables
@@ -444,15 +445,17 @@ def _match_once(case: Case, levels: pd.DataFrame, mr: MRNodes, units: PathUnits,
     for i, j in sorted(cons["must"]):
         partner[i] = j
     specimen = specimen.with_warps(fit.warps, case.path_nodes, params.pos_sd)
-    table = _decision_table(case, mr, units, fit, partner, row_m, col_m, cons, specimen)
-    mergeable = (fit.merge_p >= params.merge_min) & params.merge  # the labels with a second slot
-
-    def second_slot(i: int, j: int) -> bool:  # may MR row i take unit j as a second node?
-        return bool(mergeable[i]) and (i, j) not in cons["cannot"] and i not in cons["unmatched_rows"]
-
+    # linked units left unmatched: how near their registered specimen twin lies to an MR label (a second node?)
+    held = {int(fit.owner[r]) for r in np.flatnonzero(partner >= 0)}
+    paired = {int(partner[r]) for r in np.flatnonzero(partner >= 0)} | {j for _, j in cons["must"]}
+    left = [] if via is None else [int(j) for j in np.flatnonzero(via.linked)
+                                   if j not in paired and j not in cons["unmatched_units"]]
+    nearest = {j: via.nearest_mr(j, case.label_map, mr) for j in left} if via is not None else {}
+    slots = {int(i) for i in fit.owner[len(mr.node):]}  # the merge candidates: labels with a second slot
+    proposed = second_nodes(nearest, held, lambda i, j: i in slots and (i, j) not in cons["cannot"])
+    table = _decision_table(case, mr, units, fit, partner, row_m, col_m, cons, specimen, proposed)
     table = annotate_via(table, via, {int(v): k for k, v in enumerate(mr.node)},
-                         {node: j for j, mem in enumerate(units.members) for node in mem},
-                         None if via is None else (lambda j: via.nearest_mr(j, case.label_map, mr)), second_slot)
+                         {node: j for j, mem in enumerate(units.members) for node in mem}, nearest)
     if auto_threshold is None:  # pairs decided through the specimen have their own calibration and threshold
         through_specimen = (table["via"] == "specimen").to_numpy() & ~table["constrained"].to_numpy(dtype=bool)
         table = decide(table, np.where(through_specimen, SPECIMEN_AUTO_THRESHOLD, AUTO_THRESHOLD))
@@ -474,8 +477,12 @@ def _mr_container(case: Case, side: str, level: str) -> str:
 
 def _decision_table(case: Case, mr: MRNodes, units: PathUnits, fit: _Fit, partner: NDArray[np.int64],
                     row_m: NDArray[np.float64], col_m: NDArray[np.float64], cons: dict[str, Any],
-                    specimen: Specimen) -> pd.DataFrame:
-    """One row per decision (fragments expanded), with calibrated confidence and evidence columns."""
+                    specimen: Specimen, proposed: dict[int, int] | None = None) -> pd.DataFrame:
+    """One row per decision (fragments expanded), with calibrated confidence and evidence columns.
+
+    ``proposed`` (unit -> MR row): units the assignment left out, proposed as a label's second node
+    (:func:`~neckmatch.correlation.specimen_evidence.second_nodes`): pairs without an assignment row (no cost,
+    no margin), ``reason`` ``second-node``."""
     sizes = {p.node: p.size_mm for p in case.path_nodes}
     placed = {}
     if len(specimen.placed):
@@ -491,6 +498,8 @@ def _decision_table(case: Case, mr: MRNodes, units: PathUnits, fit: _Fit, partne
     for rp in np.flatnonzero(partner >= 0):
         if rp >= n or int(fit.owner[rp]) not in linked_rows:  # a linked node's open second slot is the engine's
             linked.setdefault(int(fit.owner[rp]), []).append((int(rp), int(partner[rp])))
+    for j, i in (proposed or {}).items():
+        linked.setdefault(i, []).append((-1, j))  # no row of the assignment holds it
     matched_units = {j for v in linked.values() for _, j in v}
     for i in range(n):
         base = {"mr_node": int(mr.node[i]), "mr_level": mr.level[i], "mr_side": mr.side[i],
@@ -505,14 +514,15 @@ def _decision_table(case: Case, mr: MRNodes, units: PathUnits, fit: _Fit, partne
         merged = len(linked[i]) > 1
         for r, ju in sorted(linked[i]):
             constrained = (i, ju) in cons["must"]
+            scored = r >= 0 and not constrained  # the assignment's own pair: its cost and terms
             for node in units.members[ju]:
                 pos_mm = float(np.linalg.norm(placed[node] - mr.pos[i])) if node in placed else np.nan
-                rows.append({**base, "path_node": node, "kind": "pair", "reason": None, "merged": merged,
-                             "container": units.container[ju], "path_level": str(units.level[ju]),
+                rows.append({**base, "path_node": node, "kind": "pair", "reason": None if r >= 0 else "second-node",
+                             "merged": merged, "container": units.container[ju], "path_level": str(units.level[ju]),
                              "path_size_mm": sizes.get(node), "position_mm": pos_mm,
-                             "margin": row_m[r], "constrained": constrained, "fixed": constrained,
-                             "cost": -fit.w[r, ju] if not constrained else np.nan,
-                             **({} if constrained else {f"cost_{k}": -v[r, ju] for k, v in fit.parts.items()})})
+                             "margin": row_m[r] if r >= 0 else np.nan, "constrained": constrained,
+                             "fixed": constrained, "cost": -fit.w[r, ju] if scored else np.nan,
+                             **({f"cost_{k}": -v[r, ju] for k, v in fit.parts.items()} if scored else {})})
     for j in range(len(units.unit)):
         if j in matched_units:
             continue

@@ -40,7 +40,7 @@ from neckmatch.geometry.registration import SIZE_MU, PieceRegistration, register
 from neckmatch.model import MIDLINE_LEVELS, Case, LabelMap, SpecimenPiece
 
 __all__ = ["SpecimenParams", "FEATURES", "SpecimenEvidence", "specimen_evidence", "annotate_via", "specimen_confidence",
-           "merge_shares", "confident_pairs", "keep_held",
+           "merge_shares", "confident_pairs", "keep_held", "second_nodes",
            "SPECIMEN_CALIBRATION",
            "SPECIMEN_AUTO_THRESHOLD", "NEAR_MR_MM", "NEAR_MR_RIGHT", "SECOND_NODE_MM", "SECOND_NODE_RIGHT",
            "label_distance",
@@ -330,8 +330,7 @@ def label_distance(label_map: LabelMap, label: int, point: FloatArray, centre: F
     >>> label_distance(lm, 4, centre, centre, 10.0)
     inf
     """
-    inv = np.linalg.inv(label_map.affine)
-    c = inv[:3, :3] @ centre + inv[:3, 3]
+    c = label_map.to_ijk(np.reshape(centre, (1, 3)))[0]
     r = radius_mm / float(np.min(label_map.spacing))
     shape = np.array(label_map.data.shape[:3])
     lo = np.clip(np.floor(c - r), 0, shape).astype(int)
@@ -339,8 +338,7 @@ def label_distance(label_map: LabelMap, label: int, point: FloatArray, centre: F
     ijk = np.argwhere(label_map.data[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] == label) + lo
     if not len(ijk):
         return float("inf")
-    ras = ijk @ label_map.affine[:3, :3].T + label_map.affine[:3, 3]
-    d = float(np.sqrt(np.min(np.sum((ras - point) ** 2, axis=1))))
+    d = float(np.sqrt(np.min(np.sum((label_map.to_ras(ijk) - point) ** 2, axis=1))))
     return max(d - 0.5 * float(np.max(label_map.spacing)), 0.0)
 
 
@@ -518,14 +516,13 @@ def specimen_confidence(x: FloatArray, coef: tuple[float, ...] | None = None) ->
 
 
 def annotate_via(table: pd.DataFrame, spec: SpecimenEvidence | None, mr_rows: dict[int, int],
-                 unit_of: dict[str, int], near: Callable[[int], tuple[float, int]] | None = None,
-                 second_slot: Callable[[int, int], bool] | None = None) -> pd.DataFrame:
+                 unit_of: dict[str, int], nearest: dict[int, tuple[float, int]] | None = None) -> pd.DataFrame:
     """Add ``via`` (``specimen`` / ``containers`` for pairs, empty otherwise) and ``cost_specimen`` to matches;
     a linked pathology node left unmatched whose specimen twin lies within :data:`NEAR_MR_MM` of an MR node's
-    voxels (``near(unit)``: distance in mm and the MR row; :meth:`SpecimenEvidence.nearest_mr`) gets at most
-    :data:`NEAR_MR_RIGHT` confidence (it may be a second node inside that label); within :data:`SECOND_NODE_MM` of
-    a label that already holds a partner and may hold two nodes (``second_slot(row, unit)``) it is proposed as that
-    label's second node (:func:`second_node`);
+    voxels (``nearest[unit]``: distance in mm and the MR row, :meth:`SpecimenEvidence.nearest_mr`) gets at most
+    :data:`NEAR_MR_RIGHT` confidence (it may be a second node inside that label); a pair proposed as a label's
+    second node (:func:`second_nodes`, ``reason`` ``second-node``) is ``via`` ``specimen`` at
+    :data:`SECOND_NODE_RIGHT`;
     pairs via the specimen move their specimen term out of ``cost_level`` and take the specimen calibration
     (their confidence; the decision follows in :func:`neckmatch.correlation.matching.decide`, at
     :data:`SPECIMEN_AUTO_THRESHOLD`)."""
@@ -545,57 +542,33 @@ def annotate_via(table: pd.DataFrame, spec: SpecimenEvidence | None, mr_rows: di
             out.iat[k, out.columns.get_loc("cost_level")] = out["cost_level"].iat[k] + term
         via[k] = bool(spec.linked[j]) and term > 0.0
         feats[k] = spec.features(i, j)
-    out.loc[via, "via"] = "specimen"
+    second = (out["reason"] == "second-node").to_numpy()
+    out.loc[via | second, "via"] = "specimen"
     fixed = out["constrained"].to_numpy(dtype=bool)
-    recal = via & ~fixed
+    recal = via & ~fixed & ~second
     if recal.any():
         x = np.column_stack([out.loc[recal, "margin"].fillna(MARGIN_CAP).to_numpy(float),
                              -out.loc[recal, "cost_specimen"].to_numpy(float), feats[recal]])
         out.loc[recal, "confidence"] = specimen_confidence(x)
+    out.loc[second, "confidence"] = SECOND_NODE_RIGHT
     # a linked pathology node left unmatched although its specimen twin lies at an MR node: NEAR_MR_RIGHT
-    if near is None:
-        return out
-    nearest: dict[int, tuple[float, int]] = {}  # unit -> (mm, MR row), once per unit (fragments share it)
     for k in np.flatnonzero((out["kind"] == "path-unmatched").to_numpy() & ~fixed):
         unit = unit_of.get(str(out["path_node"].iat[k]))
-        if unit is None or not spec.linked[unit]:
-            continue
-        gap, _ = nearest.setdefault(unit, near(unit))
-        if gap <= NEAR_MR_MM:
+        if unit is not None and (nearest or {}).get(unit, (np.inf, -1))[0] <= NEAR_MR_MM:
             out.iat[k, out.columns.get_loc("confidence")] = min(float(out["confidence"].iat[k]), NEAR_MR_RIGHT)
-    seconds = {unit: i for unit, (gap, i) in nearest.items()
-               if gap <= SECOND_NODE_MM and second_slot is not None and second_slot(i, unit)}
-    return second_node(out, seconds, {k: v for v, k in mr_rows.items()}, unit_of) if seconds else out
+    return out
 
 
-def second_node(table: pd.DataFrame, seconds: dict[int, int], node_of: dict[int, int],
-                unit_of: dict[str, int]) -> pd.DataFrame:
-    """``table`` with each unit of ``seconds`` (unit -> MR row) proposed as a second node of that MR node, where it
-    holds a partner already: its rows become pairs (``merged`` like the label's other pair rows, ``via``
-    ``specimen``, confidence :data:`SECOND_NODE_RIGHT`, reason ``second-node``; no assignment cost: the assignment
-    left it out), the rows in matches.csv order (by MR node, then the pathology nodes left unmatched)."""
-    out = table.copy()
-    for k in np.flatnonzero((out["kind"] == "path-unmatched").to_numpy()):
-        unit = unit_of.get(str(out["path_node"].iat[k]))
-        if unit not in seconds:
-            continue
-        node = node_of[seconds[unit]]
-        held = np.flatnonzero((out["kind"] == "pair").to_numpy() & out["mr_node"].eq(node).fillna(False).to_numpy(bool))
-        if not len(held):
-            continue
-        src = out.iloc[held[0]]
-        for col in ("mr_level", "mr_side", "mr_long_mm"):
-            out.iat[k, out.columns.get_loc(col)] = src[col]
-        out.iat[k, out.columns.get_loc("mr_node")] = node
-        for col, value in (("kind", "pair"), ("reason", "second-node"), ("via", "specimen"),
-                           ("confidence", SECOND_NODE_RIGHT)):
-            out.iat[k, out.columns.get_loc(col)] = value
-        for col in ("cost", "cost_level", "cost_size", "cost_position", "cost_harvest", "cost_specimen", "margin"):
-            out.iat[k, out.columns.get_loc(col)] = np.nan
-        out.loc[out.index[[*held, k]], "merged"] = True
-    out["size_ratio"] = pd.to_numeric(out["path_size_mm"], errors="coerce") / pd.to_numeric(out["mr_long_mm"],
-                                                                                           errors="coerce")
-    key = pd.DataFrame({"tail": out["kind"] == "path-unmatched", "mr": out["mr_node"].astype("Float64").fillna(-1),
-                        "path": out["path_node"].fillna("")})
-    order = key.sort_values(["tail", "mr", "path"], kind="stable").index
-    return out.loc[order].reset_index(drop=True)
+def second_nodes(nearest: dict[int, tuple[float, int]], held: set[int],
+                 second_slot: Callable[[int, int], bool]) -> dict[int, int]:
+    """The linked units left unmatched to propose as an MR label's second node: unit -> MR row, where the unit's
+    registered specimen twin lies within :data:`SECOND_NODE_MM` of the label's voxels (``nearest[unit]``: mm, MR
+    row), the label holds a partner (``held``: MR rows) and may hold two nodes (``second_slot(row, unit)``: a merge
+    candidate that a person has not forbidden for the unit).
+
+    Examples
+    --------
+    >>> second_nodes({1: (0.4, 0), 2: (0.2, 1), 3: (2.5, 0), 4: (1.0, 2)}, {0, 2}, lambda i, j: i != 2)
+    {1: 0}
+    """
+    return {j: i for j, (gap, i) in nearest.items() if gap <= SECOND_NODE_MM and i in held and second_slot(i, j)}

@@ -163,43 +163,17 @@ def test_a_linked_node_inside_a_matted_mr_label_is_not_decided_unseen_automatica
     assert row["kind"] == "path-unmatched" and row["confidence"] <= NEAR_MR_RIGHT and row["decision"] == "review"
 
 
-def _second_node_table() -> pd.DataFrame:
-    """MR node 5 paired with A; B left unmatched (its twin lies in label 5); MR node 7 unmatched."""
-    rows = [
-        {"mr_node": 5, "path_node": "A", "kind": "pair", "merged": False, "mr_level": "II", "mr_side": "R",
-         "mr_long_mm": 20.0, "path_size_mm": 12.0, "confidence": 0.99, "via": "specimen", "reason": None,
-         "cost": -9.0, "cost_level": -1.0, "cost_size": -2.0, "cost_position": 0.0, "cost_harvest": -1.0,
-         "cost_specimen": -5.0, "margin": 9.0},
-        {"mr_node": 7, "path_node": None, "kind": "mr-unmatched", "merged": False, "mr_level": "III",
-         "mr_side": "R", "mr_long_mm": 6.0, "path_size_mm": np.nan, "confidence": 0.9, "via": "",
-         "reason": "not-harvested", "cost": 0.0, "margin": 3.0},
-        {"mr_node": None, "path_node": "B", "kind": "path-unmatched", "merged": False, "path_size_mm": 5.0,
-         "confidence": 0.7, "via": "", "reason": "not-visible", "cost": 0.0, "margin": 4.0},
-        {"mr_node": None, "path_node": "C", "kind": "path-unmatched", "merged": False, "path_size_mm": 4.0,
-         "confidence": 0.95, "via": "", "reason": "not-visible", "cost": 0.0, "margin": 6.0},
-    ]
-    table = pd.DataFrame(rows)
-    table["mr_node"] = table["mr_node"].astype("Int64")
-    return table
+def test_second_nodes_by_hand() -> None:
+    """Unit 1's twin lies 0.4 mm from label row 0, which holds a partner and has a second slot: proposed. Unit 2's
+    label (row 1) holds no partner; unit 3's twin is 2.5 mm away; unit 4's label may not take it (a person's
+    cannot-link, or no second slot): none of them is."""
+    from neckmatch.correlation.specimen_evidence import SECOND_NODE_MM, second_nodes
 
-
-def test_second_node_turns_an_unmatched_node_into_the_labels_second_partner() -> None:
-    """By hand: B (unit 1) into MR node 5 (row 0) as its second node; C and MR node 7 untouched."""
-    from neckmatch.correlation.specimen_evidence import SECOND_NODE_RIGHT, second_node
-
-    out = second_node(_second_node_table(), {1: 0}, {0: 5, 1: 7}, {"A": 0, "B": 1, "C": 2})
-    assert out["path_node"].fillna("-").tolist() == ["A", "B", "-", "C"]  # pairs by MR node, unmatched pathology last
-    b = out[out["path_node"] == "B"].iloc[0]
-    assert (b["mr_node"], b["kind"], b["reason"], b["via"], b["merged"]) == (5, "pair", "second-node", "specimen", True)
-    assert (b["mr_level"], b["mr_side"], b["mr_long_mm"], b["size_ratio"]) == ("II", "R", 20.0, 0.25)
-    assert b["confidence"] == SECOND_NODE_RIGHT and np.isnan(b["cost"]) and np.isnan(b["margin"])
-    a = out[out["path_node"] == "A"].iloc[0]
-    assert a["merged"] and a["confidence"] == 0.99 and a["cost"] == -9.0  # the first partner keeps its evidence
-    assert out[out["path_node"] == "C"].iloc[0]["kind"] == "path-unmatched"
-    assert out[out["mr_node"] == 7].iloc[0]["kind"] == "mr-unmatched"
-    # a label without a partner takes no second node: the unit stays unmatched
-    alone = second_node(_second_node_table(), {1: 1}, {0: 5, 1: 7}, {"A": 0, "B": 1, "C": 2})
-    assert alone[alone["path_node"] == "B"].iloc[0]["kind"] == "path-unmatched"
+    nearest = {1: (0.4, 0), 2: (0.2, 1), 3: (2.5, 0), 4: (1.0, 2)}
+    assert SECOND_NODE_MM < 2.5
+    assert second_nodes(nearest, {0, 2}, lambda i, j: not (i == 2 and j == 4)) == {1: 0}
+    assert second_nodes(nearest, {0, 1, 2}, lambda i, j: True) == {1: 0, 2: 1, 4: 2}
+    assert second_nodes(nearest, set(), lambda i, j: True) == {}  # a label without a partner takes no second node
 
 
 @pytest.fixture(scope="module")
@@ -227,6 +201,14 @@ def test_a_linked_node_inside_a_matted_label_is_proposed_as_its_second_node(matt
     second = rows.loc["L-II-16"]
     assert (second["reason"], second["decision"], second["confidence"]) == ("second-node", "review",
                                                                               SECOND_NODE_RIGHT)
+    # the proposal is a pair like any other but for the assignment's cost: the label's MR evidence, no cost
+    first = rows.loc["L-II-05"]
+    assert (second["kind"], second["via"], second["constrained"]) == ("pair", "specimen", False)
+    assert (second["mr_level"], second["mr_side"], second["mr_long_mm"]) == (first["mr_level"], first["mr_side"],
+                                                                             first["mr_long_mm"])
+    assert second["size_ratio"] == pytest.approx(second["path_size_mm"] / second["mr_long_mm"])
+    assert np.isnan(second["cost"]) and np.isnan(second["margin"]) and np.isnan(second["cost_level"])
+    assert pd.isna(first["reason"]) and np.isfinite(first["cost"]) and first["confidence"] > SECOND_NODE_RIGHT
     unit = path_units(case).unit.index("L-II-16")
     assert res.registration is not None
     gap, _ = res.registration.nearest_mr(unit, case.label_map, mr_nodes(case, matted["levels"]))
